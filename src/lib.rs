@@ -2,4 +2,9 @@
 //! `task_run_v2` by consuming logical replication. See ARCHITECTURE.md for the map.
 
 pub mod config;
+pub mod daemon;
+pub mod logging;
+pub mod pg;
+pub mod preflight;
+pub mod sink;
 pub mod transform;

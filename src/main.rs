@@ -1,1 +1,151 @@
-fn main() {}
+//! The `runs-replicator` binary: parses the command line, loads the configuration, and runs the
+//! daemon or the one-shot preflight. Errors are reported here, once, as one line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+
+use runs_replicator::config::{Config, FlagOverride, scrub};
+use runs_replicator::{daemon, logging, preflight};
+
+/// Keeps ClickHouse `trigger_dev.task_runs_v2` equal to Postgres "TaskRun" and task_run_v2 by
+/// consuming logical replication.
+#[derive(Parser, Debug)]
+#[command(name = "runs-replicator", version, about, long_about = None)]
+struct Cli {
+    /// Config file (TOML). Default: config/runs-replicator.toml when it exists.
+    #[arg(short, long, env = "RUNS_REPLICATOR_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Check that Postgres and ClickHouse are ready for replication, print a report and exit:
+    /// 0 all checks pass, 1 a check failed, 2 the checks could not run.
+    #[arg(long)]
+    check_replica_identity: bool,
+
+    /// Report format for --check-replica-identity.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+
+    /// Postgres URL (overrides postgres.url).
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    postgres_url: Option<String>,
+
+    /// ClickHouse URL (overrides clickhouse.url).
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    clickhouse_url: Option<String>,
+
+    /// Replication slot (overrides postgres.slot).
+    #[arg(long, value_name = "NAME")]
+    slot: Option<String>,
+
+    /// Address of /metrics, /healthz and /readyz (overrides metrics.listen).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+
+    /// Log format (overrides log.format).
+    #[arg(long, value_enum)]
+    log_format: Option<Format>,
+
+    /// Log level or tracing filter (overrides log.level).
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+impl Format {
+    fn as_str(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Json => "json",
+        }
+    }
+}
+
+impl Cli {
+    fn overrides(&self) -> Vec<FlagOverride> {
+        let mut out = Vec::new();
+        let mut push = |flag, key, value: &Option<String>| {
+            if let Some(v) = value {
+                out.push(FlagOverride {
+                    flag,
+                    key,
+                    value: v.clone(),
+                });
+            }
+        };
+        push("--postgres-url", "postgres.url", &self.postgres_url);
+        push("--clickhouse-url", "clickhouse.url", &self.clickhouse_url);
+        push("--slot", "postgres.slot", &self.slot);
+        push("--metrics-listen", "metrics.listen", &self.metrics_listen);
+        push(
+            "--log-format",
+            "log.format",
+            &self.log_format.map(|f| f.as_str().to_string()),
+        );
+        push("--log-level", "log.level", &self.log_level);
+        out
+    }
+}
+
+/// Exit code when the configuration is unusable or a server cannot be reached.
+const EXIT_CANNOT_RUN: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // pgwire-replication compiles rustls with ring, the ClickHouse stack may bring aws-lc-rs:
+    // with two providers compiled in, rustls refuses to pick one, so pick it here, once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let config = match Config::load(
+        cli.config.as_deref(),
+        &|k| std::env::var(k).ok(),
+        &cli.overrides(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("runs-replicator: {e}");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("runs-replicator: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    };
+    if cli.check_replica_identity {
+        return runtime.block_on(check(&config, cli.format));
+    }
+    logging::init(&config.log);
+    runtime.block_on(daemon::run(config))
+}
+
+async fn check(config: &Config, format: Format) -> ExitCode {
+    match preflight::run(config).await {
+        Ok(report) => {
+            match format {
+                Format::Text => print!("{}", report.render_text()),
+                Format::Json => println!("{}", report.render_json()),
+            }
+            ExitCode::from(if report.passed() { 0 } else { 1 })
+        }
+        Err(e) => {
+            let line = scrub(&e.to_string(), &config.secrets());
+            match format {
+                Format::Text => eprintln!("runs-replicator: {line}"),
+                Format::Json => println!("{}", serde_json::json!({ "ok": false, "error": line })),
+            }
+            ExitCode::from(EXIT_CANNOT_RUN)
+        }
+    }
+}

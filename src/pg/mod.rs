@@ -1,0 +1,123 @@
+//! The Postgres control plane: plain SQL connections (tokio-postgres) for the preflight, the
+//! publication and slot setup, the leader lock and slot monitoring. The replication stream itself
+//! lives in `source::stream`.
+
+pub mod tls;
+
+use std::time::Duration;
+
+use tokio_postgres::config::SslMode as PgSslMode;
+
+use crate::config::{PgUrl, SslMode};
+
+/// The application_name of every session the worker opens, so operators can find them in
+/// `pg_stat_activity` and `pg_stat_replication`.
+pub const APPLICATION_NAME: &str = "runs-replicator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to Postgres at {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error("Postgres TLS setup for {target}: {reason}")]
+    Tls { target: String, reason: String },
+}
+
+/// Opens a control connection and drives it on a background task.
+pub async fn connect(
+    url: &PgUrl,
+    timeout: Duration,
+) -> Result<tokio_postgres::Client, ConnectError> {
+    let target = url.to_string();
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(&url.host)
+        .port(url.port)
+        .user(&url.user)
+        .dbname(&url.dbname)
+        .application_name(APPLICATION_NAME)
+        .connect_timeout(timeout)
+        // Postgres' own keepalives notice a dead peer long before the kernel default of two hours.
+        .keepalives_idle(Duration::from_secs(30));
+    if !url.password.is_empty() {
+        cfg.password(url.password.expose());
+    }
+    cfg.ssl_mode(match url.sslmode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        _ => PgSslMode::Require,
+    });
+    let tls = tls::client_config(url.sslmode, url.sslrootcert.as_deref()).map_err(|reason| {
+        ConnectError::Tls {
+            target: target.clone(),
+            reason,
+        }
+    })?;
+    let fail = |e: tokio_postgres::Error| ConnectError::Connect {
+        target: target.clone(),
+        reason: describe(&e),
+    };
+    // connect_timeout covers each connection attempt; the outer bound also covers a server that
+    // accepts TCP and then never answers the startup handshake.
+    let overall = timeout + Duration::from_secs(1);
+    let timed_out = || ConnectError::Connect {
+        target: target.clone(),
+        reason: format!("no answer within {} ms", overall.as_millis()),
+    };
+    let client = match tls {
+        None => {
+            let (client, conn) = tokio::time::timeout(overall, cfg.connect(tokio_postgres::NoTls))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(fail)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        }
+        Some(tls) => {
+            let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+            let (client, conn) = tokio::time::timeout(overall, cfg.connect(connector))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(fail)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        }
+    };
+    Ok(client)
+}
+
+/// A one-line description of a tokio-postgres error, with the server's message and SQLSTATE when
+/// there is one (its `Display` alone says only "db error").
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s = s.to_string();
+        if !text.contains(&s) {
+            text = format!("{text}: {s}");
+        }
+        source = s_source(source);
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn s_source<'a>(
+    e: Option<&'a (dyn std::error::Error + 'static)>,
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    e.and_then(|e| e.source())
+}
+
+/// Quotes an identifier for SQL (`"TaskRun"`, `"a""b"`).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for SQL.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}

@@ -1,0 +1,3 @@
+//! The ClickHouse side: the client and the batch insert.
+
+pub mod client;

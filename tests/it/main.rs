@@ -1,0 +1,9 @@
+//! Integration tests against real services: a throwaway PostgreSQL 15 cluster and the real
+//! ClickHouse engine (chDB behind the project's HTTP front, or `CLICKHOUSE_URL`).
+//!
+//! One test binary, so the services start once and the suite links once.
+
+mod support;
+
+mod clickhouse_front;
+mod preflight;

@@ -1,0 +1,277 @@
+//! A throwaway PostgreSQL 15 cluster for the tests, or an external server.
+//!
+//! `RUNS_REPLICATOR_TEST_POSTGRES_URL` (a superuser URL to a server with wal_level=logical) makes
+//! the tests use that server instead of starting one. Each test gets its own database, cloned
+//! from a template that already has the shipped schema.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::process;
+
+pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+/// The superuser's password in test clusters. Tests grep logs for it.
+pub const SUPERUSER_PASSWORD: &str = "pg-test-Secret-7Q";
+const TEMPLATE: &str = "rr_template";
+
+pub struct PgCluster {
+    pub port: u16,
+    pub host: String,
+    /// `user:password@` of the superuser.
+    auth: String,
+    dir: Option<PathBuf>,
+    extra: Vec<(String, String)>,
+    child: Mutex<Option<Child>>,
+}
+
+/// The uid and gid to run Postgres as: `postgres` when we are root (initdb refuses root).
+fn run_as() -> Option<(u32, u32)> {
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = std::ffi::CString::new("postgres").unwrap();
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(!pw.is_null(), "running as root needs a `postgres` user to run Postgres as");
+    Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+fn command(bin: &str) -> Command {
+    let mut cmd = Command::new(Path::new(BIN_DIR).join(bin));
+    if let Some((uid, gid)) = run_as() {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd
+}
+
+fn chown(path: &Path) {
+    if let Some((uid, gid)) = run_as() {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown test dir");
+    }
+}
+
+impl PgCluster {
+    /// Starts a new cluster with `wal_level=logical` and the given extra settings.
+    pub fn start(extra: &[(&str, &str)]) -> PgCluster {
+        let dir = process::temp_dir("pg");
+        chown(&dir);
+        let data = dir.join("data");
+        let pwfile = dir.join("pw");
+        std::fs::write(&pwfile, SUPERUSER_PASSWORD).unwrap();
+        chown(&pwfile);
+        let out = command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "-E", "UTF8", "--locale=C", "--auth-local=trust"])
+            .args(["--auth-host=scram-sha-256", "--no-sync"])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .expect("run initdb");
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let cluster = PgCluster {
+            port: process::free_port(),
+            host: "127.0.0.1".into(),
+            auth: format!("postgres:{SUPERUSER_PASSWORD}@"),
+            dir: Some(dir),
+            extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: Mutex::new(None),
+        };
+        cluster.launch();
+        cluster.create_template();
+        cluster
+    }
+
+    /// The cluster from `RUNS_REPLICATOR_TEST_POSTGRES_URL`.
+    pub fn external(url: &str) -> PgCluster {
+        let u = url::Url::parse(url).expect("RUNS_REPLICATOR_TEST_POSTGRES_URL is a URL");
+        let auth = match u.password() {
+            Some(p) => format!("{}:{p}@", u.username()),
+            None => format!("{}@", u.username()),
+        };
+        let cluster = PgCluster {
+            port: u.port().unwrap_or(5432),
+            host: u.host_str().unwrap_or("127.0.0.1").to_string(),
+            auth,
+            dir: None,
+            extra: Vec::new(),
+            child: Mutex::new(None),
+        };
+        cluster.create_template();
+        cluster
+    }
+
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join("data"))
+    }
+
+    pub fn log_path(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join("postgres.log"))
+    }
+
+    fn launch(&self) {
+        let dir = self.dir.as_ref().expect("only a local cluster can be started");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("postgres.log"))
+            .unwrap();
+        chown(&dir.join("postgres.log"));
+        let mut cmd = command("postgres");
+        cmd.arg("-D").arg(dir.join("data"));
+        let mut settings: Vec<(String, String)> = [
+            ("port", self.port.to_string()),
+            ("listen_addresses", "127.0.0.1".to_string()),
+            ("unix_socket_directories", dir.display().to_string()),
+            ("wal_level", "logical".to_string()),
+            ("max_replication_slots", "100".to_string()),
+            ("max_wal_senders", "100".to_string()),
+            ("max_connections", "300".to_string()),
+            ("fsync", "off".to_string()),
+            ("synchronous_commit", "off".to_string()),
+            ("full_page_writes", "off".to_string()),
+            ("shared_buffers", "64MB".to_string()),
+            ("wal_sender_timeout", "10s".to_string()),
+            ("log_min_messages", "warning".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in &self.extra {
+            settings.retain(|(s, _)| s != k);
+            settings.push((k.clone(), v.clone()));
+        }
+        for (k, v) in settings {
+            cmd.arg("-c").arg(format!("{k}={v}"));
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = process::spawn(cmd).expect("start postgres");
+        *self.child.lock().unwrap() = Some(child);
+        self.wait_accepting();
+    }
+
+    fn wait_accepting(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = command("pg_isready")
+                .args(["-h", &self.host, "-p", &self.port.to_string(), "-U", "postgres", "-q"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                return;
+            }
+            if let Some(child) = self.child.lock().unwrap().as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("postgres exited with {status}; see {:?}", self.log_path());
+            }
+            assert!(Instant::now() < deadline, "postgres did not accept connections in 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (fast shutdown) and waits for it to exit.
+    pub fn stop(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            process::signal(child.id(), libc::SIGINT);
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops and starts the server on the same port and data directory.
+    pub fn restart(&self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// A URL for `db` as the superuser.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://{}{}:{}/{db}", self.auth, self.host, self.port)
+    }
+
+    /// A URL for `db` as `user` with `password`.
+    pub fn url_as(&self, user: &str, password: &str, db: &str) -> String {
+        format!("postgres://{user}:{password}@{}:{}/{db}", self.host, self.port)
+    }
+
+    pub async fn connect(&self, db: &str) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url(db), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {db}: {e}"));
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    fn create_template(&self) {
+        // Called from inside a test's runtime: run on a thread of its own.
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.create_template_blocking()).join().unwrap();
+        });
+    }
+
+    fn create_template_blocking(&self) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let admin = self.connect("postgres").await;
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {TEMPLATE}"),
+                format!("CREATE DATABASE {TEMPLATE}"),
+            ] {
+                admin.batch_execute(&sql).await.expect("create template database");
+            }
+            let tpl = self.connect(TEMPLATE).await;
+            tpl.batch_execute(&schema_sql()).await.expect("apply config/postgres/*.sql");
+        });
+    }
+
+    /// A new database with the shipped schema, named after the test.
+    pub async fn create_database(&self, label: &str) -> String {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name: String = format!("t_{label}_{n}")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .take(60)
+            .collect();
+        let admin = self.connect("postgres").await;
+        // CREATE DATABASE … TEMPLATE fails while another session uses the template; retry briefly.
+        for attempt in 0.. {
+            match admin
+                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if attempt < 50 => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("create database {name}: {e}"),
+            }
+        }
+        name
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The shipped Postgres DDL, in file order.
+pub fn schema_sql() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/postgres");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect::<Vec<_>>().join("\n")
+}
