@@ -1,0 +1,138 @@
+//! One source transaction, from Begin to Commit.
+//!
+//! Its changes are transformed as they arrive and collapsed per ClickHouse row, so a run inserted
+//! and updated five times in one transaction becomes one row in its final state. The version is
+//! only known at Commit (it is derived from the commit's end LSN), so rows carry their table's
+//! generation until then and are stamped in [`Transaction::commit`].
+
+use super::rows::CollapsedRows;
+use crate::transform::{PayloadRow, RunRow};
+
+/// `_version` keeps the low 56 bits of the LSN; the top 8 hold the generation.
+const LSN_MASK: u64 = (1 << 56) - 1;
+
+pub fn version(generation: u8, end_lsn: u64) -> u64 {
+    ((generation as u64) << 56) | (end_lsn & LSN_MASK)
+}
+
+#[derive(Debug)]
+pub struct Transaction {
+    pub xid: u32,
+    rows: CollapsedRows,
+    payloads: Vec<PayloadRow>,
+    /// Row changes seen, including skipped ones.
+    pub changes: u64,
+}
+
+/// A committed transaction, its rows stamped with their versions.
+#[derive(Debug)]
+pub struct Committed {
+    pub end_lsn: u64,
+    /// Microseconds since 2000-01-01, as Postgres reports it.
+    pub commit_time_micros: i64,
+    pub rows: CollapsedRows,
+    pub payloads: Vec<PayloadRow>,
+}
+
+impl Committed {
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.payloads.is_empty()
+    }
+}
+
+impl Transaction {
+    pub fn new(xid: u32) -> Self {
+        Transaction {
+            xid,
+            rows: CollapsedRows::default(),
+            payloads: Vec::new(),
+            changes: 0,
+        }
+    }
+
+    /// Adds a row; a later row for the same ClickHouse key replaces an earlier one unless the
+    /// earlier one came from a table with a higher generation (the v2 copy of a run beats the
+    /// legacy copy whatever order they were written in).
+    pub fn add_row(&mut self, generation: u8, mut row: RunRow) {
+        row._version = version(generation, 0);
+        self.rows.upsert(row);
+    }
+
+    pub fn add_payload(&mut self, payload: PayloadRow) {
+        self.payloads.push(payload);
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len() + self.payloads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn commit(mut self, end_lsn: u64, commit_time_micros: i64) -> Committed {
+        let mut rows = CollapsedRows::default();
+        for mut row in self.rows.drain() {
+            row._version |= end_lsn & LSN_MASK;
+            rows.upsert(row);
+        }
+        Committed {
+            end_lsn,
+            commit_time_micros,
+            rows,
+            payloads: self.payloads,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::testing::run_row;
+
+    #[test]
+    fn version_is_generation_over_the_low_56_bits_of_the_lsn() {
+        assert_eq!(version(0, 0x16B_6C50), 0x16B_6C50);
+        assert_eq!(version(1, 0x16B_6C50), (1 << 56) | 0x16B_6C50);
+        assert_eq!(version(0, u64::MAX), LSN_MASK);
+        assert!(version(1, 1) > version(0, LSN_MASK));
+    }
+
+    #[test]
+    fn the_final_state_of_each_run_wins_and_payloads_are_kept() {
+        let mut t = Transaction::new(7);
+        for status in ["PENDING", "EXECUTING", "COMPLETED_SUCCESSFULLY"] {
+            let mut r = run_row("run_1");
+            r.status = status.into();
+            t.add_row(0, r);
+        }
+        t.add_payload(PayloadRow { run_id: "run_1".into(), created_at: 0, payload: "{}".into() });
+        let c = t.commit(0x100, 5);
+        let rows = c.rows.into_sorted();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, "COMPLETED_SUCCESSFULLY");
+        assert_eq!(rows[0]._version, 0x100);
+        assert_eq!(c.payloads.len(), 1);
+    }
+
+    #[test]
+    fn a_higher_generation_wins_within_a_transaction_in_either_order() {
+        for v2_first in [true, false] {
+            let mut t = Transaction::new(1);
+            let mut v2 = run_row("run_1");
+            v2.status = "EXECUTING".into();
+            let mut legacy_tombstone = run_row("run_1");
+            legacy_tombstone._is_deleted = 1;
+            if v2_first {
+                t.add_row(1, v2);
+                t.add_row(0, legacy_tombstone);
+            } else {
+                t.add_row(0, legacy_tombstone);
+                t.add_row(1, v2);
+            }
+            let rows = t.commit(0x200, 0).rows.into_sorted();
+            assert_eq!(rows.len(), 1);
+            assert_eq!((rows[0]._is_deleted, rows[0]._version), (0, (1 << 56) | 0x200));
+        }
+    }
+}
