@@ -340,7 +340,7 @@ def inspect_query(text):
 
 READ_ONLY_STATEMENTS = frozenset({
     "SELECT", "WITH", "SHOW", "DESC", "DESCRIBE", "EXISTS", "EXPLAIN", "SET",
-    "USE", "(", "CHECK", "VALUES",
+    "USE", "(", "CHECK",
 })
 
 
@@ -670,6 +670,29 @@ def content_type_for(fmt):
     return "application/octet-stream"
 
 
+def engine_error_text(exc):
+    """The text of an engine exception. chDB's binding fails to decode an error
+    message that is not valid UTF-8 (ClickHouse quotes the offending input, e.g.
+    a JSON document with invalid UTF-8) and raises UnicodeDecodeError instead,
+    with the original message as its .object: recover that, keeping the raw
+    bytes (surrogateescape) so the client gets them as a real server sends them."""
+    seen, e = set(), exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, UnicodeDecodeError) and isinstance(e.object, (bytes, bytearray)) \
+                and b"Code: " in e.object:
+            return bytes(e.object).decode("utf-8", "surrogateescape").strip()
+        e = e.__cause__ or e.__context__
+    return str(exc).strip()
+
+
+def encode_raw(text):
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
 def clip(text, n=200):
     text = text.replace("\n", " ")
     return text if len(text) <= n else text[:n] + "..."
@@ -771,7 +794,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             text = "Code: %d. DB::Exception: %s. (%s)" % (code, exc.message.rstrip("."), name)
             extra = exc.extra_headers
         else:
-            text = str(exc).strip()
+            text = engine_error_text(exc)
             for pfx in ("Streaming insert append failed: ", "Streaming insert finish failed: "):
                 text = text.replace(pfx, "")
             m = CODE_RE.search(text)
@@ -789,7 +812,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             nm = TRAILING_NAME_RE.search(text)
             name = nm.group(1) if nm else ""
         status = eng.status_by_code.get(code, STATUS_BY_NAME.get(name, 500))
-        body = ("%s (version %s (chdb))\n" % (text, eng.version)).encode("utf-8", "replace")
+        body = encode_raw("%s (version %s (chdb))\n" % (text, eng.version))
         headers = self._base_headers(query_id)
         headers.update({"Content-Type": "text/plain; charset=UTF-8",
                         "X-ClickHouse-Exception-Code": str(code)})

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import struct
 import subprocess
@@ -375,13 +374,30 @@ class TestProtocol(ServerTestCase):
         self.assertCHError(r, 62, 400, "SYNTAX_ERROR")
         self.assertEqual(self.q("SELECT ';';"), ";\n")
 
+    def test_engine_error_quoting_invalid_utf8(self):
+        # ClickHouse quotes the bad input in its message; chDB's binding cannot
+        # decode such a message, and the front must still report the real error.
+        self.q("CREATE TABLE IF NOT EXISTS js (id String, output JSON) ENGINE = MergeTree ORDER BY id")
+        body = rb_string("r") + rb_string(b'{"a":"\xff\xfe"}')
+        r = self.server.query("INSERT INTO js FORMAT RowBinary", body=body,
+                              params={"input_format_binary_read_json_as_string": "1"})
+        self.assertCHError(r, 117, 400, "INCORRECT_DATA")
+        self.assertIn(b'{"a":"\xff\xfe"}', r.body)  # the raw bytes, as a real server sends them
+
     def test_auth_off_accepts_any_credentials(self):
         self.assertEqual(self.q("SELECT 1", headers={"X-ClickHouse-User": "someone", "X-ClickHouse-Key": "x"}), "1\n")
         self.assertEqual(self.q("SELECT 1", params={"user": "default", "password": ""}), "1\n")
 
 
 class TestAuth(ServerTestCase):
-    extra_args = ("--user", "alice", "--password", "s3cret pw")
+    extra_args = ("--user", "alice", "--password", "s3cret pw", "--setting", "max_block_size=4321")
+    creds = {"X-ClickHouse-User": "alice", "X-ClickHouse-Key": "s3cret pw"}
+
+    def test_server_wide_setting(self):
+        get = "SELECT getSetting('max_block_size')"
+        self.assertEqual(self.q(get, headers=self.creds), "4321\n")
+        self.assertEqual(self.q(get, headers=self.creds, params={"max_block_size": "99"}), "99\n")
+        self.assertEqual(self.q(get, headers=self.creds), "4321\n")
 
     def test_ping_needs_no_auth(self):
         self.assertEqual(self.server.request("GET", "/ping").body, b"Ok.\n")
