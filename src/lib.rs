@@ -3,8 +3,14 @@
 
 pub mod config;
 pub mod daemon;
+pub mod health;
+pub mod http;
+pub mod leader;
 pub mod logging;
+pub mod metrics;
 pub mod pg;
+pub mod pipeline;
 pub mod preflight;
 pub mod sink;
+pub mod source;
 pub mod transform;

@@ -18,7 +18,10 @@ pub struct AckTracker {
 impl AckTracker {
     /// Starts from a position already acknowledged (the slot's confirmed LSN).
     pub fn new(acked: u64) -> Self {
-        AckTracker { acked, ..Default::default() }
+        AckTracker {
+            acked,
+            ..Default::default()
+        }
     }
 
     /// Registers a batch in flight; returns its sequence number.

@@ -98,12 +98,22 @@ mod tests {
         b.add(committed("run_1", "COMPLETED_SUCCESSFULLY", 30), now);
         b.add(Transaction::new(2).commit(40, 0), now);
         assert_eq!(b.len(), 2);
-        assert_eq!(b.deadline(Duration::from_secs(1)), Some(now + Duration::from_secs(1)));
+        assert_eq!(
+            b.deadline(Duration::from_secs(1)),
+            Some(now + Duration::from_secs(1))
+        );
         let sealed = b.seal();
         assert_eq!(sealed.end_lsn, 40);
         assert_eq!(sealed.commit_times.len(), 3);
-        let statuses: Vec<_> = sealed.runs.iter().map(|r| (r.run_id.as_str(), r.status.as_str())).collect();
-        assert_eq!(statuses, [("run_1", "COMPLETED_SUCCESSFULLY"), ("run_2", "PENDING")]);
+        let statuses: Vec<_> = sealed
+            .runs
+            .iter()
+            .map(|r| (r.run_id.as_str(), r.status.as_str()))
+            .collect();
+        assert_eq!(
+            statuses,
+            [("run_1", "COMPLETED_SUCCESSFULLY"), ("run_2", "PENDING")]
+        );
         assert!(b.is_empty() && b.deadline(Duration::from_secs(1)).is_none());
     }
 

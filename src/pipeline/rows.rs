@@ -89,7 +89,12 @@ mod tests {
     #[test]
     fn rows_with_different_keys_stay_apart_and_come_out_sorted() {
         let mut set = CollapsedRows::default();
-        for (org, id, created) in [("org_b", "r1", 1), ("org_a", "r2", 2), ("org_a", "r1", 2), ("org_a", "r1", 1)] {
+        for (org, id, created) in [
+            ("org_b", "r1", 1),
+            ("org_a", "r2", 2),
+            ("org_a", "r1", 2),
+            ("org_a", "r1", 1),
+        ] {
             let mut r = run_row(id);
             r.organization_id = org.into();
             r.created_at = created;

@@ -106,7 +106,11 @@ mod tests {
             r.status = status.into();
             t.add_row(0, r);
         }
-        t.add_payload(PayloadRow { run_id: "run_1".into(), created_at: 0, payload: "{}".into() });
+        t.add_payload(PayloadRow {
+            run_id: "run_1".into(),
+            created_at: 0,
+            payload: "{}".into(),
+        });
         let c = t.commit(0x100, 5);
         let rows = c.rows.into_sorted();
         assert_eq!(rows.len(), 1);
@@ -132,7 +136,10 @@ mod tests {
             }
             let rows = t.commit(0x200, 0).rows.into_sorted();
             assert_eq!(rows.len(), 1);
-            assert_eq!((rows[0]._is_deleted, rows[0]._version), (0, (1 << 56) | 0x200));
+            assert_eq!(
+                (rows[0]._is_deleted, rows[0]._version),
+                (0, (1 << 56) | 0x200)
+            );
         }
     }
 }

@@ -1,3 +1,4 @@
 //! The ClickHouse side: the client and the batch insert.
 
 pub mod client;
+pub mod insert;

@@ -2366,7 +2366,11 @@ mod tests {
     #[test]
     #[ignore = "benchmark: cargo test --release --lib decode_throughput -- --ignored --nocapture"]
     fn decode_throughput() {
-        for (name, tag) in [("insert_full", b'I'), ("update_full", b'U'), ("insert_default", b'I')] {
+        for (name, tag) in [
+            ("insert_full", b'I'),
+            ("update_full", b'U'),
+            ("insert_default", b'I'),
+        ] {
             let data = raw_fixture(name).into_iter().find(|d| d[0] == tag).unwrap();
             let n = 200_000;
             let start = std::time::Instant::now();
@@ -2374,7 +2378,11 @@ mod tests {
                 std::hint::black_box(decode(std::hint::black_box(&data)).unwrap());
             }
             let per = start.elapsed() / n;
-            println!("{name} {} ({} bytes): {per:?} per message", tag as char, data.len());
+            println!(
+                "{name} {} ({} bytes): {per:?} per message",
+                tag as char,
+                data.len()
+            );
         }
     }
 

@@ -34,18 +34,31 @@ pub enum RelationError {
         "table {table} has REPLICA IDENTITY {identity} in the stream; deletes and unchanged \
          TOASTed values need FULL: run ALTER TABLE {table} REPLICA IDENTITY FULL"
     )]
-    ReplicaIdentity { table: String, identity: &'static str },
-    #[error("table {table} lacks columns the transform reads: {columns}; restore them (config/postgres/*.sql)")]
+    ReplicaIdentity {
+        table: String,
+        identity: &'static str,
+    },
+    #[error(
+        "table {table} lacks columns the transform reads: {columns}; restore them (config/postgres/*.sql)"
+    )]
     MissingColumns { table: String, columns: String },
     #[error("a change names relation {oid}, which no Relation message described")]
     UnknownRelation { oid: u32 },
     #[error("a tuple of {table} has {got} columns, its Relation message {expected}")]
-    TupleWidth { table: String, got: usize, expected: usize },
+    TupleWidth {
+        table: String,
+        got: usize,
+        expected: usize,
+    },
     #[error(
         "unchanged TOASTed column \"{column}\" of run {run_id} in {table} has no old value to \
          take it from (is REPLICA IDENTITY FULL?)"
     )]
-    UnresolvedToast { table: String, column: &'static str, run_id: String },
+    UnresolvedToast {
+        table: String,
+        column: &'static str,
+        run_id: String,
+    },
     #[error("column \"{column}\" of {table} arrived in binary format; the worker requests text")]
     BinaryValue { table: String, column: &'static str },
     #[error("column \"{column}\" of {table} is not valid UTF-8")]
@@ -137,15 +150,21 @@ impl RelationCache {
     }
 }
 
-fn text<'a>(cell: &'a Cell, binding: &TableBinding, col: Col) -> Result<Option<&'a str>, RelationError> {
+fn text<'a>(
+    cell: &'a Cell,
+    binding: &TableBinding,
+    col: Col,
+) -> Result<Option<&'a str>, RelationError> {
     match cell {
         Cell::Null => Ok(None),
-        Cell::Text(bytes) => std::str::from_utf8(bytes)
-            .map(Some)
-            .map_err(|_| RelationError::InvalidUtf8 {
-                table: binding.table.to_string(),
-                column: col.pg_name(),
-            }),
+        Cell::Text(bytes) => {
+            std::str::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| RelationError::InvalidUtf8 {
+                    table: binding.table.to_string(),
+                    column: col.pg_name(),
+                })
+        }
         Cell::Binary(_) => Err(RelationError::BinaryValue {
             table: binding.table.to_string(),
             column: col.pg_name(),
@@ -169,7 +188,11 @@ impl TableBinding {
 
     /// The row a tuple describes. `'u'` (unchanged TOAST) cells of `new` are taken from `old`,
     /// which under REPLICA IDENTITY FULL always carries them; without one they are an error.
-    pub fn row<'a>(&self, new: &'a Tuple, old: Option<&'a Tuple>) -> Result<SourceRow<'a>, RelationError> {
+    pub fn row<'a>(
+        &self,
+        new: &'a Tuple,
+        old: Option<&'a Tuple>,
+    ) -> Result<SourceRow<'a>, RelationError> {
         self.check_width(new)?;
         if let Some(old) = old {
             self.check_width(old)?;
@@ -282,19 +305,36 @@ mod tests {
     #[test]
     fn refuses_identity_other_than_full_and_forgets_the_old_shape() {
         let mut cache = RelationCache::default();
-        cache.update(&relation(ReplicaIdentity::Full, None, false), &replicated()).unwrap();
+        cache
+            .update(&relation(ReplicaIdentity::Full, None, false), &replicated())
+            .unwrap();
         let err = cache
-            .update(&relation(ReplicaIdentity::Default, None, false), &replicated())
+            .update(
+                &relation(ReplicaIdentity::Default, None, false),
+                &replicated(),
+            )
             .unwrap_err();
-        assert!(err.to_string().contains("REPLICA IDENTITY DEFAULT"), "{err}");
-        assert!(err.to_string().contains("ALTER TABLE \"public\".\"TaskRun\" REPLICA IDENTITY FULL"));
-        assert!(matches!(cache.get(42), Err(RelationError::UnknownRelation { oid: 42 })));
+        assert!(
+            err.to_string().contains("REPLICA IDENTITY DEFAULT"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("ALTER TABLE \"public\".\"TaskRun\" REPLICA IDENTITY FULL")
+        );
+        assert!(matches!(
+            cache.get(42),
+            Err(RelationError::UnknownRelation { oid: 42 })
+        ));
     }
 
     #[test]
     fn refuses_a_missing_column() {
         let err = RelationCache::default()
-            .update(&relation(ReplicaIdentity::Full, Some(Col::Output), false), &replicated())
+            .update(
+                &relation(ReplicaIdentity::Full, Some(Col::Output), false),
+                &replicated(),
+            )
             .unwrap_err();
         assert_eq!(
             err,
@@ -321,14 +361,22 @@ mod tests {
         let mut cache = RelationCache::default();
         cache.update(&rel, &replicated()).unwrap();
         let binding = cache.get(42).unwrap().unwrap();
-        let new = tuple(&rel, &[("output", Cell::UnchangedToast), ("id", Cell::Text("run_1".into()))]);
+        let new = tuple(
+            &rel,
+            &[
+                ("output", Cell::UnchangedToast),
+                ("id", Cell::Text("run_1".into())),
+            ],
+        );
         let old = tuple(&rel, &[("output", Cell::Text("{\"big\":1}".into()))]);
         let row = binding.row(&new, Some(&old)).unwrap();
         assert_eq!(row.get(Col::Output), Some("{\"big\":1}"));
         assert_eq!(row.get(Col::Id), Some("run_1"));
 
         let err = binding.row(&new, None).unwrap_err();
-        assert!(matches!(err, RelationError::UnresolvedToast { column: "output", ref run_id, .. } if run_id == "run_1"));
+        assert!(
+            matches!(err, RelationError::UnresolvedToast { column: "output", ref run_id, .. } if run_id == "run_1")
+        );
         let err = binding.row(&new, Some(&new)).unwrap_err();
         assert!(matches!(err, RelationError::UnresolvedToast { .. }));
     }
@@ -341,10 +389,25 @@ mod tests {
         let binding = cache.get(42).unwrap().unwrap();
         let mut short = tuple(&rel, &[]);
         short.0.pop();
-        assert!(matches!(binding.row(&short, None), Err(RelationError::TupleWidth { .. })));
-        let bin = tuple(&rel, &[("status", Cell::Binary(Bytes::from_static(b"\x01")))]);
-        assert!(matches!(binding.row(&bin, None), Err(RelationError::BinaryValue { column: "status", .. })));
+        assert!(matches!(
+            binding.row(&short, None),
+            Err(RelationError::TupleWidth { .. })
+        ));
+        let bin = tuple(
+            &rel,
+            &[("status", Cell::Binary(Bytes::from_static(b"\x01")))],
+        );
+        assert!(matches!(
+            binding.row(&bin, None),
+            Err(RelationError::BinaryValue {
+                column: "status",
+                ..
+            })
+        ));
         let bad = tuple(&rel, &[("status", Cell::Text(Bytes::from_static(b"\xff")))]);
-        assert!(matches!(binding.row(&bad, None), Err(RelationError::InvalidUtf8 { .. })));
+        assert!(matches!(
+            binding.row(&bad, None),
+            Err(RelationError::InvalidUtf8 { .. })
+        ));
     }
 }

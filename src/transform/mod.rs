@@ -55,3 +55,18 @@ pub enum TransformError {
         expected: &'static str,
     },
 }
+
+#[cfg(test)]
+pub mod testing;
+
+// TEMPORARY until the transform lands.
+pub fn run_row(
+    _row: &SourceRow,
+    _deleted: bool,
+    _opts: &TransformOptions,
+) -> Result<RunRow, TransformError> {
+    unimplemented!()
+}
+pub fn payload_row(_row: &SourceRow) -> Result<PayloadRow, TransformError> {
+    unimplemented!()
+}

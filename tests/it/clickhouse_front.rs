@@ -128,7 +128,9 @@ async fn round_trip_through_the_workers_client() {
         assert_run_eq(got, &want);
     }
     assert!(
-        rows[0].output.contains(r#""at":"2024-01-02T03:04:05.000Z""#),
+        rows[0]
+            .output
+            .contains(r#""at":"2024-01-02T03:04:05.000Z""#),
         "date-like strings in JSON survive unchanged: {}",
         rows[0].output
     );
@@ -137,9 +139,21 @@ async fn round_trip_through_the_workers_client() {
 /// Compares two rows column by column; JSON columns as JSON values (ClickHouse re-renders them
 /// with sorted keys).
 pub fn assert_run_eq(got: &RunRow, want: &RunRow) {
-    let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_else(|e| panic!("{e}: {s}"));
-    assert_eq!(json(&got.output), json(&want.output), "output of {}", want.run_id);
-    assert_eq!(json(&got.error), json(&want.error), "error of {}", want.run_id);
+    let json = |s: &str| {
+        serde_json::from_str::<serde_json::Value>(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+    };
+    assert_eq!(
+        json(&got.output),
+        json(&want.output),
+        "output of {}",
+        want.run_id
+    );
+    assert_eq!(
+        json(&got.error),
+        json(&want.error),
+        "error of {}",
+        want.run_id
+    );
     let mut got = got.clone();
     got.output = want.output.clone();
     got.error = want.error.clone();

@@ -30,10 +30,19 @@ fn run(env: &TestEnv, overrides: &str, extra: &[&str]) -> std::process::Output {
 async fn passes_on_the_shipped_schema() {
     let env = TestEnv::new("pf_pass").await;
     let out = run(&env, "", &[]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let text = stdout(&out);
     assert!(text.contains("0 failed"), "{text}");
-    assert!(text.contains("replica_identity") && text.contains("full (relreplident = 'f')"), "{text}");
+    assert!(
+        text.contains("replica_identity") && text.contains("full (relreplident = 'f')"),
+        "{text}"
+    );
 
     let out = run(&env, "", &["--format", "json"]);
     assert_eq!(out.status.code(), Some(0));
@@ -49,7 +58,10 @@ async fn passes_on_the_shipped_schema() {
         "clickhouse_table",
         "clickhouse_columns",
     ] {
-        assert!(checks.iter().any(|c| c["check"] == name), "{name} missing in {report}");
+        assert!(
+            checks.iter().any(|c| c["check"] == name),
+            "{name} missing in {report}"
+        );
     }
     assert!(checks.iter().all(|c| c["status"] != "fail"), "{report}");
 }
@@ -67,7 +79,10 @@ fn assert_fails(out: &std::process::Output, check: &str, target: &str, fix: &str
         .skip_while(|l| *l != line)
         .nth(1)
         .unwrap_or_default();
-    assert!(fix_line.contains("fix:") && fix_line.contains(fix), "fix {fix:?} not under {line:?}:\n{text}");
+    assert!(
+        fix_line.contains("fix:") && fix_line.contains(fix),
+        "fix {fix:?} not under {line:?}:\n{text}"
+    );
 }
 
 #[tokio::test]
@@ -87,7 +102,11 @@ async fn fails_on_replica_identity_default() {
     );
     assert!(stdout(&out).contains("default (relreplident = 'd')"));
     // The other table is fine and says so.
-    assert!(stdout(&out).lines().any(|l| l.contains("ok") && l.contains("replica_identity") && l.contains("TaskRun")));
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.contains("ok") && l.contains("replica_identity") && l.contains("TaskRun"))
+    );
 }
 
 #[tokio::test]
@@ -95,7 +114,10 @@ async fn fails_when_the_publication_lacks_task_run_v2() {
     let env = TestEnv::new("pf_pub_table").await;
     env.pg_client()
         .await
-        .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE \"TaskRun\"", env.publication))
+        .batch_execute(&format!(
+            "CREATE PUBLICATION {} FOR TABLE \"TaskRun\"",
+            env.publication
+        ))
         .await
         .unwrap();
     let out = run(&env, "", &[]);
@@ -103,7 +125,10 @@ async fn fails_when_the_publication_lacks_task_run_v2() {
         &out,
         "publication_table",
         "\"public\".\"task_run_v2\"",
-        &format!("ALTER PUBLICATION \"{}\" ADD TABLE \"public\".\"task_run_v2\";", env.publication),
+        &format!(
+            "ALTER PUBLICATION \"{}\" ADD TABLE \"public\".\"task_run_v2\";",
+            env.publication
+        ),
     );
 }
 
@@ -143,15 +168,33 @@ async fn fails_on_wal_level_replica() {
     let overrides = format!("[postgres]\nurl = \"{}\"\n", cluster.url(&db));
     env.label = "pf_wal_replica".into();
     let out = run(&env, &overrides, &[]);
-    assert_fails(&out, "wal_level", "server", "ALTER SYSTEM SET wal_level = logical;");
-    assert!(stdout(&out).lines().any(|l| l.contains("wal_level") && l.contains("replica")));
+    assert_fails(
+        &out,
+        "wal_level",
+        "server",
+        "ALTER SYSTEM SET wal_level = logical;",
+    );
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.contains("wal_level") && l.contains("replica"))
+    );
 }
 
 #[tokio::test]
 async fn fails_on_a_configured_table_that_does_not_exist() {
     let env = TestEnv::new("pf_no_table").await;
-    let out = run(&env, "[postgres]\ntables = [\"TaskRun\", \"task_run_v3\"]\ngenerations = {}\n", &[]);
-    assert_fails(&out, "table_exists", "\"public\".\"task_run_v3\"", "config/postgres");
+    let out = run(
+        &env,
+        "[postgres]\ntables = [\"TaskRun\", \"task_run_v3\"]\ngenerations = {}\n",
+        &[],
+    );
+    assert_fails(
+        &out,
+        "table_exists",
+        "\"public\".\"task_run_v3\"",
+        "config/postgres",
+    );
 }
 
 #[tokio::test]
@@ -175,12 +218,20 @@ async fn fails_when_the_clickhouse_runs_table_is_missing() {
 async fn fails_when_a_clickhouse_column_is_missing() {
     let env = TestEnv::new("pf_ch_column").await;
     env.ch_client()
-        .query(&format!("ALTER TABLE {}.task_runs_v2 DROP COLUMN region", env.ch_db))
+        .query(&format!(
+            "ALTER TABLE {}.task_runs_v2 DROP COLUMN region",
+            env.ch_db
+        ))
         .execute()
         .await
         .unwrap();
     let out = run(&env, "", &[]);
-    assert_fails(&out, "clickhouse_columns", "task_runs_v2", "ADD COLUMN region String;");
+    assert_fails(
+        &out,
+        "clickhouse_columns",
+        "task_runs_v2",
+        "ADD COLUMN region String;",
+    );
 }
 
 /// Exit 2, one line on stderr that contains `needle`, within 10 seconds.
@@ -189,7 +240,12 @@ fn assert_cannot_check(env: &TestEnv, overrides: &str, needle: &str) {
     let out = run(env, overrides, &[]);
     let elapsed = started.elapsed();
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "stdout:{}\nstderr:{err}", stdout(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout:{}\nstderr:{err}",
+        stdout(&out)
+    );
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     assert!(err.contains(needle), "{needle:?} not in {err}");
@@ -214,7 +270,9 @@ async fn unresponsive_postgres_exits_2_within_the_timeout() {
     let env = TestEnv::new("pf_pg_hang").await;
     assert_cannot_check(
         &env,
-        &format!("[postgres]\nurl = \"postgres://postgres@127.0.0.1:{port}/trigger\"\nconnect_timeout_ms = 2000\n"),
+        &format!(
+            "[postgres]\nurl = \"postgres://postgres@127.0.0.1:{port}/trigger\"\nconnect_timeout_ms = 2000\n"
+        ),
         "no answer within",
     );
     drop(listener);
@@ -242,7 +300,10 @@ async fn a_malformed_config_exits_2_naming_file_and_key() {
     assert!(started.elapsed() < Duration::from_secs(10));
     let err = stderr(&out);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("bad.toml") && err.contains("batch.max_rows"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("batch.max_rows"),
+        "{err}"
+    );
 
     std::fs::write(&path, "[postgres]\nslot = \"Has-Dash\"\n").unwrap();
     let out = worker::preflight(&path, &[]);

@@ -29,7 +29,11 @@ impl ChServer {
     pub fn start(extra_args: &[&str]) -> ChServer {
         let dir = process::temp_dir("ch");
         let port = process::free_port();
-        let scheme = if extra_args.contains(&"--tls-cert") { "https" } else { "http" };
+        let scheme = if extra_args.contains(&"--tls-cert") {
+            "https"
+        } else {
+            "http"
+        };
         let server = ChServer {
             url: format!("{scheme}://127.0.0.1:{port}"),
             dir: Some(dir),
@@ -52,7 +56,10 @@ impl ChServer {
     }
 
     fn launch(&self) {
-        let dir = self.dir.as_ref().expect("only the local front can be started");
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("only the local front can be started");
         let python = python();
         assert!(
             python.exists(),
@@ -60,7 +67,11 @@ impl ChServer {
             python.display()
         );
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/chserver/chserver.py");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("chserver.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("chserver.log"))
+            .unwrap();
         let mut cmd = Command::new(python);
         cmd.arg(script)
             .arg("--path")
@@ -78,7 +89,10 @@ impl ChServer {
             let up = if https {
                 std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
             } else {
-                matches!(http::get(&format!("127.0.0.1:{}", self.port), "/ping"), Ok((200, _)))
+                matches!(
+                    http::get(&format!("127.0.0.1:{}", self.port), "/ping"),
+                    Ok((200, _))
+                )
             };
             if up {
                 return;
@@ -87,7 +101,10 @@ impl ChServer {
                 let log = std::fs::read_to_string(dir.join("chserver.log")).unwrap_or_default();
                 panic!("chserver exited with {status}:\n{log}");
             }
-            assert!(Instant::now() < deadline, "chserver did not answer /ping in 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "chserver did not answer /ping in 60 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -108,7 +125,9 @@ impl ChServer {
 
     /// A client for `database` (no compression surprises: the crate's defaults, LZ4).
     pub fn client(&self, database: &str) -> clickhouse::Client {
-        clickhouse::Client::default().with_url(&self.url).with_database(database)
+        clickhouse::Client::default()
+            .with_url(&self.url)
+            .with_database(database)
     }
 
     /// A new database with the shipped runs and payload tables.
@@ -117,7 +136,13 @@ impl ChServer {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name: String = format!("t_{label}_{n}_{}", std::process::id())
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let client = clickhouse::Client::default().with_url(&self.url);
         for statement in schema_statements(&name) {
@@ -148,13 +173,20 @@ pub fn schema_statements(database: &str) -> Vec<String> {
     files.sort();
     let mut out = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f).unwrap().replace("trigger_dev", database);
+        let text = std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("trigger_dev", database);
         let text: String = text
             .lines()
             .filter(|l| !l.trim_start().starts_with("--"))
             .collect::<Vec<_>>()
             .join("\n");
-        out.extend(text.split(';').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+        out.extend(
+            text.split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+        );
     }
     out
 }

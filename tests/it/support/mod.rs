@@ -19,10 +19,12 @@ pub use self::worker::Worker;
 
 pub fn pg() -> &'static PgCluster {
     static PG: OnceLock<PgCluster> = OnceLock::new();
-    PG.get_or_init(|| match std::env::var("RUNS_REPLICATOR_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => PgCluster::external(&url),
-        _ => PgCluster::start(&[]),
-    })
+    PG.get_or_init(
+        || match std::env::var("RUNS_REPLICATOR_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => PgCluster::external(&url),
+            _ => PgCluster::start(&[]),
+        },
+    )
 }
 
 pub fn ch() -> &'static ChServer {

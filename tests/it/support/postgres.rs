@@ -34,7 +34,10 @@ fn run_as() -> Option<(u32, u32)> {
     }
     let name = std::ffi::CString::new("postgres").unwrap();
     let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    assert!(!pw.is_null(), "running as root needs a `postgres` user to run Postgres as");
+    assert!(
+        !pw.is_null(),
+        "running as root needs a `postgres` user to run Postgres as"
+    );
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
@@ -64,18 +67,32 @@ impl PgCluster {
         let out = command("initdb")
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "-E", "UTF8", "--locale=C", "--auth-local=trust"])
+            .args([
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth-local=trust",
+            ])
             .args(["--auth-host=scram-sha-256", "--no-sync"])
             .arg(format!("--pwfile={}", pwfile.display()))
             .output()
             .expect("run initdb");
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let cluster = PgCluster {
             port: process::free_port(),
             host: "127.0.0.1".into(),
             auth: format!("postgres:{SUPERUSER_PASSWORD}@"),
             dir: Some(dir),
-            extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra: extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: Mutex::new(None),
         };
         cluster.launch();
@@ -111,7 +128,10 @@ impl PgCluster {
     }
 
     fn launch(&self) {
-        let dir = self.dir.as_ref().expect("only a local cluster can be started");
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("only a local cluster can be started");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -157,7 +177,15 @@ impl PgCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = command("pg_isready")
-                .args(["-h", &self.host, "-p", &self.port.to_string(), "-U", "postgres", "-q"])
+                .args([
+                    "-h",
+                    &self.host,
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-q",
+                ])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
@@ -169,7 +197,10 @@ impl PgCluster {
             {
                 panic!("postgres exited with {status}; see {:?}", self.log_path());
             }
-            assert!(Instant::now() < deadline, "postgres did not accept connections in 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not accept connections in 30 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -195,7 +226,10 @@ impl PgCluster {
 
     /// A URL for `db` as `user` with `password`.
     pub fn url_as(&self, user: &str, password: &str, db: &str) -> String {
-        format!("postgres://{user}:{password}@{}:{}/{db}", self.host, self.port)
+        format!(
+            "postgres://{user}:{password}@{}:{}/{db}",
+            self.host, self.port
+        )
     }
 
     pub async fn connect(&self, db: &str) -> tokio_postgres::Client {
@@ -211,22 +245,33 @@ impl PgCluster {
     fn create_template(&self) {
         // Called from inside a test's runtime: run on a thread of its own.
         std::thread::scope(|scope| {
-            scope.spawn(|| self.create_template_blocking()).join().unwrap();
+            scope
+                .spawn(|| self.create_template_blocking())
+                .join()
+                .unwrap();
         });
     }
 
     fn create_template_blocking(&self) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let admin = self.connect("postgres").await;
             for sql in [
                 format!("DROP DATABASE IF EXISTS {TEMPLATE}"),
                 format!("CREATE DATABASE {TEMPLATE}"),
             ] {
-                admin.batch_execute(&sql).await.expect("create template database");
+                admin
+                    .batch_execute(&sql)
+                    .await
+                    .expect("create template database");
             }
             let tpl = self.connect(TEMPLATE).await;
-            tpl.batch_execute(&schema_sql()).await.expect("apply config/postgres/*.sql");
+            tpl.batch_execute(&schema_sql())
+                .await
+                .expect("apply config/postgres/*.sql");
         });
     }
 
@@ -236,7 +281,13 @@ impl PgCluster {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name: String = format!("t_{label}_{n}")
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .take(60)
             .collect();
         let admin = self.connect("postgres").await;
@@ -273,5 +324,9 @@ pub fn schema_sql() -> String {
         .filter(|p| p.extension().is_some_and(|e| e == "sql"))
         .collect();
     files.sort();
-    files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect::<Vec<_>>().join("\n")
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
 }

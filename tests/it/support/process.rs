@@ -69,7 +69,11 @@ pub fn spawn(mut cmd: Command) -> std::io::Result<Child> {
         });
     }
     let (tx, rx) = mpsc::channel();
-    spawner().lock().unwrap().send((cmd, tx)).expect("service thread alive");
+    spawner()
+        .lock()
+        .unwrap()
+        .send((cmd, tx))
+        .expect("service thread alive");
     let child = rx.recv().expect("service thread answers")?;
     CLEANUP.lock().unwrap().push(Cleanup::Pid(child.id()));
     Ok(child)
@@ -89,11 +93,17 @@ pub fn temp_dir(label: &str) -> PathBuf {
 
 /// Removes directories of earlier runs whose process is gone (a run killed with SIGKILL).
 fn sweep_leftovers() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        let Some(rest) = name.strip_prefix(DIR_PREFIX) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let Some(rest) = name.strip_prefix(DIR_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
         if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }

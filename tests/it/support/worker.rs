@@ -44,7 +44,11 @@ impl Worker {
             .stdout(file.try_clone().unwrap())
             .stderr(file);
         let child = process::spawn(cmd).expect("start runs-replicator");
-        Worker { child, log, metrics_addr: format!("127.0.0.1:{metrics_port}") }
+        Worker {
+            child,
+            log,
+            metrics_addr: format!("127.0.0.1:{metrics_port}"),
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -63,7 +67,10 @@ impl Worker {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("worker exited with {status} before it was ready:\n{}", self.log_text());
+                panic!(
+                    "worker exited with {status} before it was ready:\n{}",
+                    self.log_text()
+                );
             }
             if Instant::now() > deadline {
                 panic!("worker not ready after {timeout:?}:\n{}", self.log_text());

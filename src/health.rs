@@ -1,0 +1,186 @@
+//! What `/readyz` and `/healthz` report: the worker's state as the daemon and pipeline see it.
+//!
+//! Ready means: the leader is streaming, or a standby is connected and waiting for the lock;
+//! and there is no hard stop; and ClickHouse inserts have not been failing for longer than
+//! `metrics.clickhouse_unready_after_ms`.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::metrics as m;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Connecting, or waiting to reconnect after an error.
+    Starting,
+    /// Connected, waiting for the leader lock.
+    Standby,
+    /// Holding the lock and streaming.
+    Leader,
+}
+
+#[derive(Debug)]
+struct State {
+    role: Role,
+    hard_stop: Option<(&'static str, String)>,
+    clickhouse_failing_since: Option<Instant>,
+    last_error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Health {
+    state: Mutex<State>,
+    clickhouse_grace: Duration,
+}
+
+/// A readiness verdict with the reason when not ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub detail: String,
+}
+
+impl Health {
+    pub fn new(clickhouse_grace: Duration) -> Self {
+        Health {
+            state: Mutex::new(State {
+                role: Role::Starting,
+                hard_stop: None,
+                clickhouse_failing_since: None,
+                last_error: None,
+            }),
+            clickhouse_grace,
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let was_hard = s.hard_stop.as_ref().map(|(k, _)| *k);
+        f(&mut s);
+        m::gauge_set_leader(s.role == Role::Leader);
+        if let Some(kind) = was_hard
+            && s.hard_stop.as_ref().map(|(k, _)| *k) != Some(kind)
+        {
+            metrics::gauge!(m::HARD_STOP, "reason" => kind).set(0.0);
+        }
+        if let Some((kind, _)) = &s.hard_stop {
+            metrics::gauge!(m::HARD_STOP, "reason" => *kind).set(1.0);
+        }
+    }
+
+    pub fn set_role(&self, role: Role) {
+        self.update(|s| s.role = role);
+    }
+
+    /// Streaming stopped for a reason an operator must fix. `kind` is a short label for metrics.
+    pub fn hard_stop(&self, kind: &'static str, reason: String) {
+        self.update(|s| {
+            s.role = Role::Starting;
+            s.hard_stop = Some((kind, reason));
+        });
+    }
+
+    pub fn clear_hard_stop(&self) {
+        self.update(|s| s.hard_stop = None);
+    }
+
+    pub fn hard_stopped(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hard_stop
+            .is_some()
+    }
+
+    pub fn clickhouse_failed(&self, error: &str) {
+        self.update(|s| {
+            s.clickhouse_failing_since.get_or_insert_with(Instant::now);
+            s.last_error = Some(error.to_string());
+        });
+    }
+
+    pub fn clickhouse_ok(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.clickhouse_failing_since = None;
+    }
+
+    pub fn set_last_error(&self, error: &str) {
+        self.update(|s| s.last_error = Some(error.to_string()));
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let verdict = if let Some((_, reason)) = &s.hard_stop {
+            Readiness {
+                ready: false,
+                detail: format!("hard stop: {reason}"),
+            }
+        } else if let Some(since) = s
+            .clickhouse_failing_since
+            .filter(|t| t.elapsed() >= self.clickhouse_grace)
+        {
+            Readiness {
+                ready: false,
+                detail: format!(
+                    "ClickHouse inserts failing for {} s: {}",
+                    since.elapsed().as_secs(),
+                    s.last_error.as_deref().unwrap_or("")
+                ),
+            }
+        } else {
+            match s.role {
+                Role::Leader => Readiness {
+                    ready: true,
+                    detail: "leader, streaming".into(),
+                },
+                Role::Standby => Readiness {
+                    ready: true,
+                    detail: "standby, waiting for the leader lock".into(),
+                },
+                Role::Starting => Readiness {
+                    ready: false,
+                    detail: match &s.last_error {
+                        Some(e) => format!("not streaming: {e}"),
+                        None => "starting".into(),
+                    },
+                },
+            }
+        };
+        metrics::gauge!(m::READY).set(if verdict.ready { 1.0 } else { 0.0 });
+        verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_streaming_or_standby_without_a_hard_stop() {
+        let h = Health::new(Duration::from_secs(60));
+        assert!(!h.readiness().ready);
+        h.set_role(Role::Standby);
+        assert!(h.readiness().ready);
+        h.set_role(Role::Leader);
+        assert!(h.readiness().ready);
+        h.hard_stop("replica_identity", "TaskRun is DEFAULT".into());
+        let r = h.readiness();
+        assert!(!r.ready && r.detail.contains("TaskRun is DEFAULT"), "{r:?}");
+        h.clear_hard_stop();
+        h.set_role(Role::Leader);
+        assert!(h.readiness().ready);
+    }
+
+    #[test]
+    fn clickhouse_failures_count_only_after_the_grace_period() {
+        let h = Health::new(Duration::from_millis(30));
+        h.set_role(Role::Leader);
+        h.clickhouse_failed("connection refused");
+        assert!(h.readiness().ready);
+        std::thread::sleep(Duration::from_millis(40));
+        let r = h.readiness();
+        assert!(!r.ready && r.detail.contains("connection refused"), "{r:?}");
+        h.clickhouse_ok();
+        assert!(h.readiness().ready);
+    }
+}

@@ -1,0 +1,165 @@
+//! Prometheus metrics: every name the worker exports, its help text and histogram buckets.
+//!
+//! Names follow Prometheus conventions (base units, `_total` counters, `_seconds`, `_bytes`) under
+//! the `runs_replicator_` prefix. The Grafana dashboard in `config/grafana/` queries these names;
+//! a test scrapes a running worker and checks every name the dashboard uses exists.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const CHANGES: &str = "runs_replicator_changes_received_total";
+pub const TRANSACTIONS: &str = "runs_replicator_transactions_received_total";
+pub const ROWS_INSERTED: &str = "runs_replicator_rows_inserted_total";
+pub const BATCHES: &str = "runs_replicator_batches_total";
+pub const BATCH_ROWS: &str = "runs_replicator_batch_rows";
+pub const FLUSH_DURATION: &str = "runs_replicator_flush_duration_seconds";
+pub const INSERT_RETRIES: &str = "runs_replicator_insert_retries_total";
+pub const INSERT_ERRORS: &str = "runs_replicator_insert_errors_total";
+pub const ROWS_SKIPPED: &str = "runs_replicator_rows_skipped_total";
+pub const ROWS_REJECTED: &str = "runs_replicator_rows_rejected_total";
+pub const FIELDS_NEUTRALISED: &str = "runs_replicator_fields_neutralised_total";
+pub const TRUNCATES: &str = "runs_replicator_truncates_received_total";
+pub const COMMIT_LATENCY: &str = "runs_replicator_commit_to_clickhouse_seconds";
+pub const RECEIVED_LSN: &str = "runs_replicator_received_lsn";
+pub const ACKNOWLEDGED_LSN: &str = "runs_replicator_acknowledged_lsn";
+pub const BUFFERED_ROWS: &str = "runs_replicator_buffered_rows";
+pub const INFLIGHT_BATCHES: &str = "runs_replicator_inflight_batches";
+pub const BACKPRESSURE: &str = "runs_replicator_backpressure";
+pub const SLOT_LAG: &str = "runs_replicator_slot_lag_bytes";
+pub const SLOT_RETAINED: &str = "runs_replicator_slot_retained_wal_bytes";
+pub const SLOT_SAFE_WAL: &str = "runs_replicator_slot_safe_wal_size_bytes";
+pub const SLOT_WAL_STATUS: &str = "runs_replicator_slot_wal_status";
+pub const SLOT_ACTIVE: &str = "runs_replicator_slot_active";
+pub const LEADER: &str = "runs_replicator_leader";
+pub const READY: &str = "runs_replicator_ready";
+pub const HARD_STOP: &str = "runs_replicator_hard_stop";
+pub const RECONNECTS: &str = "runs_replicator_stream_restarts_total";
+pub const BUILD_INFO: &str = "runs_replicator_build_info";
+
+/// Every `wal_status` value Postgres reports; the gauge is 1 for the current one.
+pub const WAL_STATUSES: &[&str] = &["reserved", "extended", "unreserved", "lost"];
+
+const ROW_BUCKETS: &[f64] = &[
+    1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0, 100000.0,
+];
+const FLUSH_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Installs the global recorder and returns the handle that renders `/metrics`.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(BATCH_ROWS.into()), ROW_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(FLUSH_DURATION.into()), FLUSH_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(COMMIT_LATENCY.into()), LATENCY_BUCKETS)?
+        .install_recorder()?;
+    describe();
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(handle)
+}
+
+fn describe() {
+    describe_counter!(
+        CHANGES,
+        "Row changes received from Postgres, by source table and operation."
+    );
+    describe_counter!(
+        TRANSACTIONS,
+        "Transactions received from Postgres (commits)."
+    );
+    describe_counter!(ROWS_INSERTED, "Rows ClickHouse accepted, by target table.");
+    describe_counter!(BATCHES, "Batches flushed, by result (ok, failed).");
+    describe_histogram!(BATCH_ROWS, "Rows per flushed batch (runs and payloads).");
+    describe_histogram!(
+        FLUSH_DURATION,
+        Unit::Seconds,
+        "Time to insert one batch, retries included."
+    );
+    describe_counter!(
+        INSERT_RETRIES,
+        "Insert attempts retried after a failure, by target table."
+    );
+    describe_counter!(
+        INSERT_ERRORS,
+        "Failed insert attempts, by target table and kind (transient, data)."
+    );
+    describe_counter!(
+        ROWS_SKIPPED,
+        "Source rows that produce no ClickHouse row, by reason."
+    );
+    describe_counter!(
+        ROWS_REJECTED,
+        "Rows ClickHouse refused even after neutralising them, by target table."
+    );
+    describe_counter!(
+        FIELDS_NEUTRALISED,
+        "JSON fields replaced by {} so ClickHouse accepts the row, by column."
+    );
+    describe_counter!(
+        TRUNCATES,
+        "TRUNCATE messages for replicated tables (not applied to ClickHouse), by table."
+    );
+    describe_histogram!(
+        COMMIT_LATENCY,
+        Unit::Seconds,
+        "From the Postgres commit to ClickHouse accepting its rows."
+    );
+    describe_gauge!(RECEIVED_LSN, "End LSN of the last transaction received.");
+    describe_gauge!(
+        ACKNOWLEDGED_LSN,
+        "LSN acknowledged to Postgres (everything before it is in ClickHouse)."
+    );
+    describe_gauge!(BUFFERED_ROWS, "Rows waiting in the batch being filled.");
+    describe_gauge!(INFLIGHT_BATCHES, "Batches being inserted.");
+    describe_gauge!(
+        BACKPRESSURE,
+        "1 while the stream is not read because the batch is full and every insert slot is busy."
+    );
+    describe_gauge!(
+        SLOT_LAG,
+        Unit::Bytes,
+        "pg_current_wal_lsn() - confirmed_flush_lsn of the slot."
+    );
+    describe_gauge!(
+        SLOT_RETAINED,
+        Unit::Bytes,
+        "pg_current_wal_lsn() - restart_lsn: WAL the slot keeps on disk."
+    );
+    describe_gauge!(
+        SLOT_SAFE_WAL,
+        Unit::Bytes,
+        "safe_wal_size of the slot: WAL that can still be written before it is invalidated (-1: unlimited)."
+    );
+    describe_gauge!(
+        SLOT_WAL_STATUS,
+        "1 for the slot's current wal_status (reserved, extended, unreserved, lost)."
+    );
+    describe_gauge!(SLOT_ACTIVE, "1 when a walsender streams from the slot.");
+    describe_gauge!(
+        LEADER,
+        "1 while this instance holds the leader lock and streams."
+    );
+    describe_gauge!(READY, "1 while /readyz answers 200.");
+    describe_gauge!(
+        HARD_STOP,
+        "1 while streaming is stopped for a reason an operator must fix, by reason."
+    );
+    describe_counter!(
+        RECONNECTS,
+        "Stream sessions that ended with an error and were restarted, by cause."
+    );
+    describe_gauge!(BUILD_INFO, "Always 1; the labels carry the version.");
+}
+
+/// An LSN as a gauge value: exact below 2^53 bytes of WAL (8 PiB).
+pub fn lsn_value(lsn: u64) -> f64 {
+    lsn as f64
+}
+
+/// Sets the leader gauge.
+pub fn gauge_set_leader(leader: bool) {
+    metrics::gauge!(LEADER).set(if leader { 1.0 } else { 0.0 });
+}

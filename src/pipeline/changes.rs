@@ -1,0 +1,182 @@
+//! One row change (INSERT, UPDATE or DELETE of a replicated table) into the transaction's rows.
+//!
+//! - INSERT: the run's row, plus its payload row.
+//! - UPDATE: the new row; and when the run's ClickHouse identity changed (its id, organization,
+//!   project, environment or created_at), a tombstone for the old identity, built from the old
+//!   tuple, so the stale row does not linger under its old key.
+//! - DELETE: a tombstone (`_is_deleted = 1`) built from the old tuple, which REPLICA IDENTITY
+//!   FULL makes complete.
+//!
+//! Rows without organizationId or environmentType produce nothing and are counted.
+
+use super::transaction::Transaction;
+use crate::source::pgoutput::{OldTuple, OldTupleKind, Tuple};
+use crate::source::relation::{RelationError, TableBinding};
+use crate::transform::{self, Col, SkipReason, SourceRow, TransformError, TransformOptions};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl Op {
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::Insert => "insert",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// A change that cannot be replicated correctly: a hard stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error(transparent)]
+    Relation(#[from] RelationError),
+    #[error("{table}, run {run_id}: {source}")]
+    Transform {
+        table: String,
+        run_id: String,
+        source: TransformError,
+    },
+    #[error(
+        "{op} of run {run_id} in {table} carries only the key of the old row; REPLICA IDENTITY FULL is required"
+    )]
+    KeyOnlyOldTuple {
+        op: &'static str,
+        table: String,
+        run_id: String,
+    },
+}
+
+/// What a change produced, for metrics.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub skipped: Vec<SkipReason>,
+}
+
+pub struct Settings<'a> {
+    pub transform: &'a TransformOptions,
+    pub payloads: bool,
+}
+
+fn transform_row(
+    binding: &TableBinding,
+    row: &SourceRow,
+    deleted: bool,
+    opts: &TransformOptions,
+) -> Result<Result<transform::RunRow, SkipReason>, ChangeError> {
+    match transform::run_row(row, deleted, opts) {
+        Ok(r) => Ok(Ok(r)),
+        Err(TransformError::Skip(reason)) => Ok(Err(reason)),
+        Err(source) => Err(ChangeError::Transform {
+            table: binding.table.to_string(),
+            run_id: row.get(Col::Id).unwrap_or("?").to_string(),
+            source,
+        }),
+    }
+}
+
+/// The columns that make up a run's ClickHouse identity (the ORDER BY key).
+const IDENTITY: [Col; 5] = [
+    Col::Id,
+    Col::OrganizationId,
+    Col::ProjectId,
+    Col::RuntimeEnvironmentId,
+    Col::CreatedAt,
+];
+
+fn full_old<'a>(
+    old: &'a OldTuple,
+    op: Op,
+    binding: &TableBinding,
+    new: Option<&Tuple>,
+) -> Result<&'a Tuple, ChangeError> {
+    match old.kind {
+        OldTupleKind::Full => Ok(&old.tuple),
+        OldTupleKind::Key => Err(ChangeError::KeyOnlyOldTuple {
+            op: op.label(),
+            table: binding.table.to_string(),
+            run_id: binding
+                .run_id(new.unwrap_or(&old.tuple))
+                .unwrap_or("?")
+                .to_string(),
+        }),
+    }
+}
+
+pub fn apply_insert(
+    txn: &mut Transaction,
+    binding: &TableBinding,
+    new: &Tuple,
+    s: &Settings,
+) -> Result<Applied, ChangeError> {
+    let row = binding.row(new, None)?;
+    let mut applied = Applied::default();
+    match transform_row(binding, &row, false, s.transform)? {
+        Err(reason) => applied.skipped.push(reason),
+        Ok(run) => {
+            if s.payloads {
+                let payload =
+                    transform::payload_row(&row).map_err(|source| ChangeError::Transform {
+                        table: binding.table.to_string(),
+                        run_id: run.run_id.clone(),
+                        source,
+                    })?;
+                txn.add_payload(payload);
+            }
+            txn.add_row(binding.generation, run);
+        }
+    }
+    txn.changes += 1;
+    Ok(applied)
+}
+
+pub fn apply_update(
+    txn: &mut Transaction,
+    binding: &TableBinding,
+    old: Option<&OldTuple>,
+    new: &Tuple,
+    s: &Settings,
+) -> Result<Applied, ChangeError> {
+    let old = old
+        .map(|o| full_old(o, Op::Update, binding, Some(new)))
+        .transpose()?;
+    let row = binding.row(new, old)?;
+    let mut applied = Applied::default();
+    if let Some(old) = old {
+        let before = binding.row(old, None)?;
+        if IDENTITY.iter().any(|c| before.get(*c) != row.get(*c)) {
+            match transform_row(binding, &before, true, s.transform)? {
+                Ok(tombstone) => txn.add_row(binding.generation, tombstone),
+                Err(reason) => applied.skipped.push(reason),
+            }
+        }
+    }
+    match transform_row(binding, &row, false, s.transform)? {
+        Ok(run) => txn.add_row(binding.generation, run),
+        Err(reason) => applied.skipped.push(reason),
+    }
+    txn.changes += 1;
+    Ok(applied)
+}
+
+pub fn apply_delete(
+    txn: &mut Transaction,
+    binding: &TableBinding,
+    old: &OldTuple,
+    s: &Settings,
+) -> Result<Applied, ChangeError> {
+    let old = full_old(old, Op::Delete, binding, None)?;
+    let row = binding.row(old, None)?;
+    let mut applied = Applied::default();
+    match transform_row(binding, &row, true, s.transform)? {
+        Ok(tombstone) => txn.add_row(binding.generation, tombstone),
+        Err(reason) => applied.skipped.push(reason),
+    }
+    txn.changes += 1;
+    Ok(applied)
+}

@@ -1,0 +1,388 @@
+//! The streaming loop of a leader: replication events in, batches out, acknowledgements back.
+//!
+//! One task reads the stream, decodes pgoutput, applies changes to the open transaction, moves
+//! committed transactions into the batch, and seals the batch when it is full or old enough.
+//! Sealed batches are inserted by up to `max_inflight` concurrent tasks. When the batch is full
+//! and every insert slot is busy, the stream is not read (backpressure): pgwire-replication's
+//! bounded channel fills, then the server waits, and memory stays bounded.
+//!
+//! Acknowledgement: the slot's confirmed position moves only to the end LSN of a committed
+//! transaction whose rows, and all earlier transactions' rows, ClickHouse accepted (the
+//! [`AckTracker`]), or to a keepalive's WAL position when nothing at all is pending.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::ack::AckTracker;
+use super::batch::{Batch, Sealed};
+use super::changes::{self, ChangeError, Op, Settings};
+use super::transaction::Transaction;
+use crate::config::Config;
+use crate::leader::LeaderLock;
+use crate::metrics as m;
+use crate::sink::insert::{Sink, SinkError, Written};
+use crate::source::pgoutput::{self, DecodeError, Message};
+use crate::source::relation::{RelationCache, RelationError, Replicated};
+use crate::source::setup;
+use crate::transform::TransformOptions;
+
+/// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01).
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+/// Why streaming stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Replicating further would write wrong or incomplete rows: an operator must act.
+    #[error("{0}")]
+    HardStop(HardStop),
+    #[error("replication stream: {0}")]
+    Stream(String),
+    #[error("ClickHouse: {0}")]
+    Sink(#[from] SinkError),
+    #[error("the leader lock's Postgres session was lost")]
+    LockLost,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HardStop {
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    #[error("undecodable pgoutput message: {0}")]
+    Decode(#[from] DecodeError),
+    #[error(
+        "replication slot {slot} was invalidated (wal_status = lost): Postgres removed WAL it still needed; \
+         drop it (SELECT pg_drop_replication_slot('{slot}')), restart the worker and backfill the gap, \
+         or set postgres.recreate_lost_slot = true"
+    )]
+    SlotInvalidated { slot: String },
+    #[error(
+        "replication slot {slot} disappeared while the worker used it; changes since then are lost to it: \
+         recreate it (or set postgres.recreate_lost_slot = true) and backfill the gap"
+    )]
+    SlotMissing { slot: String },
+}
+
+impl HardStop {
+    /// A short label for the `reason` of the hard-stop gauge.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HardStop::Change(ChangeError::Relation(RelationError::ReplicaIdentity { .. }))
+            | HardStop::Change(ChangeError::KeyOnlyOldTuple { .. }) => "replica_identity",
+            HardStop::Change(ChangeError::Relation(RelationError::MissingColumns { .. })) => {
+                "missing_column"
+            }
+            HardStop::Change(ChangeError::Relation(RelationError::UnresolvedToast { .. })) => {
+                "unresolved_toast"
+            }
+            HardStop::Change(_) => "bad_change",
+            HardStop::Decode(_) => "decode",
+            HardStop::SlotInvalidated { .. } => "slot_invalidated",
+            HardStop::SlotMissing { .. } => "slot_missing",
+        }
+    }
+}
+
+impl From<ChangeError> for PipelineError {
+    fn from(e: ChangeError) -> Self {
+        PipelineError::HardStop(HardStop::Change(e))
+    }
+}
+
+type FlushResult = (u64, Vec<i64>, Result<Written, SinkError>);
+
+pub struct Replicator {
+    config: Arc<Config>,
+    replicated: Replicated,
+    transform: TransformOptions,
+    payloads: bool,
+    relations: RelationCache,
+    txn: Option<Transaction>,
+    batch: Batch,
+    acks: AckTracker,
+    flushes: JoinSet<FlushResult>,
+    sink: Arc<Sink>,
+}
+
+impl Replicator {
+    pub fn new(config: Arc<Config>, sink: Arc<Sink>) -> Replicator {
+        let replicated = Replicated {
+            schema: config.postgres.schema.clone(),
+            tables: config
+                .postgres
+                .tables
+                .iter()
+                .map(|t| (t.clone(), config.generation(t)))
+                .collect(),
+        };
+        Replicator {
+            transform: TransformOptions {
+                fingerprint_errors: config.transform.fingerprint_errors,
+            },
+            payloads: !config.clickhouse.payloads_table.is_empty(),
+            replicated,
+            relations: RelationCache::default(),
+            txn: None,
+            batch: Batch::default(),
+            acks: AckTracker::new(0),
+            flushes: JoinSet::new(),
+            sink,
+            config,
+        }
+    }
+
+    /// Streams until shutdown (`Ok`) or an error. On shutdown everything received and committed
+    /// is inserted and acknowledged before the stream is closed.
+    pub async fn run(
+        &mut self,
+        client: &mut ReplicationClient,
+        lock: &LeaderLock,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        let interval = self.config.flush_interval();
+        let max_rows = self.config.batch.max_rows;
+        let max_inflight = self.config.batch.max_inflight;
+        let mut checks = tokio::time::interval(Duration::from_millis(
+            self.config.postgres.slot_poll_interval_ms,
+        ));
+        checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            if *shutdown.borrow() {
+                return self.drain(client).await;
+            }
+            let slots_free = self.flushes.len() < max_inflight;
+            let full = self.batch.len() >= max_rows;
+            if full && slots_free {
+                self.flush();
+                continue;
+            }
+            // Backpressure: the batch is full and every insert slot is busy.
+            let read = !full;
+            metrics::gauge!(m::BACKPRESSURE).set(if read { 0.0 } else { 1.0 });
+            let deadline = self.batch.deadline(interval);
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {}
+                Some(done) = self.flushes.join_next(), if !self.flushes.is_empty() => {
+                    let done = done.map_err(|e| PipelineError::Stream(format!("insert task failed: {e}")))?;
+                    self.flushed(done, client)?;
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or(far).into()), if deadline.is_some() && slots_free => {
+                    self.flush();
+                }
+                event = client.recv(), if read => {
+                    match event {
+                        Ok(Some(event)) => self.event(event, client)?,
+                        Ok(None) => return Err(PipelineError::Stream("the server ended the stream".into())),
+                        Err(e) => return Err(PipelineError::Stream(e.to_string())),
+                    }
+                }
+                _ = checks.tick() => self.check(lock).await?,
+            }
+            metrics::gauge!(m::BUFFERED_ROWS).set(self.batch.len() as f64);
+            metrics::gauge!(m::INFLIGHT_BATCHES).set(self.flushes.len() as f64);
+        }
+    }
+
+    fn event(
+        &mut self,
+        event: ReplicationEvent,
+        client: &ReplicationClient,
+    ) -> Result<(), PipelineError> {
+        match event {
+            ReplicationEvent::Begin { xid, .. } => {
+                self.txn = Some(Transaction::new(xid));
+            }
+            ReplicationEvent::XLogData { data, .. } => {
+                let message =
+                    pgoutput::decode(&data).map_err(|e| PipelineError::HardStop(e.into()))?;
+                self.message(message)?;
+            }
+            ReplicationEvent::Commit {
+                end_lsn,
+                commit_time_micros,
+                ..
+            } => {
+                let Some(txn) = self.txn.take() else {
+                    return Err(PipelineError::Stream("Commit without Begin".into()));
+                };
+                metrics::counter!(m::TRANSACTIONS).increment(1);
+                metrics::gauge!(m::RECEIVED_LSN).set(m::lsn_value(end_lsn.as_u64()));
+                let committed = txn.commit(end_lsn.as_u64(), commit_time_micros);
+                if committed.is_empty() && self.batch.is_empty() {
+                    if let Some(lsn) = self.acks.nothing_pending_until(end_lsn.as_u64()) {
+                        acknowledge(client, lsn);
+                    }
+                } else {
+                    self.batch.add(committed, Instant::now());
+                }
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } => {
+                // Nothing received is unacknowledged: the server's position can be confirmed so
+                // an idle slot (or one whose traffic is all other tables) does not retain WAL.
+                if self.txn.is_none()
+                    && self.batch.is_empty()
+                    && let Some(lsn) = self.acks.nothing_pending_until(wal_end.as_u64())
+                {
+                    acknowledge(client, lsn);
+                }
+            }
+            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn message(&mut self, message: Message) -> Result<(), PipelineError> {
+        let settings = Settings {
+            transform: &self.transform,
+            payloads: self.payloads,
+        };
+        let (relation_id, op) = match &message {
+            Message::Relation(rel) => {
+                self.relations
+                    .update(rel, &self.replicated)
+                    .map_err(|e| PipelineError::HardStop(ChangeError::from(e).into()))?;
+                return Ok(());
+            }
+            Message::Insert(i) => (i.relation_id, Op::Insert),
+            Message::Update(u) => (u.relation_id, Op::Update),
+            Message::Delete(d) => (d.relation_id, Op::Delete),
+            Message::Truncate(t) => {
+                for oid in &t.relation_ids {
+                    if let Ok(Some(binding)) = self.relations.get(*oid) {
+                        metrics::counter!(m::TRUNCATES, "table" => binding.table.to_string())
+                            .increment(1);
+                        tracing::warn!(
+                            table = %binding.table,
+                            "TRUNCATE of a replicated table: not applied to ClickHouse (runs stay there); \
+                             delete them in ClickHouse yourself if that was intended"
+                        );
+                    }
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        let binding = match self.relations.get(relation_id).map_err(ChangeError::from)? {
+            Some(b) => b,
+            None => return Ok(()),
+        };
+        let Some(txn) = self.txn.as_mut() else {
+            return Err(PipelineError::Stream(format!(
+                "{} outside a transaction",
+                op.label()
+            )));
+        };
+        metrics::counter!(m::CHANGES, "table" => binding.table.to_string(), "operation" => op.label()).increment(1);
+        let applied = match &message {
+            Message::Insert(i) => changes::apply_insert(txn, binding, &i.new, &settings)?,
+            Message::Update(u) => {
+                changes::apply_update(txn, binding, u.old.as_ref(), &u.new, &settings)?
+            }
+            Message::Delete(d) => changes::apply_delete(txn, binding, &d.old, &settings)?,
+            _ => unreachable!("only row changes get here"),
+        };
+        for reason in applied.skipped {
+            metrics::counter!(m::ROWS_SKIPPED, "reason" => reason.label()).increment(1);
+        }
+        Ok(())
+    }
+
+    /// Seals the batch and starts inserting it.
+    fn flush(&mut self) {
+        let sealed: Sealed = self.batch.seal();
+        let seq = self.acks.register(sealed.end_lsn);
+        let sink = self.sink.clone();
+        self.flushes.spawn(async move {
+            let commit_times = sealed.commit_times.clone();
+            let result = sink.write(&sealed).await;
+            (seq, commit_times, result)
+        });
+    }
+
+    fn flushed(
+        &mut self,
+        (seq, commit_times, result): FlushResult,
+        client: &ReplicationClient,
+    ) -> Result<(), PipelineError> {
+        match result {
+            Ok(_) => {
+                let now_micros = unix_micros();
+                for t in commit_times {
+                    let latency = (now_micros - (t + PG_EPOCH_OFFSET_MICROS)).max(0) as f64 / 1e6;
+                    metrics::histogram!(m::COMMIT_LATENCY).record(latency);
+                }
+                if let Some(lsn) = self.acks.complete(seq) {
+                    acknowledge(client, lsn);
+                }
+                Ok(())
+            }
+            Err(e) => Err(PipelineError::Sink(e)),
+        }
+    }
+
+    /// Periodic checks: the leader lock is still held, the slot is still valid; slot gauges.
+    async fn check(&self, lock: &LeaderLock) -> Result<(), PipelineError> {
+        if !lock.held().await {
+            return Err(PipelineError::LockLost);
+        }
+        match setup::read_slot(&lock.client, &self.config).await {
+            Ok(Some(reading)) => {
+                setup::record_slot_metrics(&reading);
+                if reading.wal_status.as_deref() == Some("lost") {
+                    return Err(PipelineError::HardStop(HardStop::SlotInvalidated {
+                        slot: self.config.postgres.slot.clone(),
+                    }));
+                }
+            }
+            Ok(None) => {
+                return Err(PipelineError::HardStop(HardStop::SlotMissing {
+                    slot: self.config.postgres.slot.clone(),
+                }));
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read the slot"),
+        }
+        Ok(())
+    }
+
+    /// Graceful stop: an open transaction is dropped (the server sends it again after a restart),
+    /// everything committed is inserted and acknowledged, and the stream is closed once the server
+    /// has been told.
+    async fn drain(&mut self, client: &mut ReplicationClient) -> Result<(), PipelineError> {
+        self.txn = None;
+        if !self.batch.is_empty() {
+            self.flush();
+        }
+        while let Some(done) = self.flushes.join_next().await {
+            let done =
+                done.map_err(|e| PipelineError::Stream(format!("insert task failed: {e}")))?;
+            self.flushed(done, client)?;
+        }
+        let target = self.acks.acked();
+        // Standby status updates go out every status_interval; wait for the last one so the
+        // slot's confirmed position is exactly what ClickHouse holds.
+        let deadline = Instant::now() + self.config.status_interval() * 3 + Duration::from_secs(2);
+        while client.metrics().last_applied_lsn().as_u64() < target && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = client.shutdown().await;
+        tracing::info!(acknowledged_lsn = %Lsn::from_u64(target), "stream closed after flushing and acknowledging");
+        Ok(())
+    }
+}
+
+fn acknowledge(client: &ReplicationClient, lsn: u64) {
+    client.update_applied_lsn(Lsn::from_u64(lsn));
+    metrics::gauge!(m::ACKNOWLEDGED_LSN).set(m::lsn_value(lsn));
+}
+
+fn unix_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
