@@ -6,4 +6,6 @@
 mod support;
 
 mod clickhouse_front;
+mod durability;
 mod preflight;
+mod replication;

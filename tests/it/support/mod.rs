@@ -6,9 +6,11 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod clickhouse;
+pub mod expect;
 pub mod http;
 pub mod postgres;
 pub mod process;
+pub mod runs;
 pub mod worker;
 
 use std::sync::OnceLock;

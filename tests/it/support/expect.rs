@@ -1,0 +1,176 @@
+//! The end-state check every replication scenario ends with: ClickHouse (under FINAL) equals the
+//! transform of the current Postgres rows of both tables, column by column. Nothing missing,
+//! nothing extra, no stale value.
+//!
+//! Postgres rows are read as text with the walsender's pinned rendering and passed through the
+//! worker's own transform; which copy of a run wins follows the generation rule. `_version`
+//! depends on commit LSNs that a plain SELECT cannot see, so it is the one column not compared.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use runs_replicator::transform::{self, Col, RunRow, SourceRow, TransformError, TransformOptions};
+
+use super::TestEnv;
+use super::runs::TABLES;
+
+/// The expected runs-table rows, keyed by run id, from the current Postgres state.
+pub async fn expected_rows(env: &TestEnv) -> BTreeMap<String, RunRow> {
+    let client = env.pg_client().await;
+    client
+        .batch_execute("SET datestyle = 'ISO, YMD'; SET timezone = 'UTC'; SET extra_float_digits = 3")
+        .await
+        .unwrap();
+    let select: Vec<String> = Col::ALL.iter().map(|c| format!("\"{}\"::text", c.pg_name())).collect();
+    let mut out: BTreeMap<String, (u8, RunRow)> = BTreeMap::new();
+    for (table, generation) in TABLES {
+        let rows = client
+            .query(&format!("SELECT {} FROM {table}", select.join(", ")), &[])
+            .await
+            .unwrap();
+        for r in rows {
+            let values: Vec<Option<String>> = (0..Col::COUNT).map(|i| r.get(i)).collect();
+            let mut source = SourceRow::new();
+            for (i, col) in Col::ALL.iter().enumerate() {
+                source.set(*col, values[i].as_deref());
+            }
+            match transform::run_row(&source, false, &TransformOptions::default()) {
+                Ok(mut row) => {
+                    row._version = 0;
+                    let keep = out.get(&row.run_id).is_none_or(|(g, _)| generation >= *g);
+                    if keep {
+                        out.insert(row.run_id.clone(), (generation, row));
+                    }
+                }
+                Err(TransformError::Skip(_)) => {}
+                Err(e) => panic!("transform of a Postgres row failed: {e}"),
+            }
+        }
+    }
+    out.into_iter().map(|(k, (_, r))| (k, r)).collect()
+}
+
+/// The runs table under FINAL, keyed by run id, `_version` zeroed.
+pub async fn actual_rows(env: &TestEnv) -> BTreeMap<String, RunRow> {
+    let rows = env
+        .ch_client()
+        .query("SELECT ?fields FROM task_runs_v2 FINAL")
+        .with_setting("output_format_binary_write_json_as_string", "1")
+        .with_setting("output_format_json_quote_64bit_integers", "0")
+        .fetch_all::<RunRow>()
+        .await
+        .expect("read task_runs_v2 FINAL");
+    let mut out = BTreeMap::new();
+    for mut row in rows {
+        row._version = 0;
+        let id = row.run_id.clone();
+        assert!(out.insert(id.clone(), row).is_none(), "run {id} appears twice under FINAL");
+    }
+    out
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+/// ClickHouse normalises JSON (sorted keys, `{"data":null}` → `{}`, nulls dropped).
+fn normalise_json(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let cleaned: serde_json::Map<String, Value> = map
+                .into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, normalise_json(v)))
+                .filter(|(_, v)| !matches!(v, Value::Object(m) if m.is_empty()))
+                .collect();
+            Value::Object(cleaned)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(normalise_json).collect()),
+        other => other,
+    }
+}
+
+/// Differences between two rows, column by column ("" when equal).
+pub fn diff(expected: &RunRow, actual: &RunRow) -> String {
+    let mut e = expected.clone();
+    let mut a = actual.clone();
+    let mut out = Vec::new();
+    for (name, ev, av) in [("output", &e.output, &a.output), ("error", &e.error, &a.error)] {
+        if normalise_json(json(ev)) != normalise_json(json(av)) {
+            out.push(format!("{name}: expected {ev} got {av}"));
+        }
+    }
+    e.output.clear();
+    e.error.clear();
+    a.output.clear();
+    a.error.clear();
+    if e != a {
+        let es = format!("{e:#?}");
+        let as_ = format!("{a:#?}");
+        for (l, r) in es.lines().zip(as_.lines()) {
+            if l != r {
+                out.push(format!("expected {} got {}", l.trim(), r.trim()));
+            }
+        }
+    }
+    out.join("; ")
+}
+
+/// Compares and describes every difference; empty when ClickHouse equals Postgres.
+pub async fn mismatches(env: &TestEnv) -> Vec<String> {
+    let expected = expected_rows(env).await;
+    let actual = actual_rows(env).await;
+    let mut problems = Vec::new();
+    for (id, e) in &expected {
+        match actual.get(id) {
+            None => problems.push(format!("run {id}: missing in ClickHouse")),
+            Some(a) => {
+                let d = diff(e, a);
+                if !d.is_empty() {
+                    problems.push(format!("run {id}: {d}"));
+                }
+            }
+        }
+    }
+    for id in actual.keys().filter(|id| !expected.contains_key(*id)) {
+        problems.push(format!("run {id}: in ClickHouse but not in Postgres"));
+    }
+    problems
+}
+
+/// Waits until ClickHouse equals Postgres, or fails with every difference after `timeout`.
+pub async fn assert_converges(env: &TestEnv, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let problems = mismatches(env).await;
+        if problems.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            let shown: Vec<_> = problems.iter().take(20).collect();
+            panic!(
+                "ClickHouse does not equal Postgres after {timeout:?}: {} differences, first ones:\n{}",
+                problems.len(),
+                shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
