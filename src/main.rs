@@ -23,6 +23,11 @@ struct Cli {
     #[arg(long)]
     check_replica_identity: bool,
 
+    /// Exit 0 when the worker configured here answers /healthz, 1 otherwise (for container
+    /// health checks).
+    #[arg(long, conflicts_with = "check_replica_identity")]
+    health_check: bool,
+
     /// Report format for --check-replica-identity.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -123,6 +128,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CANNOT_RUN);
         }
     };
+    if cli.health_check {
+        return health_check(&config);
+    }
     if cli.check_replica_identity {
         return runtime.block_on(check(&config, cli.format));
     }
@@ -147,5 +155,31 @@ async fn check(config: &Config, format: Format) -> ExitCode {
             }
             ExitCode::from(EXIT_CANNOT_RUN)
         }
+    }
+}
+
+/// GET /healthz on the configured metrics address. Kept dependency-free on purpose: it runs in a
+/// container health check every few seconds.
+fn health_check(config: &Config) -> ExitCode {
+    use std::io::{Read, Write};
+    let mut addr = config.metrics.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = std::time::Duration::from_secs(3);
+    let ok = (|| -> std::io::Result<bool> {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        write!(stream, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response.starts_with("HTTP/1.1 200"))
+    })()
+    .unwrap_or(false);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("runs-replicator: no healthy worker answers on {addr}");
+        ExitCode::from(1)
     }
 }
