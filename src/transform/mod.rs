@@ -19,7 +19,9 @@ pub struct TransformOptions {
 
 impl Default for TransformOptions {
     fn default() -> Self {
-        TransformOptions { fingerprint_errors: true }
+        TransformOptions {
+            fingerprint_errors: true,
+        }
     }
 }
 

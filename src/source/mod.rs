@@ -1,0 +1,3 @@
+//! The Postgres side: turning the replication stream into typed messages.
+
+pub mod pgoutput;
