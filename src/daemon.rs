@@ -144,14 +144,20 @@ impl Daemon {
                 }
                 SessionEnd::Preflight(summary) => {
                     self.hard_stop("preflight", format!("preflight failed: {summary}"));
-                    if !self.wait_until_fixed(shutdown).await {
+                    if !self.wait_until_fixed("preflight", shutdown).await {
                         return ExitCode::SUCCESS;
                     }
                     delays = backoff();
                 }
+                SessionEnd::HardStop {
+                    kind: "slot_invalidated",
+                    reason,
+                } if self.config.postgres.recreate_lost_slot => {
+                    tracing::error!("{reason}; recreating it (postgres.recreate_lost_slot)");
+                }
                 SessionEnd::HardStop { kind, reason } => {
                     self.hard_stop(kind, reason);
-                    if !self.wait_until_fixed(shutdown).await {
+                    if !self.wait_until_fixed(kind, shutdown).await {
                         return ExitCode::SUCCESS;
                     }
                     delays = backoff();
@@ -181,24 +187,57 @@ impl Daemon {
         self.health.hard_stop(kind, reason);
     }
 
-    /// Re-runs the preflight every few seconds; returns true once it passes (false on shutdown).
-    async fn wait_until_fixed(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+    /// Re-checks every few seconds until what stopped streaming is fixed: the preflight passes
+    /// and, for a lost slot, an operator recreated it (or dropped an invalidated one, which the
+    /// worker then creates anew). Returns false on shutdown.
+    async fn wait_until_fixed(&mut self, kind: &str, shutdown: &mut watch::Receiver<bool>) -> bool {
         loop {
-            if !pause(Duration::from_secs(5), shutdown).await {
+            if !pause(Duration::from_secs(3), shutdown).await {
                 return false;
+            }
+            let slot = match self.slot_state().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot re-check yet");
+                    continue;
+                }
+            };
+            let slot_fixed = match kind {
+                "slot_missing" => slot.is_some(),
+                "slot_invalidated" => slot
+                    .as_ref()
+                    .is_none_or(|s| s.wal_status.as_deref() != Some("lost")),
+                _ => true,
+            };
+            if !slot_fixed {
+                continue;
             }
             match preflight::run(&self.config).await {
                 Ok(report) if report.passed() => {
-                    tracing::info!("preflight passes again; resuming");
+                    if kind == "slot_invalidated" && slot.is_none() {
+                        // The operator dropped the invalidated slot: a new one is what they asked for.
+                        self.slot_seen = false;
+                    }
+                    tracing::info!("fixed: preflight passes again; resuming");
                     self.health.clear_hard_stop();
                     return true;
                 }
                 Ok(report) => tracing::debug!(failures = %report.summary(), "still failing"),
-                Err(e) => {
-                    tracing::debug!(error = %scrub(&e.to_string(), &self.config.secrets()), "cannot re-check yet")
-                }
+                Err(e) => tracing::debug!(
+                    error = %scrub(&e.to_string(), &self.config.secrets()),
+                    "cannot re-check yet"
+                ),
             }
         }
+    }
+
+    async fn slot_state(&self) -> Result<Option<setup::SlotReading>, String> {
+        let client = crate::pg::connect(&self.config.postgres.url, self.config.connect_timeout())
+            .await
+            .map_err(|e| e.to_string())?;
+        setup::read_slot(&client, &self.config)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn session(&mut self, shutdown: &mut watch::Receiver<bool>) -> SessionEnd {

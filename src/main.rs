@@ -170,7 +170,10 @@ fn health_check(config: &Config) -> ExitCode {
     let ok = (|| -> std::io::Result<bool> {
         let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
-        write!(stream, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            stream,
+            "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
         Ok(response.starts_with("HTTP/1.1 200"))

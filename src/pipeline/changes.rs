@@ -81,7 +81,7 @@ fn transform_row(
 }
 
 /// The columns that make up a run's ClickHouse identity (the ORDER BY key).
-const IDENTITY: [Col; 5] = [
+pub const IDENTITY: [Col; 5] = [
     Col::Id,
     Col::OrganizationId,
     Col::ProjectId,

@@ -4,6 +4,7 @@
 pub mod ack;
 pub mod batch;
 pub mod changes;
+pub mod repair;
 pub mod replicator;
 pub mod rows;
 pub mod transaction;

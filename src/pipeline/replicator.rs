@@ -20,15 +20,16 @@ use tokio::task::JoinSet;
 use super::ack::AckTracker;
 use super::batch::{Batch, Sealed};
 use super::changes::{self, ChangeError, Op, Settings};
+use super::repair;
 use super::transaction::Transaction;
 use crate::config::Config;
 use crate::leader::LeaderLock;
 use crate::metrics as m;
 use crate::sink::insert::{Sink, SinkError, Written};
-use crate::source::pgoutput::{self, DecodeError, Message};
-use crate::source::relation::{RelationCache, RelationError, Replicated};
+use crate::source::pgoutput::{self, DecodeError, Message, OldTupleKind, Tuple};
+use crate::source::relation::{RelationCache, RelationError, Replicated, TableBinding};
 use crate::source::setup;
-use crate::transform::TransformOptions;
+use crate::transform::{self, Col, SourceRow, TransformError, TransformOptions};
 
 /// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01).
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
@@ -83,6 +84,12 @@ impl HardStop {
             HardStop::SlotInvalidated { .. } => "slot_invalidated",
             HardStop::SlotMissing { .. } => "slot_missing",
         }
+    }
+}
+
+impl From<RelationError> for PipelineError {
+    fn from(e: RelationError) -> Self {
+        ChangeError::from(e).into()
     }
 }
 
@@ -176,7 +183,7 @@ impl Replicator {
                 }
                 event = client.recv(), if read => {
                     match event {
-                        Ok(Some(event)) => self.event(event, client)?,
+                        Ok(Some(event)) => self.event(event, client, lock).await?,
                         Ok(None) => return Err(PipelineError::Stream("the server ended the stream".into())),
                         Err(e) => return Err(PipelineError::Stream(e.to_string())),
                     }
@@ -188,10 +195,11 @@ impl Replicator {
         }
     }
 
-    fn event(
+    async fn event(
         &mut self,
         event: ReplicationEvent,
         client: &ReplicationClient,
+        lock: &LeaderLock,
     ) -> Result<(), PipelineError> {
         match event {
             ReplicationEvent::Begin { xid, .. } => {
@@ -200,7 +208,7 @@ impl Replicator {
             ReplicationEvent::XLogData { data, .. } => {
                 let message =
                     pgoutput::decode(&data).map_err(|e| PipelineError::HardStop(e.into()))?;
-                self.message(message)?;
+                self.message(message, client, lock).await?;
             }
             ReplicationEvent::Commit {
                 end_lsn,
@@ -236,18 +244,14 @@ impl Replicator {
         Ok(())
     }
 
-    fn message(&mut self, message: Message) -> Result<(), PipelineError> {
-        let settings = Settings {
-            transform: &self.transform,
-            payloads: self.payloads,
-        };
+    async fn message(
+        &mut self,
+        message: Message,
+        client: &ReplicationClient,
+        lock: &LeaderLock,
+    ) -> Result<(), PipelineError> {
         let (relation_id, op) = match &message {
-            Message::Relation(rel) => {
-                self.relations
-                    .update(rel, &self.replicated)
-                    .map_err(|e| PipelineError::HardStop(ChangeError::from(e).into()))?;
-                return Ok(());
-            }
+            Message::Relation(rel) => return self.relation(rel, lock).await,
             Message::Insert(i) => (i.relation_id, Op::Insert),
             Message::Update(u) => (u.relation_id, Op::Update),
             Message::Delete(d) => (d.relation_id, Op::Delete),
@@ -271,13 +275,22 @@ impl Replicator {
             Some(b) => b,
             None => return Ok(()),
         };
-        let Some(txn) = self.txn.as_mut() else {
+        if self.txn.is_none() {
             return Err(PipelineError::Stream(format!(
                 "{} outside a transaction",
                 op.label()
             )));
-        };
+        }
         metrics::counter!(m::CHANGES, "table" => binding.table.to_string(), "operation" => op.label()).increment(1);
+        if binding.defect.is_some() {
+            let binding = binding.clone();
+            return self.repair(binding, &message, client, lock).await;
+        }
+        let settings = Settings {
+            transform: &self.transform,
+            payloads: self.payloads,
+        };
+        let txn = self.txn.as_mut().expect("checked above");
         let applied = match &message {
             Message::Insert(i) => changes::apply_insert(txn, binding, &i.new, &settings)?,
             Message::Update(u) => {
@@ -286,8 +299,164 @@ impl Replicator {
             Message::Delete(d) => changes::apply_delete(txn, binding, &d.old, &settings)?,
             _ => unreachable!("only row changes get here"),
         };
-        for reason in applied.skipped {
-            metrics::counter!(m::ROWS_SKIPPED, "reason" => reason.label()).increment(1);
+        count_skips(&applied.skipped);
+        Ok(())
+    }
+
+    /// A Relation message. A replicated table whose rows would be incomplete is a hard stop
+    /// while the table is still that way; once an operator fixed it, the changes made meanwhile
+    /// (which the stream still describes with the old shape) are repaired as they replay.
+    async fn relation(
+        &mut self,
+        rel: &pgoutput::Relation,
+        lock: &LeaderLock,
+    ) -> Result<(), PipelineError> {
+        let Err(defect) = self.relations.update(rel, &self.replicated) else {
+            return Ok(());
+        };
+        let hard_stop = || PipelineError::HardStop(ChangeError::from(defect.clone()).into());
+        if matches!(&defect, RelationError::MissingColumns { columns, .. } if columns.split(", ").any(|c| c == "id"))
+        {
+            return Err(hard_stop());
+        }
+        let binding = self
+            .relations
+            .get(rel.id)
+            .ok()
+            .flatten()
+            .expect("just recorded");
+        let fixed = repair::table_is_fixed(&lock.client, binding)
+            .await
+            .map_err(PipelineError::Stream)?;
+        if !fixed {
+            return Err(hard_stop());
+        }
+        tracing::warn!(
+            table = %binding.table,
+            defect = %defect,
+            "replaying changes made while the table could not be replicated completely; it is fixed now, \
+             so missing values come from its current rows and deletes tombstone what ClickHouse shows"
+        );
+        Ok(())
+    }
+
+    /// A change of a table whose stream shape is incomplete (see `pipeline::repair`).
+    async fn repair(
+        &mut self,
+        binding: TableBinding,
+        message: &Message,
+        client: &ReplicationClient,
+        lock: &LeaderLock,
+    ) -> Result<(), PipelineError> {
+        let pg = &lock.client;
+        match message {
+            Message::Insert(i) => {
+                if let Some(values) = complete(&binding, &i.new, None, pg).await? {
+                    self.add_repaired(&binding, &values, false, true)?;
+                }
+            }
+            Message::Update(u) => {
+                let old_full = u
+                    .old
+                    .as_ref()
+                    .filter(|o| o.kind == OldTupleKind::Full)
+                    .map(|o| &o.tuple);
+                let new_id = binding.run_id(&u.new).map(str::to_string);
+                if let Some(old) = &u.old {
+                    let old_id = binding.run_id(&old.tuple).map(str::to_string);
+                    let identity_changed = match old_full {
+                        Some(old) => {
+                            let (before, _) = binding.row_partial(old, None)?;
+                            let (after, _) = binding.row_partial(&u.new, Some(old))?;
+                            changes::IDENTITY
+                                .iter()
+                                .any(|c| before.get(*c) != after.get(*c))
+                        }
+                        None => old_id != new_id,
+                    };
+                    if identity_changed && let Some(old_id) = old_id {
+                        self.tombstone_run(&binding, &old_id, client).await?;
+                    }
+                }
+                if let Some(values) = complete(&binding, &u.new, old_full, pg).await? {
+                    self.add_repaired(&binding, &values, false, false)?;
+                }
+            }
+            Message::Delete(d) => {
+                if let Some(id) = binding.run_id(&d.old.tuple).map(str::to_string) {
+                    self.tombstone_run(&binding, &id, client).await?;
+                }
+            }
+            _ => {}
+        }
+        if let Some(txn) = self.txn.as_mut() {
+            txn.changes += 1;
+        }
+        Ok(())
+    }
+
+    fn add_repaired(
+        &mut self,
+        binding: &TableBinding,
+        values: &[Option<String>],
+        deleted: bool,
+        insert: bool,
+    ) -> Result<(), PipelineError> {
+        let mut row = SourceRow::new();
+        for (col, value) in Col::ALL.iter().zip(values) {
+            row.set(*col, value.as_deref());
+        }
+        let fail = |source| ChangeError::Transform {
+            table: binding.table.to_string(),
+            run_id: row.get(Col::Id).unwrap_or("?").to_string(),
+            source,
+        };
+        let txn = self.txn.as_mut().expect("a change is inside a transaction");
+        match transform::run_row(&row, deleted, &self.transform) {
+            Ok(run) => {
+                if insert && self.payloads {
+                    txn.add_payload(transform::payload_row(&row).map_err(fail)?);
+                }
+                txn.add_row(binding.generation, run);
+            }
+            Err(TransformError::Skip(reason)) => count_skips(&[reason]),
+            Err(e) => return Err(fail(e).into()),
+        }
+        Ok(())
+    }
+
+    /// Tombstones every row of run `id` that this transaction or ClickHouse shows, after
+    /// everything received before it has been inserted.
+    async fn tombstone_run(
+        &mut self,
+        binding: &TableBinding,
+        id: &str,
+        client: &ReplicationClient,
+    ) -> Result<(), PipelineError> {
+        let mut rows = self
+            .txn
+            .as_ref()
+            .map(|t| t.visible_rows(id))
+            .unwrap_or_default();
+        if !self.batch.is_empty() {
+            self.flush();
+        }
+        while let Some(done) = self.flushes.join_next().await {
+            let done =
+                done.map_err(|e| PipelineError::Stream(format!("insert task failed: {e}")))?;
+            self.flushed(done, client)?;
+        }
+        rows.extend(
+            repair::tombstones(self.sink.client(), &self.config.clickhouse.runs_table, id)
+                .await
+                .map_err(|e| {
+                    PipelineError::Stream(format!("reading run {id} from ClickHouse: {e}"))
+                })?,
+        );
+        let txn = self.txn.as_mut().expect("a change is inside a transaction");
+        for mut row in rows {
+            row._is_deleted = 1;
+            txn.add_row(binding.generation, row);
         }
         Ok(())
     }
@@ -373,6 +542,43 @@ impl Replicator {
         tracing::info!(acknowledged_lsn = %Lsn::from_u64(target), "stream closed after flushing and acknowledging");
         Ok(())
     }
+}
+
+fn count_skips(reasons: &[transform::SkipReason]) {
+    for reason in reasons {
+        metrics::counter!(m::ROWS_SKIPPED, "reason" => reason.label()).increment(1);
+    }
+}
+
+/// Every value of a row whose stream shape is incomplete: what the tuples carry, the rest from
+/// the run's current Postgres row. `None` when the run is gone (a later change supersedes this).
+async fn complete(
+    binding: &TableBinding,
+    new: &Tuple,
+    old: Option<&Tuple>,
+    pg: &tokio_postgres::Client,
+) -> Result<Option<Vec<Option<String>>>, PipelineError> {
+    let (row, unresolved) = binding.row_partial(new, old).map_err(ChangeError::from)?;
+    let mut values: Vec<Option<String>> = Col::ALL
+        .iter()
+        .map(|c| row.get(*c).map(str::to_string))
+        .collect();
+    if unresolved.is_empty() {
+        return Ok(Some(values));
+    }
+    let Some(id) = row.get(Col::Id) else {
+        return Ok(None);
+    };
+    let current = repair::current_values(pg, binding, id, &unresolved)
+        .await
+        .map_err(|e| PipelineError::Stream(format!("reading run {id} from Postgres: {e}")))?;
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    for (col, value) in unresolved.iter().zip(current) {
+        values[*col as usize] = value;
+    }
+    Ok(Some(values))
 }
 
 fn acknowledge(client: &ReplicationClient, lsn: u64) {

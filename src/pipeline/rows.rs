@@ -49,6 +49,15 @@ impl CollapsedRows {
         self.rows.is_empty()
     }
 
+    /// Copies of the rows of run `id` that are not tombstones.
+    pub fn visible_rows(&self, id: &str) -> Vec<RunRow> {
+        self.rows
+            .values()
+            .filter(|r| r.run_id == id && r._is_deleted == 0)
+            .cloned()
+            .collect()
+    }
+
     /// Every row, for re-collapsing into another set.
     pub fn drain(&mut self) -> impl Iterator<Item = RunRow> + '_ {
         self.rows.drain().map(|(_, r)| r)

@@ -62,6 +62,11 @@ impl Transaction {
         self.payloads.push(payload);
     }
 
+    /// Copies of this transaction's rows of run `id` that are not tombstones.
+    pub fn visible_rows(&self, id: &str) -> Vec<RunRow> {
+        self.rows.visible_rows(id)
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len() + self.payloads.len()
     }

@@ -146,6 +146,11 @@ impl Sink {
         }
     }
 
+    /// The client, for the pipeline's own reads (repairs).
+    pub fn client(&self) -> &clickhouse::Client {
+        &self.client
+    }
+
     /// Inserts a batch. `Ok` means ClickHouse holds every row (or rejected ones were recorded).
     pub async fn write(&self, batch: &Sealed) -> Result<Written, SinkError> {
         let started = Instant::now();

@@ -16,16 +16,22 @@ use crate::transform::{Col, SourceRow};
 /// A replicated table as the stream currently describes it.
 #[derive(Debug, Clone)]
 pub struct TableBinding {
+    /// `"schema"."table"`, for messages and metrics.
     pub table: Arc<str>,
+    pub schema: String,
+    pub name: String,
     /// The `_version` generation of rows from this table.
     pub generation: u8,
-    /// The tuple position of each [`Col`].
+    /// The tuple position of each [`Col`]; `MISSING` when the relation lacks it.
     positions: [u16; Col::COUNT],
     /// The number of columns a tuple of this relation has.
     width: usize,
-    /// Position of `id`, for messages about a row.
-    id_position: u16,
+    /// Why rows of this shape are incomplete (replica identity not FULL, a column missing), if
+    /// they are. Such a binding only serves [`TableBinding::row_partial`].
+    pub defect: Option<RelationError>,
 }
+
+const MISSING: u16 = u16::MAX;
 
 /// Why a relation or a change cannot be replicated safely. All are hard stops.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +94,8 @@ fn identity_name(identity: ReplicaIdentity) -> &'static str {
 
 impl RelationCache {
     /// Records a Relation message. Relations of tables not replicated are remembered as ignored.
+    /// A replicated table whose rows would be incomplete is recorded with its defect, which is
+    /// also returned: the caller decides whether it can be repaired or is a hard stop.
     pub fn update(&mut self, rel: &Relation, replicated: &Replicated) -> Result<(), RelationError> {
         let generation = (rel.namespace == replicated.schema)
             .then(|| replicated.tables.iter().find(|(t, _)| *t == rel.name))
@@ -98,15 +106,7 @@ impl RelationCache {
             return Ok(());
         };
         let table = format!("\"{}\".\"{}\"", rel.namespace, rel.name);
-        // Forget the old shape first: if this one is refused, nothing may use the stale one.
-        self.by_oid.remove(&rel.id);
-        if rel.replica_identity != ReplicaIdentity::Full {
-            return Err(RelationError::ReplicaIdentity {
-                table,
-                identity: identity_name(rel.replica_identity),
-            });
-        }
-        let mut positions = [u16::MAX; Col::COUNT];
+        let mut positions = [MISSING; Col::COUNT];
         for (i, column) in rel.columns.iter().enumerate() {
             if let Some(col) = Col::from_pg_name(&column.name) {
                 positions[col as usize] = i as u16;
@@ -114,26 +114,38 @@ impl RelationCache {
         }
         let missing: Vec<&str> = Col::ALL
             .iter()
-            .filter(|c| positions[**c as usize] == u16::MAX)
+            .filter(|c| positions[**c as usize] == MISSING)
             .map(|c| c.pg_name())
             .collect();
-        if !missing.is_empty() {
-            return Err(RelationError::MissingColumns {
-                table,
+        let defect = if rel.replica_identity != ReplicaIdentity::Full {
+            Some(RelationError::ReplicaIdentity {
+                table: table.clone(),
+                identity: identity_name(rel.replica_identity),
+            })
+        } else if !missing.is_empty() {
+            Some(RelationError::MissingColumns {
+                table: table.clone(),
                 columns: missing.join(", "),
-            });
-        }
+            })
+        } else {
+            None
+        };
         self.by_oid.insert(
             rel.id,
             Some(TableBinding {
                 table: table.into(),
+                schema: rel.namespace.clone(),
+                name: rel.name.clone(),
                 generation,
                 positions,
                 width: rel.columns.len(),
-                id_position: positions[Col::Id as usize],
+                defect: defect.clone(),
             }),
         );
-        Ok(())
+        match defect {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The binding of a relation: `Ok(None)` for a relation that is not replicated.
@@ -193,34 +205,58 @@ impl TableBinding {
         new: &'a Tuple,
         old: Option<&'a Tuple>,
     ) -> Result<SourceRow<'a>, RelationError> {
+        if let Some(defect) = &self.defect {
+            return Err(defect.clone());
+        }
+        let (row, unresolved) = self.row_partial(new, old)?;
+        if let Some(col) = unresolved.first() {
+            return Err(RelationError::UnresolvedToast {
+                table: self.table.to_string(),
+                column: col.pg_name(),
+                run_id: self.run_id(new).unwrap_or("?").to_string(),
+            });
+        }
+        Ok(row)
+    }
+
+    /// Like [`TableBinding::row`], but columns the relation lacks and unchanged-TOAST cells with
+    /// no old value are left unset and listed, for a repair to fill in.
+    pub fn row_partial<'a>(
+        &self,
+        new: &'a Tuple,
+        old: Option<&'a Tuple>,
+    ) -> Result<(SourceRow<'a>, Vec<Col>), RelationError> {
         self.check_width(new)?;
         if let Some(old) = old {
             self.check_width(old)?;
         }
         let mut row = SourceRow::new();
+        let mut unresolved = Vec::new();
         for &col in Col::ALL {
-            let pos = self.positions[col as usize] as usize;
+            let pos = self.positions[col as usize];
+            if pos == MISSING {
+                unresolved.push(col);
+                continue;
+            }
+            let pos = pos as usize;
             let mut cell = &new.0[pos];
             if *cell == Cell::UnchangedToast {
-                cell = match old.map(|o| &o.0[pos]) {
-                    Some(c) if *c != Cell::UnchangedToast => c,
+                match old.map(|o| &o.0[pos]) {
+                    Some(c) if *c != Cell::UnchangedToast => cell = c,
                     _ => {
-                        return Err(RelationError::UnresolvedToast {
-                            table: self.table.to_string(),
-                            column: col.pg_name(),
-                            run_id: self.run_id(new).unwrap_or("?").to_string(),
-                        });
+                        unresolved.push(col);
+                        continue;
                     }
-                };
+                }
             }
             row.set(col, text(cell, self, col)?);
         }
-        Ok(row)
+        Ok((row, unresolved))
     }
 
     /// The run id in a tuple, for messages.
     pub fn run_id<'a>(&self, tuple: &'a Tuple) -> Option<&'a str> {
-        match tuple.0.get(self.id_position as usize) {
+        match tuple.0.get(self.positions[Col::Id as usize] as usize) {
             Some(Cell::Text(b)) => std::str::from_utf8(b).ok(),
             _ => None,
         }
@@ -303,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_identity_other_than_full_and_forgets_the_old_shape() {
+    fn refuses_identity_other_than_full_and_replaces_the_old_shape() {
         let mut cache = RelationCache::default();
         cache
             .update(&relation(ReplicaIdentity::Full, None, false), &replicated())
@@ -322,20 +358,18 @@ mod tests {
             err.to_string()
                 .contains("ALTER TABLE \"public\".\"TaskRun\" REPLICA IDENTITY FULL")
         );
-        assert!(matches!(
-            cache.get(42),
-            Err(RelationError::UnknownRelation { oid: 42 })
-        ));
+        // The new shape replaces the old one, and refuses strict rows.
+        let binding = cache.get(42).unwrap().unwrap();
+        assert_eq!(binding.defect, Some(err.clone()));
+        let rel = relation(ReplicaIdentity::Default, None, false);
+        assert_eq!(binding.row(&tuple(&rel, &[]), None).unwrap_err(), err);
     }
 
     #[test]
-    fn refuses_a_missing_column() {
-        let err = RelationCache::default()
-            .update(
-                &relation(ReplicaIdentity::Full, Some(Col::Output), false),
-                &replicated(),
-            )
-            .unwrap_err();
+    fn refuses_a_missing_column_but_can_list_it_for_repair() {
+        let mut cache = RelationCache::default();
+        let rel = relation(ReplicaIdentity::Full, Some(Col::Output), false);
+        let err = cache.update(&rel, &replicated()).unwrap_err();
         assert_eq!(
             err,
             RelationError::MissingColumns {
@@ -343,6 +377,11 @@ mod tests {
                 columns: "output".into()
             }
         );
+        let binding = cache.get(42).unwrap().unwrap();
+        let t = tuple(&rel, &[]);
+        let (row, unresolved) = binding.row_partial(&t, None).unwrap();
+        assert_eq!(unresolved, [Col::Output]);
+        assert_eq!(row.get(Col::Status), Some("status"));
     }
 
     #[test]

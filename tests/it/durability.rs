@@ -31,23 +31,33 @@ async fn stop_change_start_delivers_everything_once() {
     let pg = env.pg_client().await;
     let mut worker = start_worker(&env, "").await;
     let first: Vec<String> = (0..20).map(|i| format!("run_resume_{i:02}")).collect();
-    pg.batch_execute(&insert_many_sql("\"TaskRun\"", &first, &[])).await.unwrap();
+    pg.batch_execute(&insert_many_sql("\"TaskRun\"", &first, &[]))
+        .await
+        .unwrap();
     assert_converges(&env, CONVERGE).await;
     assert_eq!(worker.terminate().code(), Some(0), "{}", worker.log_text());
 
     // While the worker is down: inserts in both tables, updates, deletes.
     let second: Vec<String> = (0..20).map(|i| format!("run_resume_v2_{i:02}")).collect();
-    pg.batch_execute(&insert_many_sql("task_run_v2", &second, &[])).await.unwrap();
+    pg.batch_execute(&insert_many_sql("task_run_v2", &second, &[]))
+        .await
+        .unwrap();
     pg.batch_execute("UPDATE \"TaskRun\" SET status = 'EXECUTING' WHERE id < 'run_resume_10'")
         .await
         .unwrap();
-    pg.batch_execute("DELETE FROM \"TaskRun\" WHERE id >= 'run_resume_15'").await.unwrap();
+    pg.batch_execute("DELETE FROM \"TaskRun\" WHERE id >= 'run_resume_15'")
+        .await
+        .unwrap();
 
     let mut worker = start_worker(&env, "").await;
     assert_converges(&env, CONVERGE).await;
     assert_eq!(actual_rows(&env).await.len(), 35);
     // Payload rows are append-only: a replay of already-acknowledged transactions would double them.
-    assert_eq!(payload_count(&env, false).await, 40, "every INSERT's payload exactly once");
+    assert_eq!(
+        payload_count(&env, false).await,
+        40,
+        "every INSERT's payload exactly once"
+    );
     assert_eq!(worker.terminate().code(), Some(0));
 }
 
@@ -65,9 +75,13 @@ async fn sigterm_acknowledges_exactly_the_last_commit() {
     worker.wait_ready(Duration::from_secs(30)).await;
 
     for i in 0..5 {
-        pg.batch_execute(&insert_sql("\"TaskRun\"", &format!("run_term_{i}"), &[("status", lit("EXECUTING"))]))
-            .await
-            .unwrap();
+        pg.batch_execute(&insert_sql(
+            "\"TaskRun\"",
+            &format!("run_term_{i}"),
+            &[("status", lit("EXECUTING"))],
+        ))
+        .await
+        .unwrap();
     }
     let last_end = wait_for("all five runs in ClickHouse", CONVERGE, || async {
         let rows = actual_rows(&env).await;
@@ -87,14 +101,25 @@ async fn sigterm_acknowledges_exactly_the_last_commit() {
     )
     .await;
     let wal_end = lsn_of(&pg, "SELECT pg_current_wal_insert_lsn()::text").await;
-    println!("last commit end {last_end:X}, confirmed_flush_lsn {confirmed:X}, WAL end {wal_end:X}");
-    assert!(confirmed >= last_end, "everything in ClickHouse is acknowledged");
+    println!(
+        "last commit end {last_end:X}, confirmed_flush_lsn {confirmed:X}, WAL end {wal_end:X}"
+    );
+    assert!(
+        confirmed >= last_end,
+        "everything in ClickHouse is acknowledged"
+    );
     assert!(confirmed <= wal_end);
     if wal_end == last_end {
-        assert_eq!(confirmed, last_end, "nothing but the last commit to acknowledge");
+        assert_eq!(
+            confirmed, last_end,
+            "nothing but the last commit to acknowledge"
+        );
     }
     let log = worker.log_text();
-    assert!(log.contains("stream closed after flushing and acknowledging"), "{log}");
+    assert!(
+        log.contains("stream closed after flushing and acknowledging"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -104,17 +129,26 @@ async fn kill_9_during_a_stream_of_changes_loses_nothing() {
     let url = env.pg.url(&env.pg_db);
     // 5,000 changes in 500 transactions across both tables, while the worker is killed.
     let writer = tokio::spawn(async move {
-        let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         for t in 0..500u32 {
-            let table = if t % 2 == 0 { "\"TaskRun\"" } else { "task_run_v2" };
+            let table = if t % 2 == 0 {
+                "\"TaskRun\""
+            } else {
+                "task_run_v2"
+            };
             let ids: Vec<String> = (0..6).map(|i| format!("run_k_{t:03}_{i}")).collect();
             let mut sql = vec!["BEGIN".to_string(), insert_many_sql(table, &ids, &[])];
             sql.push(format!(
                 "UPDATE {table} SET status = 'EXECUTING', \"attemptNumber\" = {t} WHERE id IN ('{}', '{}')",
                 ids[0], ids[1]
             ));
-            sql.push(format!("UPDATE {table} SET status = 'COMPLETED_SUCCESSFULLY' WHERE id = '{}'", ids[2]));
+            sql.push(format!(
+                "UPDATE {table} SET status = 'COMPLETED_SUCCESSFULLY' WHERE id = '{}'",
+                ids[2]
+            ));
             sql.push(format!("DELETE FROM {table} WHERE id = '{}'", ids[3]));
             sql.push("COMMIT".into());
             pg.batch_execute(&sql.join(";\n")).await.unwrap();

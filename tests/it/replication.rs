@@ -56,7 +56,10 @@ async fn exhaustive(table: &str, id: &str, expected_version_generation: u64) {
         ("status", lit("EXECUTING")),
         ("statusReason", lit("EXTERNAL_DEPLOYMENT_PENDING")),
         ("idempotencyKey", lit("idem-123")),
-        ("idempotencyKeyOptions", lit(r#"{"key": "user-key", "scope": "run"}"#)),
+        (
+            "idempotencyKeyOptions",
+            lit(r#"{"key": "user-key", "scope": "run"}"#),
+        ),
         ("isTest", "true".into()),
         ("payload", lit(r#"{"order": 42, "items": ["a", "b"]}"#)),
         ("payloadType", lit("application/json")),
@@ -95,12 +98,20 @@ async fn exhaustive(table: &str, id: &str, expected_version_generation: u64) {
         ("depth", "2".into()),
         (
             "annotations",
-            lit(r#"{"triggerSource": "schedule", "triggerAction": "trigger", "rootTriggerSource": "api", "taskKind": "AGENT", "externalDeploymentId": "dep_42"}"#),
+            lit(
+                r#"{"triggerSource": "schedule", "triggerAction": "trigger", "rootTriggerSource": "api", "taskKind": "AGENT", "externalDeploymentId": "dep_42"}"#,
+            ),
         ),
         ("isWarmStart", "false".into()),
-        ("output", lit(r#"{"result": "done", "count": 7, "when": "2024-01-02T03:04:05.000Z"}"#)),
+        (
+            "output",
+            lit(r#"{"result": "done", "count": 7, "when": "2024-01-02T03:04:05.000Z"}"#),
+        ),
         ("outputType", lit("application/json")),
-        ("error", lit(r#"{"name": "Ignored", "message": "not a failure status"}"#)),
+        (
+            "error",
+            lit(r#"{"name": "Ignored", "message": "not a failure status"}"#),
+        ),
         ("planType", lit("pro")),
         ("maxDurationInSeconds", "3600".into()),
     ];
@@ -108,9 +119,14 @@ async fn exhaustive(table: &str, id: &str, expected_version_generation: u64) {
     let row = wait_run(&env, id, |_| true).await;
 
     let ms = |s: &str| {
-        let t = time::PrimitiveDateTime::parse(s, time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond]"))
-            .unwrap()
-            .assume_utc();
+        let t = time::PrimitiveDateTime::parse(
+            s,
+            time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond]"
+            ),
+        )
+        .unwrap()
+        .assume_utc();
         (t.unix_timestamp_nanos() / 1_000_000) as i64
     };
     assert_eq!(row.environment_id, "env_exh");
@@ -142,8 +158,14 @@ async fn exhaustive(table: &str, id: &str, expected_version_generation: u64) {
         json(&row.output),
         json(r#"{"data": {"result": "done", "count": 7, "when": "2024-01-02T03:04:05.000Z"}}"#)
     );
-    assert_eq!(json(&row.error), json(r#"{"data": {"name": "Ignored", "message": "not a failure status"}}"#));
-    assert_eq!(row.error_fingerprint, "", "no fingerprint outside the failure statuses");
+    assert_eq!(
+        json(&row.error),
+        json(r#"{"data": {"name": "Ignored", "message": "not a failure status"}}"#)
+    );
+    assert_eq!(
+        row.error_fingerprint, "",
+        "no fingerprint outside the failure statuses"
+    );
     assert_eq!(row.tags, ["tag-a", "tag b", "tag\"c"]);
     assert_eq!(row.task_version, "20261120.1");
     assert_eq!(row.sdk_version, "4.1.0");
@@ -160,7 +182,10 @@ async fn exhaustive(table: &str, id: &str, expected_version_generation: u64) {
     assert_eq!(row.expiration_ttl, "10m");
     assert_eq!(row.is_test, 1);
     assert_eq!(row._version >> 56, expected_version_generation);
-    assert!(row._version & ((1 << 56) - 1) > 0, "the commit LSN is in the version");
+    assert!(
+        row._version & ((1 << 56) - 1) > 0,
+        "the commit LSN is in the version"
+    );
     assert_eq!(row._is_deleted, 0);
     assert_eq!(row.concurrency_key, "tenant-9");
     assert_eq!(row.bulk_action_group_ids, ["bulk_1", "bulk_2"]);
@@ -177,7 +202,10 @@ async fn exhaustive(table: &str, id: &str, expected_version_generation: u64) {
     let p = payloads(&env, id).await;
     assert_eq!(p.len(), 1, "one payload row per INSERT");
     assert_eq!(p[0].created_at, ms("2026-11-20 10:00:00.123"));
-    assert_eq!(json(&p[0].payload), json(r#"{"data": {"order": 42, "items": ["a", "b"]}}"#));
+    assert_eq!(
+        json(&p[0].payload),
+        json(r#"{"data": {"order": 42, "items": ["a", "b"]}}"#)
+    );
     assert_eq!(worker.terminate().code(), Some(0));
 }
 
@@ -208,7 +236,9 @@ async fn updates_replace_and_deletes_leave_a_complete_tombstone() {
         let r = wait_run(&env, &id, |r| r.status == "COMPLETED_SUCCESSFULLY").await;
         assert_eq!(r.usage_duration_ms, 500);
 
-        pg.batch_execute(&format!("DELETE FROM {table} WHERE id = '{id}'")).await.unwrap();
+        pg.batch_execute(&format!("DELETE FROM {table} WHERE id = '{id}'"))
+            .await
+            .unwrap();
         wait_for("the run to disappear under FINAL", CONVERGE, || async {
             run_final(&env, &id).await.is_none().then_some(())
         })
@@ -225,7 +255,11 @@ async fn updates_replace_and_deletes_leave_a_complete_tombstone() {
         assert_eq!(tombstones.len(), 1);
         let t = &tombstones[0];
         assert_eq!(
-            (t.organization_id.as_str(), t.project_id.as_str(), t.environment_id.as_str()),
+            (
+                t.organization_id.as_str(),
+                t.project_id.as_str(),
+                t.environment_id.as_str()
+            ),
             ("org_1", "proj_1", "env_1")
         );
         assert_eq!(t.status, "COMPLETED_SUCCESSFULLY", "built from the old row");
@@ -242,9 +276,15 @@ async fn insert_and_updates_in_one_transaction_give_the_final_state_once() {
     let pg = env.pg_client().await;
     let id = "run_one_txn";
     let mut sql = vec!["BEGIN".to_string(), insert_sql("\"TaskRun\"", id, &[])];
-    for (i, status) in ["DEQUEUED", "EXECUTING", "RETRYING_AFTER_FAILURE", "EXECUTING", "COMPLETED_SUCCESSFULLY"]
-        .iter()
-        .enumerate()
+    for (i, status) in [
+        "DEQUEUED",
+        "EXECUTING",
+        "RETRYING_AFTER_FAILURE",
+        "EXECUTING",
+        "COMPLETED_SUCCESSFULLY",
+    ]
+    .iter()
+    .enumerate()
     {
         sql.push(format!(
             "UPDATE \"TaskRun\" SET status = '{status}', \"attemptNumber\" = {i} WHERE id = '{id}'"
@@ -253,7 +293,10 @@ async fn insert_and_updates_in_one_transaction_give_the_final_state_once() {
     sql.push("COMMIT".into());
     pg.batch_execute(&sql.join(";\n")).await.unwrap();
     let r = wait_run(&env, id, |_| true).await;
-    assert_eq!((r.status.as_str(), r.attempt), ("COMPLETED_SUCCESSFULLY", 4));
+    assert_eq!(
+        (r.status.as_str(), r.attempt),
+        ("COMPLETED_SUCCESSFULLY", 4)
+    );
     let versions: u64 = env
         .ch_client()
         .query("SELECT count() FROM task_runs_v2 WHERE run_id = ?")
@@ -262,7 +305,11 @@ async fn insert_and_updates_in_one_transaction_give_the_final_state_once() {
         .await
         .unwrap();
     assert_eq!(versions, 1, "the transaction collapses to one row");
-    assert_eq!(payloads(&env, id).await.len(), 1, "a run inserted in the transaction still gets its payload");
+    assert_eq!(
+        payloads(&env, id).await.len(),
+        1,
+        "a run inserted in the transaction still gets its payload"
+    );
 }
 
 #[tokio::test]
@@ -273,7 +320,11 @@ async fn one_transaction_touching_both_tables() {
     let sql = [
         "BEGIN".to_string(),
         insert_sql("\"TaskRun\"", "run_legacy_both", &[]),
-        insert_sql("task_run_v2", "2bq8aDrQkxTvTwXAhFCJrQEXbtA", &[("status", lit("EXECUTING"))]),
+        insert_sql(
+            "task_run_v2",
+            "2bq8aDrQkxTvTwXAhFCJrQEXbtA",
+            &[("status", lit("EXECUTING"))],
+        ),
         "UPDATE \"TaskRun\" SET status = 'CANCELED' WHERE id = 'run_legacy_both'".into(),
         "COMMIT".into(),
     ];
@@ -290,11 +341,15 @@ async fn a_thousand_runs_in_one_statement_then_updated_in_one_statement() {
     let _worker = start_worker(&env, "").await;
     let pg = env.pg_client().await;
     let ids: Vec<String> = (0..1000).map(|i| format!("run_bulk_{i:04}")).collect();
-    pg.batch_execute(&insert_many_sql("\"TaskRun\"", &ids, &[])).await.unwrap();
-    assert_converges(&env, CONVERGE).await;
-    pg.batch_execute("UPDATE \"TaskRun\" SET status = 'COMPLETED_SUCCESSFULLY', \"updatedAt\" = now()")
+    pg.batch_execute(&insert_many_sql("\"TaskRun\"", &ids, &[]))
         .await
         .unwrap();
+    assert_converges(&env, CONVERGE).await;
+    pg.batch_execute(
+        "UPDATE \"TaskRun\" SET status = 'COMPLETED_SUCCESSFULLY', \"updatedAt\" = now()",
+    )
+    .await
+    .unwrap();
     assert_converges(&env, CONVERGE).await;
     let rows = actual_rows(&env).await;
     assert_eq!(rows.len(), 1000);
@@ -307,7 +362,9 @@ async fn a_large_output_survives_an_update_that_does_not_touch_it() {
     let _worker = start_worker(&env, "").await;
     let pg = env.pg_client().await;
     // Random-looking text does not compress, so Postgres stores it out of line (TOAST).
-    let big: String = (0..1200).map(|i| format!("{:x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))).collect();
+    let big: String = (0..1200)
+        .map(|i| format!("{:x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        .collect();
     assert!(big.len() > 16_384);
     let output = format!(r#"{{"blob":"{big}"}}"#);
     insert(&pg, "\"TaskRun\"", "run_toast", &[("output", lit(&output))]).await;
@@ -316,7 +373,11 @@ async fn a_large_output_survives_an_update_that_does_not_touch_it() {
         .await
         .unwrap();
     let r = wait_run(&env, "run_toast", |r| r.status == "EXECUTING").await;
-    assert_eq!(json(&r.output)["data"]["blob"], big.as_str(), "the unchanged TOASTed output is kept");
+    assert_eq!(
+        json(&r.output)["data"]["blob"],
+        big.as_str(),
+        "the unchanged TOASTed output is kept"
+    );
     assert_converges(&env, CONVERGE).await;
 }
 
@@ -327,16 +388,39 @@ async fn output_shapes_invalid_json_and_failure_fingerprints() {
     let pg = env.pg_client().await;
     let superjson = r#"{"json":{"bigint":"1234","date":"2024-01-02T03:04:05.000Z","map":[["foo","bar"]]},"meta":{"values":{"bigint":["bigint"],"date":["Date"],"map":["map"]}}}"#;
     let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
-        ("run_superjson", vec![("output", lit(superjson)), ("outputType", lit("application/super+json"))]),
+        (
+            "run_superjson",
+            vec![
+                ("output", lit(superjson)),
+                ("outputType", lit("application/super+json")),
+            ],
+        ),
         ("run_scalar", vec![("output", lit("42"))]),
-        ("run_array", vec![("output", lit(r#"[1, "two", {"three": 3}]"#))]),
-        ("run_invalid", vec![("output", lit(r#"{"unterminated": "#)), ("status", lit("EXECUTING"))]),
-        ("run_surrogate", vec![("output", lit(r#"{"bad": "\ud800"}"#))]),
+        (
+            "run_array",
+            vec![("output", lit(r#"[1, "two", {"three": 3}]"#))],
+        ),
+        (
+            "run_invalid",
+            vec![
+                ("output", lit(r#"{"unterminated": "#)),
+                ("status", lit("EXECUTING")),
+            ],
+        ),
+        (
+            "run_surrogate",
+            vec![("output", lit(r#"{"bad": "\ud800"}"#))],
+        ),
         (
             "run_failed",
             vec![
                 ("status", lit("COMPLETED_WITH_ERRORS")),
-                ("error", lit(r#"{"type": "BUILT_IN_ERROR", "name": "TypeError", "message": "Cannot read properties of undefined (reading 'id')", "stackTrace": "TypeError: x\n    at run (/app/src/trigger/task.ts:12:7)"}"#)),
+                (
+                    "error",
+                    lit(
+                        r#"{"type": "BUILT_IN_ERROR", "name": "TypeError", "message": "Cannot read properties of undefined (reading 'id')", "stackTrace": "TypeError: x\n    at run (/app/src/trigger/task.ts:12:7)"}"#,
+                    ),
+                ),
             ],
         ),
     ];
@@ -347,12 +431,20 @@ async fn output_shapes_invalid_json_and_failure_fingerprints() {
     let rows = actual_rows(&env).await;
     assert_eq!(
         json(&rows["run_superjson"].output),
-        json(r#"{"data":{"bigint":"1234","date":"2024-01-02T03:04:05.000Z","map":[["foo","bar"]]}}"#)
+        json(
+            r#"{"data":{"bigint":"1234","date":"2024-01-02T03:04:05.000Z","map":[["foo","bar"]]}}"#
+        )
     );
     assert_eq!(json(&rows["run_scalar"].output), json(r#"{"data":42}"#));
-    assert_eq!(json(&rows["run_array"].output), json(r#"{"data":[1,"two",{"three":3}]}"#));
+    assert_eq!(
+        json(&rows["run_array"].output),
+        json(r#"{"data":[1,"two",{"three":3}]}"#)
+    );
     assert_eq!(rows["run_invalid"].output, "{}");
-    assert_eq!(rows["run_invalid"].status, "EXECUTING", "the rest of the row is intact");
+    assert_eq!(
+        rows["run_invalid"].status, "EXECUTING",
+        "the rest of the row is intact"
+    );
     assert_eq!(rows["run_surrogate"].output, "{}");
     let fp = &rows["run_failed"].error_fingerprint;
     assert_eq!(fp.len(), 16, "failure statuses carry a fingerprint: {fp:?}");
@@ -370,11 +462,15 @@ async fn a_run_copied_into_v2_survives_its_legacy_delete() {
     wait_run(&env, id, |r| r.status == "PENDING").await;
     insert(&pg, "task_run_v2", id, &[("status", lit("EXECUTING"))]).await;
     wait_run(&env, id, |r| r.status == "EXECUTING").await;
-    pg.batch_execute(&format!("DELETE FROM \"TaskRun\" WHERE id = '{id}'")).await.unwrap();
+    pg.batch_execute(&format!("DELETE FROM \"TaskRun\" WHERE id = '{id}'"))
+        .await
+        .unwrap();
     // A later marker transaction proves the delete went through the pipeline.
     insert(&pg, "\"TaskRun\"", "run_marker", &[]).await;
     wait_run(&env, "run_marker", |_| true).await;
-    let r = run_final(&env, id).await.expect("the v2 copy stays visible");
+    let r = run_final(&env, id)
+        .await
+        .expect("the v2 copy stays visible");
     assert_eq!(r.status, "EXECUTING");
     assert_eq!(r._version >> 56, 1);
     assert_converges(&env, CONVERGE).await;

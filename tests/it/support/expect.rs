@@ -18,10 +18,15 @@ use super::runs::TABLES;
 pub async fn expected_rows(env: &TestEnv) -> BTreeMap<String, RunRow> {
     let client = env.pg_client().await;
     client
-        .batch_execute("SET datestyle = 'ISO, YMD'; SET timezone = 'UTC'; SET extra_float_digits = 3")
+        .batch_execute(
+            "SET datestyle = 'ISO, YMD'; SET timezone = 'UTC'; SET extra_float_digits = 3",
+        )
         .await
         .unwrap();
-    let select: Vec<String> = Col::ALL.iter().map(|c| format!("\"{}\"::text", c.pg_name())).collect();
+    let select: Vec<String> = Col::ALL
+        .iter()
+        .map(|c| format!("\"{}\"::text", c.pg_name()))
+        .collect();
     let mut out: BTreeMap<String, (u8, RunRow)> = BTreeMap::new();
     for (table, generation) in TABLES {
         let rows = client
@@ -64,7 +69,10 @@ pub async fn actual_rows(env: &TestEnv) -> BTreeMap<String, RunRow> {
     for mut row in rows {
         row._version = 0;
         let id = row.run_id.clone();
-        assert!(out.insert(id.clone(), row).is_none(), "run {id} appears twice under FINAL");
+        assert!(
+            out.insert(id.clone(), row).is_none(),
+            "run {id} appears twice under FINAL"
+        );
     }
     out
 }
@@ -96,7 +104,10 @@ pub fn diff(expected: &RunRow, actual: &RunRow) -> String {
     let mut e = expected.clone();
     let mut a = actual.clone();
     let mut out = Vec::new();
-    for (name, ev, av) in [("output", &e.output, &a.output), ("error", &e.error, &a.error)] {
+    for (name, ev, av) in [
+        ("output", &e.output, &a.output),
+        ("error", &e.error, &a.error),
+    ] {
         if normalise_json(json(ev)) != normalise_json(json(av)) {
             out.push(format!("{name}: expected {ev} got {av}"));
         }
@@ -152,7 +163,11 @@ pub async fn assert_converges(env: &TestEnv, timeout: Duration) {
             panic!(
                 "ClickHouse does not equal Postgres after {timeout:?}: {} differences, first ones:\n{}",
                 problems.len(),
-                shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+                shown
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -170,7 +185,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

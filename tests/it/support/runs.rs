@@ -37,7 +37,11 @@ pub fn insert_sql(table: &str, id: &str, overrides: &[(&str, String)]) -> String
     }
     let names: Vec<String> = cols.iter().map(|(c, _)| format!("\"{c}\"")).collect();
     let values: Vec<&str> = cols.iter().map(|(_, v)| v.as_str()).collect();
-    format!("INSERT INTO {table} ({}) VALUES ({})", names.join(", "), values.join(", "))
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        names.join(", "),
+        values.join(", ")
+    )
 }
 
 /// A multi-row INSERT of `ids` with the defaults and the same overrides.
@@ -54,7 +58,12 @@ pub fn insert_many_sql(table: &str, ids: &[String], overrides: &[(&str, String)]
     format!("{head} VALUES {}", rows.join(", "))
 }
 
-pub async fn insert(client: &tokio_postgres::Client, table: &str, id: &str, overrides: &[(&str, String)]) {
+pub async fn insert(
+    client: &tokio_postgres::Client,
+    table: &str,
+    id: &str,
+    overrides: &[(&str, String)],
+) {
     client
         .batch_execute(&insert_sql(table, id, overrides))
         .await
