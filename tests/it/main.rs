@@ -8,4 +8,5 @@ mod support;
 mod clickhouse_front;
 mod durability;
 mod preflight;
+mod reliability;
 mod replication;

@@ -8,6 +8,7 @@
 pub mod clickhouse;
 pub mod expect;
 pub mod http;
+pub mod load;
 pub mod postgres;
 pub mod process;
 pub mod runs;
