@@ -93,7 +93,9 @@ pub struct SourceRow<'a> {
 
 impl Default for SourceRow<'_> {
     fn default() -> Self {
-        SourceRow { values: [None; Col::COUNT] }
+        SourceRow {
+            values: [None; Col::COUNT],
+        }
     }
 }
 
