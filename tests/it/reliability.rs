@@ -33,12 +33,16 @@ async fn readyz(worker: &Worker) -> Option<(u16, String)> {
 }
 
 async fn wait_unready(worker: &Worker, needle: &str, timeout: Duration) -> String {
-    wait_for(&format!("/readyz to fail with {needle:?}"), timeout, || async {
-        match readyz(worker).await {
-            Some((503, body)) if body.contains(needle) => Some(body),
-            _ => None,
-        }
-    })
+    wait_for(
+        &format!("/readyz to fail with {needle:?}"),
+        timeout,
+        || async {
+            match readyz(worker).await {
+                Some((503, body)) if body.contains(needle) => Some(body),
+                _ => None,
+            }
+        },
+    )
     .await
 }
 
@@ -93,8 +97,15 @@ async fn clickhouse_outage_backpressure_and_recovery() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     ch.restart();
-    println!("ClickHouse back after {:?}; worker peak RSS during the outage: {} MiB", outage_started.elapsed(), peak / 1024);
-    assert!(peak < 200 * 1024, "memory stays bounded while ClickHouse is down: {peak} KiB");
+    println!(
+        "ClickHouse back after {:?}; worker peak RSS during the outage: {} MiB",
+        outage_started.elapsed(),
+        peak / 1024
+    );
+    assert!(
+        peak < 200 * 1024,
+        "memory stays bounded while ClickHouse is down: {peak} KiB"
+    );
     writer.await.unwrap();
     wait_ready(&worker, Duration::from_secs(60)).await;
     assert_converges(&env, CONVERGE).await;
@@ -152,16 +163,21 @@ async fn second_instance_waits_and_takes_over_within_15_seconds() {
     let mut leader = Worker::start(&env.write_config(leader_port, ""), leader_port, &[]);
     leader.wait_ready(Duration::from_secs(30)).await;
     let standby = Worker::start(&env.write_config(standby_port, ""), standby_port, &[]);
-    wait_for("the standby to report it is waiting", Duration::from_secs(20), || async {
-        standby.log_text().contains("standby").then_some(())
-    })
+    wait_for(
+        "the standby to report it is waiting",
+        Duration::from_secs(20),
+        || async { standby.log_text().contains("standby").then_some(()) },
+    )
     .await;
     let (_, body) = standby.get("/readyz").unwrap();
     assert!(body.contains("standby"), "{body}");
     let leader_metrics = leader.get("/metrics").unwrap().1;
     let standby_metrics = standby.get("/metrics").unwrap().1;
     assert_eq!(metric(&leader_metrics, "runs_replicator_leader"), Some(1.0));
-    assert_eq!(metric(&standby_metrics, "runs_replicator_leader"), Some(0.0));
+    assert_eq!(
+        metric(&standby_metrics, "runs_replicator_leader"),
+        Some(0.0)
+    );
     println!("checked: exactly one instance leads");
 
     let url = env.pg.url(&env.pg_db);
@@ -175,7 +191,10 @@ async fn second_instance_waits_and_takes_over_within_15_seconds() {
         (metric(&m, "runs_replicator_leader") == Some(1.0)).then_some(())
     })
     .await;
-    println!("checked: the standby took over after {:?}", killed.elapsed());
+    println!(
+        "checked: the standby took over after {:?}",
+        killed.elapsed()
+    );
     writer.await.unwrap();
     assert_converges(&env, CONVERGE).await;
 }
@@ -195,7 +214,10 @@ async fn slot_confirmed(env: &TestEnv) -> Option<u64> {
 async fn wal_insert_lsn(env: &TestEnv) -> u64 {
     let pg = env.pg_client().await;
     let v: i64 = pg
-        .query_one("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8", &[])
+        .query_one(
+            "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -207,36 +229,62 @@ async fn replica_identity_default_while_running_stops_then_resumes_after_the_fix
     let env = TestEnv::new("hs_identity").await;
     let worker = start_worker(&env, "").await;
     let pg = env.pg_client().await;
-    let big: String = (0..1500).map(|i| format!("{:x}", (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D))).collect();
-    insert(&pg, "\"TaskRun\"", "run_hs_keep", &[("output", lit(&format!("{{\"blob\":\"{big}\"}}")))]).await;
+    let big: String = (0..1500)
+        .map(|i| format!("{:x}", (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)))
+        .collect();
+    insert(
+        &pg,
+        "\"TaskRun\"",
+        "run_hs_keep",
+        &[("output", lit(&format!("{{\"blob\":\"{big}\"}}")))],
+    )
+    .await;
     insert(&pg, "\"TaskRun\"", "run_hs_gone", &[]).await;
     assert_converges(&env, CONVERGE).await;
 
-    pg.batch_execute("ALTER TABLE \"TaskRun\" REPLICA IDENTITY DEFAULT").await.unwrap();
+    pg.batch_execute("ALTER TABLE \"TaskRun\" REPLICA IDENTITY DEFAULT")
+        .await
+        .unwrap();
     println!("injected: ALTER TABLE \"TaskRun\" REPLICA IDENTITY DEFAULT while streaming");
     // Changes the stream now carries without old rows: a TOASTed output left unchanged, a delete.
-    pg.batch_execute("UPDATE \"TaskRun\" SET status = 'EXECUTING' WHERE id = 'run_hs_keep'").await.unwrap();
+    pg.batch_execute("UPDATE \"TaskRun\" SET status = 'EXECUTING' WHERE id = 'run_hs_keep'")
+        .await
+        .unwrap();
     let after_bad = wal_insert_lsn(&env).await;
-    pg.batch_execute("DELETE FROM \"TaskRun\" WHERE id = 'run_hs_gone'").await.unwrap();
+    pg.batch_execute("DELETE FROM \"TaskRun\" WHERE id = 'run_hs_gone'")
+        .await
+        .unwrap();
     let body = wait_unready(&worker, "REPLICA IDENTITY DEFAULT", Duration::from_secs(20)).await;
     println!("checked: /readyz fails: {}", body.trim());
     let log = worker.log_text();
-    let line = log.lines().find(|l| l.contains("hard stop")).expect("one clear log line");
+    let line = log
+        .lines()
+        .find(|l| l.contains("hard stop"))
+        .expect("one clear log line");
     println!("checked: log says: {line}");
     let metrics = worker.get("/metrics").unwrap().1;
-    assert!(metrics.contains("runs_replicator_hard_stop{reason=\"replica_identity\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("runs_replicator_hard_stop{reason=\"replica_identity\"} 1"),
+        "{metrics}"
+    );
     let confirmed = slot_confirmed(&env).await.unwrap();
     assert!(
         confirmed < after_bad,
         "the first bad transaction is not acknowledged ({confirmed:X} >= {after_bad:X})"
     );
-    println!("checked: the slot's confirmed position {confirmed:X} is before the end of the first bad change {after_bad:X}");
+    println!(
+        "checked: the slot's confirmed position {confirmed:X} is before the end of the first bad change {after_bad:X}"
+    );
 
-    pg.batch_execute("ALTER TABLE \"TaskRun\" REPLICA IDENTITY FULL").await.unwrap();
+    pg.batch_execute("ALTER TABLE \"TaskRun\" REPLICA IDENTITY FULL")
+        .await
+        .unwrap();
     println!("fixed: ALTER TABLE \"TaskRun\" REPLICA IDENTITY FULL");
     wait_ready(&worker, Duration::from_secs(30)).await;
     assert_converges(&env, CONVERGE).await;
-    println!("checked: resumed; the changes made meanwhile were repaired (TOASTed output kept, delete applied)");
+    println!(
+        "checked: resumed; the changes made meanwhile were repaired (TOASTed output kept, delete applied)"
+    );
 }
 
 #[tokio::test]
@@ -244,14 +292,24 @@ async fn a_dropped_required_column_stops_then_resumes_after_it_is_restored() {
     let env = TestEnv::new("hs_column").await;
     let worker = start_worker(&env, "").await;
     let pg = env.pg_client().await;
-    insert(&pg, "task_run_v2", "2bq8aDrQkxTvTwXAhFCJrQEXbtB", &[("region", lit("eu"))]).await;
+    insert(
+        &pg,
+        "task_run_v2",
+        "2bq8aDrQkxTvTwXAhFCJrQEXbtB",
+        &[("region", lit("eu"))],
+    )
+    .await;
     assert_converges(&env, CONVERGE).await;
-    pg.batch_execute("ALTER TABLE task_run_v2 DROP COLUMN region").await.unwrap();
+    pg.batch_execute("ALTER TABLE task_run_v2 DROP COLUMN region")
+        .await
+        .unwrap();
     println!("injected: ALTER TABLE task_run_v2 DROP COLUMN region while streaming");
     insert(&pg, "task_run_v2", "2bq8aDrQkxTvTwXAhFCJrQEXbtC", &[]).await;
     let body = wait_unready(&worker, "region", Duration::from_secs(20)).await;
     println!("checked: /readyz fails: {}", body.trim());
-    pg.batch_execute("ALTER TABLE task_run_v2 ADD COLUMN region TEXT").await.unwrap();
+    pg.batch_execute("ALTER TABLE task_run_v2 ADD COLUMN region TEXT")
+        .await
+        .unwrap();
     println!("fixed: ALTER TABLE task_run_v2 ADD COLUMN region TEXT");
     wait_ready(&worker, Duration::from_secs(30)).await;
     assert_converges(&env, CONVERGE).await;
@@ -281,13 +339,21 @@ async fn a_dropped_slot_is_a_hard_stop_and_is_not_recreated() {
     println!("checked: /readyz fails: {}", body.trim());
     tokio::time::sleep(Duration::from_secs(4)).await;
     let exists: i64 = pg
-        .query_one("SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", &[&env.slot])
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&env.slot],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(exists, 0, "the worker never recreates the slot on its own");
     println!("checked: the slot was not silently recreated");
-    pg.execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &[&env.slot]).await.unwrap();
+    pg.execute(
+        "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+        &[&env.slot],
+    )
+    .await
+    .unwrap();
     println!("fixed: an operator recreated the slot");
     wait_ready(&worker, Duration::from_secs(30)).await;
     insert(&pg, "\"TaskRun\"", "run_slot_2", &[]).await;
@@ -321,22 +387,33 @@ async fn an_invalidated_slot_is_a_hard_stop_until_it_is_dropped() {
         .unwrap();
     }
     let status: Option<String> = pg
-        .query_one("SELECT wal_status::text FROM pg_replication_slots WHERE slot_name = $1", &[&env.slot])
+        .query_one(
+            "SELECT wal_status::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&env.slot],
+        )
         .await
         .unwrap()
         .get(0);
-    println!("injected: WAL beyond max_slot_wal_keep_size with the worker stopped; wal_status = {status:?}");
+    println!(
+        "injected: WAL beyond max_slot_wal_keep_size with the worker stopped; wal_status = {status:?}"
+    );
     assert_eq!(status.as_deref(), Some("lost"));
     let port = process::free_port();
     let worker = Worker::start(&env.write_config(port, ""), port, &[]);
     let body = wait_unready(&worker, "invalidated", Duration::from_secs(30)).await;
     println!("checked: /readyz fails: {}", body.trim());
-    pg.execute("SELECT pg_drop_replication_slot($1)", &[&env.slot]).await.unwrap();
+    pg.execute("SELECT pg_drop_replication_slot($1)", &[&env.slot])
+        .await
+        .unwrap();
     println!("fixed: an operator dropped the invalidated slot");
     wait_ready(&worker, Duration::from_secs(30)).await;
     insert(&pg, "\"TaskRun\"", "run_inv_2", &[]).await;
     wait_for("a change after the new slot", CONVERGE, || async {
-        mismatches(&env).await.iter().all(|m| !m.contains("run_inv_2")).then_some(())
+        mismatches(&env)
+            .await
+            .iter()
+            .all(|m| !m.contains("run_inv_2"))
+            .then_some(())
     })
     .await;
     assert!(worker.log_text().contains("created the replication slot"));
@@ -352,36 +429,69 @@ async fn a_poison_row_is_neutralised_and_the_stream_moves_on() {
     let deep = format!("{}1{}", "[".repeat(1100), "]".repeat(1100));
     let mut sql = vec!["BEGIN".to_string()];
     for i in 0..20 {
-        sql.push(crate::support::runs::insert_sql("\"TaskRun\"", &format!("run_p_{i:02}"), &[]));
+        sql.push(crate::support::runs::insert_sql(
+            "\"TaskRun\"",
+            &format!("run_p_{i:02}"),
+            &[],
+        ));
     }
     sql.push(crate::support::runs::insert_sql(
         "\"TaskRun\"",
         "run_poison",
-        &[("status", lit("SYSTEM_FAILURE")), ("error", lit(&format!("{{\"message\": \"boom\", \"deep\": {deep}}}")))],
+        &[
+            ("status", lit("SYSTEM_FAILURE")),
+            (
+                "error",
+                lit(&format!("{{\"message\": \"boom\", \"deep\": {deep}}}")),
+            ),
+        ],
     ));
     sql.push("COMMIT".into());
     pg.batch_execute(&sql.join(";\n")).await.unwrap();
     println!("injected: a run whose error ClickHouse refuses, in a batch with 20 good runs");
     insert(&pg, "\"TaskRun\"", "run_after_poison", &[]).await;
-    let problems = wait_for("every run but the poison one to match", CONVERGE, || async {
-        let p = mismatches(&env).await;
-        p.iter().all(|m| m.starts_with("run run_poison:")).then_some(p)
-    })
+    let problems = wait_for(
+        "every run but the poison one to match",
+        CONVERGE,
+        || async {
+            let p = mismatches(&env).await;
+            p.iter()
+                .all(|m| m.starts_with("run run_poison:"))
+                .then_some(p)
+        },
+    )
     .await;
-    println!("checked: the good runs and a later run arrived; poison run differs only in: {problems:?}");
-    assert!(problems.iter().all(|p| p.contains("error") && !p.contains("status")), "{problems:?}");
+    println!(
+        "checked: the good runs and a later run arrived; poison run differs only in: {problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.contains("error") && !p.contains("status")),
+        "{problems:?}"
+    );
     let rows = crate::support::expect::actual_rows(&env).await;
     let poison = &rows["run_poison"];
     assert_eq!(poison.status, "SYSTEM_FAILURE");
     assert_eq!(poison.error, "{}", "the refused field is neutralised");
     let metrics = worker.get("/metrics").unwrap().1;
     assert!(
-        metrics.lines().any(|l| l.starts_with("runs_replicator_fields_neutralised_total") && l.contains("error") && l.ends_with(" 1")),
+        metrics.lines().any(
+            |l| l.starts_with("runs_replicator_fields_neutralised_total")
+                && l.contains("error")
+                && l.ends_with(" 1")
+        ),
         "{metrics}"
     );
     let log = worker.log_text();
-    assert!(log.lines().any(|l| l.contains("run_poison") && l.contains("stored a row")), "{log}");
-    println!("checked: counted in runs_replicator_fields_neutralised_total and logged with its run id");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("run_poison") && l.contains("stored a row")),
+        "{log}"
+    );
+    println!(
+        "checked: counted in runs_replicator_fields_neutralised_total and logged with its run id"
+    );
 }
 
 #[tokio::test]
@@ -402,10 +512,15 @@ async fn truncate_is_logged_counted_and_not_applied() {
     })
     .await;
     let rows = crate::support::expect::actual_rows(&env).await;
-    assert!(rows.contains_key("run_tr_1"), "policy: TRUNCATE is not applied to ClickHouse");
+    assert!(
+        rows.contains_key("run_tr_1"),
+        "policy: TRUNCATE is not applied to ClickHouse"
+    );
     let metrics = worker.get("/metrics").unwrap().1;
     assert!(
-        metrics.contains("runs_replicator_truncates_received_total{table=\"\\\"public\\\".\\\"TaskRun\\\"\"} 1"),
+        metrics.contains(
+            "runs_replicator_truncates_received_total{table=\"\\\"public\\\".\\\"TaskRun\\\"\"} 1"
+        ),
         "{metrics}"
     );
     assert!(worker.log_text().contains("TRUNCATE of a replicated table"));

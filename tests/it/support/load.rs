@@ -26,7 +26,14 @@ impl Rng {
     }
 }
 
-const STATUSES: [&str; 6] = ["DEQUEUED", "EXECUTING", "WAITING_TO_RESUME", "COMPLETED_SUCCESSFULLY", "CRASHED", "CANCELED"];
+const STATUSES: [&str; 6] = [
+    "DEQUEUED",
+    "EXECUTING",
+    "WAITING_TO_RESUME",
+    "COMPLETED_SUCCESSFULLY",
+    "CRASHED",
+    "CANCELED",
+];
 
 struct Live {
     id: String,
@@ -36,7 +43,9 @@ struct Live {
 /// Writes about `changes` row changes through `url` in transactions of 1 to 20 changes.
 /// Returns the number of changes written.
 pub async fn write_mixed(url: &str, changes: usize, seed: u64, pause_every: usize) -> usize {
-    let (pg, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("writer connects");
+    let (pg, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("writer connects");
     tokio::spawn(conn);
     let mut rng = Rng::new(seed);
     let mut live: Vec<Live> = Vec::new();
@@ -49,7 +58,11 @@ pub async fn write_mixed(url: &str, changes: usize, seed: u64, pause_every: usiz
         for _ in 0..size {
             let dice = rng.below(100);
             if live.is_empty() || dice < 35 {
-                let table = if rng.below(2) == 0 { "\"TaskRun\"" } else { "task_run_v2" };
+                let table = if rng.below(2) == 0 {
+                    "\"TaskRun\""
+                } else {
+                    "task_run_v2"
+                };
                 let id = format!("run_{seed}_{next_id:06}");
                 next_id += 1;
                 sql.push(insert_sql(table, &id, &[("status", lit("PENDING"))]));
@@ -57,7 +70,10 @@ pub async fn write_mixed(url: &str, changes: usize, seed: u64, pause_every: usiz
             } else if dice < 80 {
                 let run = &live[rng.below(live.len() as u64) as usize];
                 let status = STATUSES[rng.below(STATUSES.len() as u64) as usize];
-                let mut set = format!("status = '{status}', \"updatedAt\" = now(), \"attemptNumber\" = {}", rng.below(5));
+                let mut set = format!(
+                    "status = '{status}', \"updatedAt\" = now(), \"attemptNumber\" = {}",
+                    rng.below(5)
+                );
                 match rng.below(10) {
                     0 => {
                         // Large and incompressible: stored out of line, then left unchanged by later updates.
@@ -68,9 +84,14 @@ pub async fn write_mixed(url: &str, changes: usize, seed: u64, pause_every: usiz
                     _ => {}
                 }
                 if status == "CRASHED" {
-                    set.push_str(", error = '{\"name\":\"Error\",\"message\":\"worker crashed 42 times\"}'");
+                    set.push_str(
+                        ", error = '{\"name\":\"Error\",\"message\":\"worker crashed 42 times\"}'",
+                    );
                 }
-                sql.push(format!("UPDATE {} SET {set} WHERE id = '{}'", run.table, run.id));
+                sql.push(format!(
+                    "UPDATE {} SET {set} WHERE id = '{}'",
+                    run.table, run.id
+                ));
             } else if dice < 92 {
                 let i = rng.below(live.len() as u64) as usize;
                 let run = live.swap_remove(i);
@@ -90,7 +111,9 @@ pub async fn write_mixed(url: &str, changes: usize, seed: u64, pause_every: usiz
             written += 1;
         }
         sql.push("COMMIT".into());
-        pg.batch_execute(&sql.join(";\n")).await.expect("writer transaction");
+        pg.batch_execute(&sql.join(";\n"))
+            .await
+            .expect("writer transaction");
         txns += 1;
         if pause_every > 0 && txns % pause_every == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -1,0 +1,358 @@
+//! `application/super+json` documents: what `superjson.serialize(superjson.parse(text)).json`
+//! (upstream's `parsePacketAsJson`, superjson 2.2.1 as vendored by `@trigger.dev/core`) yields.
+//!
+//! A superjson document is `{"json": <plain JSON>, "meta": {"values": <type annotations>,
+//! "referentialEqualities": …}}`. `parse` revives BigInts, Dates, Maps, … from `json` using
+//! `meta`; `serialize` turns them back into the same plain JSON. For a document superjson wrote,
+//! that round trip gives back its `json` member, so that is what we take, with superjson's number
+//! rendering (`-0` → `"-0"`, overflow → `"Infinity"`).
+//!
+//! What upstream does with other documents, and we reproduce:
+//! - top-level `null`: `parse` throws → no data;
+//! - any other non-object, or no `json` member: the result is `undefined`, serialized as `null`;
+//! - `meta` that makes `parse` throw → no data: an annotation superjson does not know (classes
+//!   and symbols are never registered in the webapp; the only custom transformer is `buffer`),
+//!   and malformed annotation trees (a non-empty string where a tree is expected recurses until
+//!   the stack overflows; referential-equality paths that are not arrays).
+//!
+//! A `meta` nested deeper than [`META_MAX_DEPTH`] is treated as unreadable: superjson nests it
+//! only for Maps and Sets inside Maps and Sets, and walking it costs its size times its depth.
+//!
+//! Not reproduced: re-validating the values annotations point at (a `bigint` annotation on text
+//! that is not an integer, a Date that does not parse) and the re-normalization superjson would
+//! apply to non-canonical values (a Set written with duplicates). superjson never writes those.
+
+use super::js;
+use super::json::{self, Kind, Numbers, Reject};
+
+/// The `data` a superjson document contributes, before wrapping.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SuperJsonData<'a> {
+    /// The `json` member, normalized.
+    Json(std::borrow::Cow<'a, str>),
+    /// `undefined` → serialized as `null`.
+    Null,
+    /// `parse` throws (or the text cannot be stored): no data at all.
+    Unreadable,
+}
+
+/// Deepest `meta` we walk, in JSON containers (each Map/Set level of the data adds three).
+pub const META_MAX_DEPTH: usize = 128;
+
+/// Simple annotation names superjson can revive.
+const SIMPLE: [&str; 9] = [
+    "undefined",
+    "bigint",
+    "number",
+    "Date",
+    "regexp",
+    "set",
+    "map",
+    "Error",
+    "URL",
+];
+
+const TYPED_ARRAYS: [&str; 9] = [
+    "Int8Array",
+    "Uint8Array",
+    "Int16Array",
+    "Uint16Array",
+    "Int32Array",
+    "Uint32Array",
+    "Float32Array",
+    "Float64Array",
+    "Uint8ClampedArray",
+];
+
+pub fn superjson_data(document: &str) -> SuperJsonData<'_> {
+    if json::validate(document).is_err() {
+        return SuperJsonData::Unreadable;
+    }
+    match json::kind(document) {
+        Kind::Null => return SuperJsonData::Unreadable,
+        Kind::Object => {}
+        _ => return SuperJsonData::Null,
+    }
+    if let Some(meta) = json::member(document, "meta")
+        && (json::check_depth(meta, META_MAX_DEPTH).is_err() || !meta_parses(meta))
+    {
+        return SuperJsonData::Unreadable;
+    }
+    match json::member(document, "json") {
+        None => SuperJsonData::Null,
+        Some(value) => match json::normalize(value, Numbers::SuperJson, json::MAX_DEPTH) {
+            Ok(value) => SuperJsonData::Json(value),
+            Err(Reject::Syntax | Reject::LoneSurrogate | Reject::TooDeep) => {
+                SuperJsonData::Unreadable
+            }
+        },
+    }
+}
+
+/// Whether `deserialize` gets through `meta` without throwing (see the module comment).
+fn meta_parses(meta: &str) -> bool {
+    // `meta?.values` / `meta?.referentialEqualities` are undefined on anything but an object.
+    if json::kind(meta) != Kind::Object {
+        return true;
+    }
+    if let Some(values) = json::member(meta, "values")
+        && js::truthy(values)
+        && !values_parse(values)
+    {
+        return false;
+    }
+    if let Some(equalities) = json::member(meta, "referentialEqualities")
+        && js::truthy(equalities)
+        && !equalities_parse(equalities)
+    {
+        return false;
+    }
+    true
+}
+
+/// superjson's `traverse(tree, walker)` over a `meta.values` tree. A worklist instead of
+/// recursion: the order of checks does not matter, any failure means `parse` throws.
+fn values_parse(values: &str) -> bool {
+    let mut work = vec![values];
+    while let Some(tree) = work.pop() {
+        if !js::truthy(tree) {
+            continue;
+        }
+        match json::kind(tree) {
+            Kind::Array => {
+                let mut parts = json::elements(tree);
+                let annotation = parts.next();
+                if let Some(children) = parts.next().filter(|c| js::truthy(c)) {
+                    match json::kind(children) {
+                        Kind::Object => work.extend(json::members(children).map(|(_, v)| v)),
+                        Kind::Array => work.extend(json::elements(children)),
+                        // `forEach` over a string walks its characters, each of which is
+                        // again a string: unbounded recursion.
+                        Kind::String => return false,
+                        _ => {}
+                    }
+                }
+                if !annotation_known(annotation) {
+                    return false;
+                }
+            }
+            Kind::Object => work.extend(json::members(tree).map(|(_, v)| v)),
+            Kind::String => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// `untransformValue`'s dispatch: a simple annotation name, or `[kind, name]`.
+fn annotation_known(annotation: Option<&str>) -> bool {
+    // `const [nodeValue] = []` is `undefined`, which indexes the "undefined" rule.
+    let Some(annotation) = annotation else {
+        return true;
+    };
+    match json::kind(annotation) {
+        Kind::String => SIMPLE.contains(&&*json::decode_string(annotation)),
+        Kind::Array => {
+            let mut parts = json::elements(annotation);
+            let kind = parts.next().filter(|k| json::kind(k) == Kind::String);
+            let name = parts.next().filter(|n| json::kind(n) == Kind::String);
+            let name = name.map(json::decode_string);
+            match kind.map(json::decode_string).as_deref() {
+                Some("custom") => name.as_deref() == Some("buffer"),
+                Some("typed-array") => name.is_some_and(|n| TYPED_ARRAYS.contains(&&*n)),
+                // "class", "symbol" (nothing is registered) and anything else throw.
+                _ => false,
+            }
+        }
+        // `String(null)`, `String(5)`, … are no annotation names.
+        _ => false,
+    }
+}
+
+/// `applyReferentialEqualityAnnotations`: `[rootPaths, others?]` or `{path: identicalPaths}`,
+/// where every list must be an array (it is `.map`ped / `.forEach`ed).
+fn equalities_parse(equalities: &str) -> bool {
+    let all_arrays = |entries: &str| match json::kind(entries) {
+        Kind::Object => json::members(entries).all(|(_, v)| json::kind(v) == Kind::Array),
+        Kind::Array => json::elements(entries).all(|v| json::kind(v) == Kind::Array),
+        Kind::String => false,
+        _ => true,
+    };
+    match json::kind(equalities) {
+        Kind::Array => {
+            let mut parts = json::elements(equalities);
+            let root_is_array = parts.next().is_some_and(|r| json::kind(r) == Kind::Array);
+            let others_ok = parts
+                .next()
+                .filter(|o| js::truthy(o))
+                .is_none_or(all_arrays);
+            root_is_array && others_ok
+        }
+        _ => all_arrays(equalities),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(doc: &str) -> SuperJsonData<'_> {
+        superjson_data(doc)
+    }
+
+    fn json_of(doc: &str) -> String {
+        match data(doc) {
+            SuperJsonData::Json(v) => v.into_owned(),
+            other => panic!("{doc}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn canonical_document_gives_its_json_member() {
+        let doc = r#"{"json":{"a":"1","d":"2024-01-02T03:04:05.000Z","m":[["foo","bar"]],"s":[1,2],"u":null,"n":"NaN","i":"-Infinity","r":"/a\\/b/g","e":{"name":"Error","message":"boom"},"url":"http://x.com/a%20b","b":[1,2],"arr":[null,1],"neg0":"-0"},"meta":{"values":{"a":["bigint"],"d":["Date"],"m":["map"],"s":["set"],"u":["undefined"],"n":["number"],"i":["number"],"r":["regexp"],"e":["Error"],"url":["URL"],"b":[["custom","buffer"]],"arr.0":["undefined"],"neg0":["number"]}}}"#;
+        assert_eq!(
+            json_of(doc),
+            r#"{"a":"1","d":"2024-01-02T03:04:05.000Z","m":[["foo","bar"]],"s":[1,2],"u":null,"n":"NaN","i":"-Infinity","r":"/a\\/b/g","e":{"name":"Error","message":"boom"},"url":"http://x.com/a%20b","b":[1,2],"arr":[null,1],"neg0":"-0"}"#
+        );
+        let nested =
+            r#"{"json":[["1",[1]]],"meta":{"values":["map",{"0.0":["bigint"],"0.1":["set"]}]}}"#;
+        assert_eq!(json_of(nested), r#"[["1",[1]]]"#);
+        let root = r#"{"json":"1234","meta":{"values":["bigint"]}}"#;
+        assert_eq!(json_of(root), r#""1234""#);
+        let equalities = r#"{"json":{"a":{"x":"1"},"b":{"x":"1"},"c":[[1],[1]]},"meta":{"values":{"a.x":["bigint"],"b.x":["bigint"]},"referentialEqualities":{"a":["b"],"c.0":["c.1"]}}}"#;
+        assert_eq!(
+            json_of(equalities),
+            r#"{"a":{"x":"1"},"b":{"x":"1"},"c":[[1],[1]]}"#
+        );
+        let circular = r#"{"json":{"n":1,"me":null},"meta":{"referentialEqualities":[["me"]]}}"#;
+        assert_eq!(json_of(circular), r#"{"n":1,"me":null}"#);
+        let typed = r#"{"json":[1,2],"meta":{"values":[["typed-array","Uint8Array"]]}}"#;
+        assert_eq!(json_of(typed), "[1,2]");
+    }
+
+    #[test]
+    fn numbers_follow_superjson_serialize() {
+        assert_eq!(json_of(r#"{"json":-0}"#), r#""-0""#);
+        assert_eq!(
+            json_of(r#"{"json":[1e400,-1e400,-0.0,0.5,1e21,100,1.0]}"#),
+            r#"["Infinity","-Infinity","-0",0.5,1e+21,100,1]"#
+        );
+    }
+
+    #[test]
+    fn shapes_without_a_json_member() {
+        assert_eq!(data(r#"{"foo":1}"#), SuperJsonData::Null);
+        assert_eq!(data(r#"{"json":null}"#), SuperJsonData::Json("null".into()));
+        assert_eq!(data("[1,2]"), SuperJsonData::Null);
+        assert_eq!(data("42"), SuperJsonData::Null);
+        assert_eq!(data(r#""str""#), SuperJsonData::Null);
+        assert_eq!(data("true"), SuperJsonData::Null);
+        assert_eq!(data("null"), SuperJsonData::Unreadable);
+        assert_eq!(data("{"), SuperJsonData::Unreadable);
+        assert_eq!(data(r#"{"json":"\ud800"}"#), SuperJsonData::Unreadable);
+        assert_eq!(
+            data(r#"{"json":1,"meta":{"x":"\udc00"}}"#),
+            SuperJsonData::Unreadable
+        );
+    }
+
+    #[test]
+    fn last_json_member_wins_and_duplicate_keys_collapse() {
+        assert_eq!(json_of(r#"{"json":{"a":1},"json":{"b":2}}"#), r#"{"b":2}"#);
+        assert_eq!(json_of(r#"{"json":{"a":1,"a":2}}"#), r#"{"a":2}"#);
+    }
+
+    #[test]
+    fn meta_that_parses() {
+        for meta in [
+            "5",
+            "true",
+            "null",
+            "[]",
+            r#""x""#,
+            "{}",
+            r#"{"v":1}"#,
+            r#"{"values":5}"#,
+            r#"{"values":true}"#,
+            r#"{"values":false}"#,
+            r#"{"values":0}"#,
+            r#"{"values":""}"#,
+            r#"{"values":null}"#,
+            r#"{"values":{}}"#,
+            r#"{"values":{"a":null}}"#,
+            r#"{"values":{"a":5}}"#,
+            // `[]` is an "undefined" annotation: superjson would print `null` there; superjson
+            // itself always writes `null` at such paths, so the json member already has it.
+            r#"{"values":[]}"#,
+            r#"{"values":{"a":[]}}"#,
+            r#"{"values":{"a":["Date"]}}"#,
+            r#"{"values":{"a":["Date",{"b":["bigint"]}]}}"#,
+            r#"{"values":{"a":["Date",5]}}"#,
+            r#"{"values":{"a":{"b":["Date"]}}}"#,
+            r#"{"values":{"a":["Date",null]}}"#,
+            r#"{"values":{"a":["Date",[]]}}"#,
+            r#"{"values":{"a":["Date",[["bigint"]]]}}"#,
+            r#"{"values":{"a":[["typed-array","Float64Array"]]}}"#,
+            r#"{"values":{"a":[["custom","buffer"]]}}"#,
+            r#"{"values":{"a":[["custom","buffer","extra"]]}}"#,
+            r#"{"values":{"a":["undefined"],"b":["number"],"c":["regexp"],"d":["set"],"e":["map"],"f":["Error"],"g":["URL"]}}"#,
+            r#"{"referentialEqualities":5}"#,
+            r#"{"referentialEqualities":{"a":["b","c"]}}"#,
+            r#"{"referentialEqualities":[["x"]]}"#,
+            r#"{"referentialEqualities":[[],{"a":["b"]}]}"#,
+            r#"{"referentialEqualities":[[],null]}"#,
+        ] {
+            let doc = format!(r#"{{"json":{{"a":"2024-01-02T03:04:05.000Z"}},"meta":{meta}}}"#);
+            assert!(matches!(data(&doc), SuperJsonData::Json(_)), "{meta}");
+        }
+    }
+
+    #[test]
+    fn meta_that_makes_parse_throw() {
+        for meta in [
+            r#"{"values":"x"}"#,
+            r#"{"values":[[]]}"#,
+            r#"{"values":[null]}"#,
+            r#"{"values":["weird"]}"#,
+            r#"{"values":{"a":"x"}}"#,
+            r#"{"values":{"a":["Date","xx"]}}"#,
+            r#"{"values":{"a":[["class","X"]]}}"#,
+            r#"{"values":{"a":[["symbol","X"]]}}"#,
+            r#"{"values":{"a":[["typed-array","Nope"]]}}"#,
+            r#"{"values":{"a":[["typed-array","BigInt64Array"]]}}"#,
+            r#"{"values":{"a":[["weird","x"]]}}"#,
+            r#"{"values":{"a":[["custom"]]}}"#,
+            r#"{"values":{"a":[["custom","nope"]]}}"#,
+            r#"{"values":{"a":[5]}}"#,
+            r#"{"values":{"a":[{}]}}"#,
+            r#"{"values":{"a":["date"]}}"#,
+            r#"{"values":{"a":["Date",{"b":["Date",{"c":[["class","Deep"]]}]}]}}"#,
+            r#"{"values":null,"referentialEqualities":"x"}"#,
+            r#"{"referentialEqualities":{"a":"b"}}"#,
+            r#"{"referentialEqualities":{"a":5}}"#,
+            r#"{"referentialEqualities":[]}"#,
+            r#"{"referentialEqualities":["x"]}"#,
+            r#"{"referentialEqualities":[[],{"a":"b"}]}"#,
+        ] {
+            let doc = format!(r#"{{"json":{{"a":"2024-01-02T03:04:05.000Z"}},"meta":{meta}}}"#);
+            assert_eq!(data(&doc), SuperJsonData::Unreadable, "{meta}");
+        }
+    }
+
+    #[test]
+    fn meta_depth_is_bounded() {
+        let tree = |levels: usize| {
+            format!(
+                "{}[\"map\"]{}",
+                r#"["map",{"0":"#.repeat(levels),
+                "}]".repeat(levels)
+            )
+        };
+        let doc = |levels| format!(r#"{{"json":1,"meta":{{"values":{}}}}}"#, tree(levels));
+        // meta object + 2 containers per level + the innermost leaf.
+        let fits = (META_MAX_DEPTH - 2) / 2;
+        assert_eq!(data(&doc(fits)), SuperJsonData::Json("1".into()));
+        assert_eq!(data(&doc(fits + 1)), SuperJsonData::Unreadable);
+        assert_eq!(data(&doc(100_000)), SuperJsonData::Unreadable);
+    }
+}
