@@ -115,7 +115,7 @@ pub async fn write_mixed(url: &str, changes: usize, seed: u64, pause_every: usiz
             .await
             .expect("writer transaction");
         txns += 1;
-        if pause_every > 0 && txns % pause_every == 0 {
+        if pause_every > 0 && txns.is_multiple_of(pause_every) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
