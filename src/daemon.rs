@@ -289,6 +289,17 @@ impl Daemon {
         {
             tracing::warn!(check = check.check, target = %check.target, observed = %check.observed, fix = ?check.fix, "preflight warning");
         }
+        // An invalidated slot is fixed at runtime (drop it; a new one is created), so it is a
+        // hard stop rather than a refusal to start; with recreate_lost_slot it is handled below.
+        let mut report = report;
+        if report.failed().any(|c| c.check == "slot_wal_status") {
+            if !config.postgres.recreate_lost_slot {
+                return end_of(PipelineError::HardStop(HardStop::SlotInvalidated {
+                    slot: config.postgres.slot.clone(),
+                }));
+            }
+            report.checks.retain(|c| c.check != "slot_wal_status");
+        }
         if !report.passed() {
             if config.preflight.ignore_failures {
                 tracing::warn!(

@@ -502,7 +502,7 @@ pub async fn postgres_checks(
                 &slot_target,
                 status != "lost",
                 &status,
-                || format!("the slot lost WAL it needed: {drop_sql} then restart the worker and backfill the gap"),
+                || format!("the slot lost WAL it needed: {drop_sql} (the worker creates a new one) and backfill the gap"),
             ));
         }
     }

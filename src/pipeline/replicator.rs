@@ -56,8 +56,8 @@ pub enum HardStop {
     Decode(#[from] DecodeError),
     #[error(
         "replication slot {slot} was invalidated (wal_status = lost): Postgres removed WAL it still needed; \
-         drop it (SELECT pg_drop_replication_slot('{slot}')), restart the worker and backfill the gap, \
-         or set postgres.recreate_lost_slot = true"
+         drop it (SELECT pg_drop_replication_slot('{slot}')) and the worker creates a new one; \
+         then backfill the runs changed in the gap"
     )]
     SlotInvalidated { slot: String },
     #[error(

@@ -23,7 +23,8 @@ use crate::pipeline::batch::Sealed;
 use crate::transform::{PayloadRow, RunRow};
 
 /// ClickHouse exception codes that mean "this data cannot be inserted", as opposed to "this
-/// attempt failed": parse errors, out-of-range values, type mismatches.
+/// attempt failed": parse errors, out-of-range values, type mismatches, a constraint or a
+/// downstream materialized view refusing a row.
 const DATA_ERRORS: &[u32] = &[
     6,   // CANNOT_PARSE_TEXT
     26,  // CANNOT_PARSE_QUOTED_STRING
@@ -37,6 +38,8 @@ const DATA_ERRORS: &[u32] = &[
     117, // INCORRECT_DATA
     131, // TOO_LARGE_STRING_SIZE
     321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    395, // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (a materialized view refusing a row)
+    469, // VIOLATED_CONSTRAINT
 ];
 
 /// A row the sink can insert and, when ClickHouse refuses it, neutralise field by field.

@@ -33,17 +33,21 @@ async fn readyz(worker: &Worker) -> Option<(u16, String)> {
 }
 
 async fn wait_unready(worker: &Worker, needle: &str, timeout: Duration) -> String {
-    wait_for(
-        &format!("/readyz to fail with {needle:?}"),
-        timeout,
-        || async {
-            match readyz(worker).await {
-                Some((503, body)) if body.contains(needle) => Some(body),
-                _ => None,
-            }
-        },
-    )
-    .await
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = readyz(worker).await;
+        if let Some((503, body)) = &answer
+            && body.contains(needle)
+        {
+            return body.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz did not fail with {needle:?} in {timeout:?}; last answer {answer:?}; log:\n{}",
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn wait_ready(worker: &Worker, timeout: Duration) {
@@ -366,8 +370,6 @@ async fn an_invalidated_slot_is_a_hard_stop_until_it_is_dropped() {
     let cluster: &'static PgCluster = Box::leak(Box::new(PgCluster::start(&[
         ("max_slot_wal_keep_size", "1MB"),
         ("wal_keep_size", "0"),
-        ("min_wal_size", "2MB"),
-        ("max_wal_size", "4MB"),
     ])));
     let mut env = TestEnv::new("hs_invalid").await;
     env.pg = cluster;
@@ -421,12 +423,22 @@ async fn an_invalidated_slot_is_a_hard_stop_until_it_is_dropped() {
 }
 
 #[tokio::test]
-async fn a_poison_row_is_neutralised_and_the_stream_moves_on() {
+async fn poison_rows_are_isolated_and_the_stream_moves_on() {
     let env = TestEnv::new("poison").await;
+    // ClickHouse refuses rows it is told to: a constraint on the content of `output`, and one
+    // that no neutralisation can satisfy.
+    for constraint in [
+        "ADD CONSTRAINT no_forbidden_output CHECK position(toJSONString(output), 'forbidden-output') = 0",
+        "ADD CONSTRAINT no_rejected_run CHECK run_id != 'run_rejected'",
+    ] {
+        env.ch_client()
+            .query(&format!("ALTER TABLE task_runs_v2 {constraint}"))
+            .execute()
+            .await
+            .unwrap();
+    }
     let worker = start_worker(&env, "[batch]\nmax_rows = 50\nflush_interval_ms = 300\n").await;
     let pg = env.pg_client().await;
-    // ClickHouse refuses JSON nested 1024 levels deep; Postgres jsonb accepts it.
-    let deep = format!("{}1{}", "[".repeat(1100), "]".repeat(1100));
     let mut sql = vec!["BEGIN".to_string()];
     for i in 0..20 {
         sql.push(crate::support::runs::insert_sql(
@@ -437,60 +449,88 @@ async fn a_poison_row_is_neutralised_and_the_stream_moves_on() {
     }
     sql.push(crate::support::runs::insert_sql(
         "\"TaskRun\"",
-        "run_poison",
+        "run_neutralised",
         &[
-            ("status", lit("SYSTEM_FAILURE")),
-            (
-                "error",
-                lit(&format!("{{\"message\": \"boom\", \"deep\": {deep}}}")),
-            ),
+            ("status", lit("COMPLETED_SUCCESSFULLY")),
+            ("output", lit(r#"{"text": "forbidden-output"}"#)),
         ],
+    ));
+    sql.push(crate::support::runs::insert_sql(
+        "\"TaskRun\"",
+        "run_rejected",
+        &[],
     ));
     sql.push("COMMIT".into());
     pg.batch_execute(&sql.join(";\n")).await.unwrap();
-    println!("injected: a run whose error ClickHouse refuses, in a batch with 20 good runs");
+    println!("injected: two rows ClickHouse refuses, in one batch with 20 good runs");
     insert(&pg, "\"TaskRun\"", "run_after_poison", &[]).await;
-    let problems = wait_for(
-        "every run but the poison one to match",
-        CONVERGE,
-        || async {
-            let p = mismatches(&env).await;
-            p.iter()
-                .all(|m| m.starts_with("run run_poison:"))
-                .then_some(p)
-        },
-    )
-    .await;
-    println!(
-        "checked: the good runs and a later run arrived; poison run differs only in: {problems:?}"
+    let deadline = Instant::now() + CONVERGE;
+    let problems = loop {
+        let p = mismatches(&env).await;
+        if p.len() == 2 {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still different: {p:?}\nmetrics:\n{}",
+            worker.get("/metrics").map(|m| m.1).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("checked: the good runs and a later run arrived; differences left: {problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("run run_neutralised: output")),
+        "{problems:?}"
     );
     assert!(
         problems
             .iter()
-            .all(|p| p.contains("error") && !p.contains("status")),
+            .any(|p| p == "run run_rejected: missing in ClickHouse"),
         "{problems:?}"
     );
     let rows = crate::support::expect::actual_rows(&env).await;
-    let poison = &rows["run_poison"];
-    assert_eq!(poison.status, "SYSTEM_FAILURE");
-    assert_eq!(poison.error, "{}", "the refused field is neutralised");
+    let neutralised = &rows["run_neutralised"];
+    assert_eq!(
+        neutralised.status, "COMPLETED_SUCCESSFULLY",
+        "the rest of the row is intact"
+    );
+    assert_eq!(neutralised.output, "{}", "the refused field is neutralised");
     let metrics = worker.get("/metrics").unwrap().1;
-    assert!(
-        metrics.lines().any(
-            |l| l.starts_with("runs_replicator_fields_neutralised_total")
-                && l.contains("error")
-                && l.ends_with(" 1")
+    let value = |prefix: &str, label: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix) && l.contains(label))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(
+        value(
+            "runs_replicator_fields_neutralised_total",
+            "column=\"output\""
         ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value("runs_replicator_rows_rejected_total", "task_runs_v2"),
+        Some(1.0),
         "{metrics}"
     );
     let log = worker.log_text();
     assert!(
         log.lines()
-            .any(|l| l.contains("run_poison") && l.contains("stored a row")),
+            .any(|l| l.contains("run_neutralised") && l.contains("stored a row")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("run_rejected") && l.contains("skipped")),
         "{log}"
     );
     println!(
-        "checked: counted in runs_replicator_fields_neutralised_total and logged with its run id"
+        "checked: counted in runs_replicator_fields_neutralised_total / rows_rejected_total, logged with run ids"
     );
 }
 

@@ -293,6 +293,17 @@ class TestProtocol(ServerTestCase):
         r = self.server.query("INSERT INTO no_such_table FORMAT RowBinary", body=rb_row(1, "x"))
         self.assertCHError(r, 60, 404, "UNKNOWN_TABLE")
 
+    def test_a_refused_insert_is_an_error_and_stores_nothing(self):
+        # chDB's streaming insert swallows sink errors; the front must not.
+        self.q("CREATE TABLE refusing (id String, CONSTRAINT c CHECK id != 'bad') "
+               "ENGINE = MergeTree ORDER BY id")
+        r = self.server.query("INSERT INTO refusing FORMAT JSONEachRow",
+                              body=b'{"id":"good"}\n{"id":"bad"}\n')
+        self.assertCHError(r, 469, 500, "VIOLATED_CONSTRAINT")
+        self.assertEqual(self.q("SELECT count() FROM refusing"), "0\n")
+        self.q("INSERT INTO refusing FORMAT JSONEachRow", body=b'{"id":"good"}\n')
+        self.assertEqual(self.q("SELECT count() FROM refusing"), "1\n")
+
     def test_unknown_setting_is_115(self):
         r = self.server.query("SELECT 1", params={"no_such_setting_xyz": "1"})
         self.assertCHError(r, 115, 404, "UNKNOWN_SETTING")

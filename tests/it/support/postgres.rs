@@ -192,10 +192,18 @@ impl PgCluster {
             if ok {
                 return;
             }
-            if let Some(child) = self.child.lock().unwrap().as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("postgres exited with {status}; see {:?}", self.log_path());
+            let exited = self
+                .child
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                let log = self
+                    .log_path()
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+                    .unwrap_or_default();
+                panic!("postgres exited with {status}:\n{log}");
             }
             assert!(
                 Instant::now() < deadline,
@@ -207,7 +215,8 @@ impl PgCluster {
 
     /// Stops the server (fast shutdown) and waits for it to exit.
     pub fn stop(&self) {
-        if let Some(mut child) = self.child.lock().unwrap().take() {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut child) = child {
             process::signal(child.id(), libc::SIGINT);
             let _ = child.wait();
         }
