@@ -1,0 +1,419 @@
+#!/usr/bin/env python3
+"""Consistency checks of the deployment files; run by scripts/check-deploy.sh (needs PyYAML).
+
+Prints one line per problem to stdout and exits 1 when there is any, 0 otherwise:
+  * every path docker-compose.yml bind-mounts, builds from or reads (env_file, configs, secrets)
+    exists and is not ignored by git (so a clean clone has it);
+  * every path the Dockerfile COPYs/ADDs from the build context exists and is not excluded by
+    .dockerignore;
+  * every runs_replicator_* metric the Grafana dashboards and the Prometheus rules use is a name
+    in src/metrics.rs (a _bucket/_sum/_count suffix only on a histogram);
+  * every RUNS_REPLICATOR_* / RUN_REPLICATION_* variable docker-compose.yml or the Dockerfile sets
+    is one the configuration accepts (src/config/env.rs, src/main.rs);
+  * the dashboards are JSON with schemaVersion >= 39 and use only provisioned datasource uids;
+    the dashboard provider's path, Prometheus' rule files and its scrape target line up with what
+    docker-compose.yml mounts and runs.
+"""
+
+import fnmatch
+import json
+import os
+import re
+import subprocess
+import sys
+
+import yaml
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+COMPOSE = "docker-compose.yml"
+DOCKERFILE = "Dockerfile"
+METRICS_RS = "src/metrics.rs"
+ENV_RS = "src/config/env.rs"
+MAIN_RS = "src/main.rs"
+DASHBOARDS = "config/grafana/dashboards"
+DATASOURCES = "config/grafana/provisioning/datasources"
+PROVIDERS = "config/grafana/provisioning/dashboards"
+PROMETHEUS = "config/prometheus"
+
+problems = []
+
+
+def problem(where, what):
+    problems.append(f"{where}: {what}")
+
+
+def rel(path):
+    return os.path.relpath(path, REPO)
+
+
+def read(path):
+    with open(os.path.join(REPO, path), encoding="utf-8") as f:
+        return f.read()
+
+
+def load_yaml(path):
+    try:
+        return yaml.safe_load(read(path)) or {}
+    except (OSError, yaml.YAMLError) as e:
+        problem(path, f"cannot read YAML: {str(e).splitlines()[0]}")
+        return {}
+
+
+def git_ignored(paths):
+    """The subset of repo-relative paths git ignores (empty when this is not a git checkout)."""
+    if not paths:
+        return set()
+    try:
+        out = subprocess.run(
+            ["git", "-C", REPO, "check-ignore", "--no-index", "--stdin"],
+            input="\n".join(paths) + "\n", capture_output=True, text=True, check=False,
+        )
+    except OSError:
+        return set()
+    if out.returncode not in (0, 1):
+        return set()
+    return {line.strip() for line in out.stdout.splitlines() if line.strip()}
+
+
+# ---------------------------------------------------------------------------------------------
+# docker-compose.yml
+
+compose = load_yaml(COMPOSE)
+services = compose.get("services") or {}
+compose_dir = REPO
+# (service, container path) -> host path, for the cross-file checks below
+binds = {}
+needed = []  # (where, repo-relative path)
+
+
+def want(where, host_path):
+    path = os.path.normpath(os.path.join(compose_dir, os.path.expandvars(host_path)))
+    if not path.startswith(REPO + os.sep) and path != REPO:
+        problem(where, f"{host_path} is outside the repository")
+        return None
+    needed.append((where, rel(path)))
+    return path
+
+
+for name, svc in services.items():
+    svc = svc or {}
+    where = f"{COMPOSE}: service {name}"
+    build = svc.get("build")
+    if build is not None:
+        ctx = build if isinstance(build, str) else build.get("context", ".")
+        ctx_path = want(f"{where} build context", ctx)
+        dockerfile = None if isinstance(build, str) else build.get("dockerfile")
+        if ctx_path:
+            want(f"{where} build dockerfile", os.path.join(rel(ctx_path), dockerfile or "Dockerfile"))
+    for vol in svc.get("volumes") or []:
+        if isinstance(vol, str):
+            parts = vol.split(":")
+            source, target = parts[0], (parts[1] if len(parts) > 1 else None)
+            bind = source.startswith((".", "/", "~"))
+        else:
+            source, target = vol.get("source", ""), vol.get("target")
+            bind = vol.get("type") == "bind"
+        if bind and source:
+            host = want(f"{where} mount", source)
+            if host and target:
+                binds[(name, target.rstrip("/"))] = host
+    env_files = svc.get("env_file") or []
+    for ef in [env_files] if isinstance(env_files, str) else env_files:
+        want(f"{where} env_file", ef if isinstance(ef, str) else ef.get("path", ""))
+for kind in ("configs", "secrets"):
+    for name, item in (compose.get(kind) or {}).items():
+        if isinstance(item, dict) and item.get("file"):
+            want(f"{COMPOSE}: {kind[:-1]} {name}", item["file"])
+
+
+def in_container(service, path):
+    """The host path behind a container path of a service, via its bind mounts (or None)."""
+    path = path.rstrip("/")
+    best = None
+    for (svc, target), host in binds.items():
+        if svc == service and (path == target or path.startswith(target + "/")):
+            if best is None or len(target) > len(best[0]):
+                best = (target, host)
+    if best is None:
+        return None
+    return os.path.normpath(best[1] + path[len(best[0]):])
+
+
+# ---------------------------------------------------------------------------------------------
+# Dockerfile
+
+
+def dockerfile_instructions(text):
+    lines, cur = [], ""
+    for raw in text.splitlines():
+        s = raw.strip()
+        if not cur and (not s or s.startswith("#")):
+            continue
+        if cur and s.startswith("#"):
+            continue
+        if s.endswith("\\"):
+            cur += s[:-1] + " "
+            continue
+        cur += s
+        lines.append(cur.strip())
+        cur = ""
+    if cur.strip():
+        lines.append(cur.strip())
+    return lines
+
+
+def dockerignore_patterns(ctx):
+    path = os.path.join(ctx, ".dockerignore")
+    if not os.path.exists(path):
+        return []
+    pats = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            neg = s.startswith("!")
+            s = s[1:] if neg else s
+            s = os.path.normpath(s.lstrip("/"))
+            pats.append((neg, s))
+    return pats
+
+
+def excluded(path, pats):
+    """Docker's .dockerignore semantics, close enough: a pattern excludes the path or a parent."""
+    candidates = []
+    parts = path.split("/")
+    for i in range(1, len(parts) + 1):
+        candidates.append("/".join(parts[:i]))
+    result = False
+    for neg, pat in pats:
+        rx = re.escape(pat).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*")
+        rx = rx.replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        if any(re.fullmatch(rx, c) for c in candidates):
+            result = not neg
+    return result
+
+
+build_ctx = REPO
+worker_build = None
+for name, svc in services.items():
+    b = (svc or {}).get("build")
+    if b is not None:
+        worker_build = name
+        ctx = b if isinstance(b, str) else b.get("context", ".")
+        build_ctx = os.path.normpath(os.path.join(compose_dir, ctx))
+        break
+
+docker_env = {}
+try:
+    instructions = dockerfile_instructions(read(DOCKERFILE))
+except OSError as e:
+    problem(DOCKERFILE, f"cannot read: {e}")
+    instructions = []
+pats = dockerignore_patterns(build_ctx)
+for ins in instructions:
+    word, _, rest = ins.partition(" ")
+    word = word.upper()
+    if word in ("COPY", "ADD"):
+        args = rest.strip()
+        flags = []
+        while args.startswith("--"):
+            flag, _, args = args.partition(" ")
+            flags.append(flag)
+            args = args.strip()
+        if any(f.startswith("--from") for f in flags):
+            continue
+        if args.startswith("["):
+            try:
+                items = json.loads(args)
+            except json.JSONDecodeError:
+                problem(DOCKERFILE, f"cannot parse {word} {args}")
+                continue
+        else:
+            items = args.split()
+        for src in items[:-1]:
+            if re.match(r"^[a-z]+://", src):
+                continue
+            rel_src = os.path.normpath(src.lstrip("/"))
+            full = os.path.join(build_ctx, rel_src)
+            where = f"{DOCKERFILE}: {word} {src}"
+            if any(ch in rel_src for ch in "*?["):
+                import glob
+
+                if not glob.glob(full):
+                    problem(where, "matches nothing in the build context")
+                continue
+            needed.append((where, rel(full)))
+            if excluded(rel_src, pats):
+                problem(where, f"is excluded by {rel(os.path.join(build_ctx, '.dockerignore'))}")
+    elif word == "ENV":
+        body = rest.strip()
+        for m in re.finditer(r"([A-Za-z_][A-Za-z0-9_]*)=", body):
+            docker_env[m.group(1)] = True
+        if "=" not in body.split(" ")[0]:
+            docker_env[body.split(" ")[0]] = True
+
+ignored = git_ignored([p for _, p in needed])
+for where, path in needed:
+    if not os.path.exists(os.path.join(REPO, path)):
+        problem(where, f"{path} does not exist")
+    elif path in ignored:
+        problem(where, f"{path} is ignored by git, so a clean clone lacks it")
+
+# ---------------------------------------------------------------------------------------------
+# Metric names
+
+metrics_src = read(METRICS_RS)
+consts = dict(re.findall(r'pub const ([A-Z_0-9]+): &str = "(runs_replicator_[a-z0-9_]+)"', metrics_src))
+known_metrics = set(consts.values()) | set(re.findall(r'"(runs_replicator_[a-z0-9_]+)"', metrics_src))
+histograms = {consts[c] for c in re.findall(r"describe_histogram!\(\s*([A-Z_0-9]+)", metrics_src) if c in consts}
+if not known_metrics:
+    problem(METRICS_RS, "no runs_replicator_* names found (did the file move?)")
+
+
+def check_metrics(path, text):
+    for name in sorted(set(re.findall(r"runs_replicator_[a-zA-Z0-9_:]+", text))):
+        if name in known_metrics:
+            continue
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        if base != name and base in histograms:
+            continue
+        if base != name and base in known_metrics:
+            problem(path, f"{name}: {base} is not a histogram in {METRICS_RS}")
+        else:
+            problem(path, f"metric {name} is not defined in {METRICS_RS}")
+
+
+dash_files = sorted(
+    os.path.join(DASHBOARDS, f) for f in os.listdir(os.path.join(REPO, DASHBOARDS)) if f.endswith(".json")
+) if os.path.isdir(os.path.join(REPO, DASHBOARDS)) else []
+if not dash_files:
+    problem(DASHBOARDS, "no dashboard (*.json)")
+dashboards = {}
+for path in dash_files:
+    text = read(path)
+    check_metrics(path, text)
+    try:
+        dashboards[path] = json.loads(text)
+    except json.JSONDecodeError as e:
+        problem(path, f"not valid JSON: {e}")
+
+rule_paths = []
+prom_cfg = load_yaml(os.path.join(PROMETHEUS, "prometheus.yml"))
+for rf in prom_cfg.get("rule_files") or []:
+    # Relative rule files are relative to prometheus.yml; absolute ones are container paths.
+    if os.path.isabs(rf):
+        host = in_container("prometheus", rf)
+        if host is None:
+            problem(f"{PROMETHEUS}/prometheus.yml", f"rule file {rf} is not under a path docker-compose.yml mounts into prometheus")
+            continue
+        rule_paths.append(rel(host))
+    else:
+        rule_paths.append(os.path.normpath(os.path.join(PROMETHEUS, rf)))
+for path in rule_paths:
+    if not os.path.exists(os.path.join(REPO, path)):
+        problem(f"{PROMETHEUS}/prometheus.yml", f"rule file {path} does not exist")
+        continue
+    text = read(path)
+    rules = load_yaml(path)
+    exprs = [r.get("expr", "") for g in rules.get("groups") or [] for r in g.get("rules") or []]
+    if not exprs:
+        problem(path, "no rules")
+    check_metrics(path, "\n".join(str(e) for e in exprs))
+
+# ---------------------------------------------------------------------------------------------
+# Grafana: datasource uids, schemaVersion, provider path
+
+ds_uids = set()
+if os.path.isdir(os.path.join(REPO, DATASOURCES)):
+    for f in sorted(os.listdir(os.path.join(REPO, DATASOURCES))):
+        if f.endswith((".yml", ".yaml")):
+            for ds in load_yaml(os.path.join(DATASOURCES, f)).get("datasources") or []:
+                if ds.get("uid"):
+                    ds_uids.add(ds["uid"])
+if not ds_uids:
+    problem(DATASOURCES, "no provisioned datasource with a uid")
+
+
+def walk(node):
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from walk(v)
+
+
+for path, dash in dashboards.items():
+    if not isinstance(dash.get("schemaVersion"), int) or dash["schemaVersion"] < 39:
+        problem(path, f"schemaVersion {dash.get('schemaVersion')!r} (want >= 39)")
+    for node in walk(dash):
+        ds = node.get("datasource")
+        if isinstance(ds, dict) and ds.get("uid") and ds.get("type") != "grafana":
+            if ds["uid"] not in ds_uids:
+                problem(path, f"datasource uid {ds['uid']!r} is not provisioned in {DATASOURCES} ({', '.join(sorted(ds_uids))})")
+                break
+        elif isinstance(ds, str) and ds.startswith("$"):
+            problem(path, f"datasource {ds} is a variable; use uid {', '.join(sorted(ds_uids))}")
+            break
+
+if os.path.isdir(os.path.join(REPO, PROVIDERS)) and "grafana" in services:
+    for f in sorted(os.listdir(os.path.join(REPO, PROVIDERS))):
+        if not f.endswith((".yml", ".yaml")):
+            continue
+        for prov in load_yaml(os.path.join(PROVIDERS, f)).get("providers") or []:
+            p = (prov.get("options") or {}).get("path")
+            if not p:
+                continue
+            host = in_container("grafana", p)
+            where = f"{PROVIDERS}/{f}"
+            if host is None:
+                problem(where, f"dashboard path {p} is not mounted into the grafana service")
+            elif not any(os.path.normpath(os.path.join(REPO, d)).startswith(host) for d in dash_files):
+                problem(where, f"dashboard path {p} ({rel(host)}) holds none of {', '.join(dash_files)}")
+
+# ---------------------------------------------------------------------------------------------
+# Prometheus scrape target -> compose service and its port
+
+for sc in prom_cfg.get("scrape_configs") or []:
+    for st in sc.get("static_configs") or []:
+        for t in st.get("targets") or []:
+            host, _, port = t.rpartition(":")
+            if host in ("localhost", "127.0.0.1"):
+                continue
+            if host not in services:
+                problem(f"{PROMETHEUS}/prometheus.yml", f"scrape target {t}: no service {host!r} in {COMPOSE}")
+
+# ---------------------------------------------------------------------------------------------
+# Environment variable names
+
+env_src = read(ENV_RS)
+keys_block = re.search(r"pub const KEYS: &\[&str\] = &\[(.*?)\];", env_src, re.S)
+aliases_block = re.search(r"const ALIASES: .*?= &\[(.*?)\n\];", env_src, re.S)
+accepted = set()
+if keys_block:
+    for key in re.findall(r'"([a-z_]+\.[a-z_]+)"', keys_block.group(1)):
+        accepted.add("RUNS_REPLICATOR_" + key.upper().replace(".", "_"))
+if aliases_block:
+    accepted |= set(re.findall(r'"([A-Z][A-Z0-9_]+)"', aliases_block.group(1)))
+accepted |= set(re.findall(r'env = "([A-Z][A-Z0-9_]+)"', read(MAIN_RS)))
+if not keys_block or not aliases_block:
+    problem(ENV_RS, "cannot find the KEYS / ALIASES lists (did they move?)")
+
+
+def check_env(where, names):
+    for n in names:
+        if re.match(r"^(RUNS_REPLICATOR_|RUN_REPLICATION_)", n) and n not in accepted:
+            problem(where, f"{n} is not a variable the configuration accepts ({ENV_RS})")
+
+
+for name, svc in services.items():
+    env = (svc or {}).get("environment") or {}
+    names = list(env) if isinstance(env, dict) else [e.split("=", 1)[0] for e in env]
+    check_env(f"{COMPOSE}: service {name}", names)
+check_env(DOCKERFILE, docker_env)
+
+for p in problems:
+    print(p)
+sys.exit(1 if problems else 0)
