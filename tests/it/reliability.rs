@@ -304,17 +304,17 @@ async fn a_dropped_required_column_stops_then_resumes_after_it_is_restored() {
     )
     .await;
     assert_converges(&env, CONVERGE).await;
-    pg.batch_execute("ALTER TABLE task_run_v2 DROP COLUMN region")
+    pg.batch_execute("ALTER TABLE task_run_v2 DROP COLUMN \"planType\"")
         .await
         .unwrap();
-    println!("injected: ALTER TABLE task_run_v2 DROP COLUMN region while streaming");
+    println!("injected: ALTER TABLE task_run_v2 DROP COLUMN \"planType\" while streaming");
     insert(&pg, "task_run_v2", "2bq8aDrQkxTvTwXAhFCJrQEXbtC", &[]).await;
-    let body = wait_unready(&worker, "region", Duration::from_secs(20)).await;
+    let body = wait_unready(&worker, "planType", Duration::from_secs(20)).await;
     println!("checked: /readyz fails: {}", body.trim());
-    pg.batch_execute("ALTER TABLE task_run_v2 ADD COLUMN region TEXT")
+    pg.batch_execute("ALTER TABLE task_run_v2 ADD COLUMN \"planType\" TEXT")
         .await
         .unwrap();
-    println!("fixed: ALTER TABLE task_run_v2 ADD COLUMN region TEXT");
+    println!("fixed: ALTER TABLE task_run_v2 ADD COLUMN \"planType\" TEXT");
     wait_ready(&worker, Duration::from_secs(30)).await;
     assert_converges(&env, CONVERGE).await;
     println!("checked: resumed and ClickHouse equals Postgres");
