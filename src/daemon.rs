@@ -54,6 +54,7 @@ pub async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    m::register_defaults(&config);
     let health = Arc::new(Health::new(Duration::from_millis(
         config.metrics.clickhouse_unready_after_ms,
     )));

@@ -154,6 +154,73 @@ fn describe() {
     describe_gauge!(BUILD_INFO, "Always 1; the labels carry the version.");
 }
 
+/// Registers every series whose labels are known up front, at zero, so dashboards and alerts
+/// see 0 rather than "no data" before the first event (and a scrape shows the whole catalogue).
+pub fn register_defaults(config: &crate::config::Config) {
+    let pg = &config.postgres;
+    let ch = &config.clickhouse;
+    for table in &pg.tables {
+        let label = format!("\"{}\".\"{}\"", pg.schema, table);
+        for op in ["insert", "update", "delete"] {
+            metrics::counter!(CHANGES, "table" => label.clone(), "operation" => op).absolute(0);
+        }
+        metrics::counter!(TRUNCATES, "table" => label).absolute(0);
+    }
+    let mut targets = vec![(ch.runs_table.clone(), &["output", "error"][..])];
+    if !ch.payloads_table.is_empty() {
+        targets.push((ch.payloads_table.clone(), &["payload"][..]));
+    }
+    for (table, columns) in targets {
+        metrics::counter!(ROWS_INSERTED, "table" => table.clone()).absolute(0);
+        metrics::counter!(INSERT_RETRIES, "table" => table.clone()).absolute(0);
+        metrics::counter!(ROWS_REJECTED, "table" => table.clone()).absolute(0);
+        for kind in ["transient", "data"] {
+            metrics::counter!(INSERT_ERRORS, "table" => table.clone(), "kind" => kind).absolute(0);
+        }
+        for column in columns {
+            metrics::counter!(FIELDS_NEUTRALISED, "table" => table.clone(), "column" => *column)
+                .absolute(0);
+        }
+    }
+    for result in ["ok", "failed"] {
+        metrics::counter!(BATCHES, "result" => result).absolute(0);
+    }
+    for reason in ["missing_organization_id", "missing_environment_type"] {
+        metrics::counter!(ROWS_SKIPPED, "reason" => reason).absolute(0);
+    }
+    for cause in ["postgres", "clickhouse", "slot_active", "lock_lost"] {
+        metrics::counter!(RECONNECTS, "cause" => cause).absolute(0);
+    }
+    for reason in HARD_STOP_REASONS {
+        metrics::gauge!(HARD_STOP, "reason" => *reason).set(0.0);
+    }
+    metrics::counter!(TRANSACTIONS).absolute(0);
+    for gauge in [
+        RECEIVED_LSN,
+        ACKNOWLEDGED_LSN,
+        BUFFERED_ROWS,
+        INFLIGHT_BATCHES,
+        BACKPRESSURE,
+        LEADER,
+        READY,
+    ] {
+        metrics::gauge!(gauge).set(0.0);
+    }
+}
+
+/// Every `reason` label of the hard-stop gauge.
+pub const HARD_STOP_REASONS: &[&str] = &[
+    "replica_identity",
+    "missing_column",
+    "unresolved_toast",
+    "bad_change",
+    "decode",
+    "slot_invalidated",
+    "slot_missing",
+    "preflight",
+    "config",
+];
+
 /// An LSN as a gauge value: exact below 2^53 bytes of WAL (8 PiB).
 pub fn lsn_value(lsn: u64) -> f64 {
     lsn as f64

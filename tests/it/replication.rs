@@ -475,3 +475,63 @@ async fn a_run_copied_into_v2_survives_its_legacy_delete() {
     assert_eq!(r._version >> 56, 1);
     assert_converges(&env, CONVERGE).await;
 }
+
+#[tokio::test]
+async fn a_changed_id_tombstones_the_old_run_and_writes_the_new_one() {
+    let env = TestEnv::new("pk_change").await;
+    let _worker = start_worker(&env, "").await;
+    let pg = env.pg_client().await;
+    insert(
+        &pg,
+        "\"TaskRun\"",
+        "run_old_id",
+        &[("status", lit("EXECUTING"))],
+    )
+    .await;
+    wait_run(&env, "run_old_id", |_| true).await;
+    pg.batch_execute("UPDATE \"TaskRun\" SET id = 'run_new_id' WHERE id = 'run_old_id'")
+        .await
+        .unwrap();
+    let new = wait_run(&env, "run_new_id", |_| true).await;
+    assert_eq!(new.status, "EXECUTING");
+    assert!(
+        run_final(&env, "run_old_id").await.is_none(),
+        "the old id is gone under FINAL"
+    );
+    // The same for a change of created_at, which is part of the ClickHouse key.
+    pg.batch_execute(
+        "UPDATE \"TaskRun\" SET \"createdAt\" = '2026-11-21 00:00:00' WHERE id = 'run_new_id'",
+    )
+    .await
+    .unwrap();
+    wait_run(&env, "run_new_id", |r| r.created_at != new.created_at).await;
+    assert_converges(&env, CONVERGE).await;
+}
+
+#[tokio::test]
+async fn a_publication_without_task_run_v2_is_reconciled() {
+    let env = TestEnv::new("pub_reconcile").await;
+    let pg = env.pg_client().await;
+    pg.batch_execute(&format!(
+        "CREATE PUBLICATION {} FOR TABLE \"TaskRun\" WITH (publish = 'insert, update')",
+        env.publication
+    ))
+    .await
+    .unwrap();
+    let worker = start_worker(&env, "").await;
+    let log = worker.log_text();
+    assert!(
+        log.contains("ADD TABLE \"public\".\"task_run_v2\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("SET (publish = 'insert, update, delete')"),
+        "{log}"
+    );
+    insert(&pg, "task_run_v2", "2bq8aDrQkxTvTwXAhFCJrQEXbtE", &[]).await;
+    insert(&pg, "\"TaskRun\"", "run_reconciled", &[]).await;
+    pg.batch_execute("DELETE FROM \"TaskRun\" WHERE id = 'run_reconciled'")
+        .await
+        .unwrap();
+    assert_converges(&env, CONVERGE).await;
+}
