@@ -566,19 +566,17 @@ pub async fn clickhouse_checks(
     }
     for (table, expected, ddl, replacing) in tables {
         let target = format!("{}.{}", ch.database, table);
-        let query = client
-            .query("SELECT name, type FROM system.columns WHERE database = ? AND table = ? ORDER BY position")
-            .bind(&ch.database)
-            .bind(table.as_str());
-        let columns: Vec<(String, String)> = tokio::time::timeout(timeout, query.fetch_all())
-            .await
-            .map_err(|_| {
-                ch_error(
-                    config,
-                    format!("no answer within {} ms", timeout.as_millis()),
-                )
-            })?
-            .map_err(|e| ch_error(config, sink::client::describe(&e)))?;
+        let columns: Vec<(String, String)> = ch_answer(
+            config,
+            timeout,
+            "reading system.columns",
+            client
+                .query("SELECT name, type FROM system.columns WHERE database = ? AND table = ? ORDER BY position")
+                .bind(&ch.database)
+                .bind(table.as_str())
+                .fetch_all(),
+        )
+        .await?;
         if columns.is_empty() {
             checks.push(check(
                 "clickhouse_table",
@@ -594,22 +592,17 @@ pub async fn clickhouse_checks(
             ));
             continue;
         }
-        let engine: String = tokio::time::timeout(
+        let engine: String = ch_answer(
+            config,
             timeout,
+            "reading system.tables",
             client
                 .query("SELECT engine FROM system.tables WHERE database = ? AND name = ?")
                 .bind(&ch.database)
                 .bind(table.as_str())
                 .fetch_one(),
         )
-        .await
-        .map_err(|_| {
-            ch_error(
-                config,
-                format!("no answer within {} ms", timeout.as_millis()),
-            )
-        })?
-        .map_err(|e| ch_error(config, sink::client::describe(&e)))?;
+        .await?;
         let engine_ok = !replacing || engine.contains("ReplacingMergeTree");
         checks.push(check("clickhouse_table", &target, engine_ok, format!("engine {engine}"), || {
             "the runs table must be a ReplacingMergeTree(_version, _is_deleted): see config/clickhouse/002_task_runs_v2.sql".into()
@@ -642,6 +635,26 @@ pub async fn clickhouse_checks(
         ));
     }
     Ok(checks)
+}
+
+/// A ClickHouse answer within `timeout`, or why there is none.
+async fn ch_answer<T>(
+    config: &Config,
+    timeout: std::time::Duration,
+    what: &str,
+    query: impl std::future::Future<Output = clickhouse::error::Result<T>>,
+) -> Result<T, PreflightError> {
+    match tokio::time::timeout(timeout, query).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ch_error(
+            config,
+            format!("{what}: {}", sink::client::describe(&e)),
+        )),
+        Err(_) => Err(ch_error(
+            config,
+            format!("{what}: no answer within {} ms", timeout.as_millis()),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -171,3 +171,33 @@ async fn kill_9_during_a_stream_of_changes_loses_nothing() {
     assert!(payload_count(&env, false).await >= 500 * 6);
     assert_eq!(worker.terminate().code(), Some(0));
 }
+
+#[tokio::test]
+async fn an_idle_slot_follows_the_wal_of_other_tables() {
+    let env = TestEnv::new("idle_slot").await;
+    let _worker = start_worker(&env, "").await;
+    let pg = env.pg_client().await;
+    pg.batch_execute(
+        "CREATE TABLE unrelated (x int); INSERT INTO unrelated SELECT generate_series(1, 20000);",
+    )
+    .await
+    .unwrap();
+    let written = lsn_of(&pg, "SELECT pg_current_wal_lsn()::text").await;
+    println!("injected: WAL from a table outside the publication, up to {written:X}");
+    let sql = format!(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '{}'",
+        env.slot
+    );
+    let confirmed = wait_for(
+        "the slot to confirm past the unrelated WAL",
+        CONVERGE,
+        || async {
+            let c = lsn_of(&pg, &sql).await;
+            (c >= written).then_some(c)
+        },
+    )
+    .await;
+    println!(
+        "checked: nothing to replicate, yet the slot confirmed {confirmed:X}: it retains no WAL"
+    );
+}
