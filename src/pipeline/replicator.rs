@@ -202,8 +202,8 @@ impl Replicator {
         lock: &LeaderLock,
     ) -> Result<(), PipelineError> {
         match event {
-            ReplicationEvent::Begin { xid, .. } => {
-                self.txn = Some(Transaction::new(xid));
+            ReplicationEvent::Begin { xid, final_lsn, .. } => {
+                self.txn = Some(Transaction::new(xid, final_lsn.as_u64()));
             }
             ReplicationEvent::XLogData { data, .. } => {
                 let message =
@@ -220,6 +220,11 @@ impl Replicator {
                 };
                 metrics::counter!(m::TRANSACTIONS).increment(1);
                 metrics::gauge!(m::RECEIVED_LSN).set(m::lsn_value(end_lsn.as_u64()));
+                if txn.is_spilled() {
+                    // The rest of a spilled transaction shares its chunks' version: with equal
+                    // versions ClickHouse keeps the row inserted last, so it goes in after them.
+                    self.wait_for_inflight(client).await?;
+                }
                 let committed = txn.commit(end_lsn.as_u64(), commit_time_micros);
                 if committed.is_empty() && self.batch.is_empty() {
                     if let Some(lsn) = self.acks.nothing_pending_until(end_lsn.as_u64()) {
@@ -284,7 +289,8 @@ impl Replicator {
         metrics::counter!(m::CHANGES, "table" => binding.table.to_string(), "operation" => op.label()).increment(1);
         if binding.defect.is_some() {
             let binding = binding.clone();
-            return self.repair(binding, &message, client, lock).await;
+            self.repair(binding, &message, client, lock).await?;
+            return self.spill_if_large(client).await;
         }
         let settings = Settings {
             transform: &self.transform,
@@ -300,6 +306,52 @@ impl Replicator {
             _ => unreachable!("only row changes get here"),
         };
         count_skips(&applied.skipped);
+        self.spill_if_large(client).await
+    }
+
+    /// Bounds the memory of one transaction: past `max_rows` rows, the rows so far are inserted
+    /// before the Commit arrives (see `pipeline::transaction`). Chunks of one transaction share a
+    /// version, so each waits for everything in flight: ClickHouse keeps the row inserted last.
+    async fn spill_if_large(&mut self, client: &ReplicationClient) -> Result<(), PipelineError> {
+        if self
+            .txn
+            .as_ref()
+            .is_none_or(|t| t.len() < self.config.batch.max_rows)
+        {
+            return Ok(());
+        }
+        self.wait_for_inflight(client).await?;
+        let txn = self.txn.as_mut().expect("checked above");
+        let (rows, mut payloads) = txn.spill();
+        payloads.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        tracing::debug!(
+            xid = txn.xid,
+            rows = rows.len(),
+            "inserting part of a large transaction before its commit"
+        );
+        // Nothing is acknowledged for it: the position moves only at the Commit.
+        let seq = self.acks.register(0);
+        let sealed = Sealed {
+            runs: rows.into_sorted(),
+            payloads,
+            end_lsn: 0,
+            commit_times: Vec::new(),
+        };
+        let sink = self.sink.clone();
+        self.flushes.spawn(async move {
+            let result = sink.write(&sealed).await;
+            (seq, Vec::new(), result)
+        });
+        Ok(())
+    }
+
+    /// Waits until every batch in flight is inserted (and acknowledged where it can be).
+    async fn wait_for_inflight(&mut self, client: &ReplicationClient) -> Result<(), PipelineError> {
+        while let Some(done) = self.flushes.join_next().await {
+            let done =
+                done.map_err(|e| PipelineError::Stream(format!("insert task failed: {e}")))?;
+            self.flushed(done, client)?;
+        }
         Ok(())
     }
 

@@ -4,6 +4,12 @@
 //! and updated five times in one transaction becomes one row in its final state. The version is
 //! only known at Commit (it is derived from the commit's end LSN), so rows carry their table's
 //! generation until then and are stamped in [`Transaction::commit`].
+//!
+//! A transaction too large to hold (more rows than a batch) is spilled: its rows so far are
+//! stamped and handed over before the Commit arrives. Their version then uses the LSN of the
+//! commit record plus one, known from Begin, instead of its end: both lie strictly between the
+//! end of the previous transaction's commit record and the end of this one's, so the version
+//! orders the same way against every other transaction.
 
 use super::rows::CollapsedRows;
 use crate::transform::{PayloadRow, RunRow};
@@ -18,6 +24,10 @@ pub fn version(generation: u8, end_lsn: u64) -> u64 {
 #[derive(Debug)]
 pub struct Transaction {
     pub xid: u32,
+    /// LSN of the commit record, from Begin.
+    final_lsn: u64,
+    /// Rows were handed over before the Commit; all of them use the spilled version.
+    spilled: bool,
     rows: CollapsedRows,
     payloads: Vec<PayloadRow>,
     /// Row changes seen, including skipped ones.
@@ -41,9 +51,11 @@ impl Committed {
 }
 
 impl Transaction {
-    pub fn new(xid: u32) -> Self {
+    pub fn new(xid: u32, final_lsn: u64) -> Self {
         Transaction {
             xid,
+            final_lsn,
+            spilled: false,
             rows: CollapsedRows::default(),
             payloads: Vec::new(),
             changes: 0,
@@ -75,18 +87,38 @@ impl Transaction {
         self.len() == 0
     }
 
+    pub fn is_spilled(&self) -> bool {
+        self.spilled
+    }
+
+    /// Takes the rows so far, stamped with the spilled version, for insertion before the Commit.
+    pub fn spill(&mut self) -> (CollapsedRows, Vec<PayloadRow>) {
+        self.spilled = true;
+        let rows = Self::stamp(&mut self.rows, self.final_lsn + 1);
+        (rows, std::mem::take(&mut self.payloads))
+    }
+
     pub fn commit(mut self, end_lsn: u64, commit_time_micros: i64) -> Committed {
-        let mut rows = CollapsedRows::default();
-        for mut row in self.rows.drain() {
-            row._version |= end_lsn & LSN_MASK;
-            rows.upsert(row);
-        }
+        let lsn = if self.spilled {
+            self.final_lsn + 1
+        } else {
+            end_lsn
+        };
         Committed {
             end_lsn,
             commit_time_micros,
-            rows,
+            rows: Self::stamp(&mut self.rows, lsn),
             payloads: self.payloads,
         }
+    }
+
+    fn stamp(rows: &mut CollapsedRows, lsn: u64) -> CollapsedRows {
+        let mut stamped = CollapsedRows::default();
+        for mut row in rows.drain() {
+            row._version |= lsn & LSN_MASK;
+            stamped.upsert(row);
+        }
+        stamped
     }
 }
 
@@ -105,7 +137,7 @@ mod tests {
 
     #[test]
     fn the_final_state_of_each_run_wins_and_payloads_are_kept() {
-        let mut t = Transaction::new(7);
+        let mut t = Transaction::new(7, 0xF0);
         for status in ["PENDING", "EXECUTING", "COMPLETED_SUCCESSFULLY"] {
             let mut r = run_row("run_1");
             r.status = status.into();
@@ -125,9 +157,31 @@ mod tests {
     }
 
     #[test]
+    fn a_spilled_transaction_uses_its_commit_lsn_plus_one_for_every_row() {
+        let mut t = Transaction::new(3, 0x500);
+        t.add_row(0, run_row("run_1"));
+        t.add_row(1, run_row("run_2"));
+        let (early, _) = t.spill();
+        let early = early.into_sorted();
+        assert_eq!(early.len(), 2);
+        assert_eq!(early[0]._version, 0x501);
+        assert_eq!(early[1]._version, (1 << 56) | 0x501);
+        assert!(t.is_empty() && t.is_spilled());
+        t.add_row(0, run_row("run_3"));
+        let c = t.commit(0x540, 0);
+        assert_eq!(
+            c.end_lsn, 0x540,
+            "acknowledged at the commit's end as always"
+        );
+        assert_eq!(c.rows.into_sorted()[0]._version, 0x501);
+        // Between the previous transaction's end (at most 0x500) and this one's end.
+        assert!(version(0, 0x500) < 0x501 && 0x501 < version(0, 0x540));
+    }
+
+    #[test]
     fn a_higher_generation_wins_within_a_transaction_in_either_order() {
         for v2_first in [true, false] {
-            let mut t = Transaction::new(1);
+            let mut t = Transaction::new(1, 0x1F0);
             let mut v2 = run_row("run_1");
             v2.status = "EXECUTING".into();
             let mut legacy_tombstone = run_row("run_1");

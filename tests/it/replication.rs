@@ -535,3 +535,32 @@ async fn a_publication_without_task_run_v2_is_reconciled() {
         .unwrap();
     assert_converges(&env, CONVERGE).await;
 }
+
+#[tokio::test]
+async fn a_transaction_larger_than_a_batch_is_inserted_in_parts() {
+    let env = TestEnv::new("big_txn").await;
+    let worker = start_worker(&env, "[batch]\nmax_rows = 50\n").await;
+    let pg = env.pg_client().await;
+    let ids: Vec<String> = (0..300).map(|i| format!("run_big_{i:03}")).collect();
+    let sql = [
+        "BEGIN".to_string(),
+        insert_many_sql("task_run_v2", &ids, &[]),
+        "UPDATE task_run_v2 SET status = 'EXECUTING' WHERE id < 'run_big_050'".into(),
+        "UPDATE task_run_v2 SET status = 'COMPLETED_SUCCESSFULLY' WHERE id < 'run_big_010'".into(),
+        "DELETE FROM task_run_v2 WHERE id >= 'run_big_290'".into(),
+        insert_sql("\"TaskRun\"", "run_big_legacy", &[]),
+        "COMMIT".into(),
+    ];
+    pg.batch_execute(&sql.join(";\n")).await.unwrap();
+    assert_converges(&env, CONVERGE).await;
+    let rows = actual_rows(&env).await;
+    assert_eq!(rows.len(), 291);
+    assert_eq!(rows["run_big_005"].status, "COMPLETED_SUCCESSFULLY");
+    assert_eq!(rows["run_big_020"].status, "EXECUTING");
+    assert!(
+        worker
+            .log_text()
+            .contains("inserting part of a large transaction before its commit"),
+        "the transaction was spilled in parts"
+    );
+}
