@@ -10,3 +10,4 @@ mod durability;
 mod preflight;
 mod reliability;
 mod replication;
+mod security;
