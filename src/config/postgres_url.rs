@@ -166,6 +166,16 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 impl PgUrl {
+    /// The TLS mode both connections use: `sslmode`, except that `require` with a
+    /// `sslrootcert` verifies the chain as `verify-ca` does, as libpq does. A configured CA is
+    /// never silently ignored.
+    pub fn tls_mode(&self) -> SslMode {
+        match self.sslmode {
+            SslMode::Require if self.sslrootcert.is_some() => SslMode::VerifyCa,
+            mode => mode,
+        }
+    }
+
     /// A Unix-socket directory, as libpq treats a host that starts with `/`.
     pub fn is_unix_socket(&self) -> bool {
         self.host.starts_with('/')
@@ -219,6 +229,24 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("repl:***@db.example:6543/trigger"));
+    }
+
+    #[test]
+    fn require_with_a_root_certificate_verifies_the_chain() {
+        let mode = |raw: &str| raw.parse::<PgUrl>().unwrap().tls_mode();
+        assert_eq!(mode("postgres://h/d?sslmode=require"), SslMode::Require);
+        assert_eq!(
+            mode("postgres://h/d?sslmode=require&sslrootcert=/ca.pem"),
+            SslMode::VerifyCa
+        );
+        assert_eq!(
+            mode("postgres://h/d?sslmode=verify-full&sslrootcert=/ca.pem"),
+            SslMode::VerifyFull
+        );
+        assert_eq!(
+            mode("postgres://h/d?sslmode=prefer&sslrootcert=/ca.pem"),
+            SslMode::Prefer
+        );
     }
 
     #[test]

@@ -40,12 +40,13 @@ pub async fn connect(
     if !url.password.is_empty() {
         cfg.password(url.password.expose());
     }
-    cfg.ssl_mode(match url.sslmode {
+    let mode = url.tls_mode();
+    cfg.ssl_mode(match mode {
         SslMode::Disable => PgSslMode::Disable,
         SslMode::Prefer => PgSslMode::Prefer,
         _ => PgSslMode::Require,
     });
-    let tls = tls::client_config(url.sslmode, url.sslrootcert.as_deref()).map_err(|reason| {
+    let tls = tls::client_config(mode, url.sslrootcert.as_deref()).map_err(|reason| {
         ConnectError::Tls {
             target: target.clone(),
             reason,

@@ -2,8 +2,8 @@
 //!
 //! tokio-postgres only knows disable/prefer/require and leaves verification to the connector, so
 //! the connector built here decides: `prefer`/`require` encrypt without checking the certificate
-//! (as libpq does without a root certificate), `verify-ca` checks the chain, `verify-full` the
-//! chain and the host name. Roots are `sslrootcert` when given, else the webpki roots — the same
+//! (as libpq does without a root certificate; `require` with `sslrootcert` is `verify-ca`, see
+//! `PgUrl::tls_mode`), `verify-ca` checks the chain, `verify-full` the chain and the host name. Roots are `sslrootcert` when given, else the webpki roots — the same
 //! choice pgwire-replication makes for the replication connection, so both connections accept the
 //! same servers.
 

@@ -68,7 +68,7 @@ impl StreamError {
 /// The stream resumes at the slot's confirmed position.
 pub async fn start(config: &Config) -> Result<ReplicationClient, StreamError> {
     let url = &config.postgres.url;
-    let tls = match url.sslmode {
+    let tls = match url.tls_mode() {
         SslMode::Disable => TlsConfig::disabled(),
         SslMode::Prefer => TlsConfig {
             mode: pgwire_replication::SslMode::Prefer,

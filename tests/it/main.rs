@@ -11,3 +11,4 @@ mod operations;
 mod preflight;
 mod reliability;
 mod replication;
+mod security;

@@ -10,6 +10,11 @@ use super::{http, process};
 
 pub struct ChServer {
     pub url: String,
+    /// `--user` / `--password` the front requires, used by the tests' own clients.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// The CA (PEM) the tests' own clients trust for an `https://` front; see `with_ca_file`.
+    pub ca_file: Option<PathBuf>,
     dir: Option<PathBuf>,
     port: u16,
     extra_args: Vec<String>,
@@ -34,8 +39,18 @@ impl ChServer {
         } else {
             "http"
         };
+        let arg = |name: &str| {
+            extra_args
+                .iter()
+                .position(|a| *a == name)
+                .and_then(|i| extra_args.get(i + 1))
+                .map(|v| v.to_string())
+        };
         let server = ChServer {
             url: format!("{scheme}://127.0.0.1:{port}"),
+            user: arg("--user"),
+            password: arg("--password"),
+            ca_file: None,
             dir: Some(dir),
             port,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -48,6 +63,9 @@ impl ChServer {
     pub fn external(url: &str) -> ChServer {
         ChServer {
             url: url.trim_end_matches('/').to_string(),
+            user: None,
+            password: None,
+            ca_file: None,
             dir: None,
             port: 0,
             extra_args: Vec::new(),
@@ -123,11 +141,34 @@ impl ChServer {
         self.launch();
     }
 
+    /// Trust `ca` (PEM) in the tests' own clients of this `https://` front.
+    pub fn with_ca_file(mut self, ca: &Path) -> ChServer {
+        self.ca_file = Some(ca.to_path_buf());
+        self
+    }
+
     /// A client for `database` (no compression surprises: the crate's defaults, LZ4).
     pub fn client(&self, database: &str) -> clickhouse::Client {
-        clickhouse::Client::default()
-            .with_url(&self.url)
-            .with_database(database)
+        self.server_client().with_database(database)
+    }
+
+    /// A client without a database: plain HTTP through the crate's default client, HTTPS through
+    /// rustls trusting `ca_file` (the crate's default client cannot do HTTPS); with the
+    /// front's credentials when it requires them.
+    fn server_client(&self) -> clickhouse::Client {
+        let mut client = if self.url.starts_with("https://") {
+            https_client(self.ca_file.as_deref())
+        } else {
+            clickhouse::Client::default()
+        }
+        .with_url(&self.url);
+        if let Some(user) = &self.user {
+            client = client.with_user(user);
+        }
+        if let Some(password) = &self.password {
+            client = client.with_password(password);
+        }
+        client
     }
 
     /// A new database with the shipped runs and payload tables.
@@ -144,7 +185,7 @@ impl ChServer {
                 }
             })
             .collect();
-        let client = clickhouse::Client::default().with_url(&self.url);
+        let client = self.server_client();
         for statement in schema_statements(&name) {
             client
                 .query(&statement)
@@ -160,6 +201,29 @@ impl Drop for ChServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A ClickHouse client over HTTPS that trusts `ca` (PEM), else the webpki roots.
+fn https_client(ca: Option<&Path>) -> clickhouse::Client {
+    let roots = runs_replicator::pg::tls::roots(ca).expect("read the test CA");
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    let http_client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    clickhouse::Client::with_http_client(http_client)
 }
 
 /// The shipped ClickHouse DDL with `trigger_dev` replaced by `database`, one statement each.

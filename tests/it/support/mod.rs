@@ -5,6 +5,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
 pub mod clickhouse;
 pub mod expect;
 pub mod http;

@@ -24,6 +24,9 @@ pub struct PgCluster {
     auth: String,
     dir: Option<PathBuf>,
     extra: Vec<(String, String)>,
+    /// The cluster refuses plaintext TCP (`ssl = on` with a hostssl-only pg_hba.conf): the
+    /// tests' own connections use TLS (sslmode=require).
+    tls: bool,
     child: Mutex<Option<Child>>,
 }
 
@@ -55,9 +58,24 @@ fn chown(path: &Path) {
     }
 }
 
+/// Makes `path` a file Postgres accepts as `ssl_key_file`: owned by the user Postgres runs as
+/// (`postgres` when the tests run as root), mode 0600.
+pub fn give_to_postgres(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    chown(path);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod 0600 for Postgres");
+}
+
 impl PgCluster {
     /// Starts a new cluster with `wal_level=logical` and the given extra settings.
     pub fn start(extra: &[(&str, &str)]) -> PgCluster {
+        PgCluster::start_with_hba(extra, None)
+    }
+
+    /// Like [`PgCluster::start`], with `hba` written as pg_hba.conf before the server starts.
+    /// With `ssl=on` among the settings, the tests' own connections use TLS.
+    pub fn start_with_hba(extra: &[(&str, &str)], hba: Option<&str>) -> PgCluster {
         let dir = process::temp_dir("pg");
         chown(&dir);
         let data = dir.join("data");
@@ -84,6 +102,12 @@ impl PgCluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some(hba) = hba {
+            let path = data.join("pg_hba.conf");
+            std::fs::write(&path, hba).unwrap();
+            chown(&path);
+        }
+        let tls = extra.iter().any(|(k, v)| *k == "ssl" && *v == "on");
         let cluster = PgCluster {
             port: process::free_port(),
             host: "127.0.0.1".into(),
@@ -93,6 +117,7 @@ impl PgCluster {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            tls,
             child: Mutex::new(None),
         };
         cluster.launch();
@@ -113,6 +138,7 @@ impl PgCluster {
             auth,
             dir: None,
             extra: Vec::new(),
+            tls: false,
             child: Mutex::new(None),
         };
         cluster.create_template();
@@ -242,6 +268,23 @@ impl PgCluster {
     }
 
     pub async fn connect(&self, db: &str) -> tokio_postgres::Client {
+        if self.tls {
+            let tls = runs_replicator::pg::tls::client_config(
+                runs_replicator::config::SslMode::Require,
+                None,
+            )
+            .expect("rustls client config")
+            .expect("require is TLS");
+            let url = format!("{}?sslmode=require", self.url(db));
+            let (client, conn) =
+                tokio_postgres::connect(&url, tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+                    .await
+                    .unwrap_or_else(|e| panic!("connect to {db} over TLS: {e}"));
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            return client;
+        }
         let (client, conn) = tokio_postgres::connect(&self.url(db), tokio_postgres::NoTls)
             .await
             .unwrap_or_else(|e| panic!("connect to {db}: {e}"));
