@@ -2,6 +2,8 @@
 //!
 //! `RUST_LOG`, when set, replaces the configured filter, the usual escape hatch while debugging.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -14,6 +16,8 @@ pub fn init(config: &LogConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not for files and log collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match config.format {
         LogFormat::Text => builder.try_init(),
