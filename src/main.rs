@@ -55,6 +55,12 @@ struct Cli {
     /// Log level or tracing filter (overrides log.level).
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+
+    /// BENCHMARKING/DIAGNOSTICS ONLY: decode, transform, batch and encode as usual, then discard
+    /// each batch instead of inserting it into ClickHouse, and acknowledge it. The slot advances
+    /// and the changes never reach ClickHouse. Measures the worker without the ClickHouse server.
+    #[arg(long)]
+    null_sink: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -107,7 +113,7 @@ fn main() -> ExitCode {
     // with two providers compiled in, rustls refuses to pick one, so pick it here, once.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let config = match Config::load(
+    let mut config = match Config::load(
         cli.config.as_deref(),
         &|k| std::env::var(k).ok(),
         &cli.overrides(),
@@ -134,7 +140,14 @@ fn main() -> ExitCode {
     if cli.check_replica_identity {
         return runtime.block_on(check(&config, cli.format));
     }
+    config.clickhouse.null_sink = cli.null_sink;
     logging::init(&config.log);
+    if config.clickhouse.null_sink {
+        tracing::warn!(
+            "--null-sink: batches are encoded and discarded, never inserted into ClickHouse, and \
+             still acknowledged; for benchmarks and diagnostics only"
+        );
+    }
     runtime.block_on(daemon::run(config))
 }
 

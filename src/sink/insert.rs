@@ -16,6 +16,7 @@ use backon::{ExponentialBuilder, Retryable};
 use clickhouse::{RowOwned, RowWrite};
 
 use super::client::{INSERT_SETTINGS, describe, exception_code};
+use super::rowbinary::{self, EncodeRow};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics as m;
@@ -43,7 +44,7 @@ const DATA_ERRORS: &[u32] = &[
 ];
 
 /// A row the sink can insert and, when ClickHouse refuses it, neutralise field by field.
-pub trait SinkRow: RowOwned + RowWrite + Clone + Send + Sync + 'static {
+pub trait SinkRow: RowOwned + RowWrite + EncodeRow + Clone + Send + Sync + 'static {
     /// Replaces the `step`-th JSON field with `{}`; returns its column, or `None` when there is
     /// nothing left to neutralise.
     fn neutralise(&mut self, step: usize) -> Option<&'static str>;
@@ -123,6 +124,8 @@ pub struct Sink {
     max_delay: Duration,
     timeout: Duration,
     health: Arc<Health>,
+    /// `--null-sink`: encode, then discard instead of sending.
+    null: bool,
 }
 
 impl Sink {
@@ -146,6 +149,7 @@ impl Sink {
             max_delay: Duration::from_millis(ch.retry_max_delay_ms),
             timeout: Duration::from_millis(ch.request_timeout_ms),
             health,
+            null: ch.null_sink,
         }
     }
 
@@ -327,6 +331,10 @@ impl Sink {
     }
 
     async fn insert_once<T: SinkRow>(&self, table: &str, rows: &[T]) -> Result<(), InsertError> {
+        if self.null {
+            std::hint::black_box(rowbinary::encode_all(rows));
+            return Ok(());
+        }
         let work = async {
             let mut insert = self.client.insert::<T>(table).await?;
             for (k, v) in &self.settings {
