@@ -7,7 +7,10 @@
 //! a few hundred changes as a smoke test. For instruction counts:
 //! `valgrind --tool=callgrind target/release/deps/hot_path-* --bench --changes 20000`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+// Generated rows read like the SQL in benches/e2e/sql.rs (`i % 4 = 0`), kept so on purpose.
+#![allow(clippy::manual_is_multiple_of)]
+
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -24,17 +27,20 @@ struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
+/// The worker's allocator (src/main.rs), counted.
+static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
+        unsafe { INNER.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
+        unsafe { INNER.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, n) }
+        unsafe { INNER.realloc(p, l, n) }
     }
 }
 
@@ -305,6 +311,7 @@ fn update(i: u64) -> Bytes {
     b.freeze()
 }
 
+#[inline(never)]
 /// The worker's synchronous work for `messages`, one transaction each; returns encoded bytes.
 fn run(messages: &[Bytes], relations: &RelationCache, max_rows: usize) -> usize {
     let opts = TransformOptions::default();
@@ -314,6 +321,13 @@ fn run(messages: &[Bytes], relations: &RelationCache, max_rows: usize) -> usize 
     };
     let mut batch = Batch::default();
     let mut encoded = 0;
+    let mut buf = Vec::new();
+    let mut encode = |sealed: &runs_replicator::pipeline::batch::Sealed| {
+        encode_all(&sealed.runs, &mut buf);
+        let n = buf.len();
+        encode_all(&sealed.payloads, &mut buf);
+        n + buf.len()
+    };
     let now = Instant::now();
     for (n, data) in messages.iter().enumerate() {
         let mut txn = Transaction::new(n as u32);
@@ -329,12 +343,10 @@ fn run(messages: &[Bytes], relations: &RelationCache, max_rows: usize) -> usize 
         .expect("applies");
         batch.add(txn.commit(1000 + n as u64 * 100, 0), now);
         if batch.len() >= max_rows {
-            let sealed = batch.seal();
-            encoded += encode_all(&sealed.runs).len() + encode_all(&sealed.payloads).len();
+            encoded += encode(&batch.seal());
         }
     }
-    let sealed = batch.seal();
-    encoded + encode_all(&sealed.runs).len() + encode_all(&sealed.payloads).len()
+    encoded + encode(&batch.seal())
 }
 
 fn main() {

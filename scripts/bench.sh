@@ -46,6 +46,7 @@ cleanup() {
     find "$tmp/work" -name '*.log' -exec cp {} "$tmp.logs"/ \; 2>/dev/null || true
     echo "bench: failed; logs in $tmp.logs" >&2
   fi
+  [ -L "$tmp/ch" ] && rm -rf "$(readlink "$tmp/ch")"
   rm -rf "$tmp"
   exit "$rc"
 }
@@ -85,7 +86,12 @@ done
 
 log "start the embedded ClickHouse (tools/chserver)"
 CLICKHOUSE_URL='' CHSERVER_PID=''
-eval "$(CHSERVER_DATA="$tmp/ch" tools/chserver/start.sh)"
+ch_dir=$tmp/ch
+if [ "${BENCH_CH_TMPFS:-0}" = 1 ]; then
+  ch_dir=$(mktemp -d /dev/shm/runs-replicator-bench-ch.XXXXXX)
+  ln -s "$ch_dir" "$tmp/ch"
+fi
+eval "$(CHSERVER_DATA="$ch_dir" TMPDIR="$ch_dir" tools/chserver/start.sh)"
 for f in config/clickhouse/*.sql; do
   "$py" - "$f" "$CLICKHOUSE_URL" <<'PY'
 import sys, urllib.request

@@ -10,6 +10,7 @@
 //! 3. the worker drains its slot into ClickHouse, then 4. another with `--null-sink`;
 //! 5. a steady load at a fixed rate measures commit-to-visible latency;
 //! 6. optionally, a 1,000,000-change backlog measures the worker's peak RSS;
+//!
 //! and the table of every figure goes to stdout and BENCHMARKS.md.
 
 mod procs;
@@ -41,6 +42,8 @@ struct Args {
     max_inflight: usize,
     work_dir: PathBuf,
     label: String,
+    /// `perf record -a` around each drain, into this directory.
+    perf_dir: Option<PathBuf>,
 }
 
 fn parse_args() -> Option<Args> {
@@ -73,6 +76,7 @@ fn parse_args() -> Option<Args> {
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir),
         label: get("--label").unwrap_or_default(),
+        perf_dir: get("--perf-dir").map(PathBuf::from),
     })
 }
 
@@ -274,6 +278,35 @@ async fn drain_recvlogical(a: &Args, b: &Backlog, slot: &str) -> Drain {
     }
 }
 
+/// A system-wide `perf record` (every process, flat samples) while a drain runs.
+struct Perf(Option<std::process::Child>);
+
+impl Perf {
+    fn start(a: &Args, name: &str) -> Perf {
+        let Some(dir) = &a.perf_dir else {
+            return Perf(None);
+        };
+        std::fs::create_dir_all(dir).unwrap();
+        let child = Command::new("perf")
+            .args(["record", "-a", "-F", "999", "-q", "-o"])
+            .arg(dir.join(format!("{name}.data")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        std::thread::sleep(Duration::from_millis(300));
+        Perf(child)
+    }
+
+    fn stop(self) {
+        if let Some(mut child) = self.0 {
+            procs::signal(child.id(), libc::SIGINT);
+            let _ = child.wait();
+        }
+    }
+}
+
 fn ch_delta(a: &Args, before: Option<f64>) -> f64 {
     match (before, a.ch_pid.and_then(cpu_seconds)) {
         (Some(b), Some(n)) => n - b,
@@ -351,10 +384,14 @@ listen = "127.0.0.1:{port}"
         procs::http_get(&self.metrics, "/metrics")
     }
 
-    fn acknowledged(&self) -> Option<u64> {
-        self.scrape()
-            .and_then(|m| procs::metric(&m, "runs_replicator_acknowledged_lsn"))
-            .map(|v| v as u64)
+    /// (acknowledged LSN, backpressure gauge, batches being inserted).
+    fn progress(&self) -> Option<(u64, f64, f64)> {
+        let m = self.scrape()?;
+        Some((
+            procs::metric(&m, "runs_replicator_acknowledged_lsn")? as u64,
+            procs::metric(&m, "runs_replicator_backpressure").unwrap_or(0.0),
+            procs::metric(&m, "runs_replicator_inflight_batches").unwrap_or(0.0),
+        ))
     }
 
     fn alive(&mut self) -> bool {
@@ -391,14 +428,20 @@ async fn drain_worker(a: &Args, b: &Backlog, slot: &str, null_sink: bool) -> Dra
     let pid = w.pid();
     let (mut cpu, mut hwm) = (0.0, 0.0);
     let mut ready_at = None;
+    let (mut samples, mut pressed, mut inflight) = (0u32, 0u32, 0.0);
     let done = loop {
         if ready_at.is_none() && procs::http_get(&w.metrics, "/readyz").is_some() {
             ready_at = Some(started.elapsed().as_secs_f64());
         }
-        if let Some(acked) = w.acknowledged()
-            && acked > b.before_last
-        {
-            break Instant::now();
+        if let Some((acked, backpressure, busy)) = w.progress() {
+            if acked > b.before_last {
+                break Instant::now();
+            }
+            if ready_at.is_some() {
+                samples += 1;
+                pressed += u32::from(backpressure > 0.0);
+                inflight += busy;
+            }
         }
         assert!(w.alive(), "the worker exited; see {}", w.log.display());
         cpu = cpu_seconds(pid).unwrap_or(cpu);
@@ -441,8 +484,10 @@ async fn drain_worker(a: &Args, b: &Backlog, slot: &str, null_sink: bool) -> Dra
         walsender_cpu_s,
         clickhouse_cpu_s,
         note: format!(
-            "ready after {:.2} s; {batches} batches",
-            ready_at.unwrap_or(f64::NAN)
+            "ready after {:.2} s; {batches} batches; backpressure {:.0}% of the time, {:.1} inserts in flight on average",
+            ready_at.unwrap_or(f64::NAN),
+            100.0 * pressed as f64 / samples.max(1) as f64,
+            inflight / samples.max(1) as f64
         ),
     }
 }
@@ -471,6 +516,9 @@ struct Steady {
     hist_p50: Option<f64>,
     hist_p99: Option<f64>,
     worker_cpu_per_s: f64,
+    /// Mean and bucket-p99 of one batch insert (runs and payloads), seconds.
+    flush_mean: f64,
+    flush_p99: Option<f64>,
 }
 
 /// `rate` changes/s for `secs` s (alternating inserts of new runs and updates of runs inserted
@@ -548,6 +596,11 @@ async fn steady(a: &Args, slot: &str, first: i32) -> Steady {
     let cpu = cpu_seconds(pid).unwrap_or(0.0) - cpu0;
     let metrics = w.scrape().unwrap_or_default();
     let hist = procs::buckets(&metrics, "runs_replicator_commit_to_clickhouse_seconds");
+    let flush = procs::buckets(&metrics, "runs_replicator_flush_duration_seconds");
+    let flush_mean = procs::metric(&metrics, "runs_replicator_flush_duration_seconds_sum")
+        .unwrap_or(f64::NAN)
+        / procs::metric(&metrics, "runs_replicator_flush_duration_seconds_count")
+            .unwrap_or(f64::NAN);
     let _ = w.stop();
     assert_eq!(
         latencies.len() as u64,
@@ -565,6 +618,8 @@ async fn steady(a: &Args, slot: &str, first: i32) -> Steady {
         hist_p50: procs::bucket_quantile(&hist, 0.5),
         hist_p99: procs::bucket_quantile(&hist, 0.99),
         worker_cpu_per_s: cpu / load_s,
+        flush_mean,
+        flush_p99: procs::bucket_quantile(&flush, 0.99),
     }
 }
 
@@ -579,7 +634,7 @@ impl Args {
 fn steady_change(k: u64, first: i32) -> (&'static str, &'static str, i32) {
     let run = |n: u64| first + n as i32;
     let table = |i: i32| if i % 2 == 0 { "v1" } else { "v2" };
-    if k % 2 == 0 {
+    if k.is_multiple_of(2) {
         let i = run(k / 2);
         ("insert", table(i), i)
     } else if k / 2 < 1000 {
@@ -608,18 +663,24 @@ async fn run(a: Args) {
     let b = load_backlog(&a, &slots, a.changes, 0).await;
 
     eprintln!("== 2. pg_recvlogical");
+    let perf = Perf::start(&a, "recvlogical");
     let recv = drain_recvlogical(&a, &b, "bench_recvlogical").await;
+    perf.stop();
     eprintln!("  {:.0} changes/s", recv.rate);
 
     eprintln!("== 3. worker → ClickHouse");
+    let perf = Perf::start(&a, "worker-clickhouse");
     let ch = drain_worker(&a, &b, "bench_ch", false).await;
+    perf.stop();
     eprintln!("  {:.0} changes/s", ch.rate);
     let (rows, pending) = ch_counts(&a).await;
     assert_eq!(rows, (a.changes / 2) as u64, "ClickHouse holds every run");
     assert_eq!(pending, 0, "every run's update reached ClickHouse");
 
     eprintln!("== 4. worker --null-sink");
+    let perf = Perf::start(&a, "worker-null");
     let null = drain_worker(&a, &b, "bench_null", true).await;
+    perf.stop();
     eprintln!("  {:.0} changes/s", null.rate);
 
     eprintln!(
@@ -752,7 +813,7 @@ fn render(
         s,
         "\nSteady load: {} changes at {:.0}/s; commit-to-visible latency (client clock at commit → first poll, every 20 ms, that shows it): \
          p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms. Worker histogram (commit → insert accepted, bucket bounds): p50 {} ms, p99 {} ms. \
-         Worker CPU {:.3} s per s.",
+         One batch insert (runs, then payloads): mean {:.0} ms, p99 {} ms. Worker CPU {:.3} s per s.",
         st.changes,
         st.achieved_rate,
         st.p50_ms,
@@ -760,6 +821,8 @@ fn render(
         st.max_ms,
         ms(st.hist_p50),
         ms(st.hist_p99),
+        st.flush_mean * 1000.0,
+        ms(st.flush_p99),
         st.worker_cpu_per_s
     );
     if !a.machine.is_empty() {

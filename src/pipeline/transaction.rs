@@ -76,15 +76,14 @@ impl Transaction {
     }
 
     pub fn commit(mut self, end_lsn: u64, commit_time_micros: i64) -> Committed {
-        let mut rows = CollapsedRows::default();
-        for mut row in self.rows.drain() {
+        // Every row gets the same low bits, so stamping in place keeps the collapse as it is.
+        for row in self.rows.iter_mut() {
             row._version |= end_lsn & LSN_MASK;
-            rows.upsert(row);
         }
         Committed {
             end_lsn,
             commit_time_micros,
-            rows,
+            rows: self.rows,
             payloads: self.payloads,
         }
     }

@@ -29,13 +29,13 @@ fn column_list(columns: &[(&str, &str)]) -> String {
     names.join(",")
 }
 
-/// Encodes `rows` into one RowBinary body.
-pub fn encode_all<T: EncodeRow>(rows: &[T]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rows.iter().map(T::size_hint).sum());
+/// Encodes `rows` into `out` (cleared first), one RowBinary body.
+pub fn encode_all<T: EncodeRow>(rows: &[T], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(rows.iter().map(T::size_hint).sum());
     for row in rows {
-        row.encode(&mut out);
+        row.encode(out);
     }
-    out
 }
 
 #[inline]
