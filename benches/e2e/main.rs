@@ -44,6 +44,8 @@ struct Args {
     label: String,
     /// `perf record -a` around each drain, into this directory.
     perf_dir: Option<PathBuf>,
+    /// Another build of the worker (e.g. before an optimization) drained side by side.
+    baseline: Option<PathBuf>,
 }
 
 fn parse_args() -> Option<Args> {
@@ -77,6 +79,7 @@ fn parse_args() -> Option<Args> {
             .unwrap_or_else(std::env::temp_dir),
         label: get("--label").unwrap_or_default(),
         perf_dir: get("--perf-dir").map(PathBuf::from),
+        baseline: get("--baseline-worker").map(PathBuf::from),
     })
 }
 
@@ -212,11 +215,14 @@ fn walsender_sampler(
     url: String,
     slot: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> tokio::task::JoinHandle<f64> {
+) -> tokio::task::JoinHandle<(f64, String)> {
     tokio::spawn(async move {
         let c = pg(&url).await;
         let mut pid: Option<u32> = None;
         let mut last = 0.0;
+        // What the walsender was doing, sampled: on CPU (no wait event), waiting for the
+        // consumer to take data (WalSenderWriteData), waiting for WAL, ...
+        let mut waits: std::collections::BTreeMap<String, u32> = Default::default();
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             if pid.is_none() {
                 let row = c
@@ -232,10 +238,28 @@ fn walsender_sampler(
                 && let Some(cpu) = cpu_seconds(p)
             {
                 last = cpu;
+                if let Ok(row) = c
+                    .query_one(
+                        "SELECT coalesce(wait_event, 'on CPU') FROM pg_stat_activity WHERE pid = $1",
+                        &[&(p as i32)],
+                    )
+                    .await
+                {
+                    *waits.entry(row.get::<_, String>(0)).or_default() += 1;
+                }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        last
+        let total: u32 = waits.values().sum();
+        let mut shown: Vec<(u32, String)> = waits.into_iter().map(|(k, v)| (v, k)).collect();
+        shown.sort_by(|a, b| b.cmp(a));
+        let text = shown
+            .iter()
+            .take(3)
+            .map(|(v, k)| format!("{k} {:.0}%", 100.0 * *v as f64 / total.max(1) as f64))
+            .collect::<Vec<_>>()
+            .join(", ");
+        (last, text)
     })
 }
 
@@ -259,6 +283,7 @@ async fn drain_recvlogical(a: &Args, b: &Backlog, slot: &str) -> Drain {
             .expect("pg_recvlogical finishes");
     assert!(exit.success, "pg_recvlogical failed");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ws = ws.await.unwrap();
     let seconds = exit.at.duration_since(started).as_secs_f64();
     let c = pg(&a.pg_url).await;
     let confirmed = lsn(
@@ -272,9 +297,9 @@ async fn drain_recvlogical(a: &Args, b: &Backlog, slot: &str) -> Drain {
         rate: b.changes as f64 / seconds,
         cpu_s: exit.cpu_s,
         peak_rss_mib: exit.max_rss_mib,
-        walsender_cpu_s: ws.await.unwrap(),
+        walsender_cpu_s: ws.0,
         clickhouse_cpu_s: ch_delta(a, ch0),
-        note: format!("slot confirmed {}", fmt_lsn(confirmed)),
+        note: format!("walsender: {}; slot confirmed {}", ws.1, fmt_lsn(confirmed)),
     }
 }
 
@@ -287,8 +312,12 @@ impl Perf {
             return Perf(None);
         };
         std::fs::create_dir_all(dir).unwrap();
+        // BENCH_PERF_ARGS replaces the sampling arguments, e.g. "-e page-faults --call-graph dwarf".
+        let sampling = std::env::var("BENCH_PERF_ARGS").unwrap_or_else(|_| "-F 999".into());
         let child = Command::new("perf")
-            .args(["record", "-a", "-F", "999", "-q", "-o"])
+            .args(["record", "-a", "-q"])
+            .args(sampling.split_whitespace())
+            .arg("-o")
             .arg(dir.join(format!("{name}.data")))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -322,7 +351,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(a: &Args, slot: &str, null_sink: bool) -> Worker {
+    fn start(a: &Args, bin: &std::path::Path, slot: &str, null_sink: bool) -> Worker {
         let port = procs::free_port();
         let dir = a.work_dir.join(format!("worker-{slot}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -357,7 +386,7 @@ listen = "127.0.0.1:{port}"
             "worker.log"
         });
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(&a.worker);
+        let mut cmd = Command::new(bin);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("NO_COLOR", "1")
@@ -368,6 +397,10 @@ listen = "127.0.0.1:{port}"
             .stderr(file);
         if null_sink {
             cmd.arg("--null-sink");
+        }
+        // Allocator experiments (MIMALLOC_PURGE_DELAY=…) reach the worker.
+        for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")) {
+            cmd.env(k, v);
         }
         Worker {
             child: procs::spawn(&mut cmd),
@@ -419,12 +452,17 @@ listen = "127.0.0.1:{port}"
     }
 }
 
-async fn drain_worker(a: &Args, b: &Backlog, slot: &str, null_sink: bool) -> Drain {
+async fn drain_worker(a: &Args, b: &Backlog, slot: &str, null_sink: bool, baseline: bool) -> Drain {
+    let bin = if baseline {
+        a.baseline.as_ref().expect("--baseline-worker")
+    } else {
+        &a.worker
+    };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ws = walsender_sampler(a.pg_url.clone(), slot.to_string(), stop.clone());
     let ch0 = a.ch_pid.and_then(cpu_seconds);
     let started = Instant::now();
-    let mut w = Worker::start(a, slot, null_sink);
+    let mut w = Worker::start(a, bin, slot, null_sink);
     let pid = w.pid();
     let (mut cpu, mut hwm) = (0.0, 0.0);
     let mut ready_at = None;
@@ -457,7 +495,7 @@ async fn drain_worker(a: &Args, b: &Backlog, slot: &str, null_sink: bool) -> Dra
     hwm = status_mib(pid, "VmHWM").unwrap_or(hwm);
     let clickhouse_cpu_s = ch_delta(a, ch0);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let walsender_cpu_s = ws.await.unwrap();
+    let (walsender_cpu_s, walsender_waits) = ws.await.unwrap();
     let seconds = done.duration_since(started).as_secs_f64();
     let metrics = w.scrape().unwrap_or_default();
     let batches = procs::metric(&metrics, "runs_replicator_batches_total{result=\"ok\"}")
@@ -470,10 +508,11 @@ async fn drain_worker(a: &Args, b: &Backlog, slot: &str, null_sink: bool) -> Dra
         .unwrap_or(f64::NAN);
     let exit = w.stop().expect("worker stops on SIGTERM");
     assert!(exit.success, "worker exited with an error");
-    let name = if null_sink {
-        "worker --null-sink"
-    } else {
-        "worker → ClickHouse"
+    let name = match (baseline, null_sink) {
+        (false, true) => "worker --null-sink",
+        (false, false) => "worker → ClickHouse",
+        (true, true) => "baseline worker --null-sink",
+        (true, false) => "baseline worker → ClickHouse",
     };
     Drain {
         name: name.into(),
@@ -484,12 +523,26 @@ async fn drain_worker(a: &Args, b: &Backlog, slot: &str, null_sink: bool) -> Dra
         walsender_cpu_s,
         clickhouse_cpu_s,
         note: format!(
-            "ready after {:.2} s; {batches} batches; backpressure {:.0}% of the time, {:.1} inserts in flight on average",
+            "walsender: {walsender_waits}; ready after {:.2} s; {batches} batches; backpressure {:.0}% of the time, {:.1} inserts in flight on average",
             ready_at.unwrap_or(f64::NAN),
             100.0 * pressed as f64 / samples.max(1) as f64,
             inflight / samples.max(1) as f64
         ),
     }
+}
+
+/// Truncates the ClickHouse tables, so each drain into ClickHouse starts from the same state,
+/// and lets the engine settle.
+async fn empty_clickhouse(a: &Args) {
+    let client = clickhouse::Client::default().with_url(&a.ch_url);
+    for table in ["task_runs_v2", "raw_task_runs_payload_v1"] {
+        client
+            .query(&format!("TRUNCATE TABLE trigger_dev.{table}"))
+            .execute()
+            .await
+            .unwrap_or_else(|e| panic!("truncate {table}: {e}"));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Runs in ClickHouse: (rows under FINAL, runs still PENDING) among runs created before `until`.
@@ -525,14 +578,21 @@ struct Steady {
 /// about a second earlier), each its own transaction with "updatedAt" = the client's clock;
 /// visibility is polled in ClickHouse as max(updated_at).
 async fn steady(a: &Args, slot: &str, first: i32) -> Steady {
-    let mut w = Worker::start(a, slot, false);
+    let mut w = Worker::start(a, &a.worker, slot, false);
     tokio::task::block_in_place(|| w.wait_ready());
     let pid = w.pid();
     let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
     let conns = 4;
     let mut clients = Vec::new();
     for _ in 0..conns {
-        clients.push(std::sync::Arc::new(pg(&a.pg_url).await));
+        let c = pg(&a.pg_url).await;
+        // The cluster runs with synchronous_commit = off to load backlogs quickly; then a commit
+        // reaches the walsender only at the WAL writer's next flush (wal_writer_delay, 200 ms).
+        // Production commits wait for the flush, so these do too.
+        c.batch_execute("SET synchronous_commit = on")
+            .await
+            .unwrap();
+        clients.push(std::sync::Arc::new(c));
     }
     let start_ms = now_ms();
     let t0 = Instant::now();
@@ -659,7 +719,10 @@ async fn run(a: Args) {
     .unwrap();
 
     eprintln!("== 1. backlog: {} changes", a.changes);
-    let slots = ["bench_recvlogical", "bench_ch", "bench_null"];
+    let mut slots = vec!["bench_recvlogical", "bench_ch", "bench_null"];
+    if a.baseline.is_some() {
+        slots.extend(["bench_base_ch", "bench_base_null"]);
+    }
     let b = load_backlog(&a, &slots, a.changes, 0).await;
 
     eprintln!("== 2. pg_recvlogical");
@@ -667,21 +730,32 @@ async fn run(a: Args) {
     let recv = drain_recvlogical(&a, &b, "bench_recvlogical").await;
     perf.stop();
     eprintln!("  {:.0} changes/s", recv.rate);
+    let mut drains = vec![recv.clone()];
+
+    if a.baseline.is_some() {
+        eprintln!("== baseline worker → ClickHouse, --null-sink");
+        empty_clickhouse(&a).await;
+        drains.push(drain_worker(&a, &b, "bench_base_ch", false, true).await);
+        drains.push(drain_worker(&a, &b, "bench_base_null", true, true).await);
+    }
 
     eprintln!("== 3. worker → ClickHouse");
+    empty_clickhouse(&a).await;
     let perf = Perf::start(&a, "worker-clickhouse");
-    let ch = drain_worker(&a, &b, "bench_ch", false).await;
+    let ch = drain_worker(&a, &b, "bench_ch", false, false).await;
     perf.stop();
     eprintln!("  {:.0} changes/s", ch.rate);
     let (rows, pending) = ch_counts(&a).await;
     assert_eq!(rows, (a.changes / 2) as u64, "ClickHouse holds every run");
     assert_eq!(pending, 0, "every run's update reached ClickHouse");
+    drains.push(ch);
 
     eprintln!("== 4. worker --null-sink");
     let perf = Perf::start(&a, "worker-null");
-    let null = drain_worker(&a, &b, "bench_null", true).await;
+    let null = drain_worker(&a, &b, "bench_null", true, false).await;
     perf.stop();
     eprintln!("  {:.0} changes/s", null.rate);
+    drains.push(null);
 
     eprintln!(
         "== 5. steady load: {}/s for {} s",
@@ -701,7 +775,7 @@ async fn run(a: Args) {
             a.rss_changes
         );
         let big = load_backlog(&a, &["bench_rss"], a.rss_changes, 20_000_000).await;
-        let d = drain_worker(&a, &big, "bench_rss", false).await;
+        let d = drain_worker(&a, &big, "bench_rss", false, false).await;
         eprintln!(
             "  {:.0} changes/s, peak RSS {:.0} MiB",
             d.rate, d.peak_rss_mib
@@ -709,7 +783,7 @@ async fn run(a: Args) {
         rss = Some((big, d));
     }
 
-    let report = render(&a, &b, &recv, &ch, &null, &st, rss.as_ref());
+    let report = render(&a, &b, &drains, &st, rss.as_ref());
     println!("{report}");
     if let Some(out) = &a.out {
         write_report(out, &report);
@@ -744,9 +818,7 @@ fn write_report(out: &std::path::Path, report: &str) {
 fn render(
     a: &Args,
     b: &Backlog,
-    recv: &Drain,
-    ch: &Drain,
-    null: &Drain,
+    drains: &[Drain],
     st: &Steady,
     rss: Option<&(Backlog, Drain)>,
 ) -> String {
@@ -776,7 +848,8 @@ fn render(
         "| drain | seconds | changes/s | ÷ pg_recvlogical | process CPU s | CPU s per s of drain | peak RSS MiB | walsender CPU s | ClickHouse CPU s | notes |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for d in [recv, ch, null] {
+    let recv = &drains[0];
+    for d in drains {
         let _ = writeln!(
             s,
             "| {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.3} | {:.0} | {:.2} | {:.2} | {} |",

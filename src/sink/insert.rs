@@ -132,7 +132,7 @@ pub struct Sink {
 }
 
 /// Uncompressed bytes per compressed block sent (ClickHouse's own default block size).
-const BLOCK: usize = 1 << 20;
+const BLOCK: usize = 1 << 18;
 
 impl Sink {
     pub fn new(config: &Config, client: clickhouse::Client, health: Arc<Health>) -> Sink {
