@@ -204,6 +204,8 @@ struct Drain {
     seconds: f64,
     rate: f64,
     cpu_s: f64,
+    /// The kernel's part of `cpu_s`.
+    sys_s: f64,
     peak_rss_mib: f64,
     walsender_cpu_s: f64,
     clickhouse_cpu_s: f64,
@@ -296,6 +298,7 @@ async fn drain_recvlogical(a: &Args, b: &Backlog, slot: &str) -> Drain {
         seconds,
         rate: b.changes as f64 / seconds,
         cpu_s: exit.cpu_s,
+        sys_s: exit.sys_s,
         peak_rss_mib: exit.max_rss_mib,
         walsender_cpu_s: ws.0,
         clickhouse_cpu_s: ch_delta(a, ch0),
@@ -492,6 +495,7 @@ async fn drain_worker(a: &Args, b: &Backlog, slot: &str, null_sink: bool, baseli
     };
     // Figures at the end of the drain, before the worker is stopped.
     cpu = cpu_seconds(pid).unwrap_or(cpu);
+    let sys = procs::cpu_split(pid).map_or(f64::NAN, |(_, s)| s);
     hwm = status_mib(pid, "VmHWM").unwrap_or(hwm);
     let clickhouse_cpu_s = ch_delta(a, ch0);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -519,6 +523,7 @@ async fn drain_worker(a: &Args, b: &Backlog, slot: &str, null_sink: bool, baseli
         seconds,
         rate: b.changes as f64 / seconds,
         cpu_s: cpu,
+        sys_s: sys,
         peak_rss_mib: hwm,
         walsender_cpu_s,
         clickhouse_cpu_s,
@@ -845,19 +850,20 @@ fn render(
     );
     let _ = writeln!(
         s,
-        "| drain | seconds | changes/s | ÷ pg_recvlogical | process CPU s | CPU s per s of drain | peak RSS MiB | walsender CPU s | ClickHouse CPU s | notes |"
+        "| drain | seconds | changes/s | ÷ pg_recvlogical | process CPU s (kernel) | CPU s per s of drain | peak RSS MiB | walsender CPU s | ClickHouse CPU s | notes |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let recv = &drains[0];
     for d in drains {
         let _ = writeln!(
             s,
-            "| {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.3} | {:.0} | {:.2} | {:.2} | {} |",
+            "| {} | {:.2} | {:.0} | {:.2} | {:.2} ({:.2}) | {:.3} | {:.0} | {:.2} | {:.2} | {} |",
             d.name,
             d.seconds,
             d.rate,
             d.rate / recv.rate,
             d.cpu_s,
+            d.sys_s,
             d.cpu_s / d.seconds,
             d.peak_rss_mib,
             d.walsender_cpu_s,
@@ -868,11 +874,12 @@ fn render(
     if let Some((big, d)) = rss {
         let _ = writeln!(
             s,
-            "| worker → ClickHouse, {} changes | {:.2} | {:.0} | – | {:.2} | {:.3} | {:.0} | {:.2} | {:.2} | {} (backlog loaded in {:.0} s) |",
+            "| worker → ClickHouse, {} changes | {:.2} | {:.0} | – | {:.2} ({:.2}) | {:.3} | {:.0} | {:.2} | {:.2} | {} (backlog loaded in {:.0} s) |",
             big.changes,
             d.seconds,
             d.rate,
             d.cpu_s,
+            d.sys_s,
             d.cpu_s / d.seconds,
             d.peak_rss_mib,
             d.walsender_cpu_s,

@@ -10,12 +10,17 @@ fn ticks() -> f64 {
 
 /// User + system CPU seconds of a live process (all its threads), from /proc/<pid>/stat.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_split(pid).map(|(u, s)| u + s)
+}
+
+/// (user, system) CPU seconds of a live process.
+pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / ticks())
+    Some((utime / ticks(), stime / ticks()))
 }
 
 /// A `kB` line of /proc/<pid>/status (VmHWM: peak RSS, VmRSS: current), in MiB.
@@ -31,6 +36,7 @@ pub struct Exit {
     pub at: Instant,
     pub success: bool,
     pub cpu_s: f64,
+    pub sys_s: f64,
     pub max_rss_mib: f64,
 }
 
@@ -48,6 +54,7 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<Exit> {
                 at: Instant::now(),
                 success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
                 cpu_s: tv(usage.ru_utime) + tv(usage.ru_stime),
+                sys_s: tv(usage.ru_stime),
                 max_rss_mib: usage.ru_maxrss as f64 / 1024.0,
             });
         }

@@ -131,7 +131,7 @@ pub struct Sink {
     buffers: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
-/// Uncompressed bytes per compressed block sent (ClickHouse's own default block size).
+/// Uncompressed bytes per compressed block sent: the clickhouse crate's own chunk size.
 const BLOCK: usize = 1 << 18;
 
 impl Sink {
