@@ -306,6 +306,9 @@ impl Replicator {
                         acknowledge(client, lsn);
                     }
                 } else {
+                    if self.batch.is_empty() {
+                        self.batch.reserve(self.config.batch.max_rows);
+                    }
                     self.batch.add(committed, Instant::now());
                 }
             }

@@ -154,6 +154,11 @@ impl CollapsedRows {
         self.rows.len()
     }
 
+    /// Room for `additional` more rows without growing.
+    pub fn reserve(&mut self, additional: usize) {
+        self.rows.reserve(additional);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
