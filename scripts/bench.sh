@@ -16,7 +16,7 @@
 # worker and the ClickHouse engine share the machine's cores as they would in production, and the
 # table reports each one's CPU seconds. ClickHouse's data directory is on tmpfs (/dev/shm): a part
 # of a table with JSON columns is hundreds of files, and on this VM's ext4 creating them cost the
-# engine a third more CPU, which measured the disk rather than the replication path.
+# engine about 40% more CPU, which measured the disk rather than the replication path.
 #
 # Env: BENCH_PERF_ARGS  perf record sampling arguments with --perf-dir DIR (default "-F 999")
 set -euo pipefail
