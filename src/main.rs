@@ -106,7 +106,7 @@ impl Cli {
 
 // The pipeline allocates a few dozen small strings per change (the columns of a row) and frees
 // them a batch later; glibc's malloc and free were 18% of the hot path's instructions in the
-// profile, mimalloc's are a third of that.
+// profile, mimalloc's are about a quarter of that.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -20,8 +20,8 @@ pub struct Batch {
     commit_times: Vec<i64>,
     opened_at: Option<Instant>,
     /// The rows vector of an inserted batch, for the next one: a batch's rows are megabytes, and
-    /// growing a fresh vector for each batch was page faults in the kernel, the largest single
-    /// item of the worker's CPU in a drain's profile.
+    /// growing a fresh vector for each batch was page faults in the kernel (zeroing pages was the
+    /// largest single symbol of the worker's CPU in a drain's profile).
     spare: Option<Vec<RunRow>>,
 }
 

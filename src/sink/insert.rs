@@ -126,8 +126,8 @@ pub struct Sink {
     health: Arc<Health>,
     /// `--null-sink`: encode, then discard instead of sending.
     null: bool,
-    /// Encoding buffers, reused: a fresh multi-megabyte buffer per batch was page faults and
-    /// page zeroing in the kernel, 15% of the worker's CPU in a drain's profile.
+    /// Encoding buffers, reused: a fresh multi-megabyte buffer per insert is fresh pages the
+    /// kernel has to fault in and zero, which the drain's profile showed.
     buffers: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
@@ -337,6 +337,15 @@ impl Sink {
         })
     }
 
+    /// Keeps an encoding buffer for a later insert; as many as can be in use at once (two tables
+    /// per batch in flight) are worth keeping, more would only hold memory.
+    fn recycle(&self, body: Vec<u8>) {
+        let mut buffers = self.buffers.lock().expect("not poisoned");
+        if buffers.len() < 4 {
+            buffers.push(body);
+        }
+    }
+
     async fn insert_once<T: SinkRow>(&self, table: &str, rows: &[T]) -> Result<(), InsertError> {
         let mut body = self
             .buffers
@@ -347,7 +356,7 @@ impl Sink {
         rowbinary::encode_all(rows, &mut body);
         if self.null {
             std::hint::black_box(&body);
-            self.buffers.lock().expect("not poisoned").push(body);
+            self.recycle(body);
             return Ok(());
         }
         let work = async {
@@ -370,7 +379,7 @@ impl Sink {
             insert.end().await
         };
         let result = tokio::time::timeout(self.timeout, work).await;
-        self.buffers.lock().expect("not poisoned").push(body);
+        self.recycle(body);
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(InsertError {
