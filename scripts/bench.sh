@@ -7,7 +7,9 @@
 #   scripts/bench.sh --ch-on-disk           keep ClickHouse's data on disk instead of tmpfs
 #
 # Other options (passed to benches/e2e): --steady-rate N (2000), --max-rows N (10000),
-# --flush-interval-ms N (1000), --max-inflight N (2), --label TEXT (shown under the table).
+# --flush-interval-ms N (1000), --max-inflight N (2), --label TEXT (shown under the table),
+# --baseline-worker PATH (another build of the worker, drained side by side on its own slots),
+# --perf-dir DIR (a system-wide `perf record` around each drain, one file per drain).
 #
 # What it does: installs what is missing (scripts/setup-dev.sh), builds the worker and the
 # benchmark in release mode, starts a throwaway PostgreSQL 15 cluster and the embedded ClickHouse
