@@ -47,7 +47,7 @@ cleanup() {
   trap - EXIT INT TERM
   if [ -f "$tmp/ch/pid" ]; then kill "$(cat "$tmp/ch/pid")" 2>/dev/null || true; fi
   if [ -f "$tmp/pg/data/postmaster.pid" ]; then
-    (cd / && "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$tmp/pg/data" -m immediate -w stop >/dev/null 2>&1) || true
+    (cd / && "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$tmp/pg/data" -m fast -w -t 60 stop >/dev/null 2>&1) || true
   fi
   if [ "$rc" != 0 ]; then
     mkdir -p "$tmp.logs"
