@@ -45,8 +45,10 @@ const ROW_BUCKETS: &[f64] = &[
 const FLUSH_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
+// Finer steps just above the default 1 s flush interval, where a healthy worker's latency sits.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.1, 1.2, 1.3, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+    60.0, 300.0,
 ];
 
 /// Installs the global recorder and returns the handle that renders `/metrics`.

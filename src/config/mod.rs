@@ -77,6 +77,11 @@ pub struct ClickHouseConfig {
     pub retry_max_delay_ms: u64,
     pub request_timeout_ms: u64,
     pub ca_file: Option<PathBuf>,
+    /// Benchmarking only (`--null-sink`, not a file or environment key): encode each batch and
+    /// discard it instead of inserting it, still acknowledging, to measure the worker without
+    /// the ClickHouse server.
+    #[serde(skip)]
+    pub null_sink: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -157,6 +162,7 @@ impl Default for ClickHouseConfig {
             retry_max_delay_ms: 2000,
             request_timeout_ms: 30_000,
             ca_file: None,
+            null_sink: false,
         }
     }
 }

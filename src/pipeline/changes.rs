@@ -148,8 +148,14 @@ pub fn apply_update(
     let row = binding.row(new, old)?;
     let mut applied = Applied::default();
     if let Some(old) = old {
-        let before = binding.row(old, None)?;
-        if IDENTITY.iter().any(|c| before.get(*c) != row.get(*c)) {
+        // Most updates keep the run's identity: read only those columns of the old row, and
+        // the whole of it only for the tombstone (half of an update's decoding, in the profile).
+        let mut changed = false;
+        for c in IDENTITY {
+            changed |= binding.text_of(old, c)? != row.get(c);
+        }
+        if changed {
+            let before = binding.row(old, None)?;
             match transform_row(binding, &before, true, s.transform)? {
                 Ok(tombstone) => txn.add_row(binding.generation, tombstone),
                 Err(reason) => applied.skipped.push(reason),

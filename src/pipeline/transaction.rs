@@ -94,7 +94,8 @@ impl Transaction {
     /// Takes the rows so far, stamped with the spilled version, for insertion before the Commit.
     pub fn spill(&mut self) -> (CollapsedRows, Vec<PayloadRow>) {
         self.spilled = true;
-        let rows = Self::stamp(&mut self.rows, self.final_lsn + 1);
+        let mut rows = std::mem::take(&mut self.rows);
+        Self::stamp(&mut rows, self.final_lsn + 1);
         (rows, std::mem::take(&mut self.payloads))
     }
 
@@ -104,21 +105,20 @@ impl Transaction {
         } else {
             end_lsn
         };
+        Self::stamp(&mut self.rows, lsn);
         Committed {
             end_lsn,
             commit_time_micros,
-            rows: Self::stamp(&mut self.rows, lsn),
+            rows: self.rows,
             payloads: self.payloads,
         }
     }
 
-    fn stamp(rows: &mut CollapsedRows, lsn: u64) -> CollapsedRows {
-        let mut stamped = CollapsedRows::default();
-        for mut row in rows.drain() {
+    /// Every row gets the same low bits, so stamping in place keeps the collapse as it is.
+    fn stamp(rows: &mut CollapsedRows, lsn: u64) {
+        for row in rows.iter_mut() {
             row._version |= lsn & LSN_MASK;
-            stamped.upsert(row);
         }
-        stamped
     }
 }
 

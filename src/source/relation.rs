@@ -254,6 +254,18 @@ impl TableBinding {
         Ok((row, unresolved))
     }
 
+    /// The text of one column as the tuple carries it (an unchanged-TOAST cell reads as NULL).
+    pub fn text_of<'a>(
+        &self,
+        tuple: &'a Tuple,
+        col: Col,
+    ) -> Result<Option<&'a str>, RelationError> {
+        match tuple.0.get(self.positions[col as usize] as usize) {
+            Some(cell) => text(cell, self, col),
+            None => Ok(None),
+        }
+    }
+
     /// The run id in a tuple, for messages.
     pub fn run_id<'a>(&self, tuple: &'a Tuple) -> Option<&'a str> {
         match tuple.0.get(self.positions[Col::Id as usize] as usize) {
