@@ -63,30 +63,39 @@ pub async fn connect(
         target: target.clone(),
         reason: format!("no answer within {} ms", overall.as_millis()),
     };
-    let client = match tls {
-        None => {
-            let (client, conn) = tokio::time::timeout(overall, cfg.connect(tokio_postgres::NoTls))
-                .await
-                .map_err(|_| timed_out())?
-                .map_err(fail)?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            client
-        }
+    let connected = match tls {
+        None => open(&cfg, tokio_postgres::NoTls, overall).await,
         Some(tls) => {
-            let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
-            let (client, conn) = tokio::time::timeout(overall, cfg.connect(connector))
-                .await
-                .map_err(|_| timed_out())?
-                .map_err(fail)?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            client
+            open(
+                &cfg,
+                tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                overall,
+            )
+            .await
         }
     };
+    let client = connected.map_err(|_| timed_out())?.map_err(fail)?;
     Ok(client)
+}
+
+/// Connects with `tls` and drives the connection on a background task.
+async fn open<T>(
+    cfg: &tokio_postgres::Config,
+    tls: T,
+    overall: Duration,
+) -> Result<Result<tokio_postgres::Client, tokio_postgres::Error>, tokio::time::error::Elapsed>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    tokio::time::timeout(overall, async {
+        let (client, conn) = cfg.connect(tls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    })
+    .await
 }
 
 /// A one-line description of a tokio-postgres error, with the server's message and SQLSTATE when

@@ -428,6 +428,14 @@ impl Replicator {
         Ok(())
     }
 
+    /// Seals what the batch holds and waits until everything is inserted.
+    async fn flush_and_wait(&mut self, client: &ReplicationClient) -> Result<(), PipelineError> {
+        if !self.batch.is_empty() {
+            self.flush();
+        }
+        self.wait_for_inflight(client).await
+    }
+
     /// Waits until every batch in flight is inserted (and acknowledged where it can be).
     async fn wait_for_inflight(&mut self, client: &ReplicationClient) -> Result<(), PipelineError> {
         while let Some(done) = self.flushes.join_next().await {
@@ -573,14 +581,7 @@ impl Replicator {
             .as_ref()
             .map(|t| t.visible_rows(id))
             .unwrap_or_default();
-        if !self.batch.is_empty() {
-            self.flush();
-        }
-        while let Some(done) = self.flushes.join_next().await {
-            let done =
-                done.map_err(|e| PipelineError::Stream(format!("insert task failed: {e}")))?;
-            self.flushed(done, client)?;
-        }
+        self.flush_and_wait(client).await?;
         rows.extend(
             repair::tombstones(self.sink.client(), &self.config.clickhouse.runs_table, id)
                 .await
@@ -658,14 +659,7 @@ impl Replicator {
     /// has been told.
     async fn drain(&mut self, client: &mut ReplicationClient) -> Result<(), PipelineError> {
         self.txn = None;
-        if !self.batch.is_empty() {
-            self.flush();
-        }
-        while let Some(done) = self.flushes.join_next().await {
-            let done =
-                done.map_err(|e| PipelineError::Stream(format!("insert task failed: {e}")))?;
-            self.flushed(done, client)?;
-        }
+        self.flush_and_wait(client).await?;
         let target = self.acks.acked();
         // Standby status updates go out every status_interval; wait for the last one so the
         // slot's confirmed position is exactly what ClickHouse holds.
