@@ -355,7 +355,13 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(a: &Args, bin: &std::path::Path, slot: &str, null_sink: bool) -> Worker {
+    fn start(
+        a: &Args,
+        bin: &std::path::Path,
+        slot: &str,
+        null_sink: bool,
+        compression: &str,
+    ) -> Worker {
         let port = procs::free_port();
         let dir = a.work_dir.join(format!("worker-{slot}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -369,6 +375,7 @@ publication = "{PUBLICATION}"
 slot = "{slot}"
 [clickhouse]
 url = "{ch}"
+compression = "{compression}"
 [batch]
 max_rows = {max_rows}
 flush_interval_ms = {flush}
@@ -456,7 +463,15 @@ listen = "127.0.0.1:{port}"
     }
 }
 
-async fn drain_worker(a: &Args, b: &Backlog, slot: &str, null_sink: bool, baseline: bool) -> Drain {
+/// `plain`: the worker with `clickhouse.compression = "none"` (default: lz4).
+async fn drain_worker(
+    a: &Args,
+    b: &Backlog,
+    slot: &str,
+    null_sink: bool,
+    baseline: bool,
+    plain: bool,
+) -> Drain {
     let bin = if baseline {
         a.baseline.as_ref().expect("--baseline-worker")
     } else {
@@ -466,7 +481,8 @@ async fn drain_worker(a: &Args, b: &Backlog, slot: &str, null_sink: bool, baseli
     let ws = walsender_sampler(a.pg_url.clone(), slot.to_string(), stop.clone());
     let ch0 = a.ch_pid.and_then(cpu_seconds);
     let started = Instant::now();
-    let mut w = Worker::start(a, bin, slot, null_sink);
+    let compression = if plain { "none" } else { "lz4" };
+    let mut w = Worker::start(a, bin, slot, null_sink, compression);
     let pid = w.pid();
     let (mut cpu, mut hwm) = (0.0, 0.0);
     let mut ready_at = None;
@@ -513,11 +529,12 @@ async fn drain_worker(a: &Args, b: &Backlog, slot: &str, null_sink: bool, baseli
         .unwrap_or(f64::NAN);
     let exit = w.stop().expect("worker stops on SIGTERM");
     assert!(exit.success, "worker exited with an error");
-    let name = match (baseline, null_sink) {
-        (false, true) => "worker --null-sink",
-        (false, false) => "worker → ClickHouse",
-        (true, true) => "baseline worker --null-sink",
-        (true, false) => "baseline worker → ClickHouse",
+    let name = match (baseline, null_sink, plain) {
+        (false, true, _) => "worker --null-sink",
+        (false, false, false) => "worker → ClickHouse",
+        (false, false, true) => "worker → ClickHouse, compression none",
+        (true, true, _) => "baseline worker --null-sink",
+        (true, false, _) => "baseline worker → ClickHouse",
     };
     Drain {
         name: name.into(),
@@ -584,7 +601,7 @@ struct Steady {
 /// about a second earlier), each its own transaction with "updatedAt" = the client's clock;
 /// visibility is polled in ClickHouse as max(updated_at).
 async fn steady(a: &Args, slot: &str, first: i32) -> Steady {
-    let mut w = Worker::start(a, &a.worker, slot, false);
+    let mut w = Worker::start(a, &a.worker, slot, false, "lz4");
     tokio::task::block_in_place(|| w.wait_ready());
     let pid = w.pid();
     let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
@@ -725,7 +742,12 @@ async fn run(a: Args) {
     .unwrap();
 
     eprintln!("== 1. backlog: {} changes", a.changes);
-    let mut slots = vec!["bench_recvlogical", "bench_ch", "bench_null"];
+    let mut slots = vec![
+        "bench_recvlogical",
+        "bench_ch",
+        "bench_ch_plain",
+        "bench_null",
+    ];
     if a.baseline.is_some() {
         slots.extend(["bench_base_ch", "bench_base_null"]);
     }
@@ -741,14 +763,14 @@ async fn run(a: Args) {
     if a.baseline.is_some() {
         eprintln!("== baseline worker → ClickHouse, --null-sink");
         empty_clickhouse(&a).await;
-        drains.push(drain_worker(&a, &b, "bench_base_ch", false, true).await);
-        drains.push(drain_worker(&a, &b, "bench_base_null", true, true).await);
+        drains.push(drain_worker(&a, &b, "bench_base_ch", false, true, false).await);
+        drains.push(drain_worker(&a, &b, "bench_base_null", true, true, false).await);
     }
 
     eprintln!("== 3. worker → ClickHouse");
     empty_clickhouse(&a).await;
     let perf = Perf::start(&a, "worker-clickhouse");
-    let ch = drain_worker(&a, &b, "bench_ch", false, false).await;
+    let ch = drain_worker(&a, &b, "bench_ch", false, false, false).await;
     perf.stop();
     eprintln!("  {:.0} changes/s", ch.rate);
     let (rows, pending) = ch_counts(&a).await;
@@ -756,9 +778,20 @@ async fn run(a: Args) {
     assert_eq!(pending, 0, "every run's update reached ClickHouse");
     drains.push(ch);
 
+    eprintln!("== 3b. worker → ClickHouse, clickhouse.compression = none");
+    empty_clickhouse(&a).await;
+    let perf = Perf::start(&a, "worker-clickhouse-plain");
+    let plain = drain_worker(&a, &b, "bench_ch_plain", false, false, true).await;
+    perf.stop();
+    eprintln!("  {:.0} changes/s", plain.rate);
+    let (rows, pending) = ch_counts(&a).await;
+    assert_eq!(rows, (a.changes / 2) as u64, "ClickHouse holds every run");
+    assert_eq!(pending, 0, "every run's update reached ClickHouse");
+    drains.push(plain);
+
     eprintln!("== 4. worker --null-sink");
     let perf = Perf::start(&a, "worker-null");
-    let null = drain_worker(&a, &b, "bench_null", true, false).await;
+    let null = drain_worker(&a, &b, "bench_null", true, false, false).await;
     perf.stop();
     eprintln!("  {:.0} changes/s", null.rate);
     drains.push(null);
@@ -781,7 +814,7 @@ async fn run(a: Args) {
             a.rss_changes
         );
         let big = load_backlog(&a, &["bench_rss"], a.rss_changes, 20_000_000).await;
-        let d = drain_worker(&a, &big, "bench_rss", false, false).await;
+        let d = drain_worker(&a, &big, "bench_rss", false, false, false).await;
         eprintln!(
             "  {:.0} changes/s, peak RSS {:.0} MiB",
             d.rate, d.peak_rss_mib

@@ -28,6 +28,7 @@ pub const KEYS: &[&str] = &[
     "clickhouse.runs_table",
     "clickhouse.payloads_table",
     "clickhouse.async_insert",
+    "clickhouse.compression",
     "clickhouse.insert_max_retries",
     "clickhouse.retry_min_delay_ms",
     "clickhouse.retry_max_delay_ms",

@@ -72,6 +72,7 @@ pub struct ClickHouseConfig {
     pub runs_table: String,
     pub payloads_table: String,
     pub async_insert: bool,
+    pub compression: Compression,
     pub insert_max_retries: u32,
     pub retry_min_delay_ms: u64,
     pub retry_max_delay_ms: u64,
@@ -104,6 +105,16 @@ pub struct MetricsConfig {
     #[serde(deserialize_with = "from_str")]
     pub listen: SocketAddr,
     pub clickhouse_unready_after_ms: u64,
+}
+
+/// How insert bodies travel to ClickHouse.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// ClickHouse's native LZ4 blocks: about half the bytes on the wire, for CPU on both ends.
+    Lz4,
+    /// Plain RowBinary: cheapest when ClickHouse is on the same host or a fast local network.
+    None,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -157,6 +168,7 @@ impl Default for ClickHouseConfig {
             runs_table: "task_runs_v2".into(),
             payloads_table: "raw_task_runs_payload_v1".into(),
             async_insert: false,
+            compression: Compression::Lz4,
             insert_max_retries: 3,
             retry_min_delay_ms: 100,
             retry_max_delay_ms: 2000,
@@ -346,6 +358,13 @@ impl Config {
             "clickhouse.runs_table" => ch.runs_table = v.into(),
             "clickhouse.payloads_table" => ch.payloads_table = v.into(),
             "clickhouse.async_insert" => ch.async_insert = boolean(v)?,
+            "clickhouse.compression" => {
+                ch.compression = match v {
+                    "lz4" => Compression::Lz4,
+                    "none" => Compression::None,
+                    _ => return Err("expected lz4 or none".into()),
+                }
+            }
             "clickhouse.insert_max_retries" => ch.insert_max_retries = number(v)?,
             "clickhouse.retry_min_delay_ms" => ch.retry_min_delay_ms = number(v)?,
             "clickhouse.retry_max_delay_ms" => ch.retry_max_delay_ms = number(v)?,

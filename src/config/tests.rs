@@ -113,6 +113,7 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("clickhouse.runs_table", "r"),
         ("clickhouse.payloads_table", ""),
         ("clickhouse.async_insert", "1"),
+        ("clickhouse.compression", "none"),
         ("clickhouse.insert_max_retries", "7"),
         ("clickhouse.retry_min_delay_ms", "10"),
         ("clickhouse.retry_max_delay_ms", "20"),
@@ -165,6 +166,7 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("r", "")
     );
     assert!(c.clickhouse.async_insert);
+    assert_eq!(c.clickhouse.compression, Compression::None);
     assert_eq!(
         (
             c.clickhouse.insert_max_retries,
@@ -309,6 +311,8 @@ fn wrong_types_in_the_file_name_the_key() {
     assert!(e.contains("postgres.url") && e.contains("scheme"), "{e}");
     let e = err("[log]\nformat = \"xml\"\n", &[]);
     assert!(e.contains("log.format"), "{e}");
+    let e = err("[clickhouse]\ncompression = \"gzip\"\n", &[]);
+    assert!(e.contains("clickhouse.compression"), "{e}");
 }
 
 #[test]
@@ -408,6 +412,11 @@ fn every_rejected_value_says_key_value_origin_and_what_is_allowed() {
             "RUNS_REPLICATOR_CLICKHOUSE_ASYNC_INSERT",
             "sometimes",
             "true or false",
+        ),
+        (
+            "RUNS_REPLICATOR_CLICKHOUSE_COMPRESSION",
+            "zstd",
+            "lz4 or none",
         ),
         (
             "RUNS_REPLICATOR_TRANSFORM_FINGERPRINT_ERRORS",

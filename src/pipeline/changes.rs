@@ -89,12 +89,12 @@ pub const IDENTITY: [Col; 5] = [
     Col::CreatedAt,
 ];
 
-fn full_old<'a>(
-    old: &'a OldTuple,
+fn full_old<'a, 't>(
+    old: &'a OldTuple<'t>,
     op: Op,
     binding: &TableBinding,
-    new: Option<&Tuple>,
-) -> Result<&'a Tuple, ChangeError> {
+    new: Option<&Tuple<'_>>,
+) -> Result<&'a Tuple<'t>, ChangeError> {
     match old.kind {
         OldTupleKind::Full => Ok(&old.tuple),
         OldTupleKind::Key => Err(ChangeError::KeyOnlyOldTuple {
@@ -111,7 +111,7 @@ fn full_old<'a>(
 pub fn apply_insert(
     txn: &mut Transaction,
     binding: &TableBinding,
-    new: &Tuple,
+    new: &Tuple<'_>,
     s: &Settings,
 ) -> Result<Applied, ChangeError> {
     let row = binding.row(new, None)?;
@@ -138,8 +138,8 @@ pub fn apply_insert(
 pub fn apply_update(
     txn: &mut Transaction,
     binding: &TableBinding,
-    old: Option<&OldTuple>,
-    new: &Tuple,
+    old: Option<&OldTuple<'_>>,
+    new: &Tuple<'_>,
     s: &Settings,
 ) -> Result<Applied, ChangeError> {
     let old = old
@@ -173,7 +173,7 @@ pub fn apply_update(
 pub fn apply_delete(
     txn: &mut Transaction,
     binding: &TableBinding,
-    old: &OldTuple,
+    old: &OldTuple<'_>,
     s: &Settings,
 ) -> Result<Applied, ChangeError> {
     let old = full_old(old, Op::Delete, binding, None)?;

@@ -334,7 +334,7 @@ impl Replicator {
 
     async fn message(
         &mut self,
-        message: Message,
+        message: Message<'_>,
         client: &ReplicationClient,
         lock: &LeaderLock,
     ) -> Result<(), PipelineError> {
@@ -487,7 +487,7 @@ impl Replicator {
     async fn repair(
         &mut self,
         binding: TableBinding,
-        message: &Message,
+        message: &Message<'_>,
         client: &ReplicationClient,
         lock: &LeaderLock,
     ) -> Result<(), PipelineError> {
@@ -683,8 +683,8 @@ fn count_skips(reasons: &[transform::SkipReason]) {
 /// the run's current Postgres row. `None` when the run is gone (a later change supersedes this).
 async fn complete(
     binding: &TableBinding,
-    new: &Tuple,
-    old: Option<&Tuple>,
+    new: &Tuple<'_>,
+    old: Option<&Tuple<'_>>,
     pg: &tokio_postgres::Client,
 ) -> Result<Option<Vec<Option<String>>>, PipelineError> {
     let (row, unresolved) = binding.row_partial(new, old).map_err(ChangeError::from)?;

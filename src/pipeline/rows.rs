@@ -154,7 +154,7 @@ impl CollapsedRows {
         // is over a kilobyte, so positions are sorted, then rows are swapped into place. (Sorting
         // the rows themselves by the full key was most of a seal in the profile.)
         let mut rows = self.rows;
-        let mut groups: HashMap<(&str, &str, &str), Vec<u32>> = HashMap::new();
+        let mut groups: rustc_hash::FxHashMap<(&str, &str, &str), Vec<u32>> = Default::default();
         for (i, r) in rows.iter().enumerate() {
             groups
                 .entry((&r.organization_id, &r.project_id, &r.environment_id))

@@ -10,7 +10,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::Config;
+use crate::config::{Compression, Config};
 
 /// Settings every insert carries. JSON columns travel as strings and must keep their JSON types:
 /// without the two `infer` settings ClickHouse rewrites a date-like string inside a JSON column.
@@ -54,7 +54,11 @@ pub fn build(config: &Config) -> Result<clickhouse::Client, String> {
         .with_database(&ch.database)
         // Rows are typed on our side and the preflight checks the table's columns, so plain
         // RowBinary (no per-insert DESCRIBE, no name/type header) is both safe and cheaper.
-        .with_validation(false);
+        .with_validation(false)
+        .with_compression(match ch.compression {
+            Compression::Lz4 => clickhouse::Compression::Lz4,
+            Compression::None => clickhouse::Compression::None,
+        });
     if !password.is_empty() {
         client = client.with_password(password.expose());
     }

@@ -126,6 +126,8 @@ pub struct Sink {
     health: Arc<Health>,
     /// `--null-sink`: encode, then discard instead of sending.
     null: bool,
+    /// `clickhouse.compression = "lz4"`.
+    compress: bool,
     /// Encoding buffers, reused: a fresh multi-megabyte buffer per insert is fresh pages the
     /// kernel has to fault in and zero, which the drain's profile showed.
     buffers: std::sync::Mutex<Vec<Vec<u8>>>,
@@ -156,6 +158,7 @@ impl Sink {
             timeout: Duration::from_millis(ch.request_timeout_ms),
             health,
             null: ch.null_sink,
+            compress: ch.compression == crate::config::Compression::Lz4,
             buffers: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -367,14 +370,18 @@ impl Sink {
             for (k, v) in &self.settings {
                 insert = insert.with_setting(*k, *v);
             }
-            // Compressed straight from the buffer, block by block, without copying it first.
             for block in body.chunks(BLOCK) {
-                insert
-                    .send_compressed(clickhouse::insert_formatted::CompressedData::new(
-                        block,
-                        clickhouse::Compression::Lz4,
-                    )?)
-                    .await?;
+                if self.compress {
+                    // Compressed straight from the buffer, without copying it first.
+                    insert
+                        .send_compressed(clickhouse::insert_formatted::CompressedData::new(
+                            block,
+                            clickhouse::Compression::Lz4,
+                        )?)
+                        .await?;
+                } else {
+                    insert.send(bytes::Bytes::copy_from_slice(block)).await?;
+                }
             }
             insert.end().await
         };

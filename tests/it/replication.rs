@@ -337,8 +337,18 @@ async fn one_transaction_touching_both_tables() {
 
 #[tokio::test]
 async fn a_thousand_runs_in_one_statement_then_updated_in_one_statement() {
-    let env = TestEnv::new("bulk").await;
-    let _worker = start_worker(&env, "").await;
+    thousand_runs("bulk", "").await;
+}
+
+/// The same through uncompressed insert bodies: ~1.5 MB per insert, so several blocks each.
+#[tokio::test]
+async fn a_thousand_runs_with_uncompressed_inserts() {
+    thousand_runs("bulk_plain", "[clickhouse]\ncompression = \"none\"\n").await;
+}
+
+async fn thousand_runs(label: &str, overrides: &str) {
+    let env = TestEnv::new(label).await;
+    let _worker = start_worker(&env, overrides).await;
     let pg = env.pg_client().await;
     let ids: Vec<String> = (0..1000).map(|i| format!("run_bulk_{i:04}")).collect();
     pg.batch_execute(&insert_many_sql("\"TaskRun\"", &ids, &[]))
