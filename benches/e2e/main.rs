@@ -729,6 +729,25 @@ fn steady_change(k: u64, first: i32) -> (&'static str, &'static str, i32) {
     }
 }
 
+/// A drain into an emptied ClickHouse, checked afterwards: every run there, none left PENDING.
+async fn drain_into_clickhouse(
+    a: &Args,
+    b: &Backlog,
+    slot: &str,
+    perf_name: &str,
+    plain: bool,
+) -> Drain {
+    empty_clickhouse(a).await;
+    let perf = Perf::start(a, perf_name);
+    let drain = drain_worker(a, b, slot, false, false, plain).await;
+    perf.stop();
+    eprintln!("  {:.0} changes/s", drain.rate);
+    let (rows, pending) = ch_counts(a).await;
+    assert_eq!(rows, (a.changes / 2) as u64, "ClickHouse holds every run");
+    assert_eq!(pending, 0, "every run's update reached ClickHouse");
+    drain
+}
+
 async fn run(a: Args) {
     let started = Instant::now();
     let pg0 = pg(&a.pg_url).await;
@@ -768,26 +787,11 @@ async fn run(a: Args) {
     }
 
     eprintln!("== 3. worker → ClickHouse");
-    empty_clickhouse(&a).await;
-    let perf = Perf::start(&a, "worker-clickhouse");
-    let ch = drain_worker(&a, &b, "bench_ch", false, false, false).await;
-    perf.stop();
-    eprintln!("  {:.0} changes/s", ch.rate);
-    let (rows, pending) = ch_counts(&a).await;
-    assert_eq!(rows, (a.changes / 2) as u64, "ClickHouse holds every run");
-    assert_eq!(pending, 0, "every run's update reached ClickHouse");
-    drains.push(ch);
-
+    drains.push(drain_into_clickhouse(&a, &b, "bench_ch", "worker-clickhouse", false).await);
     eprintln!("== 3b. worker → ClickHouse, clickhouse.compression = none");
-    empty_clickhouse(&a).await;
-    let perf = Perf::start(&a, "worker-clickhouse-plain");
-    let plain = drain_worker(&a, &b, "bench_ch_plain", false, false, true).await;
-    perf.stop();
-    eprintln!("  {:.0} changes/s", plain.rate);
-    let (rows, pending) = ch_counts(&a).await;
-    assert_eq!(rows, (a.changes / 2) as u64, "ClickHouse holds every run");
-    assert_eq!(pending, 0, "every run's update reached ClickHouse");
-    drains.push(plain);
+    drains.push(
+        drain_into_clickhouse(&a, &b, "bench_ch_plain", "worker-clickhouse-plain", true).await,
+    );
 
     eprintln!("== 4. worker --null-sink");
     let perf = Perf::start(&a, "worker-null");
