@@ -193,6 +193,8 @@ pub struct LogicalMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Tuple<'a>(pub Vec<Cell<'a>>);
 
+/// One column's value. Values are borrowed from the frame when decoded; `Cow` lets a message that
+/// outlives its frame ([`Message::into_owned`]) or one built by hand own them instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cell<'a> {
     /// `n`: SQL NULL, or (in a `K` old tuple) a column outside the replica identity.
