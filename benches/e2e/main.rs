@@ -891,40 +891,28 @@ fn render(
         "| drain | seconds | changes/s | ÷ pg_recvlogical | process CPU s (kernel) | CPU s per s of drain | peak RSS MiB | walsender CPU s | ClickHouse CPU s | notes |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    let recv = &drains[0];
-    for d in drains {
+    let mut row = |d: &Drain, name: &str, ratio: &str, note: &str| {
         let _ = writeln!(
             s,
-            "| {} | {:.2} | {:.0} | {:.2} | {:.2} ({:.2}) | {:.3} | {:.0} | {:.2} | {:.2} | {} |",
-            d.name,
+            "| {name} | {:.2} | {:.0} | {ratio} | {:.2} ({:.2}) | {:.3} | {:.0} | {:.2} | {:.2} | {note} |",
             d.seconds,
             d.rate,
-            d.rate / recv.rate,
             d.cpu_s,
             d.sys_s,
             d.cpu_s / d.seconds,
             d.peak_rss_mib,
             d.walsender_cpu_s,
             d.clickhouse_cpu_s,
-            d.note
         );
+    };
+    let recv_rate = drains[0].rate;
+    for d in drains {
+        row(d, &d.name, &format!("{:.2}", d.rate / recv_rate), &d.note);
     }
     if let Some((big, d)) = rss {
-        let _ = writeln!(
-            s,
-            "| worker → ClickHouse, {} changes | {:.2} | {:.0} | – | {:.2} ({:.2}) | {:.3} | {:.0} | {:.2} | {:.2} | {} (backlog loaded in {:.0} s) |",
-            big.changes,
-            d.seconds,
-            d.rate,
-            d.cpu_s,
-            d.sys_s,
-            d.cpu_s / d.seconds,
-            d.peak_rss_mib,
-            d.walsender_cpu_s,
-            d.clickhouse_cpu_s,
-            d.note,
-            big.load_s
-        );
+        let name = format!("worker → ClickHouse, {} changes", big.changes);
+        let note = format!("{} (backlog loaded in {:.0} s)", d.note, big.load_s);
+        row(d, &name, "–", &note);
     }
     let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("≤ {:.0}", v * 1000.0));
     let _ = writeln!(

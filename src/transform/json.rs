@@ -658,14 +658,21 @@ pub(crate) fn skip_value(b: &[u8], i: usize) -> usize {
 /// The members of a valid object text, in order, duplicates included: (key token with quotes,
 /// value text). Yields nothing for a non-object.
 pub fn members(object: &str) -> Members<'_> {
-    let b = object.as_bytes();
+    Members {
+        src: object,
+        pos: inside(object, b'{'),
+    }
+}
+
+/// Where the contents of a container opened by `open` start; the end of `text` if it is not one.
+fn inside(text: &str, open: u8) -> usize {
+    let b = text.as_bytes();
     let start = skip_ws(b, 0);
-    let pos = if b.get(start) == Some(&b'{') {
+    if b.get(start) == Some(&open) {
         start + 1
     } else {
         b.len()
-    };
-    Members { src: object, pos }
+    }
 }
 
 pub struct Members<'a> {
@@ -698,14 +705,10 @@ impl<'a> Iterator for Members<'a> {
 
 /// The elements of a valid array text. Yields nothing for a non-array.
 pub fn elements(array: &str) -> Elements<'_> {
-    let b = array.as_bytes();
-    let start = skip_ws(b, 0);
-    let pos = if b.get(start) == Some(&b'[') {
-        start + 1
-    } else {
-        b.len()
-    };
-    Elements { src: array, pos }
+    Elements {
+        src: array,
+        pos: inside(array, b'['),
+    }
 }
 
 pub struct Elements<'a> {
