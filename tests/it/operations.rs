@@ -102,6 +102,21 @@ async fn endpoints_answer_as_documented() {
     assert_eq!(worker.get("/nope").unwrap().0, 404);
 }
 
+/// The worker turns transparent huge pages off for itself (their page zeroing was ~12% of its CPU
+/// in a drain, BENCHMARKS.md); the kernel reports it per process.
+#[tokio::test]
+async fn the_worker_runs_without_transparent_huge_pages() {
+    let env = TestEnv::new("ops_thp").await;
+    let worker = start_worker(&env, "").await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", worker.child.id())).unwrap();
+    let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
+        println!("this kernel does not report THP_enabled (before Linux 5.0); nothing to check");
+        return;
+    };
+    println!("worker /proc/<pid>/status: {line}");
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+}
+
 #[tokio::test]
 async fn logs_are_json_lines_when_asked() {
     let env = TestEnv::new("ops_json").await;
