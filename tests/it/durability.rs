@@ -52,13 +52,14 @@ async fn stop_change_start_delivers_everything_once() {
     let mut worker = start_worker(&env, "").await;
     assert_converges(&env, CONVERGE).await;
     assert_eq!(actual_rows(&env).await.len(), 35);
+    // A batch's payloads go in after its runs; a graceful stop waits for both.
+    assert_eq!(worker.terminate().code(), Some(0));
     // Payload rows are append-only: a replay of already-acknowledged transactions would double them.
     assert_eq!(
         payload_count(&env, false).await,
         40,
         "every INSERT's payload exactly once"
     );
-    assert_eq!(worker.terminate().code(), Some(0));
 }
 
 #[tokio::test]
@@ -165,11 +166,12 @@ async fn kill_9_during_a_stream_of_changes_loses_nothing() {
     assert_converges(&env, CONVERGE).await;
     let rows = actual_rows(&env).await;
     assert_eq!(rows.len(), 500 * 5);
+    // A batch's payloads go in after its runs; a graceful stop waits for both.
+    assert_eq!(worker.terminate().code(), Some(0));
     // Payloads may be written twice for transactions replayed after the crash; the payload table
     // is a ReplacingMergeTree keyed by run_id, so FINAL shows each once.
     assert_eq!(payload_count(&env, true).await, 500 * 6);
     assert!(payload_count(&env, false).await >= 500 * 6);
-    assert_eq!(worker.terminate().code(), Some(0));
 }
 
 #[tokio::test]

@@ -42,6 +42,15 @@ async fn payloads(env: &TestEnv, id: &str) -> Vec<PayloadRow> {
         .unwrap()
 }
 
+/// The payload rows of a run once there are any: a batch's payloads are inserted after its runs,
+/// so a run can be visible a moment before its payload.
+async fn landed_payloads(env: &TestEnv, id: &str) -> Vec<PayloadRow> {
+    wait_for(&format!("the payload of {id}"), CONVERGE, || async {
+        Some(payloads(env, id).await).filter(|p| !p.is_empty())
+    })
+    .await
+}
+
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap()
 }
@@ -199,7 +208,7 @@ async fn exhaustive(table: &str, id: &str, expected_version_generation: u64) {
     assert_eq!(row.is_warm_start, Some(0));
     assert_eq!(row.external_deployment_id, "dep_42");
 
-    let p = payloads(&env, id).await;
+    let p = landed_payloads(&env, id).await;
     assert_eq!(p.len(), 1, "one payload row per INSERT");
     assert_eq!(p[0].created_at, ms("2026-11-20 10:00:00.123"));
     assert_eq!(
@@ -306,7 +315,7 @@ async fn insert_and_updates_in_one_transaction_give_the_final_state_once() {
         .unwrap();
     assert_eq!(versions, 1, "the transaction collapses to one row");
     assert_eq!(
-        payloads(&env, id).await.len(),
+        landed_payloads(&env, id).await.len(),
         1,
         "a run inserted in the transaction still gets its payload"
     );
