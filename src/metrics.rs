@@ -232,3 +232,20 @@ pub fn lsn_value(lsn: u64) -> f64 {
 pub fn gauge_set_leader(leader: bool) {
     metrics::gauge!(LEADER).set(if leader { 1.0 } else { 0.0 });
 }
+
+/// Publishes a reading of the slot as gauges.
+pub fn record_slot(reading: &crate::pg::catalog::SlotReading) {
+    metrics::gauge!(SLOT_ACTIVE).set(if reading.active { 1.0 } else { 0.0 });
+    if let Some(lag) = reading.lag_bytes {
+        metrics::gauge!(SLOT_LAG).set(lag.max(0) as f64);
+    }
+    if let Some(retained) = reading.retained_bytes {
+        metrics::gauge!(SLOT_RETAINED).set(retained.max(0) as f64);
+    }
+    // NULL safe_wal_size means max_slot_wal_keep_size = -1: nothing bounds it.
+    metrics::gauge!(SLOT_SAFE_WAL).set(reading.safe_wal_size.map_or(-1.0, |v| v as f64));
+    for status in WAL_STATUSES {
+        let on = reading.wal_status.as_deref() == Some(status);
+        metrics::gauge!(SLOT_WAL_STATUS, "status" => *status).set(if on { 1.0 } else { 0.0 });
+    }
+}

@@ -2,6 +2,7 @@
 //! publication and slot setup, the leader lock and slot monitoring. The replication stream itself
 //! lives in `source::stream`.
 
+pub mod catalog;
 pub mod tls;
 
 use std::time::Duration;

@@ -63,21 +63,34 @@ pub struct Settings<'a> {
     pub payloads: bool,
 }
 
-fn transform_row(
+/// Transforms `row` and adds it to the transaction (with its payload row when `with_payload`),
+/// or records why it produces nothing. Every path from a source row to a ClickHouse row goes
+/// through here: changes as they stream, and changes a repair completed.
+pub fn add_row(
+    txn: &mut Transaction,
     binding: &TableBinding,
     row: &SourceRow,
     deleted: bool,
-    opts: &TransformOptions,
-) -> Result<Result<transform::RunRow, SkipReason>, ChangeError> {
-    match transform::run_row(row, deleted, opts) {
-        Ok(r) => Ok(Ok(r)),
-        Err(TransformError::Skip(reason)) => Ok(Err(reason)),
-        Err(source) => Err(ChangeError::Transform {
-            table: binding.table.to_string(),
-            run_id: row.get(Col::Id).unwrap_or("?").to_string(),
-            source,
-        }),
+    with_payload: bool,
+    s: &Settings,
+    applied: &mut Applied,
+) -> Result<(), ChangeError> {
+    let fail = |source| ChangeError::Transform {
+        table: binding.table.to_string(),
+        run_id: row.get(Col::Id).unwrap_or("?").to_string(),
+        source,
+    };
+    match transform::run_row(row, deleted, s.transform) {
+        Ok(run) => {
+            if with_payload && s.payloads {
+                txn.add_payload(transform::payload_row(row).map_err(fail)?);
+            }
+            txn.add_row(binding.generation, run);
+        }
+        Err(TransformError::Skip(reason)) => applied.skipped.push(reason),
+        Err(e) => return Err(fail(e)),
     }
+    Ok(())
 }
 
 /// The columns that make up a run's ClickHouse identity (the ORDER BY key).
@@ -116,21 +129,7 @@ pub fn apply_insert(
 ) -> Result<Applied, ChangeError> {
     let row = binding.row(new, None)?;
     let mut applied = Applied::default();
-    match transform_row(binding, &row, false, s.transform)? {
-        Err(reason) => applied.skipped.push(reason),
-        Ok(run) => {
-            if s.payloads {
-                let payload =
-                    transform::payload_row(&row).map_err(|source| ChangeError::Transform {
-                        table: binding.table.to_string(),
-                        run_id: run.run_id.clone(),
-                        source,
-                    })?;
-                txn.add_payload(payload);
-            }
-            txn.add_row(binding.generation, run);
-        }
-    }
+    add_row(txn, binding, &row, false, true, s, &mut applied)?;
     txn.changes += 1;
     Ok(applied)
 }
@@ -156,16 +155,10 @@ pub fn apply_update(
         }
         if changed {
             let before = binding.row(old, None)?;
-            match transform_row(binding, &before, true, s.transform)? {
-                Ok(tombstone) => txn.add_row(binding.generation, tombstone),
-                Err(reason) => applied.skipped.push(reason),
-            }
+            add_row(txn, binding, &before, true, false, s, &mut applied)?;
         }
     }
-    match transform_row(binding, &row, false, s.transform)? {
-        Ok(run) => txn.add_row(binding.generation, run),
-        Err(reason) => applied.skipped.push(reason),
-    }
+    add_row(txn, binding, &row, false, false, s, &mut applied)?;
     txn.changes += 1;
     Ok(applied)
 }
@@ -179,10 +172,7 @@ pub fn apply_delete(
     let old = full_old(old, Op::Delete, binding, None)?;
     let row = binding.row(old, None)?;
     let mut applied = Applied::default();
-    match transform_row(binding, &row, true, s.transform)? {
-        Ok(tombstone) => txn.add_row(binding.generation, tombstone),
-        Err(reason) => applied.skipped.push(reason),
-    }
+    add_row(txn, binding, &row, true, false, s, &mut applied)?;
     txn.changes += 1;
     Ok(applied)
 }

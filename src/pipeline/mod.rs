@@ -1,10 +1,26 @@
-//! From decoded changes to acknowledged positions: transactions, batches, the ack tracker and
-//! the streaming loop that drives them.
+//! From decoded changes to acknowledged positions.
+//!
+//! - `apply` — one source's decoding state; a decoded message applied to it (no I/O).
+//! - `changes` — one row change (INSERT, UPDATE, DELETE) into a transaction's rows.
+//! - `transaction`, `rows`, `batch` — collapsing rows per ClickHouse row, within a transaction
+//!   and across the transactions of a batch.
+//! - `writer` — the batch being filled, the inserts in flight, what may be acknowledged (`ack`).
+//! - `repair` — completing changes a once-broken table streamed incompletely.
+//! - `replicator` — the loop that drives them; `errors` and `meters` are its outcome and gauges.
+//! - `sink`, `control` — the seams to storage and to the Postgres control plane, as traits the
+//!   loop is written against (implemented by `sink::insert` and `daemon::control`, and in memory
+//!   by `testing`).
 
 pub mod ack;
+pub mod apply;
 pub mod batch;
 pub mod changes;
+pub mod control;
+pub mod errors;
+pub mod meters;
 pub mod repair;
 pub mod replicator;
 pub mod rows;
+pub mod sink;
 pub mod transaction;
+pub mod writer;

@@ -4,92 +4,181 @@
 //! table's replica identity was DEFAULT (or while a required column was missing) therefore keep
 //! arriving incomplete even after an operator fixed the table: a DELETE carries only the run id,
 //! an UPDATE has no old row to take unchanged TOASTed values from. The pipeline stops on such
-//! changes while the table is still broken; once it is fixed, it replays them through here:
+//! changes while the table is still broken ([`defect`]); once it is fixed, it replays them
+//! through [`change`]:
 //!
 //! - a missing value comes from the run's current row in Postgres. The current row is newer than
 //!   the change, but every later change is still ahead in the stream, so the final state is
 //!   right. If the row is gone, a later DELETE in the stream supersedes the change, which is
 //!   skipped.
-//! - a DELETE (or a key change) tombstones the rows of that run ClickHouse shows under FINAL,
-//!   after everything before it has been inserted.
+//! - a DELETE (or a key change) tombstones the rows of that run that the sink shows, after
+//!   everything before it has been stored.
 
-use crate::pg::quote_ident;
-use crate::source::relation::TableBinding;
-use crate::transform::{Col, RunRow};
+use super::apply::SourceState;
+use super::changes::{ChangeError, IDENTITY};
+use super::control::Control;
+use super::errors::{HardStop, PipelineError};
+use super::sink::Sink;
+use super::writer::BatchWriter;
+use crate::source::pgoutput::{Message, OldTupleKind, Tuple};
+use crate::source::relation::{RelationError, TableBinding};
+use crate::source::stream::EventStream;
+use crate::transform::{Col, SourceRow};
 
-/// Whether the table is complete now: replica identity FULL and every required column present.
-pub async fn table_is_fixed(
-    pg: &tokio_postgres::Client,
+/// A Relation whose rows would be incomplete: a hard stop unless the table is complete again
+/// (then the changes made meanwhile are repaired as they replay).
+pub async fn defect(
+    control: &impl Control,
     binding: &TableBinding,
-) -> Result<bool, String> {
-    let row = pg
-        .query_opt(
-            "SELECT c.relreplident::text, \
-                    ARRAY(SELECT a.attname::text FROM pg_attribute a \
-                          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = $2",
-            &[&binding.schema, &binding.name],
-        )
+    defect: RelationError,
+) -> Result<(), PipelineError> {
+    let fixed = control
+        .table_complete(&binding.schema, &binding.name)
         .await
-        .map_err(|e| crate::pg::describe(&e))?;
-    let Some(row) = row else { return Ok(false) };
-    let identity: String = row.get(0);
-    let columns: Vec<String> = row.get(1);
-    Ok(identity == "f"
-        && Col::ALL
-            .iter()
-            .all(|c| columns.iter().any(|n| n == c.pg_name())))
-}
-
-/// The current text values of `cols` for run `id`, or `None` when the run is gone.
-pub async fn current_values(
-    pg: &tokio_postgres::Client,
-    binding: &TableBinding,
-    id: &str,
-    cols: &[Col],
-) -> Result<Option<Vec<Option<String>>>, String> {
-    let select: Vec<String> = cols
-        .iter()
-        .map(|c| format!("{}::text", quote_ident(c.pg_name())))
-        .collect();
-    let sql = format!(
-        "SELECT {} FROM {}.{} WHERE id = $1",
-        select.join(", "),
-        quote_ident(&binding.schema),
-        quote_ident(&binding.name)
+        .map_err(|e| PipelineError::Stream(e.to_string()))?;
+    if !fixed {
+        return Err(PipelineError::HardStop(HardStop::Change(defect.into())));
+    }
+    tracing::warn!(
+        table = %binding.table,
+        defect = %defect,
+        "replaying changes made while the table could not be replicated completely; it is fixed now, \
+         so missing values come from its current rows and deletes tombstone what ClickHouse shows"
     );
-    let row = pg
-        .query_opt(sql.as_str(), &[&id])
-        .await
-        .map_err(|e| crate::pg::describe(&e))?;
-    Ok(row.map(|r| {
-        (0..cols.len())
-            .map(|i| r.get::<_, Option<String>>(i))
-            .collect()
-    }))
+    Ok(())
 }
 
-/// The rows of run `id` ClickHouse shows under FINAL, as tombstones.
-pub async fn tombstones(
-    ch: &clickhouse::Client,
-    runs_table: &str,
-    id: &str,
-) -> Result<Vec<RunRow>, String> {
-    let rows: Vec<RunRow> = ch
-        .query(&format!(
-            "SELECT ?fields FROM {runs_table} FINAL WHERE run_id = ?"
-        ))
-        .bind(id)
-        .with_setting("output_format_binary_write_json_as_string", "1")
-        .fetch_all()
-        .await
-        .map_err(|e| crate::sink::client::describe(&e))?;
-    Ok(rows
-        .into_iter()
-        .map(|mut r| {
-            r._is_deleted = 1;
-            r
-        })
-        .collect())
+/// The pieces of the loop a repair works with.
+pub struct Repair<'a, S: Sink, E: EventStream, C: Control> {
+    pub state: &'a mut SourceState,
+    pub writer: &'a mut BatchWriter<S>,
+    pub stream: &'a E,
+    pub control: &'a C,
+}
+
+impl<S: Sink, E: EventStream, C: Control> Repair<'_, S, E, C> {
+    /// A change of a table whose stream shape is incomplete.
+    pub async fn change(
+        &mut self,
+        binding: &TableBinding,
+        message: &Message<'_>,
+    ) -> Result<(), PipelineError> {
+        match message {
+            Message::Insert(i) => {
+                if let Some(values) = self.complete(binding, &i.new, None).await? {
+                    self.add(binding, &values, true)?;
+                }
+            }
+            Message::Update(u) => {
+                let old_full = u
+                    .old
+                    .as_ref()
+                    .filter(|o| o.kind == OldTupleKind::Full)
+                    .map(|o| &o.tuple);
+                let new_id = binding.run_id(&u.new).map(str::to_string);
+                if let Some(old) = &u.old {
+                    let old_id = binding.run_id(&old.tuple).map(str::to_string);
+                    let identity_changed = match old_full {
+                        Some(old) => {
+                            let (before, _) = binding.row_partial(old, None)?;
+                            let (after, _) = binding.row_partial(&u.new, Some(old))?;
+                            IDENTITY.iter().any(|c| before.get(*c) != after.get(*c))
+                        }
+                        None => old_id != new_id,
+                    };
+                    if identity_changed && let Some(old_id) = old_id {
+                        self.tombstone_run(binding, &old_id).await?;
+                    }
+                }
+                if let Some(values) = self.complete(binding, &u.new, old_full).await? {
+                    self.add(binding, &values, false)?;
+                }
+            }
+            Message::Delete(d) => {
+                if let Some(id) = binding.run_id(&d.old.tuple).map(str::to_string) {
+                    self.tombstone_run(binding, &id).await?;
+                }
+            }
+            _ => {}
+        }
+        if let Some(txn) = self.state.txn_mut() {
+            txn.changes += 1;
+        }
+        Ok(())
+    }
+
+    /// Every value of a row whose stream shape is incomplete: what the tuples carry, the rest
+    /// from the run's current Postgres row. `None` when the run is gone (a later change
+    /// supersedes this one).
+    async fn complete(
+        &self,
+        binding: &TableBinding,
+        new: &Tuple<'_>,
+        old: Option<&Tuple<'_>>,
+    ) -> Result<Option<Vec<Option<String>>>, PipelineError> {
+        let (row, unresolved) = binding.row_partial(new, old).map_err(ChangeError::from)?;
+        let mut values: Vec<Option<String>> = Col::ALL
+            .iter()
+            .map(|c| row.get(*c).map(str::to_string))
+            .collect();
+        if unresolved.is_empty() {
+            return Ok(Some(values));
+        }
+        let Some(id) = row.get(Col::Id) else {
+            return Ok(None);
+        };
+        let current = self
+            .control
+            .current_values(&binding.schema, &binding.name, id, &unresolved)
+            .await
+            .map_err(|e| PipelineError::Stream(format!("run {id}: {e}")))?;
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        for (col, value) in unresolved.iter().zip(current) {
+            values[*col as usize] = value;
+        }
+        Ok(Some(values))
+    }
+
+    /// Adds a completed row to the open transaction, through the same transform as any change.
+    fn add(
+        &mut self,
+        binding: &TableBinding,
+        values: &[Option<String>],
+        insert: bool,
+    ) -> Result<(), PipelineError> {
+        let mut row = SourceRow::new();
+        for (col, value) in Col::ALL.iter().zip(values) {
+            row.set(*col, value.as_deref());
+        }
+        self.state.add_completed(binding, &row, insert)
+    }
+
+    /// Tombstones every row of run `id` that this transaction or the sink shows, after
+    /// everything received before it has been stored.
+    async fn tombstone_run(
+        &mut self,
+        binding: &TableBinding,
+        id: &str,
+    ) -> Result<(), PipelineError> {
+        let mut rows = self
+            .state
+            .txn()
+            .map(|t| t.visible_rows(id))
+            .unwrap_or_default();
+        if let Some(lsn) = self.writer.flush_and_wait().await? {
+            self.stream.acknowledge(lsn);
+        }
+        rows.extend(self.writer.sink().visible_rows(id).await?);
+        let txn = self
+            .state
+            .txn_mut()
+            .expect("a change is inside a transaction");
+        for mut row in rows {
+            row._is_deleted = 1;
+            txn.add_row(binding.generation, row);
+        }
+        Ok(())
+    }
 }

@@ -20,7 +20,7 @@ use super::rowbinary::{self, EncodeRow};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics as m;
-use crate::pipeline::batch::Sealed;
+use crate::pipeline::sink::{Sink, SinkError, Written};
 use crate::transform::{PayloadRow, RunRow};
 
 /// ClickHouse exception codes that mean "this data cannot be inserted", as opposed to "this
@@ -85,22 +85,6 @@ impl SinkRow for PayloadRow {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("insert into {table} failed {attempts} times; last error: {reason}")]
-pub struct SinkError {
-    pub table: String,
-    pub attempts: u32,
-    pub reason: String,
-}
-
-/// What a batch insert did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Written {
-    pub runs: usize,
-    pub payloads: usize,
-    pub rejected: usize,
-}
-
 enum Attempt {
     /// ClickHouse refused the data.
     Data(String),
@@ -114,7 +98,8 @@ struct InsertError {
     text: String,
 }
 
-pub struct Sink {
+/// The ClickHouse implementation of the pipeline's [`Sink`].
+pub struct ClickHouseSink {
     client: clickhouse::Client,
     runs_table: String,
     payloads_table: Option<String>,
@@ -136,8 +121,32 @@ pub struct Sink {
 /// Uncompressed bytes per compressed block sent: the clickhouse crate's own chunk size.
 const BLOCK: usize = 1 << 18;
 
-impl Sink {
-    pub fn new(config: &Config, client: clickhouse::Client, health: Arc<Health>) -> Sink {
+impl Sink for ClickHouseSink {
+    async fn write(&self, runs: &[RunRow], payloads: &[PayloadRow]) -> Result<Written, SinkError> {
+        self.write_batch(runs, payloads).await
+    }
+
+    async fn visible_rows(&self, run_id: &str) -> Result<Vec<RunRow>, SinkError> {
+        let query = self
+            .client
+            .query(&format!(
+                "SELECT ?fields FROM {} FINAL WHERE run_id = ? AND _is_deleted = 0",
+                self.runs_table
+            ))
+            .bind(run_id)
+            .with_setting("output_format_binary_write_json_as_string", "1")
+            .fetch_all::<RunRow>();
+        super::catalog::answer("a run's rows", self.timeout, query)
+            .await
+            .map_err(|e| SinkError::Read {
+                what: format!("run {run_id} from {}", self.runs_table),
+                reason: e.reason,
+            })
+    }
+}
+
+impl ClickHouseSink {
+    pub fn new(config: &Config, client: clickhouse::Client, health: Arc<Health>) -> ClickHouseSink {
         let ch = &config.clickhouse;
         let mut settings: Vec<(&str, &str)> = INSERT_SETTINGS.to_vec();
         // Synchronous by default; async inserts only with wait_for_async_insert, so a success
@@ -147,7 +156,7 @@ impl Sink {
         } else {
             settings.push(("async_insert", "0"));
         }
-        Sink {
+        ClickHouseSink {
             client,
             runs_table: ch.runs_table.clone(),
             payloads_table: (!ch.payloads_table.is_empty()).then(|| ch.payloads_table.clone()),
@@ -163,25 +172,24 @@ impl Sink {
         }
     }
 
-    /// The client, for the pipeline's own reads (repairs).
-    pub fn client(&self) -> &clickhouse::Client {
-        &self.client
-    }
-
     /// Inserts a batch. `Ok` means ClickHouse holds every row (or rejected ones were recorded).
-    pub async fn write(&self, batch: &Sealed) -> Result<Written, SinkError> {
+    async fn write_batch(
+        &self,
+        runs: &[RunRow],
+        payloads: &[PayloadRow],
+    ) -> Result<Written, SinkError> {
         let started = Instant::now();
         let mut written = Written::default();
         let result = async {
-            if !batch.runs.is_empty() {
-                let (ok, rejected) = self.insert_all(&self.runs_table, &batch.runs).await?;
+            if !runs.is_empty() {
+                let (ok, rejected) = self.insert_all(&self.runs_table, runs).await?;
                 written.runs = ok;
                 written.rejected += rejected;
             }
             if let Some(table) = &self.payloads_table
-                && !batch.payloads.is_empty()
+                && !payloads.is_empty()
             {
-                let (ok, rejected) = self.insert_all(table, &batch.payloads).await?;
+                let (ok, rejected) = self.insert_all(table, payloads).await?;
                 written.payloads = ok;
                 written.rejected += rejected;
             }
@@ -189,7 +197,7 @@ impl Sink {
         }
         .await;
         metrics::histogram!(m::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
-        metrics::histogram!(m::BATCH_ROWS).record((batch.runs.len() + batch.payloads.len()) as f64);
+        metrics::histogram!(m::BATCH_ROWS).record((runs.len() + payloads.len()) as f64);
         let label = if result.is_ok() { "ok" } else { "failed" };
         metrics::counter!(m::BATCHES, "result" => label).increment(1);
         if result.is_ok() {
@@ -331,7 +339,7 @@ impl Sink {
                 Attempt::Data(e.text)
             } else {
                 self.health.clickhouse_failed(&e.text);
-                Attempt::Exhausted(SinkError {
+                Attempt::Exhausted(SinkError::Insert {
                     table: table.to_string(),
                     attempts: attempts.load(std::sync::atomic::Ordering::Relaxed),
                     reason: e.text,

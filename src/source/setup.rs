@@ -6,6 +6,7 @@
 //! idempotent and tolerate a second instance doing the same at the same moment.
 
 use crate::config::Config;
+use crate::pg::catalog::{self, CatalogError};
 use crate::pg::{self, quote_ident, quote_literal};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,15 @@ pub enum SlotState {
     Exists { wal_status: Option<String> },
     Created { lsn: String },
     Missing,
+}
+
+impl From<CatalogError> for SetupError {
+    fn from(e: CatalogError) -> Self {
+        SetupError {
+            what: e.what.to_string(),
+            reason: e.reason,
+        }
+    }
 }
 
 fn err(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> SetupError {
@@ -46,27 +56,15 @@ pub async fn ensure_publication(
     if !pgc.create_publication {
         return Ok(changes);
     }
-    let existing: Vec<String> = client
-        .query(
-            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = ANY($2) AND c.relkind = 'r'",
-            &[&pgc.schema, &pgc.tables],
-        )
-        .await
-        .map_err(err("list tables"))?
-        .iter()
-        .map(|r| r.get(0))
+    let existing: Vec<String> = catalog::read_tables(client, &pgc.schema, &pgc.tables)
+        .await?
+        .into_iter()
+        .filter(|t| t.is_ordinary())
+        .map(|t| t.name)
         .collect();
     let qualified = |t: &str| format!("{}.{}", quote_ident(&pgc.schema), quote_ident(t));
     let publication = quote_ident(&pgc.publication);
-    let row = client
-        .query_opt(
-            "SELECT pubinsert AND pubupdate AND pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1",
-            &[&pgc.publication],
-        )
-        .await
-        .map_err(err("read publication"))?;
-    match row {
+    match catalog::read_publication(client, &pgc.publication).await? {
         None => {
             if existing.is_empty() {
                 return Ok(changes);
@@ -82,12 +80,11 @@ pub async fn ensure_publication(
                 Err(e) => return Err(err(format!("create publication {publication}"))(e)),
             }
         }
-        Some(row) => {
-            let (actions_ok, truncate): (bool, bool) = (row.get(0), row.get(1));
-            if !actions_ok {
+        Some(reading) => {
+            if !reading.publishes_changes() {
                 let sql = format!(
                     "ALTER PUBLICATION {publication} SET (publish = 'insert, update, delete{}')",
-                    if truncate { ", truncate" } else { "" }
+                    if reading.truncate { ", truncate" } else { "" }
                 );
                 client
                     .batch_execute(&sql)
@@ -95,17 +92,10 @@ pub async fn ensure_publication(
                     .map_err(err("set publication actions"))?;
                 changes.push(sql);
             }
-            let members: Vec<String> = client
-                .query(
-                    "SELECT tablename::text FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2",
-                    &[&pgc.publication, &pgc.schema],
-                )
-                .await
-                .map_err(err("read publication tables"))?
+            for table in existing
                 .iter()
-                .map(|r| r.get(0))
-                .collect();
-            for table in existing.iter().filter(|t| !members.contains(t)) {
+                .filter(|t| reading.member(&pgc.schema, t).is_none())
+            {
                 let sql = format!(
                     "ALTER PUBLICATION {publication} ADD TABLE {}",
                     qualified(table)
@@ -128,16 +118,9 @@ pub async fn ensure_slot(
     create: bool,
 ) -> Result<SlotState, SetupError> {
     let slot = &config.postgres.slot;
-    let row = client
-        .query_opt(
-            "SELECT wal_status::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[slot],
-        )
-        .await
-        .map_err(err("read slot"))?;
-    if let Some(row) = row {
+    if let Some(reading) = catalog::read_slot(client, slot).await? {
         return Ok(SlotState::Exists {
-            wal_status: row.get(0),
+            wal_status: reading.wal_status,
         });
     }
     if !create {
@@ -172,59 +155,4 @@ pub async fn drop_slot(client: &tokio_postgres::Client, config: &Config) -> Resu
         .await
         .map_err(err(format!("drop slot {slot}")))?;
     Ok(())
-}
-
-/// One reading of `pg_replication_slots` for the slot, for metrics and invalidation checks.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlotReading {
-    pub active: bool,
-    pub wal_status: Option<String>,
-    pub lag_bytes: Option<i64>,
-    pub retained_bytes: Option<i64>,
-    pub safe_wal_size: Option<i64>,
-    pub confirmed_flush_lsn: Option<String>,
-}
-
-/// Reads the slot; `None` when it does not exist.
-pub async fn read_slot(
-    client: &tokio_postgres::Client,
-    config: &Config,
-) -> Result<Option<SlotReading>, SetupError> {
-    let row = client
-        .query_opt(
-            "SELECT active, wal_status::text, \
-                    (pg_current_wal_lsn() - confirmed_flush_lsn)::int8, \
-                    (pg_current_wal_lsn() - restart_lsn)::int8, \
-                    safe_wal_size::int8, confirmed_flush_lsn::text \
-             FROM pg_replication_slots WHERE slot_name = $1",
-            &[&config.postgres.slot],
-        )
-        .await
-        .map_err(err("read slot"))?;
-    Ok(row.map(|r| SlotReading {
-        active: r.get(0),
-        wal_status: r.get(1),
-        lag_bytes: r.get(2),
-        retained_bytes: r.get(3),
-        safe_wal_size: r.get(4),
-        confirmed_flush_lsn: r.get(5),
-    }))
-}
-
-/// Publishes a reading as gauges.
-pub fn record_slot_metrics(reading: &SlotReading) {
-    use crate::metrics as m;
-    metrics::gauge!(m::SLOT_ACTIVE).set(if reading.active { 1.0 } else { 0.0 });
-    if let Some(lag) = reading.lag_bytes {
-        metrics::gauge!(m::SLOT_LAG).set(lag.max(0) as f64);
-    }
-    if let Some(retained) = reading.retained_bytes {
-        metrics::gauge!(m::SLOT_RETAINED).set(retained.max(0) as f64);
-    }
-    // NULL safe_wal_size means max_slot_wal_keep_size = -1: nothing bounds it.
-    metrics::gauge!(m::SLOT_SAFE_WAL).set(reading.safe_wal_size.map_or(-1.0, |v| v as f64));
-    for status in m::WAL_STATUSES {
-        let on = reading.wal_status.as_deref() == Some(status);
-        metrics::gauge!(m::SLOT_WAL_STATUS, "status" => *status).set(if on { 1.0 } else { 0.0 });
-    }
 }

@@ -4,9 +4,10 @@
 //! The walsender's text rendering is pinned (DateStyle ISO, TimeZone UTC, full float precision)
 //! so the transform reads the same text whatever the server's defaults are.
 
+use std::future::Future;
 use std::time::Duration;
 
-use pgwire_replication::{ReplicationClient, ReplicationConfig, TlsConfig};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 
 use crate::config::{Config, SslMode};
 use crate::pg::APPLICATION_NAME;
@@ -14,6 +15,59 @@ use crate::pg::APPLICATION_NAME;
 /// Session settings for the walsender; values in tuples are rendered with them.
 pub const PINNED_OPTIONS: &str =
     "-c datestyle=ISO,YMD -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3";
+
+/// What the streaming loop needs of a replication stream: events in, acknowledgements out.
+/// Implemented by pgwire-replication's client, and by `testing::FrameFeed` for the loop's
+/// in-process tests.
+pub trait EventStream {
+    /// The next event; `Ok(None)` when the server ended the stream. Cancel-safe: dropping the
+    /// future loses no event.
+    fn recv(&mut self) -> impl Future<Output = Result<Option<ReplicationEvent>, String>>;
+
+    /// The reader is still receiving (false once the connection ended).
+    fn is_running(&self) -> bool;
+
+    /// Everything up to `lsn` is durable downstream: the server may forget it. Monotonic: a
+    /// lower value than before is ignored.
+    fn acknowledge(&self, lsn: u64);
+
+    /// The position last reported to the server.
+    fn reported(&self) -> u64;
+
+    /// Closes the stream after the server was told the last acknowledgement.
+    fn close(&mut self) -> impl Future<Output = ()>;
+
+    /// Drops the connection at once (after an error).
+    fn abort(&mut self);
+}
+
+impl EventStream for ReplicationClient {
+    async fn recv(&mut self) -> Result<Option<ReplicationEvent>, String> {
+        ReplicationClient::recv(self)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn is_running(&self) -> bool {
+        ReplicationClient::is_running(self)
+    }
+
+    fn acknowledge(&self, lsn: u64) {
+        self.update_applied_lsn(Lsn::from_u64(lsn));
+    }
+
+    fn reported(&self) -> u64 {
+        self.metrics().last_applied_lsn().as_u64()
+    }
+
+    async fn close(&mut self) {
+        let _ = self.shutdown().await;
+    }
+
+    fn abort(&mut self) {
+        ReplicationClient::abort(self);
+    }
+}
 
 /// Why the stream could not start or stopped.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -15,15 +15,21 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::watch;
 
+mod control;
+
+use control::PgControl;
+
 use crate::config::{Config, scrub};
 use crate::health::{Health, Role};
 use crate::leader::{Candidate, LeaderLock};
 use crate::metrics as m;
-use crate::pipeline::replicator::{HardStop, PipelineError, Replicator};
+use crate::pg::catalog::{self, SlotReading};
+use crate::pipeline::errors::{HardStop, PipelineError};
+use crate::pipeline::replicator::Replicator;
 use crate::preflight::{self, Report};
-use crate::sink::{self, insert::Sink};
+use crate::sink::{self, insert::ClickHouseSink};
 use crate::source::setup::{self, SlotState};
-use crate::source::stream::{self, StreamError};
+use crate::source::stream::{self, EventStream, StreamError};
 
 /// How a session ended.
 #[derive(Debug)]
@@ -232,11 +238,11 @@ impl Daemon {
         }
     }
 
-    async fn slot_state(&self) -> Result<Option<setup::SlotReading>, String> {
+    async fn slot_state(&self) -> Result<Option<SlotReading>, String> {
         let client = crate::pg::connect(&self.config.postgres.url, self.config.connect_timeout())
             .await
             .map_err(|e| e.to_string())?;
-        setup::read_slot(&client, &self.config)
+        catalog::read_slot(&client, &self.config.postgres.slot)
             .await
             .map_err(|e| e.to_string())
     }
@@ -283,11 +289,7 @@ impl Daemon {
             }
             Err(e) => return retry("postgres")(e.to_string()),
         };
-        for check in report
-            .checks
-            .iter()
-            .filter(|c| c.status == preflight::Status::Warn)
-        {
+        for check in report.warnings() {
             tracing::warn!(check = check.check, target = %check.target, observed = %check.observed, fix = ?check.fix, "preflight warning");
         }
         // An invalidated slot is fixed at runtime (drop it; a new one is created), so it is a
@@ -312,12 +314,12 @@ impl Daemon {
             }
         }
 
-        let lock = match self.elect(candidate, shutdown).await {
-            Ok(Some(lock)) => lock,
+        let control = match self.elect(candidate, shutdown).await {
+            Ok(Some(lock)) => PgControl::new(lock, &config.postgres.slot),
             Ok(None) => return SessionEnd::Shutdown,
             Err(e) => return retry("postgres")(e),
         };
-        if let Err(end) = self.ensure_slot(&lock).await {
+        if let Err(end) = self.ensure_slot(control.session()).await {
             return end;
         }
         let mut client = match stream::start(&config).await {
@@ -334,14 +336,14 @@ impl Daemon {
         self.slot_seen = true;
         self.health.set_role(Role::Leader);
         tracing::info!(slot = %config.postgres.slot, "leader: streaming");
-        let sink = Arc::new(Sink::new(&config, ch, self.health.clone()));
+        let sink = Arc::new(ClickHouseSink::new(&config, ch, self.health.clone()));
         let mut replicator = Replicator::new(config.clone(), sink);
-        let result = replicator.run(&mut client, &lock, shutdown).await;
+        let result = replicator.run(&mut client, &control, shutdown).await;
         self.health.set_role(Role::Starting);
         match result {
             Ok(()) => SessionEnd::Shutdown,
             Err(e) => {
-                client.abort();
+                EventStream::abort(&mut client);
                 end_of(e)
             }
         }
@@ -379,12 +381,12 @@ impl Daemon {
         }
     }
 
-    async fn ensure_slot(&self, lock: &LeaderLock) -> Result<(), SessionEnd> {
+    async fn ensure_slot(&self, session: &tokio_postgres::Client) -> Result<(), SessionEnd> {
         let config = &self.config;
         let slot = config.postgres.slot.clone();
         let may_create =
             config.postgres.create_slot && (!self.slot_seen || config.postgres.recreate_lost_slot);
-        let state = setup::ensure_slot(&lock.client, config, may_create)
+        let state = setup::ensure_slot(session, config, may_create)
             .await
             .map_err(|e| SessionEnd::Retry {
                 cause: "postgres",
@@ -401,13 +403,13 @@ impl Daemon {
             SlotState::Exists { wal_status } if wal_status.as_deref() == Some("lost") => {
                 if config.postgres.recreate_lost_slot {
                     tracing::error!(%slot, "the slot was invalidated; recreating it (postgres.recreate_lost_slot): changes in the gap must be backfilled");
-                    setup::drop_slot(&lock.client, config).await.map_err(|e| {
-                        SessionEnd::Retry {
+                    setup::drop_slot(session, config)
+                        .await
+                        .map_err(|e| SessionEnd::Retry {
                             cause: "postgres",
                             error: e.to_string(),
-                        }
-                    })?;
-                    return Box::pin(self.ensure_slot(lock)).await;
+                        })?;
+                    return Box::pin(self.ensure_slot(session)).await;
                 }
                 Err(end_of(PipelineError::HardStop(HardStop::SlotInvalidated {
                     slot,

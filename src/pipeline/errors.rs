@@ -1,0 +1,77 @@
+//! Why streaming stopped: [`PipelineError`], and among its causes the [`HardStop`]s that no
+//! retry can fix, each with the short label its metric and `/readyz` carry.
+
+use super::changes::ChangeError;
+use super::sink::SinkError;
+use crate::source::pgoutput::DecodeError;
+use crate::source::relation::RelationError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Replicating further would write wrong or incomplete rows: an operator must act.
+    #[error("{0}")]
+    HardStop(HardStop),
+    #[error("replication stream: {0}")]
+    Stream(String),
+    #[error("ClickHouse: {0}")]
+    Sink(#[from] SinkError),
+    #[error("the leader lock's Postgres session was lost")]
+    LockLost,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HardStop {
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    #[error("undecodable pgoutput message: {0}")]
+    Decode(#[from] DecodeError),
+    #[error(
+        "replication slot {slot} was invalidated (wal_status = lost): Postgres removed WAL it still needed; \
+         drop it (SELECT pg_drop_replication_slot('{slot}')) and the worker creates a new one; \
+         then backfill the runs changed in the gap"
+    )]
+    SlotInvalidated { slot: String },
+    #[error(
+        "replication slot {slot} disappeared while the worker used it; changes since then are lost to it: \
+         recreate it (or set postgres.recreate_lost_slot = true) and backfill the gap"
+    )]
+    SlotMissing { slot: String },
+}
+
+impl HardStop {
+    /// A short label for the `reason` of the hard-stop gauge (`metrics::HARD_STOP_REASONS`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HardStop::Change(ChangeError::Relation(RelationError::ReplicaIdentity { .. }))
+            | HardStop::Change(ChangeError::KeyOnlyOldTuple { .. }) => "replica_identity",
+            HardStop::Change(ChangeError::Relation(RelationError::MissingColumns { .. })) => {
+                "missing_column"
+            }
+            HardStop::Change(ChangeError::Relation(RelationError::UnresolvedToast { .. })) => {
+                "unresolved_toast"
+            }
+            HardStop::Change(_) => "bad_change",
+            HardStop::Decode(_) => "decode",
+            HardStop::SlotInvalidated { .. } => "slot_invalidated",
+            HardStop::SlotMissing { .. } => "slot_missing",
+        }
+    }
+}
+
+impl From<RelationError> for PipelineError {
+    fn from(e: RelationError) -> Self {
+        ChangeError::from(e).into()
+    }
+}
+
+impl From<ChangeError> for PipelineError {
+    fn from(e: ChangeError) -> Self {
+        PipelineError::HardStop(HardStop::Change(e))
+    }
+}
+
+impl From<DecodeError> for PipelineError {
+    fn from(e: DecodeError) -> Self {
+        PipelineError::HardStop(HardStop::Decode(e))
+    }
+}

@@ -1,0 +1,118 @@
+//! The preflight: every precondition of correct replication, checked against the live servers.
+//!
+//! Run alone by `--check-replica-identity` and by the daemon at every start. It reads the
+//! catalogs (`pg::catalog`, `sink::catalog`) and turns the readings into checks with pure
+//! functions (`verdicts`); each check reports what it observed and, when it fails, the SQL (or
+//! step) that fixes it (`report`). It only reads; creating the publication and the slot is
+//! `source::setup`'s job, which runs before it in the daemon.
+
+mod report;
+pub mod verdicts;
+
+#[cfg(test)]
+mod tests;
+
+pub use report::{Check, Report, Status};
+
+use crate::config::Config;
+use crate::pg::{self, catalog};
+use crate::sink;
+use crate::sink::catalog::ChReadError;
+use crate::transform::output::{PAYLOAD_COLUMNS, RUN_COLUMNS};
+
+/// The preflight could not run: a server is unreachable or a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error(transparent)]
+    Connect(#[from] pg::ConnectError),
+    #[error("Postgres query failed while checking {what}: {reason}")]
+    Postgres { what: &'static str, reason: String },
+    #[error("cannot check ClickHouse at {target} (database {database}): {reason}")]
+    ClickHouse {
+        target: String,
+        database: String,
+        reason: String,
+    },
+}
+
+impl From<catalog::CatalogError> for PreflightError {
+    fn from(e: catalog::CatalogError) -> Self {
+        PreflightError::Postgres {
+            what: e.what,
+            reason: e.reason,
+        }
+    }
+}
+
+/// Runs every check. `Err` means the checks could not be made (exit code 2).
+pub async fn run(config: &Config) -> Result<Report, PreflightError> {
+    let client = pg::connect(&config.postgres.url, config.connect_timeout()).await?;
+    let mut checks = postgres_checks(&client, config).await?;
+    let ch = sink::client::build(config).map_err(|reason| ch_error(config, reason))?;
+    checks.extend(clickhouse_checks(&ch, config).await?);
+    Ok(Report {
+        postgres: config.postgres.url.to_string(),
+        clickhouse: format!("{}/{}", config.clickhouse.url, config.clickhouse.database),
+        checks,
+    })
+}
+
+fn ch_error(config: &Config, reason: String) -> PreflightError {
+    PreflightError::ClickHouse {
+        target: config.clickhouse.url.to_string(),
+        database: config.clickhouse.database.clone(),
+        reason,
+    }
+}
+
+/// Reads the server, the tables, the publication and the slot, and judges them.
+pub async fn postgres_checks(
+    client: &tokio_postgres::Client,
+    config: &Config,
+) -> Result<Vec<Check>, PreflightError> {
+    let pgc = &config.postgres;
+    let server = catalog::read_server(client).await?;
+    let tables = catalog::read_tables(client, &pgc.schema, &pgc.tables).await?;
+    let publication = catalog::read_publication(client, &pgc.publication).await?;
+    let slot = catalog::read_slot(client, &pgc.slot).await?;
+    let mut checks = verdicts::server(&server);
+    checks.extend(verdicts::tables(pgc, &tables, &server.user));
+    checks.extend(verdicts::publication(pgc, publication.as_ref()));
+    checks.extend(verdicts::slot(pgc, slot.as_ref()));
+    Ok(checks)
+}
+
+/// Reads the runs table (and the payload table, when one is configured) and judges them.
+pub async fn clickhouse_checks(
+    client: &clickhouse::Client,
+    config: &Config,
+) -> Result<Vec<Check>, PreflightError> {
+    let ch = &config.clickhouse;
+    let timeout = std::time::Duration::from_millis(ch.request_timeout_ms.min(10_000));
+    let mut wanted = vec![verdicts::ChExpectation {
+        target: format!("{}.{}", ch.database, ch.runs_table),
+        columns: &RUN_COLUMNS[..],
+        ddl: "002_task_runs_v2.sql",
+        database: &ch.database,
+        replacing: true,
+    }];
+    let mut names = vec![ch.runs_table.as_str()];
+    if !ch.payloads_table.is_empty() {
+        wanted.push(verdicts::ChExpectation {
+            target: format!("{}.{}", ch.database, ch.payloads_table),
+            columns: &PAYLOAD_COLUMNS[..],
+            ddl: "003_raw_task_runs_payload_v1.sql",
+            database: &ch.database,
+            replacing: false,
+        });
+        names.push(ch.payloads_table.as_str());
+    }
+    let mut checks = Vec::new();
+    for (want, table) in wanted.iter().zip(names) {
+        let reading = sink::catalog::read_table(client, &ch.database, table, timeout)
+            .await
+            .map_err(|e: ChReadError| ch_error(config, e.to_string()))?;
+        checks.extend(verdicts::clickhouse_table(want, reading.as_ref()));
+    }
+    Ok(checks)
+}

@@ -1,0 +1,354 @@
+//! The verdicts, rule by rule, on readings written out by hand.
+
+use super::report::{Check, Status};
+use super::verdicts::{self, normalize_type};
+use crate::config::PostgresConfig;
+use crate::pg::catalog::{
+    PublicationMember, PublicationReading, ServerReading, SlotReading, TableReading,
+};
+use crate::sink::catalog::ChTableReading;
+use crate::transform::Col;
+
+fn pg() -> PostgresConfig {
+    PostgresConfig::default()
+}
+
+fn server() -> ServerReading {
+    ServerReading {
+        wal_level: "logical".into(),
+        encoding: "UTF8".into(),
+        max_wal_senders: 10,
+        version_num: 150_018,
+        max_slot_wal_keep_size: "100GB".into(),
+        user: "replicator".into(),
+        can_replicate: true,
+    }
+}
+
+fn table(name: &str) -> TableReading {
+    TableReading {
+        name: name.into(),
+        oid: 16_400,
+        replica_identity: "f".into(),
+        kind: "r".into(),
+        can_select: true,
+        columns: Col::ALL.iter().map(|c| c.pg_name().to_string()).collect(),
+    }
+}
+
+fn publication() -> PublicationReading {
+    PublicationReading {
+        name: "task_runs_to_clickhouse_v1_publication".into(),
+        insert: true,
+        update: true,
+        delete: true,
+        truncate: true,
+        members: ["TaskRun", "task_run_v2"]
+            .iter()
+            .map(|t| PublicationMember {
+                schema: "public".into(),
+                table: t.to_string(),
+                row_filter: false,
+                columns: None,
+            })
+            .collect(),
+    }
+}
+
+fn slot() -> SlotReading {
+    SlotReading {
+        plugin: "pgoutput".into(),
+        slot_type: "logical".into(),
+        database: Some("trigger".into()),
+        active: false,
+        wal_status: Some("reserved".into()),
+        confirmed_flush_lsn: Some("0/16B6C50".into()),
+        lag_bytes: Some(0),
+        retained_bytes: Some(0),
+        safe_wal_size: None,
+    }
+}
+
+/// The one check named `name` on `target`, which must exist.
+fn find<'a>(checks: &'a [Check], name: &str, target: &str) -> &'a Check {
+    checks
+        .iter()
+        .find(|c| c.check == name && c.target == target)
+        .unwrap_or_else(|| panic!("no {name} on {target} in {checks:#?}"))
+}
+
+fn all_pass(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.status == Status::Pass)
+}
+
+#[test]
+fn a_ready_server_passes_and_each_setting_fails_with_its_fix() {
+    assert!(all_pass(&verdicts::server(&server())));
+    let mut s = server();
+    s.wal_level = "replica".into();
+    let c = verdicts::server(&s);
+    let wal = find(&c, "wal_level", "server");
+    assert_eq!(
+        (wal.status, wal.observed.as_str()),
+        (Status::Fail, "replica")
+    );
+    assert!(wal.fix.as_deref().unwrap().contains("wal_level = logical"));
+
+    let mut s = server();
+    s.can_replicate = false;
+    let c = verdicts::server(&s);
+    let role = find(&c, "replication_role", "role replicator");
+    assert_eq!(role.status, Status::Fail);
+    assert_eq!(
+        role.fix.as_deref(),
+        Some("ALTER ROLE \"replicator\" REPLICATION;")
+    );
+
+    let mut s = server();
+    s.encoding = "LATIN1".into();
+    assert_eq!(
+        find(&verdicts::server(&s), "server_encoding", "server").status,
+        Status::Fail
+    );
+}
+
+#[test]
+fn unbounded_slot_wal_is_a_warning_not_a_failure() {
+    let mut s = server();
+    s.max_slot_wal_keep_size = "-1".into();
+    let c = verdicts::server(&s);
+    let keep = find(&c, "max_slot_wal_keep_size", "server");
+    assert_eq!(keep.status, Status::Warn);
+    assert!(
+        keep.fix
+            .as_deref()
+            .unwrap()
+            .contains("max_slot_wal_keep_size")
+    );
+}
+
+#[test]
+fn tables_need_full_identity_every_column_and_select() {
+    let found = [table("TaskRun"), table("task_run_v2")];
+    assert!(all_pass(&verdicts::tables(&pg(), &found, "u")));
+
+    let mut v2 = table("task_run_v2");
+    v2.replica_identity = "d".into();
+    v2.columns.retain(|c| c != "output" && c != "status");
+    v2.can_select = false;
+    let c = verdicts::tables(&pg(), &[table("TaskRun"), v2], "replicator");
+    let target = "\"public\".\"task_run_v2\"";
+    let ident = find(&c, "replica_identity", target);
+    assert_eq!(ident.status, Status::Fail);
+    assert_eq!(ident.observed, "default (relreplident = 'd')");
+    assert_eq!(
+        ident.fix.as_deref(),
+        Some("ALTER TABLE \"public\".\"task_run_v2\" REPLICA IDENTITY FULL;")
+    );
+    assert_eq!(
+        find(&c, "table_columns", target).observed,
+        "missing status, output"
+    );
+    assert_eq!(
+        find(&c, "table_select", target).fix.as_deref(),
+        Some("GRANT SELECT ON \"public\".\"task_run_v2\" TO \"replicator\";")
+    );
+    assert!(all_pass(
+        &c.iter()
+            .filter(|c| c.target == "\"public\".\"TaskRun\"")
+            .cloned()
+            .collect::<Vec<_>>()
+    ));
+}
+
+#[test]
+fn a_missing_table_or_a_view_fails() {
+    let c = verdicts::tables(&pg(), &[table("TaskRun")], "u");
+    let missing = find(&c, "table_exists", "\"public\".\"task_run_v2\"");
+    assert_eq!(
+        (missing.status, missing.observed.as_str()),
+        (Status::Fail, "does not exist")
+    );
+    let mut view = table("TaskRun");
+    view.kind = "v".into();
+    let c = verdicts::tables(&pg(), &[view, table("task_run_v2")], "u");
+    assert_eq!(
+        find(&c, "table_exists", "\"public\".\"TaskRun\"").status,
+        Status::Fail
+    );
+}
+
+#[test]
+fn the_publication_must_cover_every_table_with_every_action_and_no_filter() {
+    assert!(all_pass(&verdicts::publication(
+        &pg(),
+        Some(&publication())
+    )));
+
+    let mut p = publication();
+    p.delete = false;
+    p.members.retain(|m| m.table != "task_run_v2");
+    let c = verdicts::publication(&pg(), Some(&p));
+    let actions = find(
+        &c,
+        "publication_actions",
+        "publication \"task_runs_to_clickhouse_v1_publication\"",
+    );
+    assert_eq!(actions.observed, "publish = 'insert, update, truncate'");
+    assert_eq!(
+        actions.fix.as_deref(),
+        Some(
+            "ALTER PUBLICATION \"task_runs_to_clickhouse_v1_publication\" SET (publish = 'insert, update, delete, truncate');"
+        )
+    );
+    assert_eq!(
+        find(&c, "publication_table", "\"public\".\"task_run_v2\"")
+            .fix
+            .as_deref(),
+        Some(
+            "ALTER PUBLICATION \"task_runs_to_clickhouse_v1_publication\" ADD TABLE \"public\".\"task_run_v2\";"
+        )
+    );
+
+    let mut p = publication();
+    p.members[0].row_filter = true;
+    p.members[1].columns = Some(vec!["id".into()]);
+    let c = verdicts::publication(&pg(), Some(&p));
+    assert_eq!(
+        find(&c, "publication_filter", "\"public\".\"TaskRun\"").observed,
+        "has a row filter (WHERE)"
+    );
+    assert_eq!(
+        find(&c, "publication_filter", "\"public\".\"task_run_v2\"").observed,
+        "has a column list without some required columns"
+    );
+}
+
+#[test]
+fn a_table_of_the_same_name_in_another_schema_is_not_a_member() {
+    let mut p = publication();
+    p.members[1].schema = "other".into();
+    let c = verdicts::publication(&pg(), Some(&p));
+    assert_eq!(
+        find(&c, "publication_table", "\"public\".\"task_run_v2\"").status,
+        Status::Fail
+    );
+}
+
+#[test]
+fn an_absent_publication_passes_only_when_the_worker_creates_it() {
+    let mut config = pg();
+    assert!(all_pass(&verdicts::publication(&config, None)));
+    config.create_publication = false;
+    let c = verdicts::publication(&config, None);
+    assert_eq!(c[0].status, Status::Fail);
+    assert!(
+        c[0].fix
+            .as_deref()
+            .unwrap()
+            .starts_with("CREATE PUBLICATION \"task_runs_to_clickhouse_v1_publication\" FOR TABLE \"public\".\"TaskRun\", \"public\".\"task_run_v2\"")
+    );
+}
+
+#[test]
+fn the_slot_must_be_ours_and_not_lost() {
+    assert!(all_pass(&verdicts::slot(&pg(), Some(&slot()))));
+    assert!(all_pass(&verdicts::slot(&pg(), None)));
+    let mut config = pg();
+    config.create_slot = false;
+    assert_eq!(verdicts::slot(&config, None)[0].status, Status::Fail);
+
+    let mut s = slot();
+    s.plugin = "wal2json".into();
+    s.wal_status = Some("lost".into());
+    let c = verdicts::slot(&pg(), Some(&s));
+    let target = "slot task_runs_to_clickhouse_v1";
+    assert_eq!(find(&c, "slot", target).status, Status::Fail);
+    let lost = find(&c, "slot_wal_status", target);
+    assert_eq!(
+        (lost.status, lost.observed.as_str()),
+        (Status::Fail, "lost")
+    );
+    assert!(
+        lost.fix
+            .as_deref()
+            .unwrap()
+            .contains("SELECT pg_drop_replication_slot('task_runs_to_clickhouse_v1');")
+    );
+
+    let mut other_db = slot();
+    other_db.database = Some("postgres".into());
+    assert_eq!(
+        find(&verdicts::slot(&pg(), Some(&other_db)), "slot", target).status,
+        Status::Fail
+    );
+}
+
+#[test]
+fn clickhouse_tables_need_the_engine_and_every_column() {
+    let columns = [("run_id", "String"), ("status", "LowCardinality(String)")];
+    let want = verdicts::ChExpectation {
+        target: "trigger_dev.task_runs_v2".into(),
+        columns: &columns,
+        ddl: "002_task_runs_v2.sql",
+        database: "trigger_dev",
+        replacing: true,
+    };
+    let good = ChTableReading {
+        engine: "ReplacingMergeTree".into(),
+        columns: vec![
+            ("run_id".into(), "String".into()),
+            ("status".into(), "LowCardinality(String)".into()),
+        ],
+    };
+    assert!(all_pass(&verdicts::clickhouse_table(&want, Some(&good))));
+    let missing = verdicts::clickhouse_table(&want, None);
+    assert_eq!(missing[0].status, Status::Fail);
+    assert!(
+        missing[0]
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("002_task_runs_v2.sql")
+    );
+
+    let bad = ChTableReading {
+        engine: "MergeTree".into(),
+        columns: vec![("status".into(), "UInt8".into())],
+    };
+    let c = verdicts::clickhouse_table(&want, Some(&bad));
+    assert_eq!(
+        find(&c, "clickhouse_table", "trigger_dev.task_runs_v2").status,
+        Status::Fail
+    );
+    let cols = find(&c, "clickhouse_columns", "trigger_dev.task_runs_v2");
+    assert_eq!(
+        cols.observed,
+        "run_id missing; status is UInt8, expected LowCardinality(String)"
+    );
+    assert_eq!(
+        cols.fix.as_deref(),
+        Some(
+            "ALTER TABLE trigger_dev.task_runs_v2 ADD COLUMN run_id String; ALTER TABLE trigger_dev.task_runs_v2 MODIFY COLUMN status LowCardinality(String);"
+        )
+    );
+}
+
+#[test]
+fn equivalent_wire_types_compare_equal() {
+    assert_eq!(normalize_type("LowCardinality(String)"), "String");
+    assert_eq!(normalize_type("JSON(max_dynamic_paths = 1024)"), "JSON");
+    assert_eq!(
+        normalize_type("Nullable(DateTime64(3, 'UTC'))"),
+        "Nullable(DateTime64(3))"
+    );
+    assert_eq!(
+        normalize_type("Array(LowCardinality(String))"),
+        "Array(String)"
+    );
+    assert_ne!(normalize_type("UInt16"), normalize_type("UInt8"));
+    assert_ne!(
+        normalize_type("DateTime64(6)"),
+        normalize_type("DateTime64(3)")
+    );
+}

@@ -1,0 +1,373 @@
+//! Verdicts: pure functions from catalog readings to checks, each with what was observed and,
+//! on failure, the SQL (or step) that fixes it. No I/O here, so every rule is unit-tested
+//! (`preflight/tests.rs`) without a server.
+
+use super::report::Check;
+use crate::config::PostgresConfig;
+use crate::pg::catalog::{PublicationReading, ServerReading, SlotReading, TableReading};
+use crate::pg::{quote_ident, quote_literal};
+use crate::sink::catalog::ChTableReading;
+use crate::transform::Col;
+
+/// `"schema"."table"`, the way checks name a table.
+pub fn qualified(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(table))
+}
+
+/// wal_level, wal senders, encoding, the role's REPLICATION attribute, the WAL bound of slots.
+pub fn server(s: &ServerReading) -> Vec<Check> {
+    let mut checks = vec![
+        Check::new(
+            "wal_level",
+            "server",
+            s.wal_level == "logical",
+            &s.wal_level,
+            || "ALTER SYSTEM SET wal_level = logical; -- then restart Postgres".into(),
+        ),
+        Check::new(
+            "max_wal_senders",
+            "server",
+            s.max_wal_senders > 0,
+            s.max_wal_senders.to_string(),
+            || "ALTER SYSTEM SET max_wal_senders = 10; -- then restart Postgres".into(),
+        ),
+        Check::new(
+            "server_encoding",
+            "server",
+            s.encoding == "UTF8",
+            &s.encoding,
+            || "the database must use UTF8: pgoutput sends text in the server encoding".into(),
+        ),
+        Check::new(
+            "replication_role",
+            format!("role {}", s.user),
+            s.can_replicate,
+            if s.can_replicate {
+                "REPLICATION"
+            } else {
+                "no REPLICATION attribute"
+            },
+            || format!("ALTER ROLE {} REPLICATION;", quote_ident(&s.user)),
+        ),
+    ];
+    if s.max_slot_wal_keep_size == "-1" {
+        checks.push(Check::warn(
+            "max_slot_wal_keep_size",
+            "server",
+            "-1 (a stalled slot can retain WAL until the disk is full)",
+            "ALTER SYSTEM SET max_slot_wal_keep_size = '100GB'; SELECT pg_reload_conf(); -- size it to hours of WAL",
+        ));
+    } else {
+        checks.push(Check::new(
+            "max_slot_wal_keep_size",
+            "server",
+            true,
+            &s.max_slot_wal_keep_size,
+            String::new,
+        ));
+    }
+    checks
+}
+
+fn identity_name(relreplident: &str) -> &str {
+    match relreplident {
+        "f" => "full",
+        "d" => "default",
+        "n" => "nothing",
+        "i" => "index",
+        other => other,
+    }
+}
+
+/// Each configured table: exists as an ordinary table, REPLICA IDENTITY FULL, every column the
+/// transform reads, SELECT granted to `user`.
+pub fn tables(pg: &PostgresConfig, found: &[TableReading], user: &str) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for table in &pg.tables {
+        let target = qualified(&pg.schema, table);
+        let Some(t) = found.iter().find(|t| t.name == *table) else {
+            checks.push(Check::new("table_exists", &target, false, "does not exist", || {
+                "create it (config/postgres/*.sql has the DDL) or fix postgres.schema / postgres.tables".to_string()
+            }));
+            continue;
+        };
+        checks.push(Check::new(
+            "table_exists",
+            &target,
+            t.is_ordinary(),
+            format!("oid {}, relkind '{}'", t.oid, t.kind),
+            || "the worker replicates ordinary tables (relkind 'r') only".into(),
+        ));
+        checks.push(Check::new(
+            "replica_identity",
+            &target,
+            t.identity_is_full(),
+            format!(
+                "{} (relreplident = '{}')",
+                identity_name(&t.replica_identity),
+                t.replica_identity
+            ),
+            || format!("ALTER TABLE {target} REPLICA IDENTITY FULL;"),
+        ));
+        let missing: Vec<&str> = Col::ALL
+            .iter()
+            .map(|c| c.pg_name())
+            .filter(|name| !t.has_column(name))
+            .collect();
+        checks.push(Check::new(
+            "table_columns",
+            &target,
+            missing.is_empty(),
+            if missing.is_empty() {
+                format!("all {} columns the transform reads", Col::COUNT)
+            } else {
+                format!("missing {}", missing.join(", "))
+            },
+            || "add the missing columns (config/postgres/*.sql has the full DDL)".into(),
+        ));
+        checks.push(Check::new(
+            "table_select",
+            &target,
+            t.can_select,
+            if t.can_select {
+                "SELECT granted"
+            } else {
+                "no SELECT privilege"
+            },
+            || format!("GRANT SELECT ON {target} TO {};", quote_ident(user)),
+        ));
+    }
+    checks
+}
+
+/// The publication: exists (or will be created), publishes insert/update/delete, covers every
+/// configured table, without a row filter or a column list that drops a required column.
+pub fn publication(pg: &PostgresConfig, reading: Option<&PublicationReading>) -> Vec<Check> {
+    let name = quote_ident(&pg.publication);
+    let target = format!("publication {name}");
+    let all_tables = pg
+        .tables
+        .iter()
+        .map(|t| qualified(&pg.schema, t))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Some(p) = reading else {
+        return vec![if pg.create_publication {
+            Check::new(
+                "publication",
+                &target,
+                true,
+                "absent; created at start (postgres.create_publication = true)",
+                String::new,
+            )
+        } else {
+            Check::new("publication", &target, false, "does not exist", || {
+                format!(
+                    "CREATE PUBLICATION {name} FOR TABLE {all_tables} WITH (publish = 'insert, update, delete');"
+                )
+            })
+        }];
+    };
+    let mut checks = vec![Check::new(
+        "publication_actions",
+        &target,
+        p.publishes_changes(),
+        format!("publish = '{}'", p.actions().join(", ")),
+        || {
+            format!(
+                "ALTER PUBLICATION {name} SET (publish = 'insert, update, delete{}');",
+                if p.truncate { ", truncate" } else { "" }
+            )
+        },
+    )];
+    for table in &pg.tables {
+        let table_target = qualified(&pg.schema, table);
+        let member = p.member(&pg.schema, table);
+        checks.push(Check::new(
+            "publication_table",
+            &table_target,
+            member.is_some(),
+            match member {
+                Some(_) => format!("in {name}"),
+                None => format!("not in {name}"),
+            },
+            || format!("ALTER PUBLICATION {name} ADD TABLE {table_target};"),
+        ));
+        let Some(m) = member else { continue };
+        let partial = m.columns.as_ref().is_some_and(|names| {
+            Col::ALL
+                .iter()
+                .any(|c| !names.iter().any(|n| n == c.pg_name()))
+        });
+        if m.row_filter || partial {
+            checks.push(Check::new(
+                "publication_filter",
+                &table_target,
+                false,
+                if m.row_filter {
+                    "has a row filter (WHERE)"
+                } else {
+                    "has a column list without some required columns"
+                },
+                || format!("ALTER PUBLICATION {name} SET TABLE {all_tables};"),
+            ));
+        }
+    }
+    checks
+}
+
+/// The slot, when it exists: ours (logical, pgoutput, this database) and not invalidated.
+pub fn slot(pg: &PostgresConfig, reading: Option<&SlotReading>) -> Vec<Check> {
+    let target = format!("slot {}", pg.slot);
+    let drop_sql = format!(
+        "SELECT pg_drop_replication_slot({});",
+        quote_literal(&pg.slot)
+    );
+    let Some(s) = reading else {
+        return vec![Check::new(
+            "slot",
+            &target,
+            pg.create_slot,
+            if pg.create_slot {
+                "absent; created at start (postgres.create_slot = true)"
+            } else {
+                "does not exist"
+            },
+            || {
+                format!(
+                    "SELECT pg_create_logical_replication_slot({}, 'pgoutput');",
+                    quote_literal(&pg.slot)
+                )
+            },
+        )];
+    };
+    let status = s.wal_status.clone().unwrap_or_else(|| "unknown".into());
+    vec![
+        Check::new(
+            "slot",
+            &target,
+            s.is_pgoutput_of(&pg.url.dbname),
+            format!(
+                "{}, plugin {}, database {}, {}, confirmed_flush_lsn {}",
+                s.slot_type,
+                s.plugin,
+                s.database.as_deref().unwrap_or("-"),
+                if s.active { "active" } else { "inactive" },
+                s.confirmed_flush_lsn.as_deref().unwrap_or("-")
+            ),
+            || {
+                format!(
+                    "this slot belongs to something else: use another postgres.slot, or {drop_sql}"
+                )
+            },
+        ),
+        Check::new("slot_wal_status", &target, !s.is_lost(), &status, || {
+            format!(
+                "the slot lost WAL it needed: {drop_sql} (the worker creates a new one) and backfill the gap"
+            )
+        }),
+    ]
+}
+
+/// Types that have the same RowBinary encoding compare equal: `LowCardinality(T)` is sent as `T`,
+/// `DateTime64(3, 'UTC')` as `DateTime64(3)`, any `JSON(…)` as a string.
+pub fn normalize_type(t: &str) -> String {
+    let mut s = t.replace(' ', "");
+    while let Some(i) = s.find("LowCardinality(") {
+        let inner_start = i + "LowCardinality(".len();
+        let mut depth = 1;
+        let mut end = inner_start;
+        for (j, ch) in s[inner_start..].char_indices() {
+            match ch {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = inner_start + j;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        s = format!("{}{}{}", &s[..i], &s[inner_start..end], &s[end + 1..]);
+    }
+    if let Some(i) = s.find("JSON(") {
+        let end = s[i..].find(')').map_or(s.len(), |e| i + e + 1);
+        s = format!("{}JSON{}", &s[..i], &s[end..]);
+    }
+    if let Some(i) = s.find("DateTime64(3,") {
+        let end = s[i..].find(')').map_or(s.len(), |e| i + e);
+        s = format!("{}DateTime64(3{}", &s[..i], &s[end..]);
+    }
+    s
+}
+
+/// What the worker expects of one ClickHouse table it writes.
+pub struct ChExpectation<'a> {
+    /// `database.table`, as checks name it.
+    pub target: String,
+    pub columns: &'a [(&'a str, &'a str)],
+    /// The DDL file in config/clickhouse/ that creates it.
+    pub ddl: &'static str,
+    pub database: &'a str,
+    /// It must collapse versions (the runs table).
+    pub replacing: bool,
+}
+
+/// A ClickHouse table: exists, the right engine, every column the worker writes with a type of
+/// the same wire encoding.
+pub fn clickhouse_table(want: &ChExpectation<'_>, found: Option<&ChTableReading>) -> Vec<Check> {
+    let target = &want.target;
+    let Some(t) = found else {
+        return vec![Check::new(
+            "clickhouse_table",
+            target,
+            false,
+            "does not exist",
+            || {
+                format!(
+                    "apply config/clickhouse/{} (with the database name {})",
+                    want.ddl, want.database
+                )
+            },
+        )];
+    };
+    let engine_ok = !want.replacing || t.engine.contains("ReplacingMergeTree");
+    let mut checks = vec![Check::new(
+        "clickhouse_table",
+        target,
+        engine_ok,
+        format!("engine {}", t.engine),
+        || {
+            "the runs table must be a ReplacingMergeTree(_version, _is_deleted): see config/clickhouse/002_task_runs_v2.sql".into()
+        },
+    )];
+    let mut problems = Vec::new();
+    let mut fixes = Vec::new();
+    for (name, ty) in want.columns {
+        match t.columns.iter().find(|(n, _)| n == name) {
+            None => {
+                problems.push(format!("{name} missing"));
+                fixes.push(format!("ALTER TABLE {target} ADD COLUMN {name} {ty};"));
+            }
+            Some((_, actual)) if normalize_type(actual) != normalize_type(ty) => {
+                problems.push(format!("{name} is {actual}, expected {ty}"));
+                fixes.push(format!("ALTER TABLE {target} MODIFY COLUMN {name} {ty};"));
+            }
+            Some(_) => {}
+        }
+    }
+    checks.push(Check::new(
+        "clickhouse_columns",
+        target,
+        problems.is_empty(),
+        if problems.is_empty() {
+            format!("all {} columns the worker writes", want.columns.len())
+        } else {
+            problems.join("; ")
+        },
+        || fixes.join(" "),
+    ));
+    checks
+}
