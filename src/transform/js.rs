@@ -1,11 +1,13 @@
 //! The JavaScript value semantics upstream gets from V8 and that its column rules depend on:
 //! `Number.prototype.toString`, truthiness (`a || b`), and `String(value)` for values that
-//! `JSON.parse` produced. Inputs are valid JSON value texts (see `json`).
+//! `JSON.parse` produced. Inputs are valid JSON value texts, read with `json::read`.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use super::json::{self, Kind};
+// The reader itself, not `json`'s re-exports: `json` renders numbers with this module, so going
+// through it would make the two files import each other.
+use super::json::read::{self, Kind};
 
 /// A number as JavaScript prints it, on the stack. The longest form is 25 bytes
 /// (`-1.2345678901234567e-308`, `-0.000001234567890123456`).
@@ -116,7 +118,7 @@ pub fn parse_number(token: &str) -> f64 {
 
 /// Whether `JSON.parse(value)` is truthy.
 pub fn truthy(value: &str) -> bool {
-    match json::kind(value) {
+    match read::kind(value) {
         Kind::False | Kind::Null => false,
         Kind::String => value.trim() != "\"\"",
         Kind::Number => parse_number(value) != 0.0,
@@ -127,8 +129,8 @@ pub fn truthy(value: &str) -> bool {
 /// `String(JSON.parse(value))`.
 pub fn to_string(value: &str) -> Cow<'_, str> {
     let value = value.trim_matches([' ', '\t', '\n', '\r']);
-    match json::kind(value) {
-        Kind::String => json::decode_string(value),
+    match read::kind(value) {
+        Kind::String => read::decode_string(value),
         Kind::Number => Cow::Owned(number_to_string(parse_number(value)).as_str().to_owned()),
         Kind::True => Cow::Borrowed("true"),
         Kind::False => Cow::Borrowed("false"),
@@ -153,9 +155,9 @@ fn join_array(array: &str) -> String {
                 i += 1;
             }
             _ => {
-                let end = json::skip_value(b, i);
+                let end = read::skip_value(b, i);
                 let element = &array[i..end];
-                if json::kind(element) != Kind::Null {
+                if read::kind(element) != Kind::Null {
                     out.push_str(&to_string(element));
                 }
                 i = end;

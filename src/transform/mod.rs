@@ -8,8 +8,9 @@
 //! Layout, one concept per file:
 //! - `input` / `output`: the row types on either side;
 //! - `values`: Postgres text renderings (timestamps, numbers, booleans, `text[]`);
-//! - `json`: JSON validation, normalization to what upstream's Node round trip sends, member
-//!   access; `js`: the JavaScript semantics those rules rely on;
+//! - `json`: JSON validation and normalization to what upstream's Node round trip sends, with
+//!   `json::read` (member access on valid text) at the bottom; `js`: the JavaScript semantics
+//!   those rules rely on, between the two (`json::read` ← `js` ← the rest of `json`);
 //! - `packet` (`output`, `payload`, `error`) and `superjson`;
 //! - `fingerprint`, `annotations`, `idempotency`: the derived columns.
 
