@@ -4,7 +4,9 @@
 //!
 //! `sha256("<type>:<normalized message>:<normalized stack>")`, first 16 hex digits, where
 //! - type = `String(error.type || error.name || "Error")`,
-//! - message = `String(error.message || "")`, with dynamic parts replaced in a fixed order,
+//! - message = `String(error.message || error.name || error.raw || "")` (upstream #4225: a
+//!   messageless error falls back to its class name, a non-Error throw to its raw value, so they
+//!   no longer collapse into one group), with dynamic parts replaced in a fixed order,
 //! - stack = `String(error.stack || error.stacktrace || "")`, first five lines, numbers and
 //!   directories removed, joined with `|`.
 //!
@@ -99,23 +101,23 @@ pub fn error_fingerprint(error: &str) -> String {
     hex
 }
 
-/// `(String(type || name || "Error"), String(message || ""), String(stack || stacktrace || ""))`,
-/// or `None` when the error is not an object.
+/// `(String(type || name || "Error"), String(message || name || raw || ""),
+/// String(stack || stacktrace || ""))`, or `None` when the error is not an object.
 fn inputs(error: &str) -> Option<(Cow<'_, str>, Cow<'_, str>, Cow<'_, str>)> {
     if json::kind(error) != Kind::Object {
         return None;
     }
-    const NAMES: [&str; 5] = ["type", "name", "message", "stack", "stacktrace"];
-    let mut fields: [Option<&str>; 5] = [None; 5];
+    const NAMES: [&str; 6] = ["type", "name", "message", "raw", "stack", "stacktrace"];
+    let mut fields: [Option<&str>; 6] = [None; 6];
     for (key, value) in json::members(error) {
         if let Some(slot) = NAMES.iter().position(|name| json::key_is(key, name)) {
             fields[slot] = Some(value);
         }
     }
-    let [ty, name, message, stack, stacktrace] = fields;
+    let [ty, name, message, raw, stack, stacktrace] = fields;
     Some((
         first_truthy(&[ty, name]).map_or(Cow::Borrowed("Error"), js::to_string),
-        first_truthy(&[message]).map_or(Cow::Borrowed(""), js::to_string),
+        first_truthy(&[message, name, raw]).map_or(Cow::Borrowed(""), js::to_string),
         first_truthy(&[stack, stacktrace]).map_or(Cow::Borrowed(""), js::to_string),
     ))
 }

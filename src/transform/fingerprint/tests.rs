@@ -1,5 +1,6 @@
 //! Golden values computed by upstream's `calculateErrorFingerprint`, `normalizeErrorMessage` and
-//! `normalizeStackTrace` (ported verbatim to a scratch script and run on node v20).
+//! `normalizeStackTrace` (the upstream file with its type annotations removed, run on node v20;
+//! upstream commit b082e44389337dc6505d590737a6df70867cc8f4).
 
 use super::*;
 
@@ -8,8 +9,8 @@ use super::*;
 const GOLDEN: &[(&str, &str, Option<&str>, Option<&str>)] = &[
     (
         "{\"name\":\"Error\",\"message\":\"\"}",
-        "8f5fe443124cddd2",
-        Some(""),
+        "cc2c5cb7db0d497e",
+        Some("Error"),
         Some(""),
     ),
     (
@@ -210,8 +211,8 @@ const GOLDEN: &[(&str, &str, Option<&str>, Option<&str>)] = &[
     ),
     (
         "{\"type\":\"STRING_ERROR\",\"raw\":\"plain string error\"}",
-        "045eb396bc8ae461",
-        Some(""),
+        "69fbf960163993e6",
+        Some("plain string error"),
         Some(""),
     ),
     (
@@ -294,6 +295,185 @@ const GOLDEN: &[(&str, &str, Option<&str>, Option<&str>)] = &[
     ("42", "", None, None),
     ("true", "", None, None),
 ];
+
+/// The message rule, `String(error.message || error.name || error.raw || "")`, case by case:
+/// (error JSON, fingerprint, normalized message). Values from the upstream function on node.
+const MESSAGE_RULE: &[(&str, &str, &str)] = &[
+    // Empty message: the class name stands in.
+    (
+        "{\"name\":\"TypeError\",\"message\":\"\"}",
+        "ff4c5dc44365b232",
+        "TypeError",
+    ),
+    // A BUILT_IN_ERROR without a message (e.g. a tagged error); `stackTrace` is not read (only
+    // `stack` / `stacktrace`).
+    (
+        "{\"type\":\"BUILT_IN_ERROR\",\"name\":\"AbortError\",\"message\":\"\",\"stackTrace\":\"AbortError: x\\n    at a (/b/c.js:1:2)\"}",
+        "09334e4599a8eb04",
+        "AbortError",
+    ),
+    // No message at all: the name.
+    ("{\"name\":\"TypeError\"}", "ff4c5dc44365b232", "TypeError"),
+    // STRING_ERROR: no message, no name, the raw string, normalized like a message.
+    (
+        "{\"type\":\"STRING_ERROR\",\"raw\":\"Timeout after 30000ms for run_abc123 at /app/src/x.ts\"}",
+        "fd3b81f4aaa3f6f8",
+        "Timeout after 30000ms for <run-id> at <path>",
+    ),
+    // CUSTOM_ERROR: the raw serialized value.
+    (
+        "{\"type\":\"CUSTOM_ERROR\",\"raw\":\"{\\\"code\\\":42}\"}",
+        "e27056c40508deee",
+        "{\"code\":42}",
+    ),
+    // A raw value that is not a string prints as JavaScript's `String(value)`: an object,
+    (
+        "{\"type\":\"CUSTOM_ERROR\",\"raw\":{\"code\":42}}",
+        "eae1277aa8136edc",
+        "[object Object]",
+    ),
+    // a number,
+    ("{\"raw\":42}", "4e86f65c5ff89954", "42"),
+    // a number in JavaScript's form,
+    ("{\"raw\":1.50}", "f37605df9d90ca08", "1.5"),
+    // an array (joined, nested arrays flattened, null as nothing),
+    (
+        "{\"raw\":[1,[2,3],null,\"x\"]}",
+        "3d28417423b823f2",
+        "1,2,3,,x",
+    ),
+    // a boolean.
+    ("{\"raw\":true}", "bba3dff104041a24", "true"),
+    // Falsy raw values fall through to "": false,
+    ("{\"raw\":false}", "8f5fe443124cddd2", ""),
+    // 0,
+    ("{\"raw\":0}", "8f5fe443124cddd2", ""),
+    // the empty string,
+    ("{\"raw\":\"\"}", "8f5fe443124cddd2", ""),
+    // null.
+    ("{\"raw\":null}", "8f5fe443124cddd2", ""),
+    // A numeric message.
+    ("{\"message\":42}", "4e86f65c5ff89954", "42"),
+    // A falsy numeric message falls through to the name,
+    ("{\"message\":0,\"name\":\"E\"}", "419e3f9c70b65cfb", "E"),
+    // then, with a falsy name, to raw;
+    (
+        "{\"message\":0,\"name\":0,\"raw\":\"r\"}",
+        "9eafd5b849c46b09",
+        "r",
+    ),
+    // -0 is falsy too.
+    (
+        "{\"message\":-0.0,\"name\":\"\",\"raw\":\"zero\"}",
+        "29dbf4dff6487066",
+        "zero",
+    ),
+    // false falls through.
+    (
+        "{\"message\":false,\"name\":\"RangeError\"}",
+        "c9bc0b25256ee817",
+        "RangeError",
+    ),
+    // null falls through.
+    (
+        "{\"message\":null,\"name\":null,\"raw\":\"r\"}",
+        "9eafd5b849c46b09",
+        "r",
+    ),
+    // Empty strings fall through.
+    (
+        "{\"message\":\"\",\"name\":\"\",\"raw\":\"x\"}",
+        "2eea5c199b896297",
+        "x",
+    ),
+    // "0" is a non-empty string, so truthy.
+    (
+        "{\"message\":\"0\",\"name\":\"E\"}",
+        "8aeb8d98c28c745c",
+        "0",
+    ),
+    // An empty array is truthy and prints as "": the name is not used.
+    (
+        "{\"message\":[],\"name\":\"E\",\"raw\":\"r\"}",
+        "f7ed211f6e8cefbf",
+        "",
+    ),
+    // An empty object is truthy: `[object Object]`.
+    (
+        "{\"message\":{},\"name\":\"E\"}",
+        "8dd5d6bf465a83d3",
+        "[object Object]",
+    ),
+    // A message wins over name and raw.
+    (
+        "{\"message\":\"m\",\"name\":\"E\",\"raw\":\"r\"}",
+        "422103c075dfe959",
+        "m",
+    ),
+    // Name before raw.
+    ("{\"name\":\"E\",\"raw\":\"r\"}", "419e3f9c70b65cfb", "E"),
+    // A name that is not a string prints as JavaScript does (and is normalized: `<id>`),
+    (
+        "{\"name\":12345,\"message\":\"\"}",
+        "6e949cd512d82d8e",
+        "<id>",
+    ),
+    // including an array.
+    ("{\"name\":[\"A\",\"B\"]}", "44b77d2a39c1027a", "A,B"),
+    // INTERNAL_ERROR with an empty message and no name or raw: "" (its `code` is not read).
+    (
+        "{\"type\":\"INTERNAL_ERROR\",\"code\":\"TASK_PROCESS_OOM_KILLED\",\"message\":\"\"}",
+        "e8020520f548344d",
+        "",
+    ),
+    // Member names are case-sensitive.
+    (
+        "{\"Message\":\"case matters\",\"Name\":\"E\",\"RAW\":\"r\"}",
+        "8f5fe443124cddd2",
+        "",
+    ),
+];
+
+#[test]
+fn message_falls_back_to_name_then_raw() {
+    for &(error, expected, message) in MESSAGE_RULE {
+        assert_eq!(error_fingerprint(error), expected, "{error}");
+        let (_, m, s) = inputs(error).expect("an object");
+        assert_eq!(normalize_message(&m), message, "{error}");
+        assert_eq!(s, "", "{error}");
+    }
+}
+
+#[test]
+fn numeric_messages_beyond_a_double() {
+    // jsonb keeps numerics of any size and prints them in full; `JSON.parse` reads the first as
+    // Infinity (truthy) and the second as 0 (falsy, so the name stands in). Values from node.
+    let huge = format!(r#"{{"message": 1{}, "name": "E"}}"#, "0".repeat(400));
+    assert_eq!(error_fingerprint(&huge), "4292f6df5c832e3d");
+    let tiny = format!(r#"{{"message": 0.{}1, "name": "E"}}"#, "0".repeat(399));
+    assert_eq!(error_fingerprint(&tiny), "419e3f9c70b65cfb");
+}
+
+#[test]
+fn messageless_errors_of_one_type_no_longer_collapse() {
+    // Before upstream #4225 each pair had one fingerprint: same type, no message, no stack.
+    for (a, b) in [
+        (
+            r#"{"type": "BUILT_IN_ERROR", "name": "AbortError", "message": ""}"#,
+            r#"{"type": "BUILT_IN_ERROR", "name": "TimeoutError", "message": ""}"#,
+        ),
+        (
+            r#"{"type": "STRING_ERROR", "raw": "first"}"#,
+            r#"{"type": "STRING_ERROR", "raw": "second"}"#,
+        ),
+        (
+            r#"{"type": "CUSTOM_ERROR", "raw": "{\"code\":1}"}"#,
+            r#"{"type": "CUSTOM_ERROR", "raw": "{\"code\":2}"}"#,
+        ),
+    ] {
+        assert_ne!(error_fingerprint(a), error_fingerprint(b), "{a} / {b}");
+    }
+}
 
 #[test]
 fn fingerprints_match_upstream() {
