@@ -5,8 +5,8 @@
 //! `TransformError::InvalidValue` with the column name. Parsers work on the borrowed text and do
 //! not allocate, except [`text_array`], whose result owns its elements.
 //!
-//! Conversions into the narrower ClickHouse column types saturate instead of wrapping: a value
-//! outside the column's range is clamped to the nearest representable one.
+//! Conversions into the narrower ClickHouse column types give what ClickHouse stores for the
+//! JSON number upstream sends ([`wrap_u8`], [`wrap_u32`], [`json_float`]).
 
 /// `infinity` in a `timestamp(3)` column: the last instant `DateTime64(3)` represents,
 /// 2299-12-31 23:59:59.999 UTC. Postgres' `infinity` means "later than anything"; the column's
@@ -251,24 +251,36 @@ pub fn boolean(text: &str) -> Option<bool> {
     }
 }
 
-/// An integer clamped into `UInt8`.
-pub fn saturate_u8(v: i64) -> u8 {
-    v.clamp(0, i64::from(u8::MAX)) as u8
+/// An integer as a `UInt8` column stores it. Upstream sends the number as it is, and ClickHouse
+/// reads an integer too large for the column modulo 2^8 (`300` → `44`). A negative one it
+/// refuses, failing upstream's insert, so there is no stored value to copy: it becomes 0.
+pub fn wrap_u8(v: i64) -> u8 {
+    if v < 0 { 0 } else { v as u8 }
 }
 
-/// An integer clamped into `UInt32` (negative values become 0).
-pub fn saturate_u32(v: i64) -> u32 {
-    v.clamp(0, i64::from(u32::MAX)) as u32
+/// An integer as a `UInt32` column stores it: modulo 2^32, negative values 0 (see [`wrap_u8`]).
+pub fn wrap_u32(v: i64) -> u32 {
+    if v < 0 { 0 } else { v as u32 }
 }
 
-/// A one-dimensional `text[]` text (`{a,b,"c d","x\"y",NULL}`, `{}`) as its elements.
+/// A `double precision` as a `Float64` column stores it after upstream's client serializes the
+/// row with `JSON.stringify`: NaN and ±Infinity print as `null`, which ClickHouse reads into a
+/// non-nullable column as its default 0, and `-0` prints as `0`.
+pub fn json_float(v: f64) -> f64 {
+    if v.is_finite() && v != 0.0 { v } else { 0.0 }
+}
+
+/// A `text[]` text (`{a,b,"c d","x\"y",NULL}`, `{}`) as the elements upstream's insert leaves
+/// in an `Array(String)` column.
 ///
 /// - A `NULL` element becomes `""`: ClickHouse stores a null inside `Array(String)` as the
 ///   element type's default, which is what upstream ends up with.
 /// - Quoted elements keep their content verbatim after `\x` → `x` unescaping; unquoted elements
 ///   are trimmed of surrounding whitespace (Postgres never emits any, but accepts it on input).
-/// - A multi-dimensional value (`{{a,b},{c}}`) is flattened in order: `text[]` does not enforce a
-///   dimension count, and flattening keeps every string instead of failing the row.
+/// - A multi-dimensional value (`{{a,b},{c,NULL}}`; `text[]` does not enforce a dimension count)
+///   has arrays as elements. node-postgres reads them as nested arrays, the client sends them
+///   through `JSON.stringify`, and ClickHouse keeps each inner array's JSON text as the string
+///   element: `["a","b"]`, `["c",null]`.
 /// - A lower-bound decoration (`[0:1]={a,b}`) is skipped; only the elements matter here.
 pub fn text_array(text: &str) -> Option<Vec<String>> {
     let b = text.as_bytes();
@@ -281,6 +293,8 @@ pub fn text_array(text: &str) -> Option<Vec<String>> {
     }
     i += 1;
     let mut out = Vec::new();
+    // The JSON text of the inner array being read, while `depth > 1`.
+    let mut inner = String::new();
     let mut depth = 1usize;
     // After `{` or `,` an element (or a nested array) must follow; after an element, `,` or `}`.
     let mut expect_element = true;
@@ -291,17 +305,23 @@ pub fn text_array(text: &str) -> Option<Vec<String>> {
         }
         let c = *b.get(i)?;
         if expect_element {
-            match c {
+            let element = match c {
                 b'}' if just_opened => {
-                    depth -= 1;
+                    close(&mut depth, &mut inner, &mut out);
                     i += 1;
                     expect_element = false;
                     just_opened = false;
+                    continue;
                 }
                 b'{' => {
+                    if depth > 1 {
+                        json_separator(&mut inner);
+                    }
+                    inner.push('[');
                     depth += 1;
                     i += 1;
                     just_opened = true;
+                    continue;
                 }
                 b'"' => {
                     let mut s = String::new();
@@ -324,9 +344,7 @@ pub fn text_array(text: &str) -> Option<Vec<String>> {
                     }
                     s.push_str(&text[run..i]);
                     i += 1;
-                    out.push(s);
-                    expect_element = false;
-                    just_opened = false;
+                    Some(s)
                 }
                 b',' | b'}' => return None,
                 _ => {
@@ -352,29 +370,77 @@ pub fn text_array(text: &str) -> Option<Vec<String>> {
                     }
                     if !escaped {
                         let raw = text[start..i].trim_matches([' ', '\t', '\n', '\r']);
-                        if raw.eq_ignore_ascii_case("NULL") {
-                            out.push(String::new());
-                        } else {
-                            out.push(raw.to_owned());
-                        }
+                        (!raw.eq_ignore_ascii_case("NULL")).then(|| raw.to_owned())
                     } else {
                         s.push_str(&text[run..i]);
-                        out.push(s.trim_end_matches([' ', '\t', '\n', '\r']).to_owned());
+                        Some(s.trim_end_matches([' ', '\t', '\n', '\r']).to_owned())
                     }
-                    expect_element = false;
-                    just_opened = false;
+                }
+            };
+            if depth == 1 {
+                out.push(element.unwrap_or_default());
+            } else {
+                json_separator(&mut inner);
+                match element {
+                    Some(s) => push_json_string(&mut inner, &s),
+                    None => inner.push_str("null"),
                 }
             }
+            expect_element = false;
+            just_opened = false;
         } else {
             match c {
                 b',' => expect_element = true,
-                b'}' => depth -= 1,
+                b'}' => close(&mut depth, &mut inner, &mut out),
                 _ => return None,
             }
             i += 1;
         }
     }
     (i == b.len()).then_some(out)
+}
+
+/// Closes the innermost open array; an inner array that ends at the top level is one element.
+fn close(depth: &mut usize, inner: &mut String, out: &mut Vec<String>) {
+    *depth -= 1;
+    if *depth >= 1 {
+        inner.push(']');
+        if *depth == 1 {
+            out.push(std::mem::take(inner));
+        }
+    }
+}
+
+/// A `,` before the next member of a JSON array under construction, unless it is the first.
+fn json_separator(json: &mut String) {
+    if !json.ends_with('[') {
+        json.push(',');
+    }
+}
+
+/// `s` as `JSON.stringify` prints a string: `"` and `\` escaped, the control characters as
+/// `\b \f \n \r \t` or `\u00xx`, everything else as it is.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c < ' ' => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(HEX[(c as usize) >> 4] as char);
+                out.push(HEX[(c as usize) & 0xf] as char);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -549,16 +615,30 @@ mod tests {
     }
 
     #[test]
-    fn saturation() {
-        assert_eq!(saturate_u8(-1), 0);
-        assert_eq!(saturate_u8(0), 0);
-        assert_eq!(saturate_u8(255), 255);
-        assert_eq!(saturate_u8(256), 255);
-        assert_eq!(saturate_u8(i64::MAX), 255);
-        assert_eq!(saturate_u32(-5), 0);
-        assert_eq!(saturate_u32(4_294_967_295), u32::MAX);
-        assert_eq!(saturate_u32(4_294_967_296), u32::MAX);
-        assert_eq!(saturate_u32(2_147_483_647), 2_147_483_647);
+    fn narrowing_wraps_like_clickhouse() {
+        // What ClickHouse 26.9 stores for these JSON numbers in UInt8 / UInt32 columns.
+        assert_eq!(wrap_u8(-1), 0);
+        assert_eq!(wrap_u8(0), 0);
+        assert_eq!(wrap_u8(255), 255);
+        assert_eq!(wrap_u8(256), 0);
+        assert_eq!(wrap_u8(300), 44);
+        assert_eq!(wrap_u8(i64::MAX), 255);
+        assert_eq!(wrap_u32(-5), 0);
+        assert_eq!(wrap_u32(4_294_967_295), u32::MAX);
+        assert_eq!(wrap_u32(4_294_967_296), 0);
+        assert_eq!(wrap_u32(4_294_967_297), 1);
+        assert_eq!(wrap_u32(2_147_483_647), 2_147_483_647);
+    }
+
+    #[test]
+    fn floats_as_json_stringify_sends_them() {
+        assert_eq!(json_float(1.5), 1.5);
+        assert_eq!(json_float(-2.5e-7), -2.5e-7);
+        assert_eq!(json_float(f64::MAX), f64::MAX);
+        assert_eq!(json_float(f64::NAN).to_bits(), 0.0f64.to_bits());
+        assert_eq!(json_float(f64::INFINITY).to_bits(), 0.0f64.to_bits());
+        assert_eq!(json_float(f64::NEG_INFINITY).to_bits(), 0.0f64.to_bits());
+        assert_eq!(json_float(-0.0).to_bits(), 0.0f64.to_bits());
     }
 
     #[test]
@@ -623,8 +703,31 @@ mod tests {
         assert_eq!(arr("{ a , b }"), v(&["a", "b"]));
         assert_eq!(arr(r"{a\,b,c\}}"), v(&["a,b", "c}"]));
         assert_eq!(arr("[0:1]={a,b}"), v(&["a", "b"]));
-        assert_eq!(arr("{{a,b},{c,NULL}}"), v(&["a", "b", "c", ""]));
-        assert_eq!(arr("[1:2][1:1]={{a},{b}}"), v(&["a", "b"]));
+    }
+
+    #[test]
+    fn multidimensional_arrays_have_inner_arrays_as_json_text() {
+        // Expected values: node-postgres' text[] parser, then `JSON.stringify` of each inner
+        // array (which ClickHouse keeps as the string element).
+        assert_eq!(
+            arr("{{a,b},{c,NULL}}"),
+            v(&[r#"["a","b"]"#, r#"["c",null]"#])
+        );
+        assert_eq!(arr("[1:2][1:1]={{a},{b}}"), v(&[r#"["a"]"#, r#"["b"]"#]));
+        assert_eq!(
+            arr(r#"{{{a,NULL}},{{"b\"c",x}}}"#),
+            v(&[r#"[["a",null]]"#, r#"[["b\"c","x"]]"#])
+        );
+        assert_eq!(arr("{{{a}}}"), v(&[r#"[["a"]]"#]));
+        // Escapes: a backslash, a control character, a tab, U+2028 (printed as it is), a quote.
+        assert_eq!(
+            arr("{{\"é\\\\x\",\"\u{1}\t\"},{\"\u{2028}\",\"\\\"\"}}"),
+            v(&["[\"é\\\\x\",\"\\u0001\\t\"]", "[\"\u{2028}\",\"\\\"\"]"])
+        );
+        assert_eq!(
+            arr(r#"{{"{x}","a,b"},{"",NULL}}"#),
+            v(&[r#"["{x}","a,b"]"#, r#"["",null]"#])
+        );
     }
 
     #[test]
