@@ -4,14 +4,18 @@
 //! `prepare_json` gives `{"data":<value>}`, or `{}` (upstream's `{data: undefined}`) when
 //! - the data is NULL or empty,
 //! - the type is neither `application/json` nor `application/super+json`,
-//! - the text has an unpaired UTF-16 surrogate escape, is not valid JSON, or nests deeper than
-//!   ClickHouse can store (see `json::MAX_DEPTH` and `json::MAX_ARRAY_NESTING`; upstream would
-//!   send it and either have the insert rejected, after which its poison-row recovery stores
-//!   `{}`, or, for deep arrays, leave a part ClickHouse can no longer read).
+//! - upstream's `detectBadJsonStrings` fires on the text ([`detect_bad_json_strings`]),
+//! - the text has an unpaired UTF-16 surrogate escape that scan misses, is not valid JSON, or
+//!   nests deeper than ClickHouse can store (see `json::MAX_DEPTH` and `json::MAX_ARRAY_NESTING`;
+//!   upstream would send it and have the insert rejected, or, for deep arrays, leave a part
+//!   ClickHouse can no longer read).
 //!
-//! Upstream's `detectBadJsonStrings` is a byte scan that only knows lowercase hex and also fires
-//! on an escaped backslash followed by `ud800`; we check real escapes, any case (see `json`).
-//! Both outcomes of a real lone surrogate are `{}`.
+//! `detectBadJsonStrings` is a byte scan: it only knows lowercase hex, and it also fires on an
+//! escaped backslash followed by text like `ud800` (`"C:\\udeadbeef"`), which is valid JSON
+//! without any surrogate. We run the same scan, so those documents are `{}` here too. A real lone
+//! surrogate it misses (`\uD835`) reaches upstream's insert, which ClickHouse rejects; the
+//! insert-side recovery (`sanitizeRowsOnParseError`) then replaces the string with
+//! `"[invalid-utf16]"`. That recovery is not part of the transform: here such a document is `{}`.
 
 use super::json::{self, Numbers, Reject};
 use super::superjson::{self, SuperJsonData};
@@ -27,6 +31,11 @@ pub fn prepare_json(data: Option<&str>, data_type: Option<&str>) -> String {
     let Some(data) = data.filter(|d| !d.is_empty()) else {
         return EMPTY.to_owned();
     };
+    if !matches!(data_type, Some(APPLICATION_JSON | APPLICATION_SUPER_JSON))
+        || detect_bad_json_strings(data)
+    {
+        return EMPTY.to_owned();
+    }
     match data_type {
         Some(APPLICATION_JSON) => match json::normalize(data, Numbers::Json, json::MAX_DEPTH) {
             Ok(value) => wrap(&value),
@@ -39,6 +48,51 @@ pub fn prepare_json(data: Option<&str>, data_type: Option<&str>) -> String {
         },
         _ => EMPTY.to_owned(),
     }
+}
+
+/// Upstream's `detectBadJsonStrings` (`apps/webapp/app/utils/detectBadJsonStrings.ts`), step for
+/// step: from each `\u`, a `\ud[89ab]xx` (lowercase hex) not followed by `\ud[c-f]xx`, or a
+/// `\ud[c-f]xx` not preceded by `\ud[89ab]xx`, is bad. It reads the raw text and does not know
+/// whether the backslash is itself escaped.
+///
+/// Upstream indexes UTF-16 code units and we index bytes. Every character the scan compares is
+/// ASCII, and a stretch of ASCII has as many bytes as code units, so the two agree: where a bound
+/// check (`idx + 12 > length`, `idx < 6`) would differ, the characters it guards are not all
+/// ASCII and the comparison that follows fails the same way.
+pub fn detect_bad_json_strings(text: &str) -> bool {
+    let b = text.as_bytes();
+    let hex = |c: u8| matches!(c, b'0'..=b'9' | b'a'..=b'f');
+    let high = |c: u8| matches!(c, b'8' | b'9' | b'a' | b'b');
+    let low = |c: u8| matches!(c, b'c'..=b'f');
+    let mut from = 0;
+    while let Some(idx) = text[from..].find("\\u").map(|i| from + i) {
+        if idx + 6 > b.len() {
+            break;
+        }
+        if b[idx + 2] == b'd' {
+            let third = b[idx + 3];
+            if high(third) && hex(b[idx + 4]) && hex(b[idx + 5]) {
+                if idx + 12 > b.len() {
+                    return true;
+                }
+                let pair = &b[idx + 6..idx + 12];
+                if !(pair[..3] == *b"\\ud" && low(pair[3]) && hex(pair[4]) && hex(pair[5])) {
+                    return true;
+                }
+            }
+            if low(third) && hex(b[idx + 4]) && hex(b[idx + 5]) {
+                if idx < 6 {
+                    return true;
+                }
+                let pair = &b[idx - 6..idx];
+                if !(pair[..3] == *b"\\ud" && high(pair[3]) && hex(pair[4]) && hex(pair[5])) {
+                    return true;
+                }
+            }
+        }
+        from = idx + 2;
+    }
+    false
 }
 
 /// The `error` column: `{"data":<error jsonb>}`, `{"data":null}` for NULL.

@@ -329,17 +329,66 @@ fn valid_json_is_spliced_verbatim() {
     assert_eq!(prepare_json(Some(text), J), format!("{{\"data\":{text}}}"));
 }
 
-/// Where we deliberately differ from upstream (both documented in `packet` and `json`).
+/// (text, upstream's `detectBadJsonStrings(text)`), computed with the upstream function on node.
+const DETECT: &[(&str, bool)] = &[
+    (r#"{"t":"\ud835"}"#, true),
+    (r#"{"t":"\ud835\udc00 ok"}"#, false),
+    (r#"{"t":"\udc00"}"#, true),
+    (r#"{"t":"x\udc00"}"#, true),
+    (r#"{"t":"abcdef\udc00"}"#, true),
+    // Only lowercase hex is recognised.
+    (r#"{"t":"\uD835"}"#, false),
+    (r#"{"t":"\ud8AB"}"#, false),
+    // An escaped backslash followed by surrogate-like text (no surrogate at all) fires...
+    (r#"{"t":"\\ud800"}"#, true),
+    (r#"{"t":"C:\\udeadbeef"}"#, true),
+    // ...and hides a real lone low surrogate behind it.
+    (r#"{"t":"\\ud83d\ude00"}"#, false),
+    (r#"{"t":"\u0041\u00e9"}"#, false),
+    (r#""\ud800""#, true),
+    (r#""\ud800\u0041""#, true),
+    (r#""\ud800\udbff""#, true),
+    (r#""\ud800\udc0""#, true),
+    (r#""é\ud800""#, true),
+    (r#""\ud800é\udc00""#, true),
+    (r#""\ud800"#, true),
+    (r#"\ud8"#, false),
+    (r#""\ud83d\ude00\ud83d\ude00""#, false),
+    (r#"{"\ud835":1}"#, true),
+];
+
 #[test]
-fn divergences_from_upstreams_byte_scan() {
-    // Upstream's detectBadJsonStrings only knows lowercase hex: it passes `\uD835`, sends a lone
-    // surrogate, and ClickHouse rejects the insert; its recovery ends with `{}`.
-    assert_eq!(prepare_json(Some(r#"{"title":"\uD835"}"#), J), "{}");
-    // …and it fires on an escaped backslash followed by `ud800`, which is plain text.
+fn detect_bad_json_strings_matches_upstream() {
+    for &(text, expected) in DETECT {
+        assert_eq!(detect_bad_json_strings(text), expected, "{text}");
+    }
+}
+
+#[test]
+fn upstreams_byte_scan_decides_before_parsing() {
+    // Valid JSON without any surrogate, which upstream's scan still drops.
+    assert_eq!(prepare_json(Some(r#"{"t":"\\ud800"}"#), J), "{}");
+    assert_eq!(prepare_json(Some(r#"{"path":"C:\\udeadbeef"}"#), J), "{}");
+    let sj = r#"{"json":{"path":"C:\\udeadbeef"}}"#;
+    assert_eq!(prepare_json(Some(sj), Some(APPLICATION_SUPER_JSON)), "{}");
+    // The same text one character away from the pattern is kept.
     assert_eq!(
-        prepare_json(Some(r#"{"t":"\\ud800"}"#), J),
-        r#"{"data":{"t":"\\ud800"}}"#
+        prepare_json(Some(r#"{"path":"C:\\udexdbeef"}"#), J),
+        r#"{"data":{"path":"C:\\udexdbeef"}}"#
     );
+    assert_eq!(
+        prepare_json(Some(r#"{"path":"C:\\uDeadbeef"}"#), J),
+        r#"{"data":{"path":"C:\\uDeadbeef"}}"#
+    );
+    assert_eq!(
+        prepare_json(Some(r#"{"path":"C:\\Users\\ud"}"#), J),
+        r#"{"data":{"path":"C:\\Users\\ud"}}"#
+    );
+    // A real lone surrogate the scan misses (uppercase hex, or hidden behind an escaped
+    // backslash): upstream's insert is rejected and its insert-side recovery stores the string
+    // as "[invalid-utf16]"; the transform gives `{}` (see the module comment).
+    assert_eq!(prepare_json(Some(r#"{"title":"\uD835"}"#), J), "{}");
+    assert_eq!(prepare_json(Some(r#"{"t":"\\ud83d\ude00"}"#), J), "{}");
 }
 
 #[test]
