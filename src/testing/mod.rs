@@ -4,5 +4,7 @@
 //! `test-support` feature (Cargo.toml).
 //!
 //! - [`pgoutput`]: the pgoutput encoder, the inverse of the decoder.
+//! - [`runs`]: `RunRow`s to start from, and builder methods for the fields tests vary.
 
 pub mod pgoutput;
+pub mod runs;
