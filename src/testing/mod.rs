@@ -5,6 +5,13 @@
 //!
 //! - [`pgoutput`]: the pgoutput encoder, the inverse of the decoder.
 //! - [`runs`]: `RunRow`s to start from, and builder methods for the fields tests vary.
+//! - [`metrics`]: the one parser of Prometheus text (`/metrics`).
+//! - [`wait`]: polling for a condition with a timeout.
 
+pub mod metrics;
 pub mod pgoutput;
 pub mod runs;
+pub mod wait;
+
+#[cfg(test)]
+mod tests;

@@ -8,8 +8,11 @@ use std::process::Output;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use runs_replicator::testing::metrics;
+use runs_replicator::testing::wait::wait_for;
+
 use crate::support::certs::TestCa;
-use crate::support::expect::{assert_converges, wait_for};
+use crate::support::expect::assert_converges;
 use crate::support::postgres::{SUPERUSER_PASSWORD, give_to_postgres};
 use crate::support::runs::{insert, lit};
 use crate::support::{ChServer, PgCluster, TestEnv, Worker, process, worker};
@@ -198,13 +201,6 @@ async fn write_changes(env: &TestEnv, prefix: &str) {
         .await
         .unwrap();
     }
-}
-
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.split([' ', '{']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -532,7 +528,7 @@ async fn clickhouse_over_https_with_a_private_ca() {
     write_changes(&env, "chtls").await;
     assert_converges(&env, CONVERGE).await;
     let (_, metrics) = worker.get("/metrics").unwrap();
-    let inserted = metric_sum(&metrics, "runs_replicator_rows_inserted_total");
+    let inserted = metrics::sum(&metrics, "runs_replicator_rows_inserted_total");
     assert!(inserted >= 6.0, "{metrics}");
     println!(
         "checked: streamed over https; ClickHouse (read over https with the test CA) equals Postgres; rows_inserted_total = {inserted}"
