@@ -1,7 +1,8 @@
 //! Micro-benchmark of the worker's hot path, in-process and without I/O: pgoutput decode →
 //! relation mapping → transform → transaction and batch collapse → seal → RowBinary encode, on
 //! messages shaped like the e2e benchmark's (benches/e2e/sql.rs): one transaction per change,
-//! inserts of new runs, then updates that complete them (REPLICA IDENTITY FULL old tuples).
+//! inserts of new runs, then updates that complete them (REPLICA IDENTITY FULL old tuples). The
+//! messages are encoded beforehand by the crate's test encoder (`testing::pgoutput`).
 //!
 //! `cargo bench --bench hot_path` prints ns and allocations per change; under `cargo test` it runs
 //! a few hundred changes as a smoke test. For instruction counts:
@@ -14,13 +15,14 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use runs_replicator::pipeline::batch::Batch;
 use runs_replicator::pipeline::changes::{self, Settings};
 use runs_replicator::pipeline::transaction::Transaction;
 use runs_replicator::sink::rowbinary::encode_all;
-use runs_replicator::source::pgoutput::{self, Message};
+use runs_replicator::source::pgoutput::{self, Insert, Message, OldTuple, OldTupleKind, Update};
 use runs_replicator::source::relation::{RelationCache, Replicated};
+use runs_replicator::testing::pgoutput::{encode, text_relation, text_tuple};
 use runs_replicator::transform::{Col, TransformOptions};
 
 struct Counting;
@@ -92,27 +94,13 @@ fn columns() -> Vec<&'static str> {
     c
 }
 
-fn put_str(b: &mut BytesMut, s: &str) {
-    b.put_slice(s.as_bytes());
-    b.put_u8(0);
-}
-
 fn relation() -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_u8(b'R');
-    b.put_u32(OID);
-    put_str(&mut b, "public");
-    put_str(&mut b, "task_run_v2");
-    b.put_u8(b'f');
-    let cols = columns();
-    b.put_u16(cols.len() as u16);
-    for c in cols {
-        b.put_u8(1);
-        put_str(&mut b, c);
-        b.put_u32(25);
-        b.put_i32(-1);
-    }
-    b.freeze()
+    encode(&Message::Relation(text_relation(
+        OID,
+        "public",
+        "task_run_v2",
+        &columns(),
+    )))
 }
 
 fn md5ish(seed: &str, n: usize) -> String {
@@ -277,38 +265,24 @@ fn values(i: u64, completed: bool) -> Vec<Option<String>> {
     v
 }
 
-fn put_tuple(b: &mut BytesMut, values: &[Option<String>]) {
-    b.put_u16(values.len() as u16);
-    for v in values {
-        match v {
-            None => b.put_u8(b'n'),
-            Some(s) => {
-                b.put_u8(b't');
-                b.put_i32(s.len() as i32);
-                b.put_slice(s.as_bytes());
-            }
-        }
-    }
-}
-
 fn insert(i: u64) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_u8(b'I');
-    b.put_u32(OID);
-    b.put_u8(b'N');
-    put_tuple(&mut b, &values(i, false));
-    b.freeze()
+    encode(&Message::Insert(Insert {
+        relation_id: OID,
+        new: text_tuple(&values(i, false)),
+    }))
 }
 
+/// The update that completes run `i`, with its whole old row (REPLICA IDENTITY FULL).
 fn update(i: u64) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_u8(b'U');
-    b.put_u32(OID);
-    b.put_u8(b'O');
-    put_tuple(&mut b, &values(i, false));
-    b.put_u8(b'N');
-    put_tuple(&mut b, &values(i, true));
-    b.freeze()
+    let (old, new) = (values(i, false), values(i, true));
+    encode(&Message::Update(Update {
+        relation_id: OID,
+        old: Some(OldTuple {
+            kind: OldTupleKind::Full,
+            tuple: text_tuple(&old),
+        }),
+        new: text_tuple(&new),
+    }))
 }
 
 #[inline(never)]

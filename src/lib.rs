@@ -13,4 +13,8 @@ pub mod pipeline;
 pub mod preflight;
 pub mod sink;
 pub mod source;
+/// Support for tests and benchmarks, compiled only for `cargo test` and with the `test-support`
+/// feature: never part of the worker.
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod transform;

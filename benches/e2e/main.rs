@@ -23,6 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use procs::{Exit, cpu_seconds, status_mib};
+use runs_replicator::testing::metrics::{buckets, value as metric, value_with as metric_with};
 
 const PUBLICATION: &str = "bench_pub";
 
@@ -432,9 +433,9 @@ listen = "127.0.0.1:{port}"
     fn progress(&self) -> Option<(u64, f64, f64)> {
         let m = self.scrape()?;
         Some((
-            procs::metric(&m, "runs_replicator_acknowledged_lsn")? as u64,
-            procs::metric(&m, "runs_replicator_backpressure").unwrap_or(0.0),
-            procs::metric(&m, "runs_replicator_inflight_batches").unwrap_or(0.0),
+            metric(&m, "runs_replicator_acknowledged_lsn")? as u64,
+            metric(&m, "runs_replicator_backpressure").unwrap_or(0.0),
+            metric(&m, "runs_replicator_inflight_batches").unwrap_or(0.0),
         ))
     }
 
@@ -519,14 +520,12 @@ async fn drain_worker(
     let (walsender_cpu_s, walsender_waits) = ws.await.unwrap();
     let seconds = done.duration_since(started).as_secs_f64();
     let metrics = w.scrape().unwrap_or_default();
-    let batches = procs::metric(&metrics, "runs_replicator_batches_total{result=\"ok\"}")
-        .or_else(|| {
-            metrics
-                .lines()
-                .find(|l| l.starts_with("runs_replicator_batches_total{result=\"ok\"}"))
-                .and_then(|l| l.split_whitespace().last()?.parse().ok())
-        })
-        .unwrap_or(f64::NAN);
+    let batches = metric_with(
+        &metrics,
+        "runs_replicator_batches_total",
+        &[("result", "ok")],
+    )
+    .unwrap_or(f64::NAN);
     let exit = w.stop().expect("worker stops on SIGTERM");
     assert!(exit.success, "worker exited with an error");
     let name = match (baseline, null_sink, plain) {
@@ -678,12 +677,11 @@ async fn steady(a: &Args, slot: &str, first: i32) -> Steady {
     let load_s = t0.elapsed().as_secs_f64().min(a.steady_secs as f64 + 60.0);
     let cpu = cpu_seconds(pid).unwrap_or(0.0) - cpu0;
     let metrics = w.scrape().unwrap_or_default();
-    let hist = procs::buckets(&metrics, "runs_replicator_commit_to_clickhouse_seconds");
-    let flush = procs::buckets(&metrics, "runs_replicator_flush_duration_seconds");
-    let flush_mean = procs::metric(&metrics, "runs_replicator_flush_duration_seconds_sum")
+    let hist = buckets(&metrics, "runs_replicator_commit_to_clickhouse_seconds");
+    let flush = buckets(&metrics, "runs_replicator_flush_duration_seconds");
+    let flush_mean = metric(&metrics, "runs_replicator_flush_duration_seconds_sum")
         .unwrap_or(f64::NAN)
-        / procs::metric(&metrics, "runs_replicator_flush_duration_seconds_count")
-            .unwrap_or(f64::NAN);
+        / metric(&metrics, "runs_replicator_flush_duration_seconds_count").unwrap_or(f64::NAN);
     let _ = w.stop();
     assert_eq!(
         latencies.len() as u64,

@@ -98,32 +98,8 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
-/// The value of an unlabelled Prometheus metric.
-pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-/// Cumulative histogram buckets `(le, count)` of a Prometheus histogram.
-pub fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
-    let prefix = format!("{name}_bucket{{le=\"");
-    text.lines()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .filter_map(|l| {
-            let (le, rest) = l.split_once('"')?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, rest.split_whitespace().last()?.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The upper bound of the bucket holding quantile `q`.
+/// The upper bound of the bucket holding quantile `q` of cumulative histogram buckets
+/// (`runs_replicator::testing::metrics::buckets`).
 pub fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
     let total = buckets.last()?.1;
     if total == 0.0 {

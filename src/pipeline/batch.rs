@@ -109,13 +109,11 @@ impl Batch {
 mod tests {
     use super::*;
     use crate::pipeline::transaction::Transaction;
-    use crate::transform::testing::run_row;
+    use crate::testing::runs::run_row;
 
     fn committed(id: &str, status: &str, end_lsn: u64) -> Committed {
         let mut t = Transaction::new(1, 0);
-        let mut r = run_row(id);
-        r.status = status.into();
-        t.add_row(0, r);
+        t.add_row(0, run_row(id).with_status(status));
         t.commit(end_lsn, 0)
     }
 

@@ -195,22 +195,15 @@ fn permute(rows: &mut [RunRow], mut order: Vec<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::testing::run_row;
+    use crate::testing::runs::run_row;
 
     #[test]
     fn highest_version_wins_and_ties_go_to_the_later_row() {
         let mut set = CollapsedRows::default();
-        let mut a = run_row("run_a");
-        a._version = 5;
-        a.status = "EXECUTING".into();
+        let a = run_row("run_a").with_version(5).with_status("EXECUTING");
         set.upsert(a.clone());
-        let mut older = a.clone();
-        older._version = 4;
-        older.status = "PENDING".into();
-        set.upsert(older);
-        let mut tie = a.clone();
-        tie.status = "COMPLETED_SUCCESSFULLY".into();
-        set.upsert(tie);
+        set.upsert(a.clone().with_version(4).with_status("PENDING"));
+        set.upsert(a.clone().with_status("COMPLETED_SUCCESSFULLY"));
         let rows = set.into_sorted();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].status, "COMPLETED_SUCCESSFULLY");
@@ -229,10 +222,11 @@ mod tests {
         let mut set = CollapsedRows::default();
         for round in 0..3u64 {
             for n in 0..100 {
-                let mut r = run_row(&format!("run_{n}"));
-                r._version = round;
-                r.status = format!("round {round}");
-                set.upsert(r);
+                set.upsert(
+                    run_row(&format!("run_{n}"))
+                        .with_version(round)
+                        .with_status(format!("round {round}")),
+                );
             }
         }
         assert_eq!(set.len(), 100);

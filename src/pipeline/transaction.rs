@@ -125,7 +125,7 @@ impl Transaction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::testing::run_row;
+    use crate::testing::runs::run_row;
 
     #[test]
     fn version_is_generation_over_the_low_56_bits_of_the_lsn() {
@@ -139,9 +139,7 @@ mod tests {
     fn the_final_state_of_each_run_wins_and_payloads_are_kept() {
         let mut t = Transaction::new(7, 0xF0);
         for status in ["PENDING", "EXECUTING", "COMPLETED_SUCCESSFULLY"] {
-            let mut r = run_row("run_1");
-            r.status = status.into();
-            t.add_row(0, r);
+            t.add_row(0, run_row("run_1").with_status(status));
         }
         t.add_payload(PayloadRow {
             run_id: "run_1".into(),
@@ -182,10 +180,8 @@ mod tests {
     fn a_higher_generation_wins_within_a_transaction_in_either_order() {
         for v2_first in [true, false] {
             let mut t = Transaction::new(1, 0x1F0);
-            let mut v2 = run_row("run_1");
-            v2.status = "EXECUTING".into();
-            let mut legacy_tombstone = run_row("run_1");
-            legacy_tombstone._is_deleted = 1;
+            let v2 = run_row("run_1").with_status("EXECUTING");
+            let legacy_tombstone = run_row("run_1").deleted();
             if v2_first {
                 t.add_row(1, v2);
                 t.add_row(0, legacy_tombstone);

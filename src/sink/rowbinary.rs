@@ -191,7 +191,7 @@ impl EncodeRow for PayloadRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::testing::run_row;
+    use crate::testing::runs::run_row;
 
     #[test]
     fn varints_are_leb128() {

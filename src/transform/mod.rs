@@ -76,9 +76,6 @@ pub enum TransformError {
     },
 }
 
-#[cfg(test)]
-pub mod testing;
-
 /// Longest excerpt of an unreadable value kept in [`TransformError::InvalidValue`]: enough to
 /// recognise the rendering, without copying a multi-megabyte payload into a log line.
 const INVALID_VALUE_EXCERPT: usize = 200;

@@ -4,69 +4,21 @@
 
 use runs_replicator::config::Config;
 use runs_replicator::sink::client::{self, INSERT_SETTINGS};
+use runs_replicator::testing::runs::completed_run_row;
 use runs_replicator::transform::RunRow;
 
 use crate::support::TestEnv;
 
+/// Run `i` of the round trip, completed, at `version`; its tombstone when `deleted`.
 pub fn sample_run(i: u32, version: u64, deleted: bool) -> RunRow {
-    RunRow {
-        environment_id: "env_1".into(),
-        organization_id: "org_1".into(),
-        project_id: "proj_1".into(),
-        run_id: format!("run_{i:04}"),
-        updated_at: 1_764_000_000_000 + i as i64,
-        created_at: 1_764_000_000_000,
-        queue_timestamp: Some(1_764_000_000_500),
-        status: "COMPLETED_SUCCESSFULLY".into(),
-        environment_type: "PRODUCTION".into(),
-        friendly_id: format!("run_friendly_{i}"),
-        attempt: 2,
-        engine: "V2".into(),
-        task_identifier: "my-task".into(),
-        queue: "task/my-task".into(),
-        schedule_id: String::new(),
-        batch_id: "batch_1".into(),
-        completed_at: Some(1_764_000_009_000),
-        started_at: Some(1_764_000_001_000),
-        executed_at: None,
-        delay_until: None,
-        queued_at: Some(1_764_000_000_100),
-        expired_at: None,
-        usage_duration_ms: 1234,
-        cost_in_cents: 0.5,
-        base_cost_in_cents: 0.25,
-        output: format!(r#"{{"data":{{"i":{i},"at":"2024-01-02T03:04:05.000Z"}}}}"#),
-        error: r#"{"data":null}"#.into(),
-        error_fingerprint: String::new(),
-        tags: vec!["a".into(), "b c".into()],
-        task_version: "20250101.1".into(),
-        sdk_version: "4.0.0".into(),
-        cli_version: "4.0.0".into(),
-        machine_preset: "small-1x".into(),
-        root_run_id: String::new(),
-        parent_run_id: String::new(),
-        depth: 0,
-        span_id: "span".into(),
-        trace_id: "trace".into(),
-        idempotency_key: String::new(),
-        idempotency_key_user: String::new(),
-        idempotency_key_scope: String::new(),
-        expiration_ttl: "1h".into(),
-        is_test: 0,
-        _version: version,
-        _is_deleted: deleted as u8,
-        concurrency_key: String::new(),
-        bulk_action_group_ids: vec![],
-        worker_queue: "us-east-1".into(),
-        region: "us-east-1".into(),
-        plan_type: "free".into(),
-        max_duration_in_seconds: Some(3600),
-        trigger_source: "api".into(),
-        root_trigger_source: "dashboard".into(),
-        task_kind: "STANDARD".into(),
-        is_warm_start: Some(1),
-        external_deployment_id: String::new(),
+    let mut row = completed_run_row(&format!("run_{i:04}")).with_version(version);
+    row.updated_at += i64::from(i);
+    row.friendly_id = format!("run_friendly_{i}");
+    row.output = format!(r#"{{"data":{{"i":{i},"at":"2024-01-02T03:04:05.000Z"}}}}"#);
+    if deleted {
+        row = row.deleted();
     }
+    row
 }
 
 pub fn config_for(env: &TestEnv) -> Config {

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use runs_replicator::testing::wait::wait_for;
+
 use crate::replication::start_worker;
-use crate::support::expect::{actual_rows, assert_converges, wait_for};
+use crate::support::expect::{actual_rows, assert_converges};
 use crate::support::runs::{insert_many_sql, insert_sql, lit};
 use crate::support::{PgCluster, TestEnv};
 

@@ -2,7 +2,9 @@
 //! acknowledged, so the slot advances while ClickHouse receives nothing.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use runs_replicator::testing::wait::poll;
 
 use crate::support::runs::insert_many_sql;
 use crate::support::{TestEnv, http, process, worker};
@@ -25,11 +27,18 @@ async fn null_sink_acknowledges_and_writes_nothing() {
     let addr = format!("127.0.0.1:{port}");
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(http::get(&addr, "/readyz"), Ok((200, _))) {
-        assert!(Instant::now() < deadline, "not ready:\n{}", log_text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || async {
+            match http::get(&addr, "/readyz") {
+                Ok((200, _)) => Ok(()),
+                _ => Err(()),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|()| panic!("not ready:\n{}", log_text()));
 
     let ids: Vec<String> = (0..20).map(|i| format!("run_null_{i:02}")).collect();
     pg.batch_execute(&insert_many_sql("\"TaskRun\"", &ids, &[]))
@@ -49,19 +58,16 @@ async fn null_sink_acknowledges_and_writes_nothing() {
          FROM pg_replication_slots WHERE slot_name = '{}'",
         env.slot
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let done: bool = pg.query_one(&confirmed_past_end, &[]).await.unwrap().get(0);
-        if done {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the slot did not advance past {end}:\n{}",
-            log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            let done: bool = pg.query_one(&confirmed_past_end, &[]).await.unwrap().get(0);
+            if done { Ok(()) } else { Err(()) }
+        },
+    )
+    .await
+    .unwrap_or_else(|()| panic!("the slot did not advance past {end}:\n{}", log_text()));
 
     let ch = env.ch_client();
     for table in ["task_runs_v2", "raw_task_runs_payload_v1"] {

@@ -4,8 +4,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use runs_replicator::testing::metrics::samples;
+use runs_replicator::testing::wait::{poll, wait_for};
+
 use crate::replication::start_worker;
-use crate::support::expect::{assert_converges, wait_for};
+use crate::support::expect::assert_converges;
 
 use crate::support::runs::insert;
 use crate::support::{TestEnv, Worker, process, worker};
@@ -27,12 +30,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 /// The series names a scrape exposes; a histogram also counts under its own name.
 fn exposed(scrape: &str) -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = scrape
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| l.split(['{', ' ']).next())
-        .map(str::to_string)
-        .collect();
+    let mut out: BTreeSet<String> = samples(scrape).map(|s| s.name.to_string()).collect();
     let histograms: Vec<String> = out
         .iter()
         .filter_map(|n| n.strip_suffix("_bucket").map(str::to_string))
@@ -61,20 +59,22 @@ async fn every_metric_the_dashboard_and_alerts_query_exists() {
         "the dashboard queries the worker's metrics: {wanted:?}"
     );
     // Slot gauges come from the first poll of pg_replication_slots (every second in tests).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let scrape = worker.get("/metrics").map(|m| m.1).unwrap_or_default();
-        let have = exposed(&scrape);
-        let missing: Vec<&String> = wanted.iter().filter(|w| !have.contains(*w)).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not exposed: {missing:?}\n{scrape}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll(
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || async {
+            let scrape = worker.get("/metrics").map(|m| m.1).unwrap_or_default();
+            let have = exposed(&scrape);
+            let missing: Vec<&String> = wanted.iter().filter(|w| !have.contains(*w)).collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err((missing, scrape))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|(missing, scrape)| panic!("not exposed: {missing:?}\n{scrape}"));
     println!(
         "checked: all {} metric names the dashboard and alert rules use are exposed",
         wanted.len()

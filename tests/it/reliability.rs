@@ -3,8 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+use runs_replicator::testing::metrics::{
+    sum as metric_sum, value as metric, value_with as metric_with,
+};
+use runs_replicator::testing::wait::{poll, wait_for};
+
 use crate::replication::start_worker;
-use crate::support::expect::{assert_converges, mismatches, wait_for};
+use crate::support::expect::{assert_converges, mismatches};
 use crate::support::load::write_mixed;
 use crate::support::runs::{insert, lit};
 use crate::support::{ChServer, PgCluster, TestEnv, Worker, process};
@@ -20,34 +25,24 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| l.split([' ', '{']).next() == Some(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 async fn readyz(worker: &Worker) -> Option<(u16, String)> {
     worker.get("/readyz")
 }
 
 async fn wait_unready(worker: &Worker, needle: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let answer = readyz(worker).await;
-        if let Some((503, body)) = &answer
-            && body.contains(needle)
-        {
-            return body.clone();
+    poll(timeout, Duration::from_millis(100), || async {
+        match readyz(worker).await {
+            Some((503, body)) if body.contains(needle) => Ok(body),
+            answer => Err(answer),
         }
-        assert!(
-            Instant::now() < deadline,
+    })
+    .await
+    .unwrap_or_else(|answer| {
+        panic!(
             "/readyz did not fail with {needle:?} in {timeout:?}; last answer {answer:?}; log:\n{}",
             worker.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        )
+    })
 }
 
 async fn wait_ready(worker: &Worker, timeout: Duration) {
@@ -114,11 +109,7 @@ async fn clickhouse_outage_backpressure_and_recovery() {
     wait_ready(&worker, Duration::from_secs(60)).await;
     assert_converges(&env, CONVERGE).await;
     let (_, metrics) = worker.get("/metrics").unwrap();
-    let restarts = metrics
-        .lines()
-        .filter(|l| l.starts_with("runs_replicator_stream_restarts_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>();
+    let restarts = metric_sum(&metrics, "runs_replicator_stream_restarts_total");
     println!("checked: everything arrived; stream restarts during the outage: {restarts}");
     assert!(restarts >= 1.0 || metric(&metrics, "runs_replicator_insert_retries_total").is_some());
 }
@@ -464,8 +455,7 @@ async fn poison_rows_are_isolated_and_the_stream_moves_on() {
     pg.batch_execute(&sql.join(";\n")).await.unwrap();
     println!("injected: two rows ClickHouse refuses, in one batch with 20 good runs");
     insert(&pg, "\"TaskRun\"", "run_after_poison", &[]).await;
-    let deadline = Instant::now() + CONVERGE;
-    let problems = loop {
+    let problems = poll(CONVERGE, Duration::from_millis(200), || async {
         let p = mismatches(&env).await;
         // Two differences also while run_neutralised is still being isolated (missing, like
         // run_rejected): wait for the neutralised one.
@@ -473,15 +463,18 @@ async fn poison_rows_are_isolated_and_the_stream_moves_on() {
             && p.iter()
                 .any(|p| p.starts_with("run run_neutralised: output"))
         {
-            break p;
+            Ok(p)
+        } else {
+            Err(p)
         }
-        assert!(
-            Instant::now() < deadline,
+    })
+    .await
+    .unwrap_or_else(|p| {
+        panic!(
             "still different: {p:?}\nmetrics:\n{}",
             worker.get("/metrics").map(|m| m.1).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        )
+    });
     println!("checked: the good runs and a later run arrived; differences left: {problems:?}");
     assert!(
         problems
@@ -503,23 +496,21 @@ async fn poison_rows_are_isolated_and_the_stream_moves_on() {
     );
     assert_eq!(neutralised.output, "{}", "the refused field is neutralised");
     let metrics = worker.get("/metrics").unwrap().1;
-    let value = |prefix: &str, label: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix) && l.contains(label))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
     assert_eq!(
-        value(
+        metric_with(
+            &metrics,
             "runs_replicator_fields_neutralised_total",
-            "column=\"output\""
+            &[("column", "output")]
         ),
         Some(1.0),
         "{metrics}"
     );
     assert_eq!(
-        value("runs_replicator_rows_rejected_total", "task_runs_v2"),
+        metric_with(
+            &metrics,
+            "runs_replicator_rows_rejected_total",
+            &[("table", "task_runs_v2")]
+        ),
         Some(1.0),
         "{metrics}"
     );

@@ -7,8 +7,9 @@
 //! depends on commit LSNs that a plain SELECT cannot see, so it is the one column not compared.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use runs_replicator::testing::wait::poll;
 use runs_replicator::transform::{self, Col, RunRow, SourceRow, TransformError, TransformOptions};
 
 use super::TestEnv;
@@ -155,43 +156,25 @@ pub async fn mismatches(env: &TestEnv) -> Vec<String> {
 
 /// Waits until ClickHouse equals Postgres, or fails with every difference after `timeout`.
 pub async fn assert_converges(env: &TestEnv, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let converged = poll(timeout, Duration::from_millis(200), || async {
         let problems = mismatches(env).await;
         if problems.is_empty() {
-            return;
+            Ok(())
+        } else {
+            Err(problems)
         }
-        if Instant::now() > deadline {
-            let shown: Vec<_> = problems.iter().take(20).collect();
-            panic!(
-                "ClickHouse does not equal Postgres after {timeout:?}: {} differences, first ones:\n{}",
-                problems.len(),
-                shown
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
+    })
+    .await;
+    if let Err(problems) = converged {
+        let shown: Vec<_> = problems.iter().take(20).collect();
+        panic!(
+            "ClickHouse does not equal Postgres after {timeout:?}: {} differences, first ones:\n{}",
+            problems.len(),
+            shown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -5,7 +5,6 @@
 
 #![allow(dead_code, unused_imports)]
 
-pub mod certs;
 pub mod clickhouse;
 pub mod expect;
 pub mod http;
@@ -13,6 +12,7 @@ pub mod load;
 pub mod postgres;
 pub mod process;
 pub mod runs;
+pub mod tls;
 pub mod worker;
 
 use std::sync::OnceLock;

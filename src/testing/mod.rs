@@ -1,0 +1,17 @@
+//! Test support shared by the unit tests, the integration tests (`tests/it`) and the benchmarks
+//! (`benches/`): building the worker's inputs and reading its outputs the same way everywhere.
+//! The other test and bench targets get it through the crate's dev-dependency on itself with the
+//! `test-support` feature (Cargo.toml).
+//!
+//! - [`pgoutput`]: the pgoutput encoder, the inverse of the decoder.
+//! - [`runs`]: `RunRow`s to start from, and builder methods for the fields tests vary.
+//! - [`metrics`]: the one parser of Prometheus text (`/metrics`).
+//! - [`wait`]: polling for a condition with a timeout.
+
+pub mod metrics;
+pub mod pgoutput;
+pub mod runs;
+pub mod wait;
+
+#[cfg(test)]
+mod tests;
