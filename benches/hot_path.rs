@@ -16,14 +16,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
+use runs_replicator::config::Config;
+use runs_replicator::pipeline::apply::{Applied, SourceState};
 use runs_replicator::pipeline::batch::Batch;
-use runs_replicator::pipeline::changes::{self, Settings};
-use runs_replicator::pipeline::transaction::Transaction;
+use runs_replicator::pipeline::meters::Meters;
 use runs_replicator::sink::rowbinary::encode_all;
 use runs_replicator::source::pgoutput::{self, Insert, Message, OldTuple, OldTupleKind, Update};
-use runs_replicator::source::relation::{RelationCache, Replicated};
 use runs_replicator::testing::pgoutput::{encode, text_relation, text_tuple};
-use runs_replicator::transform::{Col, TransformOptions};
+use runs_replicator::transform::Col;
 
 struct Counting;
 
@@ -286,13 +286,11 @@ fn update(i: u64) -> Bytes {
 }
 
 #[inline(never)]
-/// The worker's synchronous work for `messages`, one transaction each; returns encoded bytes.
-fn run(messages: &[Bytes], relations: &RelationCache, max_rows: usize) -> usize {
-    let opts = TransformOptions::default();
-    let settings = Settings {
-        transform: &opts,
-        payloads: true,
-    };
+/// The worker's synchronous work for `messages`, one transaction each, through the same
+/// `SourceState::apply` the streaming loop uses; returns encoded bytes.
+fn run(messages: &[Bytes], max_rows: usize) -> usize {
+    let mut state = SourceState::new(&Config::default());
+    let mut meters = Meters::default();
     let mut batch = Batch::default();
     let mut encoded = 0;
     let mut buf = Vec::new();
@@ -302,20 +300,24 @@ fn run(messages: &[Bytes], relations: &RelationCache, max_rows: usize) -> usize 
         encode_all(&sealed.payloads, &mut buf);
         n + buf.len()
     };
+    let relation = relation();
+    let message = pgoutput::decode(&relation).expect("decodes");
+    assert!(matches!(
+        state.apply(&message, &mut meters).expect("applies"),
+        Applied::Done
+    ));
     let now = Instant::now();
     for (n, data) in messages.iter().enumerate() {
-        let mut txn = Transaction::new(n as u32, 0);
+        state.begin(n as u32, 0);
         let message = pgoutput::decode(data).expect("decodes");
-        let binding = relations.get(OID).unwrap().unwrap();
-        match &message {
-            Message::Insert(m) => changes::apply_insert(&mut txn, binding, &m.new, &settings),
-            Message::Update(m) => {
-                changes::apply_update(&mut txn, binding, m.old.as_ref(), &m.new, &settings)
-            }
-            _ => unreachable!(),
+        match state.apply(&message, &mut meters).expect("applies") {
+            Applied::Done => {}
+            other => panic!("the bench's changes need no repair: {other:?}"),
         }
-        .expect("applies");
-        batch.add(txn.commit(1000 + n as u64 * 100, 0), now);
+        let committed = state
+            .commit(1000 + n as u64 * 100, 0)
+            .expect("a transaction is open");
+        batch.add(committed, now);
         if batch.len() >= max_rows {
             encoded += encode(&batch.seal());
         }
@@ -334,15 +336,6 @@ fn main() {
         .unwrap_or(if bench { 100_000 } else { 400 });
     let rounds = if bench { 5 } else { 1 };
 
-    let mut relations = RelationCache::default();
-    let Message::Relation(rel) = pgoutput::decode(&relation()).unwrap() else {
-        unreachable!()
-    };
-    let replicated = Replicated {
-        schema: "public".into(),
-        tables: vec![("task_run_v2".into(), 1)],
-    };
-    relations.update(&rel, &replicated).unwrap();
     let runs = changes / 2;
     let mut messages: Vec<Bytes> = (0..runs).map(insert).collect();
     messages.extend((0..runs).map(update));
@@ -354,7 +347,7 @@ fn main() {
     for _ in 0..rounds {
         let a0 = ALLOCS.load(Ordering::Relaxed);
         let t = Instant::now();
-        encoded = run(&messages, &relations, 10_000);
+        encoded = run(&messages, 10_000);
         best = best.min(t.elapsed().as_secs_f64());
         allocs = ALLOCS.load(Ordering::Relaxed) - a0;
     }

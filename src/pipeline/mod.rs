@@ -24,3 +24,6 @@ pub mod rows;
 pub mod sink;
 pub mod transaction;
 pub mod writer;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,297 @@
+//! The loop's invariants, one test each.
+
+use super::bench::{Bench, TASK_RUN, config};
+use crate::pipeline::errors::{HardStop, PipelineError};
+use crate::source::pgoutput::ReplicaIdentity;
+use crate::testing::memory_sink::Fault;
+use crate::testing::task_runs::{self, RunValues};
+use crate::transform::Col;
+
+/// A Commit at `lsn` is acknowledged as `lsn + 1` (its end).
+const fn end(lsn: u64) -> u64 {
+    lsn + 1
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_is_acknowledged_past_a_row_that_is_not_stored() {
+    // An insert is two rows (the run and its payload): batches of two transactions, two
+    // batches written at once, so the second can finish first.
+    let bench = Bench::start(config(3, 2, 1000));
+    let first = bench.sink.hang_next();
+    for (n, lsn) in [100, 200, 300, 400].into_iter().enumerate() {
+        bench.insert(lsn, &format!("run_{n}"));
+    }
+    bench.run_for(50).await;
+    assert_eq!(bench.sink.started(), 2, "both batches are being written");
+    assert!(bench.sink.run("run_3").is_some(), "the second batch is stored");
+    assert_eq!(
+        bench.feed.acked(),
+        0,
+        "the first batch is not stored, so no position may be acknowledged"
+    );
+
+    first.open();
+    bench.run_for(50).await;
+    assert_eq!(bench.feed.acked(), end(400), "both stored: the last commit");
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_write_ends_the_session_without_acknowledging_it() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    bench.insert(100, "run_a");
+    bench.run_for(200).await;
+    assert_eq!(bench.feed.acked(), end(100));
+
+    bench
+        .sink
+        .push_fault(Fault::Fail("ClickHouse is down".into()));
+    bench.insert(200, "run_b");
+    bench.insert(300, "run_c");
+    let acked = bench.feed.clone();
+    let error = bench.ended().await;
+    assert!(matches!(error, PipelineError::Sink(_)), "{error}");
+    assert_eq!(
+        acked.acked(),
+        end(100),
+        "the failed batch and everything after it stay unacknowledged"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keepalive_is_acknowledged_only_when_nothing_is_pending() {
+    let bench = Bench::start(config(10_000, 2, 1000));
+    bench.feed.keepalive(50);
+    bench.run_for(10).await;
+    assert_eq!(bench.feed.acked(), 50, "idle: the server's position");
+
+    // A buffered row: the keepalive must not confirm past it.
+    bench.insert(100, "run_a");
+    bench.feed.keepalive(150);
+    bench.run_for(10).await;
+    assert_eq!(bench.feed.acked(), 50, "a row is buffered, not stored");
+
+    // Stored after the flush interval; an open transaction also holds keepalives back.
+    bench.run_for(1000).await;
+    assert_eq!(bench.feed.acked(), end(100));
+    bench.feed.push(pgwire_replication::ReplicationEvent::Begin {
+        final_lsn: pgwire_replication::Lsn::from_u64(300),
+        xid: 3,
+        commit_time_micros: 0,
+    });
+    bench.feed.keepalive(250);
+    bench.run_for(10).await;
+    assert_eq!(bench.feed.acked(), end(100), "a transaction is open");
+    bench.feed.push(crate::testing::feed::commit(300));
+    bench.feed.keepalive(400);
+    bench.run_for(10).await;
+    assert_eq!(bench.feed.acked(), 400, "idle again");
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_batch_with_every_insert_busy_stops_the_reading() {
+    // Two transactions (four rows) fill a batch; one insert at a time.
+    let bench = Bench::start(config(3, 1, 1000));
+    let gate = bench.sink.hang_next();
+    for n in 0..10u64 {
+        bench.insert(100 * (n + 1), &format!("run_{n}"));
+    }
+    bench.run_for(100).await;
+    // Two Relations, then Begin/XLogData/Commit of two transactions (the batch being written)
+    // and of two more (the full batch waiting for the busy slot): nothing more is read.
+    assert_eq!(bench.feed.taken(), 2 + 4 * 3);
+    assert_eq!(bench.sink.started(), 1);
+
+    gate.open();
+    bench.run_for(100).await;
+    assert_eq!(bench.feed.taken(), 2 + 10 * 3, "everything read once the slot frees");
+    assert_eq!(bench.sink.final_rows().len(), 10);
+    assert_eq!(bench.feed.acked(), end(1000));
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn parts_of_a_large_transaction_land_in_order_and_its_final_state_wins() {
+    // Batches of two rows: a transaction of five changes is written in parts before its Commit.
+    let bench = Bench::start(config(2, 2, 1000));
+    let gate = bench.sink.hang_next();
+    let statuses = ["PENDING", "DEQUEUED", "EXECUTING", "COMPLETED_SUCCESSFULLY"];
+    let mut messages = vec![task_runs::insert(TASK_RUN, &RunValues::new("run_x"))];
+    let mut old = RunValues::new("run_x");
+    for (n, status) in statuses.iter().enumerate().skip(1) {
+        // Each update also touches its own second run, so the transaction outgrows the batch.
+        messages.push(task_runs::insert(
+            TASK_RUN,
+            &RunValues::new(&format!("run_other_{n}")),
+        ));
+        let new = old.clone().status(status);
+        messages.push(task_runs::update(TASK_RUN, &old, &new));
+        old = new;
+    }
+    bench.txn(500, &messages);
+    bench.run_for(100).await;
+    assert_eq!(
+        bench.sink.started(),
+        1,
+        "the next part waits until the first is stored: parts share a version"
+    );
+    assert_eq!(bench.feed.acked(), 0, "nothing is acknowledged before the Commit");
+
+    gate.open();
+    bench.run_for(1100).await;
+    let writes = bench.sink.writes();
+    assert!(writes.len() >= 3, "written in parts: {}", writes.len());
+    let run = bench.sink.run("run_x").expect("run_x is visible once");
+    assert_eq!(run.status, "COMPLETED_SUCCESSFULLY");
+    assert_eq!(run._version, 501, "the spilled version: the commit LSN + 1");
+    assert_eq!(bench.sink.final_rows().len(), 4);
+    assert_eq!(bench.feed.acked(), end(500));
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn replica_identity_default_is_a_hard_stop_while_the_table_is_still_broken() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    bench.insert(100, "run_a");
+    bench.run_for(200).await;
+    assert_eq!(bench.feed.acked(), end(100));
+
+    bench.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Default);
+    bench.txn(200, &[task_runs::delete_by_key(TASK_RUN, "run_a")]);
+    let feed = bench.feed.clone();
+    let sink = bench.sink.clone();
+    let error = bench.ended().await;
+    match &error {
+        PipelineError::HardStop(h) => assert_eq!(h.kind(), "replica_identity", "{error}"),
+        other => panic!("expected a hard stop, got {other}"),
+    }
+    assert_eq!(feed.acked(), end(100), "nothing past the last good commit");
+    assert!(sink.run("run_a").is_some(), "the run is not touched");
+}
+
+#[tokio::test(start_paused = true)]
+async fn once_the_table_is_fixed_a_key_only_delete_tombstones_what_the_sink_shows() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    bench.insert(100, "run_a");
+    bench.insert(110, "run_b");
+    bench.run_for(200).await;
+    assert_eq!(bench.sink.final_rows().len(), 2);
+
+    bench.control.set_complete("TaskRun", true);
+    bench.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Default);
+    bench.txn(200, &[task_runs::delete_by_key(TASK_RUN, "run_a")]);
+    bench.run_for(200).await;
+    assert!(bench.sink.run("run_a").is_none(), "tombstoned");
+    assert!(bench.sink.run("run_b").is_some());
+    assert_eq!(bench.feed.acked(), end(200));
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incomplete_update_is_completed_from_the_current_row() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    bench.control.set_complete("TaskRun", true);
+    bench
+        .control
+        .set_value("run_a", Col::Output, Some(r#"{"big":true}"#));
+    // A relation without the output column: the update cannot carry it.
+    let columns: Vec<&str> = Col::ALL
+        .iter()
+        .map(|c| c.pg_name())
+        .filter(|c| *c != "output")
+        .collect();
+    let rel = crate::testing::pgoutput::text_relation(TASK_RUN, "public", "TaskRun", &columns);
+    bench.feed.push(crate::testing::feed::xlog(crate::testing::pgoutput::encode(
+        &crate::source::pgoutput::Message::Relation(rel),
+    )));
+    let values: Vec<Option<String>> = Col::ALL
+        .iter()
+        .filter(|c| **c != Col::Output)
+        .map(|c| {
+            RunValues::new("run_a")
+                .status("COMPLETED_SUCCESSFULLY")
+                .get(*c)
+                .map(str::to_string)
+        })
+        .collect();
+    let insert = crate::testing::pgoutput::encode(&crate::source::pgoutput::Message::Insert(
+        crate::source::pgoutput::Insert {
+            relation_id: TASK_RUN,
+            new: crate::testing::pgoutput::text_tuple(&values),
+        },
+    ));
+    bench.txn(100, &[insert]);
+    bench.run_for(200).await;
+    let run = bench.sink.run("run_a").expect("repaired");
+    assert_eq!(run.status, "COMPLETED_SUCCESSFULLY");
+    assert_eq!(run.output, r#"{"data":{"big":true}}"#);
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_slot_or_lost_leadership_stops_streaming() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    bench.insert(100, "run_a");
+    bench.run_for(200).await;
+    bench.control.set_slot(None);
+    let error = bench.ended().await;
+    assert!(
+        matches!(error, PipelineError::HardStop(HardStop::SlotMissing { .. })),
+        "{error}"
+    );
+
+    let bench = Bench::start(config(10_000, 2, 100));
+    bench.control.lose_leadership();
+    let error = bench.ended().await;
+    assert!(matches!(error, PipelineError::LockLost), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_undecodable_message_is_a_hard_stop() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    bench.txn(100, &[bytes::Bytes::from_static(b"I\x00")]);
+    let error = bench.ended().await;
+    match &error {
+        PipelineError::HardStop(h) => assert_eq!(h.kind(), "decode", "{error}"),
+        other => panic!("expected a hard stop, got {other}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_graceful_stop_stores_what_was_committed_and_drops_the_open_transaction() {
+    let bench = Bench::start(config(10_000, 2, 60_000));
+    bench.insert(100, "run_a");
+    bench.feed.push(pgwire_replication::ReplicationEvent::Begin {
+        final_lsn: pgwire_replication::Lsn::from_u64(200),
+        xid: 2,
+        commit_time_micros: 0,
+    });
+    bench.feed.push(crate::testing::feed::xlog(task_runs::insert(
+        TASK_RUN,
+        &RunValues::new("run_open"),
+    )));
+    bench.run_for(10).await;
+    assert!(bench.sink.writes().is_empty(), "the batch waits for its interval");
+    let feed = bench.feed.clone();
+    let sink = bench.sink.clone();
+    bench.stop().await.unwrap();
+    assert!(sink.run("run_a").is_some(), "committed: stored on the way out");
+    assert!(sink.run("run_open").is_none(), "not committed: sent again later");
+    assert_eq!(feed.acked(), end(100));
+    assert!(feed.closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_row_is_skipped_and_its_batch_lands() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    bench.sink.refuse("run_poison");
+    bench.insert(100, "run_a");
+    bench.insert(110, "run_poison");
+    bench.insert(120, "run_c");
+    bench.run_for(200).await;
+    assert!(bench.sink.run("run_a").is_some() && bench.sink.run("run_c").is_some());
+    assert!(bench.sink.run("run_poison").is_none());
+    assert_eq!(bench.feed.acked(), end(120));
+    bench.stop().await.unwrap();
+}
