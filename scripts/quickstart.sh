@@ -4,8 +4,8 @@
 #   scripts/quickstart.sh          run the demo, then stop everything and clean up
 #   scripts/quickstart.sh --keep   leave Postgres, ClickHouse and the worker running
 #
-# What it does: installs what is missing (scripts/setup-dev.sh: PostgreSQL 15 binaries, the Python
-# venv with the embedded ClickHouse engine), builds the worker, starts a throwaway Postgres 15
+# What it does: installs what is missing (scripts/setup-dev.sh: PostgreSQL 15 binaries, promtool,
+# the Python venv with the embedded ClickHouse engine), builds the worker, starts a throwaway Postgres 15
 # cluster and the embedded ClickHouse (tools/chserver) in a temp dir, applies the shipped schemas
 # (config/postgres, config/clickhouse), starts the worker, writes a few hundred runs into both
 # "TaskRun" and task_run_v2, updates and deletes some, waits until ClickHouse matches Postgres and

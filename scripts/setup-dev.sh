@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing runs-replicator needs on a Debian machine that has Rust:
-# PostgreSQL 15 server binaries (tests start throwaway clusters from them) and the Python venv with
-# the embedded ClickHouse engine (chdb-core) behind tools/chserver. Idempotent; installs only
-# what is missing. Needs root (or sudo) only when a Debian package is missing.
+# PostgreSQL 15 server binaries (tests start throwaway clusters from them), Debian's prometheus
+# package for promtool (scripts/check-deploy.sh checks and unit-tests the alert rules with it) and
+# the Python venv with the embedded ClickHouse engine (chdb-core) behind tools/chserver.
+# Idempotent; installs only what is missing. Needs root (or sudo) only when a Debian package is
+# missing.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 log() { echo "setup-dev: $*" >&2; }
@@ -30,6 +32,29 @@ fi
 if [ "$(id -u)" = 0 ] && [ -z "${RUNS_REPLICATOR_TEST_POSTGRES_URL:-}" ] && ! id postgres >/dev/null 2>&1; then
   log "tests run Postgres as the 'postgres' user when started as root; creating it"
   useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
+fi
+
+if ! command -v promtool >/dev/null 2>&1; then
+  # Only promtool is used; the package also ships the Prometheus server as a service. A
+  # policy-rc.d that answers 101 ("action forbidden") keeps invoke-rc.d and deb-systemd-invoke from
+  # starting it during the install (Docker images ship one; a fresh VM or chroot may not), and on a
+  # systemd machine the unit is disabled so it does not start at the next boot either.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    trap 'as_root rm -f "$policy"' EXIT
+    printf '#!/bin/sh\n# scripts/setup-dev.sh: no service starts while it installs packages\nexit 101\n' |
+      as_root tee "$policy" >/dev/null
+    as_root chmod 755 "$policy"
+    apt_install prometheus
+    as_root rm -f "$policy"
+    trap - EXIT
+  else
+    apt_install prometheus
+  fi
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now --quiet prometheus.service >&2 || true
+  fi
+  command -v promtool >/dev/null 2>&1 || { log "the prometheus package did not provide promtool"; exit 1; }
 fi
 
 if [ -z "${CLICKHOUSE_URL:-}" ]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up what the tests need (scripts/setup-dev.sh), then runs every check and test:
-# formatting, clippy, the deployment files (scripts/check-deploy.sh), the Rust unit and integration
-# tests (real Postgres 15 clusters and the real ClickHouse engine), and the ClickHouse front's own tests.
+# formatting, clippy, the deployment files (scripts/check-deploy.sh, with promtool's alert rule
+# tests), the Rust unit and integration tests (real Postgres 15 clusters and the real ClickHouse
+# engine), and the ClickHouse front's own tests.
 #
 # Env: CLICKHOUSE_URL                     use a real ClickHouse server instead of the embedded engine
 #      RUNS_REPLICATOR_TEST_POSTGRES_URL  use an external Postgres (superuser, wal_level=logical)
@@ -17,7 +18,7 @@ step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 
-step "deployment files (docker-compose.yml, Dockerfile, Grafana, Prometheus)"
+step "deployment files (docker-compose.yml, Dockerfile, Grafana, Prometheus config and alert rule tests)"
 scripts/check-deploy.sh
 
 step "Rust tests (unit + integration)"
