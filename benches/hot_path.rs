@@ -20,10 +20,10 @@ use runs_replicator::config::Config;
 use runs_replicator::pipeline::apply::{Applied, SourceState};
 use runs_replicator::pipeline::batch::Batch;
 use runs_replicator::pipeline::meters::Meters;
+use runs_replicator::rows::Col;
 use runs_replicator::sink::rowbinary::encode_all;
 use runs_replicator::source::pgoutput::{self, Insert, Message, OldTuple, OldTupleKind, Update};
 use runs_replicator::testing::pgoutput::{encode, text_relation, text_tuple};
-use runs_replicator::transform::Col;
 
 struct Counting;
 

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod pg;
 pub mod pipeline;
 pub mod preflight;
+pub mod rows;
 pub mod sink;
 pub mod source;
 /// Support for tests and benchmarks, compiled only for `cargo test` and with the `test-support`

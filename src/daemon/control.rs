@@ -6,7 +6,7 @@
 use crate::leader::LeaderLock;
 use crate::pg::catalog::{self, CatalogError, SlotReading};
 use crate::pipeline::control::Control;
-use crate::transform::Col;
+use crate::rows::Col;
 
 pub struct PgControl {
     lock: LeaderLock,

@@ -9,9 +9,10 @@ use super::meters::{Meters, count_skips};
 use super::transaction::{Committed, Transaction};
 use crate::config::Config;
 use crate::metrics as m;
+use crate::rows::SourceRow;
 use crate::source::pgoutput::{Message, Relation};
 use crate::source::relation::{RelationCache, RelationError, Replicated, TableBinding};
-use crate::transform::{SourceRow, TransformOptions};
+use crate::transform::TransformOptions;
 
 /// What applying a message leaves for the caller to do.
 #[derive(Debug)]

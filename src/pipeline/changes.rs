@@ -10,9 +10,10 @@
 //! Rows without organizationId or environmentType produce nothing and are counted.
 
 use super::transaction::Transaction;
+use crate::rows::{Col, SourceRow};
 use crate::source::pgoutput::{OldTuple, OldTupleKind, Tuple};
 use crate::source::relation::{RelationError, TableBinding};
-use crate::transform::{self, Col, SkipReason, SourceRow, TransformError, TransformOptions};
+use crate::transform::{self, SkipReason, TransformError, TransformOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {

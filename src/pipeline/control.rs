@@ -8,7 +8,7 @@
 use std::future::Future;
 
 use crate::pg::catalog::{CatalogError, SlotReading};
-use crate::transform::Col;
+use crate::rows::Col;
 
 pub trait Control {
     /// The session that holds the leader lock is still alive (so the lock is still ours).

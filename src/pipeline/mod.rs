@@ -2,7 +2,7 @@
 //!
 //! - `apply` — one source's decoding state; a decoded message applied to it (no I/O).
 //! - `changes` — one row change (INSERT, UPDATE, DELETE) into a transaction's rows.
-//! - `transaction`, `rows`, `batch` — collapsing rows per ClickHouse row, within a transaction
+//! - `transaction`, `collapse`, `batch` — collapsing rows per ClickHouse row, within a transaction
 //!   and across the transactions of a batch.
 //! - `writer` — the batch being filled, the inserts in flight, what may be acknowledged (`ack`).
 //! - `repair` — completing changes a once-broken table streamed incompletely.
@@ -15,12 +15,12 @@ pub mod ack;
 pub mod apply;
 pub mod batch;
 pub mod changes;
+pub mod collapse;
 pub mod control;
 pub mod errors;
 pub mod meters;
 pub mod repair;
 pub mod replicator;
-pub mod rows;
 pub mod sink;
 pub mod transaction;
 pub mod writer;

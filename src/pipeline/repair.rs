@@ -20,10 +20,10 @@ use super::control::Control;
 use super::errors::{HardStop, PipelineError};
 use super::sink::Sink;
 use super::writer::BatchWriter;
+use crate::rows::{Col, SourceRow};
 use crate::source::pgoutput::{Message, OldTupleKind, Tuple};
 use crate::source::relation::{RelationError, TableBinding};
 use crate::source::stream::EventStream;
-use crate::transform::{Col, SourceRow};
 
 /// A Relation whose rows would be incomplete: a hard stop unless the table is complete again
 /// (then the changes made meanwhile are repaired as they replay).

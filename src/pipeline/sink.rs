@@ -8,7 +8,7 @@
 
 use std::future::Future;
 
-use crate::transform::{PayloadRow, RunRow};
+use crate::rows::{PayloadRow, RunRow};
 
 /// What a write stored.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

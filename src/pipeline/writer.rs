@@ -12,13 +12,13 @@ use tokio::task::JoinSet;
 
 use super::ack::AckTracker;
 use super::batch::{Batch, Sealed};
+use super::collapse::CollapsedRows;
 use super::errors::PipelineError;
-use super::rows::CollapsedRows;
 use super::sink::{Sink, SinkError, Written};
 use super::transaction::Committed;
 use crate::config::BatchConfig;
 use crate::metrics as m;
-use crate::transform::{PayloadRow, RunRow};
+use crate::rows::{PayloadRow, RunRow};
 
 /// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01).
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;

@@ -16,9 +16,9 @@ pub use report::{Check, Report, Status};
 
 use crate::config::Config;
 use crate::pg::{self, catalog};
+use crate::rows::{PAYLOAD_COLUMNS, RUN_COLUMNS};
 use crate::sink;
 use crate::sink::catalog::ChReadError;
-use crate::transform::output::{PAYLOAD_COLUMNS, RUN_COLUMNS};
 
 /// The preflight could not run: a server is unreachable or a query failed.
 #[derive(Debug, thiserror::Error)]

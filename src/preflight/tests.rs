@@ -6,8 +6,8 @@ use crate::config::PostgresConfig;
 use crate::pg::catalog::{
     PublicationMember, PublicationReading, ServerReading, SlotReading, TableReading,
 };
+use crate::rows::Col;
 use crate::sink::catalog::ChTableReading;
-use crate::transform::Col;
 
 fn pg() -> PostgresConfig {
     PostgresConfig::default()

@@ -6,8 +6,8 @@ use super::report::Check;
 use crate::config::PostgresConfig;
 use crate::pg::catalog::{PublicationReading, ServerReading, SlotReading, TableReading};
 use crate::pg::{quote_ident, quote_literal};
+use crate::rows::Col;
 use crate::sink::catalog::ChTableReading;
-use crate::transform::Col;
 
 /// `"schema"."table"`, the way checks name a table.
 pub fn qualified(schema: &str, table: &str) -> String {

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::metrics as m;
 use crate::pipeline::sink::{Sink, SinkError, Written};
-use crate::transform::{PayloadRow, RunRow};
+use crate::rows::{PayloadRow, RunRow};
 
 /// ClickHouse exception codes that mean "this data cannot be inserted", as opposed to "this
 /// attempt failed": parse errors, out-of-range values, type mismatches, a constraint or a

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use crate::pg::catalog::{CatalogError, SlotReading};
 use crate::pipeline::control::Control;
-use crate::transform::Col;
+use crate::rows::Col;
 
 pub struct FakeControl {
     state: Mutex<State>,
@@ -99,9 +99,12 @@ impl Control for FakeControl {
         columns: &[Col],
     ) -> Result<Option<Vec<Option<String>>>, CatalogError> {
         Ok(self.with(|s| {
-            s.rows
-                .get(id)
-                .map(|row| columns.iter().map(|c| row.get(c).cloned().flatten()).collect())
+            s.rows.get(id).map(|row| {
+                columns
+                    .iter()
+                    .map(|c| row.get(c).cloned().flatten())
+                    .collect()
+            })
         }))
     }
 }

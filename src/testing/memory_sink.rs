@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::pipeline::sink::{Sink, SinkError, Written};
-use crate::transform::{PayloadRow, RunRow};
+use crate::rows::{PayloadRow, RunRow};
 
 /// What the next write does instead of storing its rows.
 #[derive(Clone)]
@@ -121,7 +121,10 @@ impl MemorySink {
 
     /// The visible row of `run_id`, when there is exactly one.
     pub fn run(&self, run_id: &str) -> Option<RunRow> {
-        let mut found = self.final_rows().into_values().filter(|r| r.run_id == run_id);
+        let mut found = self
+            .final_rows()
+            .into_values()
+            .filter(|r| r.run_id == run_id);
         let row = found.next()?;
         assert!(found.next().is_none(), "run {run_id} is visible twice");
         Some(row)
@@ -172,7 +175,11 @@ impl Sink for MemorySink {
             });
         }
         let refused = |id: &str| inner.refused.iter().any(|r| r == id);
-        let kept: Vec<RunRow> = runs.iter().filter(|r| !refused(&r.run_id)).cloned().collect();
+        let kept: Vec<RunRow> = runs
+            .iter()
+            .filter(|r| !refused(&r.run_id))
+            .cloned()
+            .collect();
         let kept_payloads: Vec<PayloadRow> = payloads
             .iter()
             .filter(|p| !refused(&p.run_id))

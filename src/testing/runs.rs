@@ -3,7 +3,7 @@
 //! timings, costs, tags, versions and annotations set (what the ClickHouse round trip in
 //! `tests/it` writes), and builder methods for the fields tests vary.
 
-use crate::transform::RunRow;
+use crate::rows::RunRow;
 
 /// A plausible runs-table row for `run_id`, version 0.
 pub fn run_row(run_id: &str) -> RunRow {

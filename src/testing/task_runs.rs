@@ -5,10 +5,10 @@
 use bytes::Bytes;
 
 use super::pgoutput::{encode, text_relation, text_tuple};
+use crate::rows::Col;
 use crate::source::pgoutput::{
     Delete, Insert, Message, OldTuple, OldTupleKind, ReplicaIdentity, Update,
 };
-use crate::transform::Col;
 
 /// The Relation message of `schema.table` (every [`Col`], in `Col::ALL` order) under OID `oid`.
 pub fn relation(oid: u32, table: &str, identity: ReplicaIdentity) -> Bytes {

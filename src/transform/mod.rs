@@ -6,7 +6,7 @@
 //! replays collapse.
 //!
 //! Layout, one concept per file:
-//! - `input` / `output`: the row types on either side;
+//! - the row types on either side live in `crate::rows`, which every stage shares;
 //! - `values`: Postgres text renderings (timestamps, numbers, booleans, `text[]`);
 //! - `json`: JSON validation and normalization to what upstream's Node round trip sends, with
 //!   `json::read` (member access on valid text) at the bottom; `js`: the JavaScript semantics
@@ -17,16 +17,13 @@
 mod annotations;
 mod fingerprint;
 mod idempotency;
-pub mod input;
 mod js;
 mod json;
-pub mod output;
 mod packet;
 mod superjson;
 mod values;
 
-pub use input::{Col, SourceRow};
-pub use output::{PayloadRow, RunRow};
+use crate::rows::{Col, PayloadRow, RunRow, SourceRow};
 pub use packet::prepare_json;
 pub use values::{TIMESTAMP_INFINITY_MS, TIMESTAMP_NEG_INFINITY_MS};
 

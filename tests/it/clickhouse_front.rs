@@ -3,9 +3,9 @@
 //! under FINAL, a tombstone hides its row, and a date-like string in JSON keeps its form.
 
 use runs_replicator::config::Config;
+use runs_replicator::rows::RunRow;
 use runs_replicator::sink::client::{self, INSERT_SETTINGS};
 use runs_replicator::testing::runs::completed_run_row;
-use runs_replicator::transform::RunRow;
 
 use crate::support::TestEnv;
 

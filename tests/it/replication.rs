@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use runs_replicator::rows::{PayloadRow, RunRow};
 use runs_replicator::testing::wait::wait_for;
-use runs_replicator::transform::{PayloadRow, RunRow};
 
 use crate::support::expect::{actual_rows, assert_converges};
 use crate::support::runs::{insert, insert_many_sql, insert_sql, lit};

@@ -68,9 +68,10 @@ impl Bench {
     /// A Relation message, in a transaction of its own (as the server sends one before a
     /// relation's first change; an empty transaction around it changes nothing).
     pub fn relation(&self, oid: u32, table: &str, identity: ReplicaIdentity) {
-        self.feed.push(crate::testing::feed::xlog(task_runs::relation(
-            oid, table, identity,
-        )));
+        self.feed
+            .push(crate::testing::feed::xlog(task_runs::relation(
+                oid, table, identity,
+            )));
     }
 
     /// One transaction of `messages` with its commit record at `commit_lsn`.
@@ -81,7 +82,10 @@ impl Bench {
 
     /// A transaction inserting run `id` into `"TaskRun"`.
     pub fn insert(&self, commit_lsn: u64, id: &str) {
-        self.txn(commit_lsn, &[task_runs::insert(TASK_RUN, &RunValues::new(id))]);
+        self.txn(
+            commit_lsn,
+            &[task_runs::insert(TASK_RUN, &RunValues::new(id))],
+        );
     }
 
     /// Lets the loop and the inserts run until all of them wait, moving the paused clock by

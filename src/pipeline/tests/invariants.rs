@@ -2,10 +2,10 @@
 
 use super::bench::{Bench, TASK_RUN, config};
 use crate::pipeline::errors::{HardStop, PipelineError};
+use crate::rows::Col;
 use crate::source::pgoutput::ReplicaIdentity;
 use crate::testing::memory_sink::Fault;
 use crate::testing::task_runs::{self, RunValues};
-use crate::transform::Col;
 
 /// A Commit at `lsn` is acknowledged as `lsn + 1` (its end).
 const fn end(lsn: u64) -> u64 {
@@ -23,7 +23,10 @@ async fn nothing_is_acknowledged_past_a_row_that_is_not_stored() {
     }
     bench.run_for(50).await;
     assert_eq!(bench.sink.started(), 2, "both batches are being written");
-    assert!(bench.sink.run("run_3").is_some(), "the second batch is stored");
+    assert!(
+        bench.sink.run("run_3").is_some(),
+        "the second batch is stored"
+    );
     assert_eq!(
         bench.feed.acked(),
         0,
@@ -74,11 +77,13 @@ async fn a_keepalive_is_acknowledged_only_when_nothing_is_pending() {
     // Stored after the flush interval; an open transaction also holds keepalives back.
     bench.run_for(1000).await;
     assert_eq!(bench.feed.acked(), end(100));
-    bench.feed.push(pgwire_replication::ReplicationEvent::Begin {
-        final_lsn: pgwire_replication::Lsn::from_u64(300),
-        xid: 3,
-        commit_time_micros: 0,
-    });
+    bench
+        .feed
+        .push(pgwire_replication::ReplicationEvent::Begin {
+            final_lsn: pgwire_replication::Lsn::from_u64(300),
+            xid: 3,
+            commit_time_micros: 0,
+        });
     bench.feed.keepalive(250);
     bench.run_for(10).await;
     assert_eq!(bench.feed.acked(), end(100), "a transaction is open");
@@ -105,7 +110,11 @@ async fn a_full_batch_with_every_insert_busy_stops_the_reading() {
 
     gate.open();
     bench.run_for(100).await;
-    assert_eq!(bench.feed.taken(), 2 + 10 * 3, "everything read once the slot frees");
+    assert_eq!(
+        bench.feed.taken(),
+        2 + 10 * 3,
+        "everything read once the slot frees"
+    );
     assert_eq!(bench.sink.final_rows().len(), 10);
     assert_eq!(bench.feed.acked(), end(1000));
     bench.stop().await.unwrap();
@@ -136,7 +145,11 @@ async fn parts_of_a_large_transaction_land_in_order_and_its_final_state_wins() {
         1,
         "the next part waits until the first is stored: parts share a version"
     );
-    assert_eq!(bench.feed.acked(), 0, "nothing is acknowledged before the Commit");
+    assert_eq!(
+        bench.feed.acked(),
+        0,
+        "nothing is acknowledged before the Commit"
+    );
 
     gate.open();
     bench.run_for(1100).await;
@@ -202,9 +215,9 @@ async fn an_incomplete_update_is_completed_from_the_current_row() {
         .filter(|c| *c != "output")
         .collect();
     let rel = crate::testing::pgoutput::text_relation(TASK_RUN, "public", "TaskRun", &columns);
-    bench.feed.push(crate::testing::feed::xlog(crate::testing::pgoutput::encode(
-        &crate::source::pgoutput::Message::Relation(rel),
-    )));
+    bench.feed.push(crate::testing::feed::xlog(
+        crate::testing::pgoutput::encode(&crate::source::pgoutput::Message::Relation(rel)),
+    ));
     let values: Vec<Option<String>> = Col::ALL
         .iter()
         .filter(|c| **c != Col::Output)
@@ -262,22 +275,35 @@ async fn an_undecodable_message_is_a_hard_stop() {
 async fn a_graceful_stop_stores_what_was_committed_and_drops_the_open_transaction() {
     let bench = Bench::start(config(10_000, 2, 60_000));
     bench.insert(100, "run_a");
-    bench.feed.push(pgwire_replication::ReplicationEvent::Begin {
-        final_lsn: pgwire_replication::Lsn::from_u64(200),
-        xid: 2,
-        commit_time_micros: 0,
-    });
-    bench.feed.push(crate::testing::feed::xlog(task_runs::insert(
-        TASK_RUN,
-        &RunValues::new("run_open"),
-    )));
+    bench
+        .feed
+        .push(pgwire_replication::ReplicationEvent::Begin {
+            final_lsn: pgwire_replication::Lsn::from_u64(200),
+            xid: 2,
+            commit_time_micros: 0,
+        });
+    bench
+        .feed
+        .push(crate::testing::feed::xlog(task_runs::insert(
+            TASK_RUN,
+            &RunValues::new("run_open"),
+        )));
     bench.run_for(10).await;
-    assert!(bench.sink.writes().is_empty(), "the batch waits for its interval");
+    assert!(
+        bench.sink.writes().is_empty(),
+        "the batch waits for its interval"
+    );
     let feed = bench.feed.clone();
     let sink = bench.sink.clone();
     bench.stop().await.unwrap();
-    assert!(sink.run("run_a").is_some(), "committed: stored on the way out");
-    assert!(sink.run("run_open").is_none(), "not committed: sent again later");
+    assert!(
+        sink.run("run_a").is_some(),
+        "committed: stored on the way out"
+    );
+    assert!(
+        sink.run("run_open").is_none(),
+        "not committed: sent again later"
+    );
     assert_eq!(feed.acked(), end(100));
     assert!(feed.closed());
 }

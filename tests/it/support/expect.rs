@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use runs_replicator::rows::{Col, RunRow, SourceRow};
 use runs_replicator::testing::wait::poll;
-use runs_replicator::transform::{self, Col, RunRow, SourceRow, TransformError, TransformOptions};
+use runs_replicator::transform::{self, TransformError, TransformOptions};
 
 use super::TestEnv;
 use super::runs::TABLES;

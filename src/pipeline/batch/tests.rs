@@ -1,0 +1,47 @@
+//! Unit tests of `batch`.
+
+use super::*;
+use crate::pipeline::transaction::Transaction;
+use crate::testing::runs::run_row;
+
+fn committed(id: &str, status: &str, end_lsn: u64) -> Committed {
+    let mut t = Transaction::new(1, 0);
+    t.add_row(0, run_row(id).with_status(status));
+    t.commit(end_lsn, 0)
+}
+
+#[test]
+fn later_transactions_win_and_the_end_lsn_is_the_last_commit() {
+    let now = Instant::now();
+    let mut b = Batch::default();
+    b.add(committed("run_1", "EXECUTING", 10), now);
+    b.add(committed("run_2", "PENDING", 20), now);
+    b.add(committed("run_1", "COMPLETED_SUCCESSFULLY", 30), now);
+    b.add(Transaction::new(2, 0).commit(40, 0), now);
+    assert_eq!(b.len(), 2);
+    assert_eq!(
+        b.deadline(Duration::from_secs(1)),
+        Some(now + Duration::from_secs(1))
+    );
+    let sealed = b.seal();
+    assert_eq!(sealed.end_lsn, 40);
+    assert_eq!(sealed.commit_times.len(), 3);
+    let statuses: Vec<_> = sealed
+        .runs
+        .iter()
+        .map(|r| (r.run_id.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [("run_1", "COMPLETED_SUCCESSFULLY"), ("run_2", "PENDING")]
+    );
+    assert!(b.is_empty() && b.deadline(Duration::from_secs(1)).is_none());
+}
+
+#[test]
+fn an_empty_transaction_opens_no_deadline() {
+    let mut b = Batch::default();
+    b.add(Transaction::new(1, 0).commit(5, 0), Instant::now());
+    assert!(b.is_empty());
+    assert_eq!(b.deadline(Duration::from_secs(1)), None);
+}

@@ -1,0 +1,75 @@
+//! Unit tests of `collapse`.
+
+use super::*;
+use crate::testing::runs::run_row;
+
+#[test]
+fn highest_version_wins_and_ties_go_to_the_later_row() {
+    let mut set = CollapsedRows::default();
+    let a = run_row("run_a").with_version(5).with_status("EXECUTING");
+    set.upsert(a.clone());
+    set.upsert(a.clone().with_version(4).with_status("PENDING"));
+    set.upsert(a.clone().with_status("COMPLETED_SUCCESSFULLY"));
+    let rows = set.into_sorted();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "COMPLETED_SUCCESSFULLY");
+}
+
+#[test]
+fn permutation_in_place() {
+    let mut rows: Vec<RunRow> = (0..7).map(|i| run_row(&format!("r{i}"))).collect();
+    permute(&mut rows, vec![3, 0, 6, 1, 2, 5, 4]);
+    let ids: Vec<&str> = rows.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, ["r3", "r0", "r6", "r1", "r2", "r5", "r4"]);
+}
+
+#[test]
+fn large_sets_collapse_like_small_ones() {
+    let mut set = CollapsedRows::default();
+    for round in 0..3u64 {
+        for n in 0..100 {
+            set.upsert(
+                run_row(&format!("run_{n}"))
+                    .with_version(round)
+                    .with_status(format!("round {round}")),
+            );
+        }
+    }
+    assert_eq!(set.len(), 100);
+    let rows = set.into_sorted();
+    assert!(
+        rows.iter()
+            .all(|r| r.status == "round 2" && r._version == 2)
+    );
+    assert!(rows.windows(2).all(|w| w[0].sort_key() < w[1].sort_key()));
+}
+
+#[test]
+fn rows_with_different_keys_stay_apart_and_come_out_sorted() {
+    let mut set = CollapsedRows::default();
+    for (org, id, created) in [
+        ("org_b", "r1", 1),
+        ("org_a", "r2", 2),
+        ("org_a", "r1", 2),
+        ("org_a", "r1", 1),
+    ] {
+        let mut r = run_row(id);
+        r.organization_id = org.into();
+        r.created_at = created;
+        set.upsert(r);
+    }
+    let keys: Vec<_> = set
+        .into_sorted()
+        .iter()
+        .map(|r| (r.organization_id.clone(), r.created_at, r.run_id.clone()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("org_a".to_string(), 1, "r1".to_string()),
+            ("org_a".into(), 2, "r1".into()),
+            ("org_a".into(), 2, "r2".into()),
+            ("org_b".into(), 1, "r1".into())
+        ]
+    );
+}
