@@ -1,5 +1,26 @@
 //! runs-replicator: keeps ClickHouse `trigger_dev.task_runs_v2` equal to Postgres `"TaskRun"` and
-//! `task_run_v2` by consuming logical replication. See ARCHITECTURE.md for the map.
+//! `task_run_v2` by consuming logical replication. ARCHITECTURE.md is the full map.
+//!
+//! # Layout
+//!
+//! The modules follow the data, upstream first; a module imports only modules above it in the
+//! flow or beside it (the foundations), never one downstream of it.
+//!
+//! ```text
+//! source ──► transform ──► pipeline ──► sink
+//! (stream,    (pure: one    (transactions,  (ClickHouse: insert,
+//!  pgoutput,   row in,       batches, ack,   reads; implements
+//!  relations)  rows out)     the loop)       pipeline::sink::Sink)
+//! ```
+//!
+//! - Foundations, used by all: [`rows`] (the row shapes), [`config`] (the one source of
+//!   settings), [`pg`] (Postgres connections and typed catalog readings), [`metrics`].
+//! - The data flow: [`source`], [`transform`], [`pipeline`], [`sink`].
+//! - Around it: [`preflight`] (readings → verdicts → report), [`leader`] (single consumer),
+//!   [`health`] and [`http`] (what operators see), [`logging`].
+//! - The top: [`daemon`] wires a session together (stream, control plane, sink, loop) and
+//!   supervises it; `main.rs` is the command line.
+//! - [`testing`]: in-memory parts and builders for tests and benchmarks, never in the worker.
 
 pub mod config;
 pub mod daemon;
