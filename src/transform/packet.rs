@@ -65,7 +65,13 @@ pub fn detect_bad_json_strings(text: &str) -> bool {
     let high = |c: u8| matches!(c, b'8' | b'9' | b'a' | b'b');
     let low = |c: u8| matches!(c, b'c'..=b'f');
     let mut from = 0;
-    while let Some(idx) = text[from..].find("\\u").map(|i| from + i) {
+    // `indexOf("\\u", from)`, as a search for the backslash (memchr) and a look at the next
+    // byte: a two-byte pattern search was 2.6% of the hot path's instructions.
+    while let Some(idx) = text[from..].find('\\').map(|i| from + i) {
+        if b.get(idx + 1) != Some(&b'u') {
+            from = idx + 1;
+            continue;
+        }
         if idx + 6 > b.len() {
             break;
         }
