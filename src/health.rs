@@ -24,6 +24,9 @@ struct State {
     role: Role,
     hard_stop: Option<(&'static str, String)>,
     clickhouse_failing_since: Option<Instant>,
+    /// ClickHouse refuses the rows of this table (and why): a table-wide refusal the sink keeps
+    /// retrying. Not ready at once: nothing is acknowledged meanwhile.
+    clickhouse_refusing: Option<(String, String)>,
     last_error: Option<String>,
 }
 
@@ -47,6 +50,7 @@ impl Health {
                 role: Role::Starting,
                 hard_stop: None,
                 clickhouse_failing_since: None,
+                clickhouse_refusing: None,
                 last_error: None,
             }),
             clickhouse_grace,
@@ -99,9 +103,29 @@ impl Health {
         });
     }
 
+    /// An insert succeeded: an outage, if there was one, is over (its length is exported).
     pub fn clickhouse_ok(&self) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.clickhouse_failing_since = None;
+        if let Some(since) = s.clickhouse_failing_since.take() {
+            let lasted = since.elapsed().as_secs_f64();
+            metrics::gauge!(m::CLICKHOUSE_LAST_OUTAGE).set(lasted);
+            metrics::gauge!(m::CLICKHOUSE_OUTAGE).set(0.0);
+            metrics::counter!(m::CLICKHOUSE_OUTAGES).increment(1);
+        }
+    }
+
+    /// ClickHouse refuses the rows of `table` table-wide (see `sink::isolate`).
+    pub fn clickhouse_refusing(&self, table: &str, reason: &str) {
+        metrics::gauge!(m::CLICKHOUSE_REFUSING, "table" => table.to_string()).set(1.0);
+        self.update(|s| s.clickhouse_refusing = Some((table.to_string(), reason.to_string())));
+    }
+
+    /// A batch was stored after a table-wide refusal.
+    pub fn clickhouse_accepting(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((table, _)) = s.clickhouse_refusing.take() {
+            metrics::gauge!(m::CLICKHOUSE_REFUSING, "table" => table).set(0.0);
+        }
     }
 
     pub fn set_last_error(&self, error: &str) {
@@ -114,6 +138,14 @@ impl Health {
             Readiness {
                 ready: false,
                 detail: format!("hard stop: {reason}"),
+            }
+        } else if let Some((table, reason)) = &s.clickhouse_refusing {
+            Readiness {
+                ready: false,
+                detail: format!(
+                    "ClickHouse refuses the rows of {table} table-wide ({reason}); holding them, \
+                     nothing after them is acknowledged until it takes them"
+                ),
             }
         } else if let Some(since) = s
             .clickhouse_failing_since
@@ -147,6 +179,10 @@ impl Health {
             }
         };
         metrics::gauge!(m::READY).set(if verdict.ready { 1.0 } else { 0.0 });
+        metrics::gauge!(m::CLICKHOUSE_OUTAGE).set(
+            s.clickhouse_failing_since
+                .map_or(0.0, |t| t.elapsed().as_secs_f64()),
+        );
         verdict
     }
 }

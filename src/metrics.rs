@@ -35,6 +35,10 @@ pub const READY: &str = "runs_replicator_ready";
 pub const HARD_STOP: &str = "runs_replicator_hard_stop";
 pub const RECONNECTS: &str = "runs_replicator_stream_restarts_total";
 pub const BUILD_INFO: &str = "runs_replicator_build_info";
+pub const CLICKHOUSE_OUTAGE: &str = "runs_replicator_clickhouse_outage_seconds";
+pub const CLICKHOUSE_LAST_OUTAGE: &str = "runs_replicator_clickhouse_last_outage_seconds";
+pub const CLICKHOUSE_OUTAGES: &str = "runs_replicator_clickhouse_outages_total";
+pub const CLICKHOUSE_REFUSING: &str = "runs_replicator_clickhouse_refusing";
 
 /// Every `wal_status` value Postgres reports; the gauge is 1 for the current one.
 pub const WAL_STATUSES: &[&str] = &["reserved", "extended", "unreserved", "lost"];
@@ -154,6 +158,24 @@ fn describe() {
         "Stream sessions that ended with an error and were restarted, by cause."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the labels carry the version.");
+    describe_gauge!(
+        CLICKHOUSE_OUTAGE,
+        Unit::Seconds,
+        "How long ClickHouse inserts have been failing (0 while they succeed)."
+    );
+    describe_gauge!(
+        CLICKHOUSE_LAST_OUTAGE,
+        Unit::Seconds,
+        "How long the last ClickHouse outage lasted, from the first failed insert to the first stored one."
+    );
+    describe_counter!(
+        CLICKHOUSE_OUTAGES,
+        "ClickHouse outages that ended (a stored insert after failed ones)."
+    );
+    describe_gauge!(
+        CLICKHOUSE_REFUSING,
+        "1 while ClickHouse refuses the rows of a table table-wide (not poison rows); nothing is acknowledged meanwhile."
+    );
 }
 
 /// Registers every series whose labels are known up front, at zero, so dashboards and alerts
@@ -176,6 +198,7 @@ pub fn register_defaults(config: &crate::config::Config) {
         metrics::counter!(ROWS_INSERTED, "table" => table.clone()).absolute(0);
         metrics::counter!(INSERT_RETRIES, "table" => table.clone()).absolute(0);
         metrics::counter!(ROWS_REJECTED, "table" => table.clone()).absolute(0);
+        metrics::gauge!(CLICKHOUSE_REFUSING, "table" => table.clone()).set(0.0);
         for kind in ["transient", "data"] {
             metrics::counter!(INSERT_ERRORS, "table" => table.clone(), "kind" => kind).absolute(0);
         }
@@ -184,7 +207,7 @@ pub fn register_defaults(config: &crate::config::Config) {
                 .absolute(0);
         }
     }
-    for result in ["ok", "failed"] {
+    for result in ["ok", "failed", "refused"] {
         metrics::counter!(BATCHES, "result" => result).absolute(0);
     }
     for reason in ["missing_organization_id", "missing_environment_type"] {
@@ -197,7 +220,10 @@ pub fn register_defaults(config: &crate::config::Config) {
         metrics::gauge!(HARD_STOP, "reason" => *reason).set(0.0);
     }
     metrics::counter!(TRANSACTIONS).absolute(0);
+    metrics::counter!(CLICKHOUSE_OUTAGES).absolute(0);
     for gauge in [
+        CLICKHOUSE_OUTAGE,
+        CLICKHOUSE_LAST_OUTAGE,
         RECEIVED_LSN,
         ACKNOWLEDGED_LSN,
         BUFFERED_ROWS,

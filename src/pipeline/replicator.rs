@@ -32,6 +32,10 @@ use crate::source::stream::EventStream;
 /// Events handled in a row before the loop looks at timers, inserts and shutdown again.
 const BURST: usize = 256;
 
+/// How long a shutdown waits for the last writes. A sink may wait out a ClickHouse outage
+/// indefinitely; a stopping worker does not: what is not stored stays in the slot.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// The output of `future` if it is ready without waiting (mpsc `recv` is cancel-safe).
 fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
     let mut future = std::pin::pin!(future);
@@ -241,8 +245,17 @@ impl<S: Sink> Replicator<S> {
     /// has been told.
     async fn drain(&mut self, stream: &mut impl EventStream) -> Result<(), PipelineError> {
         self.source.abandon();
-        if let Some(lsn) = self.writer.flush_and_wait().await? {
-            acknowledge(stream, lsn);
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.writer.flush_and_wait()).await {
+            Ok(acked) => {
+                if let Some(lsn) = acked? {
+                    acknowledge(stream, lsn);
+                }
+            }
+            Err(_) => tracing::warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "stopping with batches ClickHouse has not stored; they stay in the slot and are \
+                 sent again at the next start"
+            ),
         }
         let target = self.writer.acknowledged();
         // Standby status updates go out every status_interval; wait for the last one so the

@@ -45,8 +45,10 @@ pub enum SinkError {
 ///   stored. The caller must not acknowledge past it, and will write the same rows again later
 ///   (after a restart from the slot). Writing a row twice is harmless: rows carry their version,
 ///   and equal versions collapse.
-/// - **Retries are the sink's.** Transient failures are retried inside `write` with backoff, a
-///   bounded number of times; `Err` is returned only when the sink gave up.
+/// - **Retries are the sink's.** Transient failures are retried inside `write`; `Err` is
+///   returned only when the sink gave up. (`ClickHouseSink` never gives up on an insert: it
+///   waits out outages and table-wide refusals, so a write can take as long as they last; the
+///   loop bounds only how long a shutdown waits for it.)
 /// - **Order.** Two writes in flight at once may land in either order; rows of one `write` land
 ///   runs first, then payloads. A caller that needs one write to land after another (parts of
 ///   one transaction that share a version) waits for the first to return.

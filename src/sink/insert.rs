@@ -1,112 +1,42 @@
-//! Inserting a sealed batch: runs first, then payloads, each retried with backoff, and a poison
-//! row isolated instead of blocking or dropping its batch.
+//! [`ClickHouseSink`]: the pipeline's [`Sink`] over ClickHouse. A batch is inserted runs first,
+//! then payloads; the policy for each insert is in `sink::attempts` (transient failures and
+//! outages) and `sink::isolate` (refused data).
 //!
-//! Transient failures (network, timeouts, server overload, anything that is not about the data)
-//! are retried with exponential backoff and jitter up to `insert_max_retries`; then the batch
-//! fails, the pipeline restarts from the slot's acknowledged position, and nothing is lost.
-//! ClickHouse refuses a whole INSERT when one row is bad, so a data error splits the batch in
-//! halves until the bad rows are alone; each is retried with its JSON fields replaced by `{}`
-//! one at a time, and a row ClickHouse still refuses is counted and logged with its run id.
-//! No batch is ever retried forever for the same data.
+//! It never gives up on an insert: an outage is waited out (`attempts`), a systemic refusal is
+//! retried with backoff, and either keeps the batch — and every position after it —
+//! unacknowledged while `/readyz` says why. The only rows it does not store are poison rows it
+//! isolated, each logged with its run id and counted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable};
-use clickhouse::RowOwned;
+use backon::{BackoffBuilder, ExponentialBuilder};
 
+use super::attempts::{Attempts, Failure};
 use super::client::{INSERT_SETTINGS, describe, exception_code};
-use super::rowbinary::{self, EncodeRow};
+use super::isolate::{self, Isolated, Refused, TryInsert};
+use super::row::SinkRow;
+use super::rowbinary;
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics as m;
 use crate::pipeline::sink::{Sink, SinkError, Written};
 use crate::rows::{PayloadRow, RunRow};
 
-/// ClickHouse exception codes that mean "this data cannot be inserted", as opposed to "this
-/// attempt failed": parse errors, out-of-range values, type mismatches, a constraint or a
-/// downstream materialized view refusing a row.
-const DATA_ERRORS: &[u32] = &[
-    6,   // CANNOT_PARSE_TEXT
-    26,  // CANNOT_PARSE_QUOTED_STRING
-    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
-    38,  // CANNOT_PARSE_DATE
-    41,  // CANNOT_PARSE_DATETIME
-    53,  // TYPE_MISMATCH
-    69,  // ARGUMENT_OUT_OF_BOUND
-    70,  // CANNOT_CONVERT_TYPE
-    72,  // CANNOT_PARSE_NUMBER
-    117, // INCORRECT_DATA
-    131, // TOO_LARGE_STRING_SIZE
-    321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
-    395, // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (a materialized view refusing a row)
-    469, // VIOLATED_CONSTRAINT
-];
+/// Rows one insert may lose as poison (refused even with every JSON field emptied) before the
+/// refusal counts as systemic: a broken table, not bad rows.
+const REJECTED_BUDGET: usize = 2;
 
-/// A row the sink can insert and, when ClickHouse refuses it, neutralise field by field.
-pub trait SinkRow: RowOwned + EncodeRow + Clone + Send + Sync + 'static {
-    /// Replaces the `step`-th JSON field with `{}`; returns its column, or `None` when there is
-    /// nothing left to neutralise.
-    fn neutralise(&mut self, step: usize) -> Option<&'static str>;
-    fn run_id(&self) -> &str;
-}
-
-impl SinkRow for RunRow {
-    fn neutralise(&mut self, step: usize) -> Option<&'static str> {
-        match step {
-            0 => {
-                self.output = "{}".into();
-                Some("output")
-            }
-            1 => {
-                self.error = "{}".into();
-                self.error_fingerprint.clear();
-                Some("error")
-            }
-            _ => None,
-        }
-    }
-
-    fn run_id(&self) -> &str {
-        &self.run_id
-    }
-}
-
-impl SinkRow for PayloadRow {
-    fn neutralise(&mut self, step: usize) -> Option<&'static str> {
-        (step == 0).then(|| {
-            self.payload = "{}".into();
-            "payload"
-        })
-    }
-
-    fn run_id(&self) -> &str {
-        &self.run_id
-    }
-}
-
-enum Attempt {
-    /// ClickHouse refused the data.
-    Data(String),
-    /// Retries are used up on a failure that is not about the data.
-    Exhausted(SinkError),
-}
-
-#[derive(Debug)]
-struct InsertError {
-    data: bool,
-    text: String,
-}
+/// The longest pause between two attempts of a batch ClickHouse refuses systemically.
+const REFUSAL_MAX_DELAY: Duration = Duration::from_secs(30);
 
 /// The ClickHouse implementation of the pipeline's [`Sink`].
 pub struct ClickHouseSink {
     client: clickhouse::Client,
     runs_table: String,
     payloads_table: Option<String>,
-    settings: Vec<(&'static str, &'static str)>,
-    max_retries: u32,
-    min_delay: Duration,
-    max_delay: Duration,
+    settings: Vec<(&'static str, String)>,
+    attempts: Attempts,
     timeout: Duration,
     health: Arc<Health>,
     /// `--null-sink`: encode, then discard instead of sending.
@@ -116,14 +46,55 @@ pub struct ClickHouseSink {
     /// Encoding buffers, reused: a fresh multi-megabyte buffer per insert is fresh pages the
     /// kernel has to fault in and zero, which the drain's profile showed.
     buffers: std::sync::Mutex<Vec<Vec<u8>>>,
+    /// A runs row ClickHouse stored recently, not a failed run's (the error views upstream
+    /// ships count failed runs on every insert): the canary of `sink::isolate`.
+    canary: std::sync::Mutex<Option<RunRow>>,
 }
 
 /// Uncompressed bytes per compressed block sent: the clickhouse crate's own chunk size.
 const BLOCK: usize = 1 << 18;
 
+/// How an insert went, before the policy decides what to do about it.
+#[derive(Debug)]
+pub(super) struct InsertError {
+    /// ClickHouse refused the data (as opposed to: the attempt failed).
+    pub data: bool,
+    pub text: String,
+}
+
 impl Sink for ClickHouseSink {
     async fn write(&self, runs: &[RunRow], payloads: &[PayloadRow]) -> Result<Written, SinkError> {
-        self.write_batch(runs, payloads).await
+        let started = Instant::now();
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(REFUSAL_MAX_DELAY)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let written = loop {
+            match self.write_once(runs, payloads).await {
+                Ok(written) => break written,
+                Err(Systemic { table, reason }) => {
+                    metrics::counter!(m::BATCHES, "result" => "refused").increment(1);
+                    self.health.clickhouse_refusing(&table, &reason);
+                    let delay = delays.next().unwrap_or(REFUSAL_MAX_DELAY);
+                    tracing::error!(
+                        table,
+                        error = %reason,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "ClickHouse refuses most rows of the batch: a table-wide refusal (a materialized \
+                         view, a constraint, a column type?), not poison rows; nothing is dropped or \
+                         acknowledged, the batch is retried until ClickHouse takes it"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        };
+        self.health.clickhouse_accepting();
+        metrics::histogram!(m::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::BATCH_ROWS).record((runs.len() + payloads.len()) as f64);
+        metrics::counter!(m::BATCHES, "result" => "ok").increment(1);
+        Ok(written)
     }
 
     async fn visible_rows(&self, run_id: &str) -> Result<Vec<RunRow>, SinkError> {
@@ -145,65 +116,122 @@ impl Sink for ClickHouseSink {
     }
 }
 
+/// A refusal isolation could not explain with poison rows.
+struct Systemic {
+    table: String,
+    reason: String,
+}
+
+/// The inserts of one table, as isolation sees them.
+struct TableInserts<'a> {
+    sink: &'a ClickHouseSink,
+    table: &'a str,
+}
+
+impl<T: SinkRow> TryInsert<T> for TableInserts<'_> {
+    async fn try_insert(&self, rows: &[T]) -> Result<(), Refused> {
+        self.sink.insert(self.table, rows).await
+    }
+
+    async fn canary(&self) -> Option<bool> {
+        if self.table != self.sink.runs_table {
+            return None;
+        }
+        let cached = self.sink.canary.lock().expect("not poisoned").clone();
+        let row = match cached {
+            Some(row) => row,
+            None => self.sink.stored_canary().await?,
+        };
+        let taken = self
+            .sink
+            .insert(self.table, std::slice::from_ref(&row))
+            .await
+            .is_ok();
+        tracing::debug!(table = self.table, run_id = %row.run_id, taken, "canary");
+        Some(taken)
+    }
+}
+
 impl ClickHouseSink {
     pub fn new(config: &Config, client: clickhouse::Client, health: Arc<Health>) -> ClickHouseSink {
         let ch = &config.clickhouse;
-        let mut settings: Vec<(&str, &str)> = INSERT_SETTINGS.to_vec();
+        let mut settings: Vec<(&str, String)> = INSERT_SETTINGS
+            .iter()
+            .map(|(k, v)| (*k, v.to_string()))
+            .collect();
         // Synchronous by default; async inserts only with wait_for_async_insert, so a success
         // always means the rows are stored and the LSN may be acknowledged.
         if ch.async_insert {
-            settings.extend([("async_insert", "1"), ("wait_for_async_insert", "1")]);
+            settings.extend([
+                ("async_insert", "1".into()),
+                ("wait_for_async_insert", "1".into()),
+            ]);
         } else {
-            settings.push(("async_insert", "0"));
+            settings.push(("async_insert", "0".into()));
         }
+        let timeout = Duration::from_millis(ch.request_timeout_ms);
+        // The server gives up on an insert before the client does: an insert this worker stopped
+        // waiting for can then never be stored later, behind the retry that replaced it (which
+        // would let an older part of a transaction win a version tie).
+        let server_limit = timeout
+            .saturating_sub(Duration::from_secs(2))
+            .max(Duration::from_millis(500));
+        settings.push((
+            "max_execution_time",
+            format!("{:.3}", server_limit.as_secs_f64()),
+        ));
         ClickHouseSink {
+            attempts: Attempts::new(config, client.clone(), health.clone()),
             client,
             runs_table: ch.runs_table.clone(),
             payloads_table: (!ch.payloads_table.is_empty()).then(|| ch.payloads_table.clone()),
             settings,
-            max_retries: ch.insert_max_retries,
-            min_delay: Duration::from_millis(ch.retry_min_delay_ms),
-            max_delay: Duration::from_millis(ch.retry_max_delay_ms),
-            timeout: Duration::from_millis(ch.request_timeout_ms),
+            timeout,
             health,
             null: ch.null_sink,
             compress: ch.compression == crate::config::Compression::Lz4,
             buffers: std::sync::Mutex::new(Vec::new()),
+            canary: std::sync::Mutex::new(None),
         }
     }
 
-    /// Inserts a batch. `Ok` means ClickHouse holds every row (or rejected ones were recorded).
-    async fn write_batch(
+    /// A runs row ClickHouse already holds, as a reader sees it, for a canary when this process
+    /// stored none yet (its first batch is the refused one).
+    async fn stored_canary(&self) -> Option<RunRow> {
+        let query = self
+            .client
+            .query(&format!(
+                "SELECT ?fields FROM {} FINAL WHERE error_fingerprint = '' LIMIT 1",
+                self.runs_table
+            ))
+            .with_setting("output_format_binary_write_json_as_string", "1")
+            .fetch_optional::<RunRow>();
+        super::catalog::answer("a canary row", self.timeout, query)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// One attempt at the batch: every row stored or isolated, or a systemic refusal.
+    async fn write_once(
         &self,
         runs: &[RunRow],
         payloads: &[PayloadRow],
-    ) -> Result<Written, SinkError> {
-        let started = Instant::now();
+    ) -> Result<Written, Systemic> {
         let mut written = Written::default();
-        let result = async {
-            if !runs.is_empty() {
-                let (ok, rejected) = self.insert_all(&self.runs_table, runs).await?;
-                written.runs = ok;
-                written.rejected += rejected;
-            }
-            if let Some(table) = &self.payloads_table
-                && !payloads.is_empty()
-            {
-                let (ok, rejected) = self.insert_all(table, payloads).await?;
-                written.payloads = ok;
-                written.rejected += rejected;
-            }
-            Ok(written)
+        if !runs.is_empty() {
+            let (ok, rejected) = self.insert_all(&self.runs_table, runs).await?;
+            written.runs = ok;
+            written.rejected += rejected;
         }
-        .await;
-        metrics::histogram!(m::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
-        metrics::histogram!(m::BATCH_ROWS).record((runs.len() + payloads.len()) as f64);
-        let label = if result.is_ok() { "ok" } else { "failed" };
-        metrics::counter!(m::BATCHES, "result" => label).increment(1);
-        if result.is_ok() {
-            self.health.clickhouse_ok();
+        if let Some(table) = &self.payloads_table
+            && !payloads.is_empty()
+        {
+            let (ok, rejected) = self.insert_all(table, payloads).await?;
+            written.payloads = ok;
+            written.rejected += rejected;
         }
-        result
+        Ok(written)
     }
 
     /// Inserts `rows`, isolating refused rows. Returns (rows stored, rows rejected).
@@ -211,141 +239,96 @@ impl ClickHouseSink {
         &self,
         table: &str,
         rows: &[T],
-    ) -> Result<(usize, usize), SinkError> {
-        match self.insert_with_retry(table, rows).await {
+    ) -> Result<(usize, usize), Systemic> {
+        let refused = match self.insert(table, rows).await {
             Ok(()) => {
                 metrics::counter!(m::ROWS_INSERTED, "table" => table.to_string())
                     .increment(rows.len() as u64);
-                Ok((rows.len(), 0))
+                return Ok((rows.len(), 0));
             }
-            Err(Attempt::Exhausted(e)) => Err(e),
-            Err(Attempt::Data(reason)) => self.isolate(table, rows, reason).await,
-        }
-    }
-
-    async fn isolate<T: SinkRow>(
-        &self,
-        table: &str,
-        rows: &[T],
-        reason: String,
-    ) -> Result<(usize, usize), SinkError> {
+            Err(refused) => refused,
+        };
         tracing::warn!(
             table,
             rows = rows.len(),
-            error = %reason,
+            error = %refused.text,
             "ClickHouse refused the batch's data; isolating the rows it refuses"
         );
-        let (mut stored, mut rejected) = (0, 0);
-        // Ranges known to contain a refused row; split until each is one row.
-        let mut suspects = vec![(0..rows.len(), reason)];
-        while let Some((range, reason)) = suspects.pop() {
-            if range.len() == 1 {
-                if self
-                    .salvage(table, rows[range.start].clone(), reason)
-                    .await?
-                {
-                    stored += 1;
-                } else {
-                    rejected += 1;
-                }
-                continue;
-            }
-            let mid = range.start + range.len() / 2;
-            for half in [range.start..mid, mid..range.end] {
-                match self.insert_with_retry(table, &rows[half.clone()]).await {
-                    Ok(()) => {
-                        metrics::counter!(m::ROWS_INSERTED, "table" => table.to_string())
-                            .increment(half.len() as u64);
-                        stored += half.len();
-                    }
-                    Err(Attempt::Data(reason)) => suspects.push((half, reason)),
-                    Err(Attempt::Exhausted(e)) => return Err(e),
-                }
-            }
-        }
-        Ok((stored, rejected))
-    }
-
-    /// One refused row: neutralise its JSON fields one at a time until ClickHouse takes it.
-    /// Returns false when it is refused even so (recorded as rejected).
-    async fn salvage<T: SinkRow>(
-        &self,
-        table: &str,
-        mut row: T,
-        mut reason: String,
-    ) -> Result<bool, SinkError> {
-        let mut neutralised = Vec::new();
-        let mut step = 0;
-        while let Some(column) = row.neutralise(step) {
-            step += 1;
-            neutralised.push(column);
-            match self
-                .insert_with_retry(table, std::slice::from_ref(&row))
-                .await
-            {
-                Ok(()) => {
-                    for column in &neutralised {
-                        metrics::counter!(m::FIELDS_NEUTRALISED, "table" => table.to_string(), "column" => *column)
-                            .increment(1);
-                    }
-                    metrics::counter!(m::ROWS_INSERTED, "table" => table.to_string()).increment(1);
-                    tracing::warn!(
-                        table,
-                        run_id = row.run_id(),
-                        neutralised = ?neutralised,
-                        error = %reason,
-                        "stored a row with fields ClickHouse refused replaced by {{}}"
-                    );
-                    return Ok(true);
-                }
-                Err(Attempt::Data(r)) => reason = r,
-                Err(Attempt::Exhausted(e)) => return Err(e),
-            }
-        }
-        metrics::counter!(m::ROWS_REJECTED, "table" => table.to_string()).increment(1);
-        tracing::error!(
-            table,
-            run_id = row.run_id(),
-            error = %reason,
-            "ClickHouse refused a row even with its JSON fields emptied; it is skipped"
-        );
-        Ok(false)
-    }
-
-    async fn insert_with_retry<T: SinkRow>(&self, table: &str, rows: &[T]) -> Result<(), Attempt> {
-        let policy = ExponentialBuilder::default()
-            .with_min_delay(self.min_delay)
-            .with_max_delay(self.max_delay)
-            .with_max_times(self.max_retries as usize)
-            .with_jitter();
-        let attempts = std::sync::atomic::AtomicU32::new(0);
-        let result = (|| async {
-            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.insert_once(table, rows).await
-        })
-        .retry(policy)
-        .when(|e: &InsertError| !e.data)
-        .notify(|e: &InsertError, delay: Duration| {
-            metrics::counter!(m::INSERT_RETRIES, "table" => table.to_string()).increment(1);
-            self.health.clickhouse_failed(&e.text);
-            tracing::warn!(table, rows = rows.len(), error = %e.text, retry_in_ms = delay.as_millis() as u64, "insert failed; retrying");
-        })
-        .await;
-        result.map_err(|e| {
-            let kind = if e.data { "data" } else { "transient" };
-            metrics::counter!(m::INSERT_ERRORS, "table" => table.to_string(), "kind" => kind)
-                .increment(1);
-            if e.data {
-                Attempt::Data(e.text)
-            } else {
-                self.health.clickhouse_failed(&e.text);
-                Attempt::Exhausted(SinkError::Insert {
+        let inserts = TableInserts { sink: self, table };
+        match isolate::isolate(&inserts, rows, refused, REJECTED_BUDGET).await {
+            Isolated::Systemic { reason, inserts } => {
+                tracing::debug!(table, inserts, "isolation stopped: the refusal is systemic");
+                Err(Systemic {
                     table: table.to_string(),
-                    attempts: attempts.load(std::sync::atomic::Ordering::Relaxed),
-                    reason: e.text,
+                    reason,
                 })
             }
-        })
+            Isolated::Done {
+                stored,
+                salvaged,
+                inserts,
+            } => {
+                let rejected = salvaged.iter().filter(|s| !s.stored).count();
+                for s in &salvaged {
+                    self.record_salvaged(table, s);
+                }
+                metrics::counter!(m::ROWS_INSERTED, "table" => table.to_string())
+                    .increment(stored as u64);
+                tracing::info!(table, stored, rejected, inserts, "isolation done");
+                Ok((stored, rejected))
+            }
+        }
+    }
+
+    fn record_salvaged(&self, table: &str, s: &isolate::Salvaged) {
+        if s.stored {
+            for column in &s.neutralised {
+                metrics::counter!(m::FIELDS_NEUTRALISED, "table" => table.to_string(), "column" => *column)
+                    .increment(1);
+            }
+            tracing::warn!(
+                table,
+                run_id = %s.run_id,
+                neutralised = ?s.neutralised,
+                error = %s.reason,
+                "stored a row with fields ClickHouse refused replaced by {{}}"
+            );
+        } else {
+            metrics::counter!(m::ROWS_REJECTED, "table" => table.to_string()).increment(1);
+            tracing::error!(
+                table,
+                run_id = %s.run_id,
+                error = %s.reason,
+                "ClickHouse refused a row even with its JSON fields emptied; it is skipped"
+            );
+        }
+    }
+
+    /// Inserts `rows` until ClickHouse stores them or refuses their data; transient failures
+    /// and outages are waited out (`attempts`).
+    async fn insert<T: SinkRow>(&self, table: &str, rows: &[T]) -> Result<(), Refused> {
+        let outcome = self
+            .attempts
+            .until_answered(table, rows.len(), || self.insert_once(table, rows))
+            .await;
+        match outcome {
+            Ok(()) => {
+                if let Some(run) = rows
+                    .iter()
+                    .rev()
+                    .filter_map(SinkRow::as_run)
+                    .find(|r| r.error_fingerprint.is_empty())
+                {
+                    *self.canary.lock().expect("not poisoned") = Some(run.clone());
+                }
+                Ok(())
+            }
+            Err(Failure::Refused(text)) => {
+                metrics::counter!(m::INSERT_ERRORS, "table" => table.to_string(), "kind" => "data")
+                    .increment(1);
+                Err(Refused { text })
+            }
+        }
     }
 
     /// Keeps an encoding buffer for a later insert; as many as can be in use at once (two tables
@@ -357,7 +340,11 @@ impl ClickHouseSink {
         }
     }
 
-    async fn insert_once<T: SinkRow>(&self, table: &str, rows: &[T]) -> Result<(), InsertError> {
+    pub(super) async fn insert_once<T: SinkRow>(
+        &self,
+        table: &str,
+        rows: &[T],
+    ) -> Result<(), InsertError> {
         let mut body = self
             .buffers
             .lock()
@@ -376,7 +363,7 @@ impl ClickHouseSink {
                 T::columns()
             ));
             for (k, v) in &self.settings {
-                insert = insert.with_setting(*k, *v);
+                insert = insert.with_setting(*k, v.as_str());
             }
             for block in body.chunks(BLOCK) {
                 if self.compress {
@@ -398,7 +385,7 @@ impl ClickHouseSink {
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(InsertError {
-                data: exception_code(&e).is_some_and(|c| DATA_ERRORS.contains(&c)),
+                data: exception_code(&e).is_some_and(super::attempts::is_data_error),
                 text: describe(&e),
             }),
             Err(_) => Err(InsertError {

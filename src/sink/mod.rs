@@ -1,7 +1,10 @@
 //! The ClickHouse side: the client, the batch insert, and the reads the worker makes of
 //! ClickHouse (its catalog for the preflight, rows for repairs).
 
+mod attempts;
 pub mod catalog;
 pub mod client;
 pub mod insert;
+mod isolate;
+pub mod row;
 pub mod rowbinary;

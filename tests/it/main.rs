@@ -7,6 +7,7 @@ mod support;
 
 mod clickhouse_front;
 mod durability;
+mod hardening;
 mod null_sink;
 mod operations;
 mod preflight;

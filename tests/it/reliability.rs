@@ -16,7 +16,7 @@ use crate::support::{ChServer, PgCluster, TestEnv, Worker, process};
 
 const CONVERGE: Duration = Duration::from_secs(90);
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -25,11 +25,11 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn readyz(worker: &Worker) -> Option<(u16, String)> {
+pub(crate) async fn readyz(worker: &Worker) -> Option<(u16, String)> {
     worker.get("/readyz")
 }
 
-async fn wait_unready(worker: &Worker, needle: &str, timeout: Duration) -> String {
+pub(crate) async fn wait_unready(worker: &Worker, needle: &str, timeout: Duration) -> String {
     poll(timeout, Duration::from_millis(100), || async {
         match readyz(worker).await {
             Some((503, body)) if body.contains(needle) => Ok(body),
@@ -45,7 +45,7 @@ async fn wait_unready(worker: &Worker, needle: &str, timeout: Duration) -> Strin
     })
 }
 
-async fn wait_ready(worker: &Worker, timeout: Duration) {
+pub(crate) async fn wait_ready(worker: &Worker, timeout: Duration) {
     wait_for("/readyz to pass", timeout, || async {
         matches!(readyz(worker).await, Some((200, _))).then_some(())
     })
@@ -194,7 +194,7 @@ async fn second_instance_waits_and_takes_over_within_15_seconds() {
     assert_converges(&env, CONVERGE).await;
 }
 
-async fn slot_confirmed(env: &TestEnv) -> Option<u64> {
+pub(crate) async fn slot_confirmed(env: &TestEnv) -> Option<u64> {
     let pg = env.pg_client().await;
     let row = pg
         .query_opt(
@@ -206,7 +206,7 @@ async fn slot_confirmed(env: &TestEnv) -> Option<u64> {
     row.get::<_, Option<i64>>(0).map(|v| v as u64)
 }
 
-async fn wal_insert_lsn(env: &TestEnv) -> u64 {
+pub(crate) async fn wal_insert_lsn(env: &TestEnv) -> u64 {
     let pg = env.pg_client().await;
     let v: i64 = pg
         .query_one(

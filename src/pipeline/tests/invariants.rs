@@ -321,3 +321,22 @@ async fn a_refused_row_is_skipped_and_its_batch_lands() {
     assert_eq!(bench.feed.acked(), end(120));
     bench.stop().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_during_an_endless_write_ends_without_acknowledging_it() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    let _never = bench.sink.hang_next();
+    bench.insert(100, "run_a");
+    bench.run_for(200).await;
+    assert_eq!(bench.sink.started(), 1, "the write hangs");
+    let feed = bench.feed.clone();
+    let stopped = tokio::time::Instant::now();
+    bench.stop().await.unwrap();
+    let waited = stopped.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(10) && waited < std::time::Duration::from_secs(12),
+        "the shutdown waits out its grace, then gives up: {waited:?}"
+    );
+    assert_eq!(feed.acked(), 0, "the unstored batch is not acknowledged");
+    assert!(feed.closed());
+}

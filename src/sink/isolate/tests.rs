@@ -1,0 +1,193 @@
+//! Isolation against a fake ClickHouse that refuses rows by rule: which rows end up stored,
+//! neutralised, rejected, when the refusal counts as systemic, and how many inserts it takes.
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::rows::RunRow;
+use crate::testing::runs::run_row;
+
+/// Refuses an insert when any of its rows matches `refuses`; counts inserts and stored rows.
+/// Its canary is a row it took before, when it took one.
+struct Fake<F: Fn(&RunRow) -> bool + Sync> {
+    refuses: F,
+    inserts: Mutex<usize>,
+    stored: Mutex<Vec<RunRow>>,
+    canary: Option<RunRow>,
+}
+
+impl<F: Fn(&RunRow) -> bool + Sync> Fake<F> {
+    fn new(refuses: F) -> Self {
+        Fake {
+            refuses,
+            inserts: Mutex::new(0),
+            stored: Mutex::new(Vec::new()),
+            canary: Some(run_row("run_stored_before")),
+        }
+    }
+
+    fn without_canary(mut self) -> Self {
+        self.canary = None;
+        self
+    }
+}
+
+impl<F: Fn(&RunRow) -> bool + Sync + Send> TryInsert<RunRow> for Fake<F> {
+    async fn try_insert(&self, rows: &[RunRow]) -> Result<(), Refused> {
+        *self.inserts.lock().unwrap() += 1;
+        if rows.iter().any(|r| (self.refuses)(r)) {
+            return Err(Refused {
+                text: "Code: 117. INCORRECT_DATA".into(),
+            });
+        }
+        self.stored.lock().unwrap().extend(rows.iter().cloned());
+        Ok(())
+    }
+
+    async fn canary(&self) -> Option<bool> {
+        let row = self.canary.as_ref()?;
+        *self.inserts.lock().unwrap() += 1;
+        Some(!(self.refuses)(row))
+    }
+}
+
+fn batch(n: usize) -> Vec<RunRow> {
+    (0..n)
+        .map(|i| {
+            let mut r = run_row(&format!("run_{i:05}"));
+            r.output = format!(r#"{{"data":{i}}}"#);
+            r
+        })
+        .collect()
+}
+
+fn refused() -> Refused {
+    Refused {
+        text: "first".into(),
+    }
+}
+
+/// The documented bound: `(budget + 1) · (2·⌈log2 n⌉ + NEUTRALISABLE + 1)`.
+fn bound(n: usize, budget: usize) -> usize {
+    let levels = (n as f64).log2().ceil() as usize;
+    (budget + 1) * (2 * levels + RunRow::NEUTRALISABLE + 1)
+}
+
+#[tokio::test]
+async fn a_poison_output_is_neutralised_and_every_other_row_lands() {
+    // The output of run 777 is what ClickHouse cannot take.
+    let fake = Fake::new(|r: &RunRow| r.run_id == "run_00777" && r.output != "{}");
+    let rows = batch(10_000);
+    let result = isolate(&fake, &rows, refused(), 2).await;
+    let Isolated::Done {
+        stored,
+        salvaged,
+        inserts,
+    } = result
+    else {
+        panic!("not systemic: {result:?}")
+    };
+    assert_eq!(stored, 10_000);
+    assert_eq!(salvaged.len(), 1);
+    assert_eq!(salvaged[0].run_id, "run_00777");
+    assert_eq!(salvaged[0].neutralised, ["output"]);
+    assert!(salvaged[0].stored);
+    let kept = fake.stored.lock().unwrap();
+    assert_eq!(kept.len(), 10_000);
+    assert_eq!(
+        kept.iter()
+            .find(|r| r.run_id == "run_00777")
+            .unwrap()
+            .output,
+        "{}"
+    );
+    assert!(inserts <= bound(10_000, 2), "{inserts} inserts");
+    eprintln!("one poison output in 10,000 rows: {inserts} inserts");
+}
+
+#[tokio::test]
+async fn rows_refused_even_when_emptied_are_rejected_up_to_the_budget() {
+    let fake = Fake::new(|r: &RunRow| r.run_id == "run_00003" || r.run_id == "run_00800");
+    let rows = batch(1_000);
+    let Isolated::Done {
+        stored, salvaged, ..
+    } = isolate(&fake, &rows, refused(), 2).await
+    else {
+        panic!("two rejected rows fit a budget of two")
+    };
+    assert_eq!(stored, 998);
+    let rejected: Vec<_> = salvaged.iter().filter(|s| !s.stored).collect();
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0].neutralised, ["output", "error"]);
+    assert_eq!(fake.stored.lock().unwrap().len(), 998);
+}
+
+#[tokio::test]
+async fn a_refusal_of_every_row_is_systemic_and_cheap() {
+    // A materialized view that refuses every row, whatever its fields.
+    let fake = Fake::new(|_: &RunRow| true);
+    let rows = batch(10_000);
+    let result = isolate(&fake, &rows, refused(), 2).await;
+    let Isolated::Systemic { inserts, .. } = result else {
+        panic!("a table that refuses everything is systemic: {result:?}")
+    };
+    assert!(inserts <= bound(10_000, 2), "{inserts} inserts");
+    assert!(
+        fake.stored.lock().unwrap().is_empty(),
+        "nothing is stored, so nothing is lost"
+    );
+    eprintln!(
+        "every row refused: systemic after {inserts} inserts (bound {})",
+        bound(10_000, 2)
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_of_a_large_share_is_systemic() {
+    // A CHECK that a third of the rows break.
+    let fake = Fake::new(|r: &RunRow| r.run_id.ends_with(['0', '3', '6']));
+    let rows = batch(3_000);
+    let result = isolate(&fake, &rows, refused(), 2).await;
+    assert!(
+        matches!(result, Isolated::Systemic { .. }),
+        "a third of the rows: {result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_single_row_batch_is_salvaged_directly() {
+    let fake = Fake::new(|r: &RunRow| r.output != "{}");
+    let rows = batch(1);
+    let Isolated::Done {
+        stored,
+        salvaged,
+        inserts,
+    } = isolate(&fake, &rows, refused(), 2).await
+    else {
+        panic!()
+    };
+    assert_eq!((stored, inserts), (1, 1));
+    assert_eq!(salvaged[0].neutralised, ["output"]);
+}
+
+#[tokio::test]
+async fn one_row_refused_like_any_other_is_systemic_not_poison() {
+    // A single-row batch under a table that refuses everything looks like one poison row; the
+    // canary (a row the table took before) tells them apart.
+    let fake = Fake::new(|_: &RunRow| true);
+    let result = isolate(&fake, &batch(1), refused(), 2).await;
+    assert!(matches!(result, Isolated::Systemic { .. }), "{result:?}");
+
+    // With no canary to try, giving the row up could lose it: systemic too.
+    let fake = Fake::new(|r: &RunRow| r.run_id == "run_00000").without_canary();
+    let result = isolate(&fake, &batch(1), refused(), 2).await;
+    assert!(matches!(result, Isolated::Systemic { .. }), "{result:?}");
+
+    // A canary the table still takes: the row is poison, rejected, its batch lands.
+    let fake = Fake::new(|r: &RunRow| r.run_id == "run_00000");
+    let result = isolate(&fake, &batch(1), refused(), 2).await;
+    let Isolated::Done { salvaged, .. } = result else {
+        panic!("{result:?}")
+    };
+    assert!(!salvaged[0].stored);
+}

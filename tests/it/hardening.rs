@@ -1,0 +1,165 @@
+//! The paths by which a change could still be lost, misgrouped or stalled, closed one by one
+//! (issue "Hardening"): each test injects the fault, prints what it injected and checked, and
+//! ends with ClickHouse equal to Postgres.
+
+use std::time::{Duration, Instant};
+
+use runs_replicator::testing::metrics::{sum as metric_sum, value_with as metric_with};
+use runs_replicator::testing::wait::poll;
+
+use crate::reliability::{slot_confirmed, wait_ready, wait_unready, wal_insert_lsn};
+use crate::replication::start_worker;
+use crate::support::expect::assert_converges;
+use crate::support::load::write_mixed;
+use crate::support::runs::insert;
+use crate::support::{ChServer, TestEnv};
+
+const CONVERGE: Duration = Duration::from_secs(90);
+
+/// Rows of the runs table, as stored (no FINAL: anything that landed counts).
+async fn stored_rows(env: &TestEnv) -> u64 {
+    env.ch_client()
+        .query("SELECT count() FROM task_runs_v2")
+        .fetch_one::<u64>()
+        .await
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_table_wide_refusal_holds_every_row_until_clickhouse_takes_them() {
+    let env = TestEnv::new("refusal").await;
+    // A materialized view that fails on every insert into the runs table, as a broken view in a
+    // real deployment would (upstream's errors_mv_v1 reads task_runs_v2 on every insert).
+    let ch = env.ch_client();
+    for sql in [
+        "CREATE TABLE broken_target (run_id String) ENGINE = Null",
+        "CREATE MATERIALIZED VIEW broken_mv TO broken_target AS \
+         SELECT run_id FROM task_runs_v2 WHERE throwIf(1, 'the view is broken') = 0",
+    ] {
+        ch.query(sql).execute().await.unwrap();
+    }
+    let worker = start_worker(&env, "[batch]\nmax_rows = 50\nflush_interval_ms = 200\n").await;
+    let pg = env.pg_client().await;
+    insert(&pg, "\"TaskRun\"", "run_r_first", &[]).await;
+    // At or past the end of the first refused transaction's commit record.
+    let after_first = wal_insert_lsn(&env).await;
+    for i in 0..30 {
+        insert(&pg, "\"TaskRun\"", &format!("run_r_{i:02}"), &[]).await;
+    }
+    println!("injected: a materialized view that refuses every row; 31 runs written");
+
+    let body = wait_unready(&worker, "refuses the rows", Duration::from_secs(30)).await;
+    println!("checked: /readyz says why: {}", body.trim());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, metrics) = worker.get("/metrics").unwrap();
+    let refusing = metric_with(
+        &metrics,
+        "runs_replicator_clickhouse_refusing",
+        &[("table", "task_runs_v2")],
+    );
+    assert_eq!(refusing, Some(1.0), "the refusal gauge is up");
+    assert_eq!(
+        metric_sum(&metrics, "runs_replicator_rows_rejected_total"),
+        0.0,
+        "no row is given up as poison"
+    );
+    let refused_inserts = metric_with(
+        &metrics,
+        "runs_replicator_insert_errors_total",
+        &[("table", "task_runs_v2"), ("kind", "data")],
+    )
+    .unwrap_or(0.0);
+    // Other tests share the cluster and write WAL, so an idle worker may confirm positions
+    // past its own last write; while its first refused batch is held, it confirms nothing.
+    let confirmed = slot_confirmed(&env).await.unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still = slot_confirmed(&env).await.unwrap_or(0);
+    assert_eq!(
+        confirmed, still,
+        "the confirmed position is frozen while rows are held"
+    );
+    assert!(
+        confirmed < after_first,
+        "nothing past the refused rows is acknowledged: slot at {confirmed}, the first refused commit ends by {after_first}"
+    );
+    println!(
+        "checked: nothing rejected, the slot did not move past the refused rows, \
+         {refused_inserts} refused insert attempts so far (bounded isolation, then backoff)"
+    );
+    assert!(
+        refused_inserts < 150.0,
+        "isolation of a refused batch is bounded: {refused_inserts} refused inserts"
+    );
+
+    ch.query("DROP VIEW broken_mv").execute().await.unwrap();
+    println!("injected: the view is fixed (dropped)");
+    wait_ready(&worker, Duration::from_secs(60)).await;
+    assert_converges(&env, CONVERGE).await;
+    let (_, metrics) = worker.get("/metrics").unwrap();
+    assert_eq!(
+        metric_sum(&metrics, "runs_replicator_rows_rejected_total"),
+        0.0
+    );
+    println!("checked: all 31 runs arrived once ClickHouse took them; none was dropped");
+}
+
+#[tokio::test]
+async fn streaming_resumes_within_two_seconds_of_clickhouse_answering_again() {
+    let ch: &'static ChServer = Box::leak(Box::new(ChServer::start(&[])));
+    let mut env = TestEnv::new("ch_resume").await;
+    env.ch = ch;
+    env.ch_db = ch.create_database("ch_resume").await;
+    let worker = start_worker(&env, "[batch]\nmax_rows = 500\nflush_interval_ms = 100\n").await;
+    let url = env.pg.url(&env.pg_db);
+    let writer = tokio::spawn(async move { write_mixed(&url, 2_000, 5, 40).await });
+    // A run every 100 ms, before, during and after the outage.
+    let pg = env.pg_client().await;
+    let trickle = tokio::spawn(async move {
+        for i in 0..400 {
+            insert(&pg, "task_run_v2", &format!("run_t_{i:03}"), &[]).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ch.kill();
+    println!("injected: ClickHouse killed for 30 s while writers keep writing");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    ch.restart();
+    let answering = Instant::now();
+    let before = stored_rows(&env).await;
+    println!("ClickHouse answers again ({before} rows stored before the outage ended)");
+    let resumed = poll(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || async {
+            let now = stored_rows(&env).await;
+            if now > before { Ok(now) } else { Err(now) }
+        },
+    )
+    .await
+    .unwrap_or_else(|n| {
+        panic!(
+            "no rows after the outage ({n}); metrics:\n{}",
+            worker.get("/metrics").map(|m| m.1).unwrap_or_default()
+        )
+    });
+    let took = answering.elapsed();
+    println!(
+        "checked: the first rows after the outage landed {took:?} after ClickHouse answered ({resumed} rows)"
+    );
+    assert!(
+        took <= Duration::from_millis(2_500),
+        "streaming resumes within about 2 s of ClickHouse answering: {took:?}"
+    );
+    writer.await.unwrap();
+    trickle.await.unwrap();
+    wait_ready(&worker, Duration::from_secs(60)).await;
+    let (_, metrics) = worker.get("/metrics").unwrap();
+    let lasted = metric_sum(&metrics, "runs_replicator_clickhouse_last_outage_seconds");
+    println!("checked: the worker reports the outage lasted {lasted:.1} s");
+    assert!(
+        (25.0..60.0).contains(&lasted),
+        "runs_replicator_clickhouse_last_outage_seconds: {lasted}"
+    );
+    assert_converges(&env, CONVERGE).await;
+}
