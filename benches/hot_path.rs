@@ -341,7 +341,7 @@ fn run(messages: &[Bytes], relations: &RelationCache, max_rows: usize) -> usize 
             _ => unreachable!(),
         }
         .expect("applies");
-        batch.add(txn.commit(1000 + n as u64 * 100, 0), now);
+        batch.add(txn.commit(1000 + n as u64 * 100, 0).expect("fits"), now);
         if batch.len() >= max_rows {
             encoded += encode(&batch.seal());
         }

@@ -116,7 +116,7 @@ mod tests {
         let mut r = run_row(id);
         r.status = status.into();
         t.add_row(0, r);
-        t.commit(end_lsn, 0)
+        t.commit(end_lsn, 0).unwrap()
     }
 
     #[test]
@@ -126,7 +126,7 @@ mod tests {
         b.add(committed("run_1", "EXECUTING", 10), now);
         b.add(committed("run_2", "PENDING", 20), now);
         b.add(committed("run_1", "COMPLETED_SUCCESSFULLY", 30), now);
-        b.add(Transaction::new(2, 0).commit(40, 0), now);
+        b.add(Transaction::new(2, 0).commit(40, 0).unwrap(), now);
         assert_eq!(b.len(), 2);
         assert_eq!(
             b.deadline(Duration::from_secs(1)),
@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn an_empty_transaction_opens_no_deadline() {
         let mut b = Batch::default();
-        b.add(Transaction::new(1, 0).commit(5, 0), Instant::now());
+        b.add(Transaction::new(1, 0).commit(5, 0).unwrap(), Instant::now());
         assert!(b.is_empty());
         assert_eq!(b.deadline(Duration::from_secs(1)), None);
     }

@@ -14,11 +14,27 @@
 use super::rows::CollapsedRows;
 use crate::transform::{PayloadRow, RunRow};
 
-/// `_version` keeps the low 56 bits of the LSN; the top 8 hold the generation.
+/// `_version` holds the LSN in its low 56 bits; the top 8 hold the generation.
 const LSN_MASK: u64 = (1 << 56) - 1;
 
-pub fn version(generation: u8, end_lsn: u64) -> u64 {
-    ((generation as u64) << 56) | (end_lsn & LSN_MASK)
+/// An LSN too large for `_version`'s 56 bits. Masking it would wrap the version to a small
+/// number, and every later change of a run would lose to the copies stamped before: the
+/// pipeline stops instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "LSN {lsn:#X} does not fit in _version (generation << 56 | LSN, 56 bits): versions would wrap \
+     and later changes would lose to earlier ones in ClickHouse; not replicating past it"
+)]
+pub struct LsnOverflow {
+    pub lsn: u64,
+}
+
+/// `_version = generation << 56 | lsn`, or an error once `lsn` reaches 2^56.
+pub fn version(generation: u8, lsn: u64) -> Result<u64, LsnOverflow> {
+    if lsn > LSN_MASK {
+        return Err(LsnOverflow { lsn });
+    }
+    Ok(((generation as u64) << 56) | lsn)
 }
 
 #[derive(Debug)]
@@ -66,7 +82,7 @@ impl Transaction {
     /// earlier one came from a table with a higher generation (the v2 copy of a run beats the
     /// legacy copy whatever order they were written in).
     pub fn add_row(&mut self, generation: u8, mut row: RunRow) {
-        row._version = version(generation, 0);
+        row._version = (generation as u64) << 56;
         self.rows.upsert(row);
     }
 
@@ -91,34 +107,50 @@ impl Transaction {
         self.spilled
     }
 
+    /// Whether the spilled version (the commit LSN plus one) fits in `_version`; the commit's
+    /// end LSN is checked by [`Self::commit`]. The pipeline calls it before a change enters the
+    /// transaction, so [`Self::spill`] never meets an LSN that does not fit.
+    pub fn check_lsn(&self) -> Result<(), LsnOverflow> {
+        version(0, self.final_lsn.saturating_add(1)).map(drop)
+    }
+
     /// Takes the rows so far, stamped with the spilled version, for insertion before the Commit.
+    /// Only called after [`Self::check_lsn`] passed for a change of this transaction.
     pub fn spill(&mut self) -> (CollapsedRows, Vec<PayloadRow>) {
         self.spilled = true;
         let mut rows = std::mem::take(&mut self.rows);
-        Self::stamp(&mut rows, self.final_lsn + 1);
+        let stamped = Self::stamp(&mut rows, self.final_lsn.saturating_add(1));
+        debug_assert!(stamped.is_ok(), "check_lsn passed before any row was added");
         (rows, std::mem::take(&mut self.payloads))
     }
 
-    pub fn commit(mut self, end_lsn: u64, commit_time_micros: i64) -> Committed {
+    /// Stamps the rows' versions; an error when the LSN does not fit in `_version`.
+    pub fn commit(
+        mut self,
+        end_lsn: u64,
+        commit_time_micros: i64,
+    ) -> Result<Committed, LsnOverflow> {
         let lsn = if self.spilled {
-            self.final_lsn + 1
+            self.final_lsn.saturating_add(1)
         } else {
             end_lsn
         };
-        Self::stamp(&mut self.rows, lsn);
-        Committed {
+        Self::stamp(&mut self.rows, lsn)?;
+        Ok(Committed {
             end_lsn,
             commit_time_micros,
             rows: self.rows,
             payloads: self.payloads,
-        }
+        })
     }
 
     /// Every row gets the same low bits, so stamping in place keeps the collapse as it is.
-    fn stamp(rows: &mut CollapsedRows, lsn: u64) {
+    fn stamp(rows: &mut CollapsedRows, lsn: u64) -> Result<(), LsnOverflow> {
+        let low = version(0, lsn)?;
         for row in rows.iter_mut() {
-            row._version |= lsn & LSN_MASK;
+            row._version |= low;
         }
+        Ok(())
     }
 }
 
@@ -129,10 +161,42 @@ mod tests {
 
     #[test]
     fn version_is_generation_over_the_low_56_bits_of_the_lsn() {
-        assert_eq!(version(0, 0x16B_6C50), 0x16B_6C50);
-        assert_eq!(version(1, 0x16B_6C50), (1 << 56) | 0x16B_6C50);
-        assert_eq!(version(0, u64::MAX), LSN_MASK);
-        assert!(version(1, 1) > version(0, LSN_MASK));
+        let v = |g, lsn| version(g, lsn).unwrap();
+        assert_eq!(v(0, 0x16B_6C50), 0x16B_6C50);
+        assert_eq!(v(1, 0x16B_6C50), (1 << 56) | 0x16B_6C50);
+        assert_eq!(v(255, LSN_MASK), u64::MAX);
+        assert!(v(1, 1) > v(0, LSN_MASK));
+    }
+
+    #[test]
+    fn an_lsn_of_2_pow_56_or_more_is_refused_not_wrapped() {
+        for lsn in [1 << 56, (1 << 56) + 0x10, u64::MAX] {
+            assert_eq!(version(0, lsn), Err(LsnOverflow { lsn }));
+        }
+        // At commit: the end LSN.
+        let mut t = Transaction::new(1, LSN_MASK - 0x10);
+        assert_eq!(t.check_lsn(), Ok(()));
+        t.add_row(1, run_row("run_1"));
+        assert_eq!(
+            t.commit(1 << 56, 0).unwrap_err(),
+            LsnOverflow { lsn: 1 << 56 }
+        );
+        // Before a change enters a transaction whose spilled version would not fit.
+        let t = Transaction::new(2, LSN_MASK);
+        assert_eq!(t.check_lsn(), Err(LsnOverflow { lsn: 1 << 56 }));
+        let t = Transaction::new(3, u64::MAX);
+        assert_eq!(t.check_lsn(), Err(LsnOverflow { lsn: u64::MAX }));
+        // A spilled transaction commits with its spilled version, which must fit too.
+        let mut t = Transaction::new(4, LSN_MASK - 1);
+        t.add_row(0, run_row("run_2"));
+        let (rows, _) = t.spill();
+        assert_eq!(rows.into_sorted()[0]._version, LSN_MASK);
+        assert!(t.commit(LSN_MASK, 0).is_ok());
+        let message = LsnOverflow { lsn: 1 << 56 }.to_string();
+        assert!(
+            message.contains("0x100000000000000") && !message.contains('\n'),
+            "{message}"
+        );
     }
 
     #[test]
@@ -148,7 +212,7 @@ mod tests {
             created_at: 0,
             payload: "{}".into(),
         });
-        let c = t.commit(0x100, 5);
+        let c = t.commit(0x100, 5).unwrap();
         let rows = c.rows.into_sorted();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].status, "COMPLETED_SUCCESSFULLY");
@@ -168,14 +232,14 @@ mod tests {
         assert_eq!(early[1]._version, (1 << 56) | 0x501);
         assert!(t.is_empty() && t.is_spilled());
         t.add_row(0, run_row("run_3"));
-        let c = t.commit(0x540, 0);
+        let c = t.commit(0x540, 0).unwrap();
         assert_eq!(
             c.end_lsn, 0x540,
             "acknowledged at the commit's end as always"
         );
         assert_eq!(c.rows.into_sorted()[0]._version, 0x501);
         // Between the previous transaction's end (at most 0x500) and this one's end.
-        assert!(version(0, 0x500) < 0x501 && 0x501 < version(0, 0x540));
+        assert!(version(0, 0x500).unwrap() < 0x501 && 0x501 < version(0, 0x540).unwrap());
     }
 
     #[test]
@@ -193,7 +257,7 @@ mod tests {
                 t.add_row(0, legacy_tombstone);
                 t.add_row(1, v2);
             }
-            let rows = t.commit(0x200, 0).rows.into_sorted();
+            let rows = t.commit(0x200, 0).unwrap().rows.into_sorted();
             assert_eq!(rows.len(), 1);
             assert_eq!(
                 (rows[0]._is_deleted, rows[0]._version),
