@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
-use runs_replicator::config::{Config, FlagOverride, scrub};
+use runs_replicator::config::{Config, FlagOverride, replication_disabled_by, scrub};
 use runs_replicator::{daemon, logging, preflight};
 
 /// Keeps ClickHouse `trigger_dev.task_runs_v2` equal to Postgres "TaskRun" and task_run_v2 by
@@ -132,11 +132,27 @@ fn main() -> ExitCode {
     // with two providers compiled in, rustls refuses to pick one, so pick it here, once.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let mut config = match Config::load(
-        cli.config.as_deref(),
-        &|k| std::env::var(k).ok(),
-        &cli.overrides(),
-    ) {
+    let env = |k: &str| std::env::var(k).ok();
+    // trigger.dev's switch for its built-in service, honoured by the daemon: an explicit "off"
+    // (RUN_REPLICATION_ENABLED=0) means this worker must not stream either. Unset, it runs.
+    if !cli.health_check && !cli.check_replica_identity {
+        match replication_disabled_by(&env) {
+            Ok(None) => {}
+            Ok(Some(setting)) => {
+                eprintln!(
+                    "runs-replicator: {setting}: replication is disabled, not starting \
+                     (unset it, or set it to 1, to run)"
+                );
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("runs-replicator: {e}");
+                return ExitCode::from(EXIT_CANNOT_RUN);
+            }
+        }
+    }
+
+    let mut config = match Config::load(cli.config.as_deref(), &env, &cli.overrides()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("runs-replicator: {e}");
@@ -165,6 +181,9 @@ fn main() -> ExitCode {
     }
     config.clickhouse.null_sink = cli.null_sink;
     logging::init(&config.log);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     if config.clickhouse.null_sink {
         tracing::warn!(
             "--null-sink: batches are encoded and discarded, never inserted into ClickHouse, and \

@@ -245,6 +245,7 @@ pub const HARD_STOP_REASONS: &[&str] = &[
     "decode",
     "slot_invalidated",
     "slot_missing",
+    "lsn_overflow",
     "preflight",
     "config",
 ];

@@ -3,6 +3,10 @@
 //! For one key, the first variable that is set wins, in this order: `RUNS_REPLICATOR_*`, then the
 //! trigger.dev names in the order trigger.dev itself prefers them (`RUN_REPLICATION_LEGACY_DATABASE_URL`
 //! before `DATABASE_URL`).
+//!
+//! Every `RUN_REPLICATION_*` name trigger.dev's webapp defines is accounted for: mapped onto a
+//! key here, `RUN_REPLICATION_ENABLED` (read by the daemon, [`disabled_by`]), or named in one of
+//! the start-up warnings ([`warnings`]): ignored, or not supported yet.
 
 use super::ConfigError;
 
@@ -54,8 +58,10 @@ enum Map {
     Inverted,
     /// `insert` / `insert_async`.
     InsertStrategy,
-    /// Generation of one table, merged into `postgres.generations`.
-    Generation(&'static str),
+    /// trigger.dev's levels (`log`, `error`, `warn`, `info`, `debug`) as tracing levels.
+    LogLevel,
+    /// The first source's generation: `postgres.generations` shifted so its lowest is this one.
+    LowestGeneration,
 }
 
 const ALIASES: &[(&str, &str, Map)] = &[
@@ -121,17 +127,67 @@ const ALIASES: &[(&str, &str, Map)] = &[
         "transform.fingerprint_errors",
         Map::Inverted,
     ),
-    ("RUN_REPLICATION_LOG_LEVEL", "log.level", Map::Same),
+    ("RUN_REPLICATION_LOG_LEVEL", "log.level", Map::LogLevel),
     (
         "RUN_REPLICATION_LEGACY_ORIGIN_GENERATION",
         "postgres.generations",
-        Map::Generation("TaskRun"),
+        Map::LowestGeneration,
+    ),
+];
+
+/// trigger.dev's variable that starts its built-in replication service. Only a value that turns
+/// replication off is acted on: unset, the worker runs.
+pub const ENABLED: &str = "RUN_REPLICATION_ENABLED";
+
+/// trigger.dev's `RUN_REPLICATION_*` names that this worker has no use for, by reason. Each one
+/// that is set is named in one warning at start.
+const IGNORED: &[(&[&str], &str)] = &[
+    (
+        &[
+            "RUN_REPLICATION_REDIS_HOST",
+            "RUN_REPLICATION_REDIS_READER_HOST",
+            "RUN_REPLICATION_REDIS_READER_PORT",
+            "RUN_REPLICATION_REDIS_PORT",
+            "RUN_REPLICATION_REDIS_USERNAME",
+            "RUN_REPLICATION_REDIS_PASSWORD",
+            "RUN_REPLICATION_REDIS_TLS_DISABLED",
+            "RUN_REPLICATION_LEADER_LOCK_TIMEOUT_MS",
+            "RUN_REPLICATION_LEADER_LOCK_EXTEND_INTERVAL_MS",
+            "RUN_REPLICATION_LEADER_LOCK_ADDITIONAL_TIME_MS",
+            "RUN_REPLICATION_LEADER_LOCK_RETRY_INTERVAL_MS",
+        ],
+        "the leader lock is a Postgres advisory lock held by the streaming session (no Redis, no lock timings)",
     ),
     (
-        "RUN_REPLICATION_NEW_ORIGIN_GENERATION",
-        "postgres.generations",
-        Map::Generation("task_run_v2"),
+        &["RUN_REPLICATION_ACK_INTERVAL_SECONDS"],
+        "a position is acknowledged as soon as ClickHouse stored it (postgres.status_interval_ms sets how often it is reported)",
     ),
+    (
+        &["RUN_REPLICATION_MAX_POISON_STRIPS_PER_BATCH"],
+        "a row ClickHouse refuses is isolated and its JSON fields are replaced one at a time, without a per-batch limit",
+    ),
+    (
+        &[
+            "RUN_REPLICATION_KEEP_ALIVE_ENABLED",
+            "RUN_REPLICATION_KEEP_ALIVE_IDLE_SOCKET_TTL_MS",
+            "RUN_REPLICATION_MAX_OPEN_CONNECTIONS",
+            "RUN_REPLICATION_CLICKHOUSE_LOG_LEVEL",
+        ],
+        "the ClickHouse client keeps its own connections (at most batch.max_inflight inserts at once) and logs at log.level",
+    ),
+    (
+        &["RUN_REPLICATION_WAIT_FOR_ASYNC_INSERT"],
+        "async inserts always wait until ClickHouse stored the rows, so an acknowledged position is never lost",
+    ),
+];
+
+/// trigger.dev's second source (its run-ops database): not supported yet.
+const NOT_SUPPORTED_YET: &[&str] = &[
+    "RUN_REPLICATION_RUN_OPS_DATABASE_URL",
+    "RUN_REPLICATION_NEW_SLOT_NAME",
+    "RUN_REPLICATION_NEW_PUBLICATION_NAME",
+    "RUN_REPLICATION_NEW_ENABLED",
+    "RUN_REPLICATION_NEW_ORIGIN_GENERATION",
 ];
 
 pub fn own_name(key: &str) -> String {
@@ -141,12 +197,28 @@ pub fn own_name(key: &str) -> String {
     )
 }
 
-/// The `(key, variable, value)` overrides present in the environment, in the order to apply.
-pub fn collect(
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<(&'static str, String, String)>, ConfigError> {
-    let mut out: Vec<(&'static str, String, String)> = Vec::new();
-    let mut generations: Vec<(String, String)> = Vec::new();
+/// How a value from the environment applies to its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Apply {
+    /// Replaces the key's value.
+    Set,
+    /// Shifts every `postgres.generations` entry so the lowest equals the value.
+    LowestGeneration,
+}
+
+/// One value from the environment, to apply over the file.
+#[derive(Debug)]
+pub struct Setting {
+    pub key: &'static str,
+    /// The variable it came from.
+    pub name: String,
+    pub value: String,
+    pub apply: Apply,
+}
+
+/// The overrides present in the environment, in the order to apply.
+pub fn collect(env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Setting>, ConfigError> {
+    let mut out = Vec::new();
     // Aliases first (lowest to highest precedence), so a RUNS_REPLICATOR_* name applied later wins.
     for (name, key, map) in ALIASES.iter().rev() {
         let Some(value) = env(name) else { continue };
@@ -156,6 +228,7 @@ pub fn collect(
             origin: format!("env {name}"),
             allowed: allowed.into(),
         };
+        let mut apply = Apply::Set;
         let mapped = match map {
             Map::Same => Some(value.clone()),
             Map::DisablePayloads => match value.as_str() {
@@ -173,35 +246,127 @@ pub fn collect(
                 "insert_async" => Some("true".into()),
                 _ => return Err(invalid("expected insert or insert_async")),
             },
-            Map::Generation(table) => {
-                generations.push((table.to_string(), value.clone()));
-                None
+            Map::LogLevel => Some(log_level(&value).map_err(|e| invalid(&e))?.into()),
+            Map::LowestGeneration => {
+                apply = Apply::LowestGeneration;
+                Some(value.clone())
             }
         };
-        if let Some(v) = mapped {
-            out.push((key, name.to_string(), v));
+        if let Some(value) = mapped {
+            out.push(Setting {
+                key,
+                name: name.to_string(),
+                value,
+                apply,
+            });
         }
-    }
-    if !generations.is_empty() {
-        let names = "env RUN_REPLICATION_*_ORIGIN_GENERATION".to_string();
-        let mut merged = vec![("TaskRun".to_string(), "0".to_string())];
-        merged.push(("task_run_v2".into(), "1".into()));
-        for (t, g) in generations {
-            merged.retain(|(m, _)| *m != t);
-            merged.push((t, g));
-        }
-        let v = merged
-            .into_iter()
-            .map(|(t, g)| format!("{t}={g}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        out.push(("postgres.generations", names, v));
     }
     for key in KEYS {
         let name = own_name(key);
         if let Some(value) = env(&name) {
-            out.push((key, name, value));
+            out.push(Setting {
+                key,
+                name,
+                value,
+                apply: Apply::Set,
+            });
         }
     }
     Ok(out)
+}
+
+/// trigger.dev's log levels. Its `log` shows only "essential messages", fewer than `error`: the
+/// closest tracing level is `error` (a filter of `log` would match no event at all).
+fn log_level(v: &str) -> Result<&'static str, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "log" | "error" => Ok("error"),
+        "warn" => Ok("warn"),
+        "info" => Ok("info"),
+        "debug" => Ok("debug"),
+        _ => Err(
+            "expected log, error, warn, info or debug (trigger.dev's levels; \
+             RUNS_REPLICATOR_LOG_LEVEL takes a tracing filter)"
+                .into(),
+        ),
+    }
+}
+
+/// `RUN_REPLICATION_ENABLED` as trigger.dev's built-in service reads it, for the daemon: `Some`
+/// with the variable and value when it is set to a value that turns replication off. Unset or
+/// set to a value that turns it on, the worker runs.
+pub fn disabled_by(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(value) = env(ENABLED) else {
+        return Ok(None);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "enabled" => Ok(None),
+        "0" | "false" | "no" | "off" | "disabled" | "" => Ok(Some(format!("{ENABLED}={value:?}"))),
+        _ => Err(ConfigError::Invalid {
+            key: ENABLED.into(),
+            value: format!("{value:?}"),
+            origin: format!("env {ENABLED}"),
+            allowed:
+                "expected 1 (run) or 0 (replication disabled: exit at once); unset, the worker runs"
+                    .into(),
+        }),
+    }
+}
+
+/// The warnings about trigger.dev variables that are set and not honoured: at most two lines,
+/// one naming those this worker has no use for, one naming those it does not support yet.
+pub fn warnings(env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut names = Vec::new();
+    let mut reasons = Vec::new();
+    for (group, reason) in IGNORED {
+        let set: Vec<&str> = group
+            .iter()
+            .copied()
+            .filter(|name| match env(name) {
+                // "1" is what the worker does anyway.
+                Some(v) if *name == "RUN_REPLICATION_WAIT_FOR_ASYNC_INSERT" => v.trim() != "1",
+                Some(_) => true,
+                None => false,
+            })
+            .collect();
+        if !set.is_empty() {
+            names.extend(set);
+            reasons.push(*reason);
+        }
+    }
+    if !names.is_empty() {
+        out.push(format!(
+            "ignored: {}, because this worker has no use for them: {}",
+            names.join(", "),
+            reasons.join("; ")
+        ));
+    }
+    let unsupported: Vec<&str> = NOT_SUPPORTED_YET
+        .iter()
+        .copied()
+        .filter(|name| env(name).is_some())
+        .collect();
+    if !unsupported.is_empty() {
+        out.push(format!(
+            "not supported yet, ignored: {}: trigger.dev's second source (its run-ops database) is not \
+             streamed; only postgres.url is, with the generations in postgres.generations",
+            unsupported.join(", ")
+        ));
+    }
+    out
+}
+
+/// Every `RUN_REPLICATION_*` name trigger.dev defines, as this worker treats it: honoured,
+/// ignored or not supported yet (for the tests: none may be silently dropped).
+#[cfg(test)]
+pub fn classified() -> Vec<&'static str> {
+    let mut all: Vec<&str> = ALIASES
+        .iter()
+        .map(|(n, _, _)| *n)
+        .filter(|n| n.starts_with("RUN_REPLICATION_"))
+        .collect();
+    all.push(ENABLED);
+    all.extend(IGNORED.iter().flat_map(|(g, _)| g.iter().copied()));
+    all.extend(NOT_SUPPORTED_YET);
+    all
 }

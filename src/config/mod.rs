@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use clickhouse_url::ChUrl;
+pub use env::disabled_by as replication_disabled_by;
 pub use postgres_url::{PgUrl, SslMode};
 pub use secret::{Secret, scrub};
 
@@ -39,6 +40,9 @@ pub struct Config {
     /// Where each non-default value came from, for error messages.
     #[serde(skip)]
     origins: BTreeMap<String, String>,
+    /// trigger.dev variables that are set and not honoured, one line per kind (`warnings`).
+    #[serde(skip)]
+    warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -48,7 +52,8 @@ pub struct PostgresConfig {
     pub url: PgUrl,
     pub schema: String,
     pub tables: Vec<String>,
-    /// Version generation per table: `_version = generation << 56 | commit_end_lsn`.
+    /// Version generation per table: `_version = generation << 56 | commit_end_lsn`. Every
+    /// table has one, and no two share one (checked at load).
     pub generations: BTreeMap<String, u8>,
     pub publication: String,
     pub slot: String,
@@ -277,9 +282,14 @@ impl Config {
                 .origins
                 .insert("*".into(), file.display().to_string());
         }
-        for (key, env_name, value) in env::collect(env)? {
-            config.set(key, &value, format!("env {env_name}"))?;
+        for s in env::collect(env)? {
+            let origin = format!("env {}", s.name);
+            match s.apply {
+                env::Apply::Set => config.set(s.key, &s.value, origin)?,
+                env::Apply::LowestGeneration => config.set_lowest_generation(&s.value, origin)?,
+            }
         }
+        config.warnings = env::warnings(env);
         for flag in flags {
             config.set(flag.key, &flag.value, format!("flag {}", flag.flag))?;
         }
@@ -396,6 +406,43 @@ impl Config {
         Ok(())
     }
 
+    /// trigger.dev's `RUN_REPLICATION_LEGACY_ORIGIN_GENERATION`: the generation of the first
+    /// source's rows. Each table keeps its own, distinct generation: all are shifted together so
+    /// the lowest one becomes `value` (by default `TaskRun` gets it and `task_run_v2` the next).
+    fn set_lowest_generation(&mut self, value: &str, origin: String) -> Result<(), ConfigError> {
+        let gens = &mut self.postgres.generations;
+        let low = gens.values().min().copied().unwrap_or(0);
+        let span = gens.values().max().copied().unwrap_or(0) - low;
+        let invalid = |allowed: String| ConfigError::Invalid {
+            key: "postgres.generations".into(),
+            value: format!("{value:?}"),
+            origin: origin.clone(),
+            allowed,
+        };
+        let base: u8 =
+            number(value).map_err(|_| invalid("expected a generation from 0 to 255".into()))?;
+        if base as u16 + span as u16 > 255 {
+            return Err(invalid(format!(
+                "expected 0 to {}: it is the lowest generation of postgres.generations ({}), each \
+                 table keeps its distance above it, and 255 is the highest",
+                255 - span,
+                generations_text(gens)
+            )));
+        }
+        for g in gens.values_mut() {
+            *g = *g - low + base;
+        }
+        self.origins.insert("postgres.generations".into(), origin);
+        Ok(())
+    }
+
+    /// trigger.dev variables that are set and not honoured: at most one line naming those this
+    /// worker has no use for and one naming those it does not support yet. The daemon logs them
+    /// as warnings at start.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
     fn origin(&self, key: &str) -> String {
         self.origins
             .get(key)
@@ -428,7 +475,15 @@ impl Config {
             Ok(())
         };
         ident("postgres.schema", &pg.schema)?;
-        ident("postgres.publication", &pg.publication)?;
+        // Any name Postgres keeps whole: the stream names it as a quoted identifier
+        // (source::stream), SQL with quote_ident, the catalog as a parameter.
+        if pg.publication.is_empty() || pg.publication.len() > 63 || pg.publication.contains('\0') {
+            return Err(self.invalid(
+                "postgres.publication",
+                &pg.publication,
+                "expected 1 to 63 bytes (a Postgres name: any characters but NUL; longer ones are truncated)",
+            ));
+        }
         if pg.tables.is_empty() {
             return Err(self.invalid("postgres.tables", &pg.tables, "list at least one table"));
         }
@@ -439,12 +494,39 @@ impl Config {
         if let Some(dup) = pg.tables.iter().find(|t| !seen.insert(*t)) {
             return Err(self.invalid("postgres.tables", dup, "each table may appear only once"));
         }
+        let gens = || generations_text(&pg.generations);
         if let Some(t) = pg.generations.keys().find(|t| !pg.tables.contains(t)) {
             return Err(self.invalid(
                 "postgres.generations",
-                t,
-                "generations may only name tables listed in postgres.tables",
+                gens(),
+                &format!(
+                    "generations may only name tables listed in postgres.tables; {t} is not one"
+                ),
             ));
+        }
+        // A table left out would silently get generation 0, and the higher generation's copy of
+        // a run (task_run_v2 over "TaskRun") would stop winning.
+        if let Some(t) = pg.tables.iter().find(|t| !pg.generations.contains_key(*t)) {
+            return Err(self.invalid(
+                "postgres.generations",
+                gens(),
+                &format!(
+                    "expected a generation (0 to 255) for every table in postgres.tables, each a different one; {t} has none"
+                ),
+            ));
+        }
+        // With equal generations neither table's copy of a run wins: the later LSN does.
+        let mut owners = BTreeMap::new();
+        for (t, g) in &pg.generations {
+            if let Some(other) = owners.insert(*g, t) {
+                return Err(self.invalid(
+                    "postgres.generations",
+                    gens(),
+                    &format!(
+                        "expected a different generation for each table, so the higher one's copy of a run wins; {other} and {t} both have {g}"
+                    ),
+                ));
+            }
         }
         // pgwire-replication writes the slot name into START_REPLICATION unquoted.
         let slot_ok = !pg.slot.is_empty()
@@ -571,7 +653,7 @@ impl Config {
         Ok(())
     }
 
-    /// The generation of `table` (0 when not listed).
+    /// The generation of `table` (every configured table has one; 0 for any other).
     pub fn generation(&self, table: &str) -> u8 {
         self.postgres.generations.get(table).copied().unwrap_or(0)
     }
@@ -651,6 +733,14 @@ fn generations(v: &str) -> Result<BTreeMap<String, u8>, String> {
             Ok((t.trim().to_string(), g))
         })
         .collect()
+}
+
+/// `postgres.generations` as its environment form: `TaskRun=0,task_run_v2=1`.
+fn generations_text(gens: &BTreeMap<String, u8>) -> String {
+    gens.iter()
+        .map(|(t, g)| format!("{t}={g}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn boolean(v: &str) -> Result<bool, String> {

@@ -248,7 +248,10 @@ fn trigger_dev_names_are_honoured_in_their_order() {
             ("RUN_REPLICATION_INSERT_STRATEGY", "insert_async"),
             ("RUN_REPLICATION_DISABLE_PAYLOAD_INSERT", "1"),
             ("RUN_REPLICATION_DISABLE_ERROR_FINGERPRINTING", "1"),
-            ("RUN_REPLICATION_NEW_ORIGIN_GENERATION", "7"),
+            ("RUN_REPLICATION_INSERT_BASE_DELAY_MS", "150"),
+            ("RUN_REPLICATION_INSERT_MAX_DELAY_MS", "3000"),
+            ("RUN_REPLICATION_LEGACY_ORIGIN_GENERATION", "7"),
+            ("RUN_REPLICATION_LOG_LEVEL", "warn"),
         ]),
         &[],
     )
@@ -267,13 +270,22 @@ fn trigger_dev_names_are_honoured_in_their_order() {
         (100, 250, 4)
     );
     assert_eq!(c.clickhouse.insert_max_retries, 9);
+    assert_eq!(
+        (
+            c.clickhouse.retry_min_delay_ms,
+            c.clickhouse.retry_max_delay_ms
+        ),
+        (150, 3000)
+    );
     assert!(c.clickhouse.async_insert);
     assert_eq!(c.clickhouse.payloads_table, "");
     assert!(!c.transform.fingerprint_errors);
     assert_eq!(
         (c.generation("TaskRun"), c.generation("task_run_v2")),
-        (0, 7)
+        (7, 8)
     );
+    assert_eq!(c.log.level, "warn");
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
 
     let own = Config::load(
         None,
@@ -452,6 +464,27 @@ fn every_rejected_value_says_key_value_origin_and_what_is_allowed() {
             "1 or 0",
         ),
         ("RUN_REPLICATION_LEGACY_ORIGIN_GENERATION", "x", "0 to 255"),
+        (
+            "RUN_REPLICATION_LEGACY_ORIGIN_GENERATION",
+            "255",
+            "0 to 254",
+        ),
+        (
+            "RUN_REPLICATION_LOG_LEVEL",
+            "verbose",
+            "log, error, warn, info or debug",
+        ),
+        (
+            "RUNS_REPLICATOR_POSTGRES_GENERATIONS",
+            "TaskRun=0",
+            "task_run_v2 has none",
+        ),
+        (
+            "RUNS_REPLICATOR_POSTGRES_GENERATIONS",
+            "TaskRun=1,task_run_v2=1",
+            "TaskRun and task_run_v2 both have 1",
+        ),
+        ("RUNS_REPLICATOR_POSTGRES_PUBLICATION", "a\0b", "but NUL"),
     ];
     for (name, value, allowed) in cases {
         let e = Config::load(None, &env_of(&[(name, value)]), &[])
@@ -520,4 +553,333 @@ fn passwords_never_appear_in_errors_or_debug() {
     assert_eq!(c.clickhouse_credentials().1.expose(), "chsecret");
     let secrets: Vec<&str> = c.secrets().iter().map(|s| s.expose()).collect();
     assert!(secrets.contains(&"topsecret") && secrets.contains(&"urlsecret"));
+}
+
+/// The one line a refused value gives: key, value, origin, what is allowed.
+fn refused(env: &[(&str, &str)]) -> String {
+    let e = Config::load(None, &env_of(env), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains('\n'), "one line: {e}");
+    e
+}
+
+#[test]
+fn a_generations_map_must_cover_every_table_with_distinct_generations() {
+    // An override that names only TaskRun would leave task_run_v2 at 0, equal to the legacy table.
+    let e = refused(&[("RUNS_REPLICATOR_POSTGRES_GENERATIONS", "TaskRun=0")]);
+    assert_eq!(
+        e,
+        "invalid postgres.generations = \"TaskRun=0\" (from env RUNS_REPLICATOR_POSTGRES_GENERATIONS): \
+         expected a generation (0 to 255) for every table in postgres.tables, each a different one; \
+         task_run_v2 has none"
+    );
+    let e = refused(&[(
+        "RUNS_REPLICATOR_POSTGRES_GENERATIONS",
+        "TaskRun=2,task_run_v2=2",
+    )]);
+    assert!(
+        e.contains("invalid postgres.generations = \"TaskRun=2,task_run_v2=2\"")
+            && e.contains("(from env RUNS_REPLICATOR_POSTGRES_GENERATIONS)")
+            && e.contains("a different generation for each table")
+            && e.contains("TaskRun and task_run_v2 both have 2"),
+        "{e}"
+    );
+    // In the file: named with the file as origin.
+    let e = err(
+        "[postgres]\ngenerations = { TaskRun = 1, task_run_v2 = 1 }\n",
+        &[],
+    );
+    assert!(
+        e.contains("postgres.generations") && e.contains("c.toml") && e.contains("both have 1"),
+        "{e}"
+    );
+    let e = err("[postgres]\ngenerations = { task_run_v2 = 1 }\n", &[]);
+    assert!(e.contains("TaskRun has none"), "{e}");
+    // A table that is not replicated.
+    let e = refused(&[(
+        "RUNS_REPLICATOR_POSTGRES_GENERATIONS",
+        "TaskRun=0,task_run_v2=1,Other=2",
+    )]);
+    assert!(e.contains("Other is not one"), "{e}");
+    // Distinct and complete: accepted, in any order of size.
+    let c = Config::load(
+        None,
+        &env_of(&[(
+            "RUNS_REPLICATOR_POSTGRES_GENERATIONS",
+            "TaskRun=9,task_run_v2=3",
+        )]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        (c.generation("TaskRun"), c.generation("task_run_v2")),
+        (9, 3)
+    );
+    // One table, one generation.
+    let c = Config::load(
+        None,
+        &env_of(&[
+            ("RUNS_REPLICATOR_POSTGRES_TABLES", "TaskRun"),
+            ("RUNS_REPLICATOR_POSTGRES_GENERATIONS", "TaskRun=4"),
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.generation("TaskRun"), 4);
+}
+
+#[test]
+fn the_legacy_origin_generation_shifts_every_table_and_keeps_them_apart() {
+    let gens = |c: &Config| (c.generation("TaskRun"), c.generation("task_run_v2"));
+    let load = |text: &str, g: &str| {
+        load_toml(
+            text,
+            &[("RUN_REPLICATION_LEGACY_ORIGIN_GENERATION", g)],
+            &[],
+        )
+    };
+    // Defaults TaskRun=0, task_run_v2=1: v2 still beats legacy.
+    assert_eq!(gens(&load("", "0").unwrap()), (0, 1));
+    assert_eq!(gens(&load("", "5").unwrap()), (5, 6));
+    assert_eq!(gens(&load("", "254").unwrap()), (254, 255));
+    // The file's distances are kept, whichever table is lowest.
+    let text = "[postgres]\ngenerations = { TaskRun = 2, task_run_v2 = 7 }\n";
+    assert_eq!(gens(&load(text, "0").unwrap()), (0, 5));
+    let text = "[postgres]\ngenerations = { TaskRun = 7, task_run_v2 = 2 }\n";
+    assert_eq!(gens(&load(text, "10").unwrap()), (15, 10));
+    let e = load(text, "251").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "invalid postgres.generations = \"251\" (from env RUN_REPLICATION_LEGACY_ORIGIN_GENERATION): \
+         expected 0 to 250: it is the lowest generation of postgres.generations (TaskRun=7,task_run_v2=2), \
+         each table keeps its distance above it, and 255 is the highest"
+    );
+    // The key's own name replaces the whole map, and wins.
+    let c = Config::load(
+        None,
+        &env_of(&[
+            ("RUN_REPLICATION_LEGACY_ORIGIN_GENERATION", "5"),
+            (
+                "RUNS_REPLICATOR_POSTGRES_GENERATIONS",
+                "TaskRun=1,task_run_v2=2",
+            ),
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(gens(&c), (1, 2));
+}
+
+#[test]
+fn the_run_ops_source_names_are_not_honoured_yet_and_say_so() {
+    let c = Config::load(
+        None,
+        &env_of(&[
+            ("RUN_REPLICATION_NEW_ORIGIN_GENERATION", "7"),
+            (
+                "RUN_REPLICATION_RUN_OPS_DATABASE_URL",
+                "postgres://u@ops/db",
+            ),
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        (c.generation("TaskRun"), c.generation("task_run_v2")),
+        (0, 1)
+    );
+    assert_eq!(c.postgres.url.host, "127.0.0.1");
+    assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
+    let w = &c.warnings()[0];
+    assert!(
+        w.starts_with(
+            "not supported yet, ignored: RUN_REPLICATION_RUN_OPS_DATABASE_URL, \
+             RUN_REPLICATION_NEW_ORIGIN_GENERATION:"
+        ) && w.contains("run-ops"),
+        "{w}"
+    );
+    assert!(!w.contains("postgres://u@ops"), "no value shown: {w}");
+}
+
+#[test]
+fn trigger_dev_log_levels_map_onto_tracing_levels() {
+    for (theirs, ours) in [
+        ("log", "error"),
+        ("error", "error"),
+        ("warn", "warn"),
+        ("info", "info"),
+        ("debug", "debug"),
+        ("DEBUG", "debug"),
+    ] {
+        let c = Config::load(None, &env_of(&[("RUN_REPLICATION_LOG_LEVEL", theirs)]), &[]).unwrap();
+        assert_eq!(c.log.level, ours, "{theirs}");
+    }
+    // A tracing filter goes through the worker's own name.
+    let c = Config::load(
+        None,
+        &env_of(&[
+            ("RUN_REPLICATION_LOG_LEVEL", "log"),
+            ("RUNS_REPLICATOR_LOG_LEVEL", "info,runs_replicator=debug"),
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.log.level, "info,runs_replicator=debug");
+}
+
+#[test]
+fn run_replication_enabled_disables_only_when_explicitly_off() {
+    let disabled = |v: Option<&str>| {
+        let pairs: Vec<(&str, &str)> = v
+            .map(|v| ("RUN_REPLICATION_ENABLED", v))
+            .into_iter()
+            .collect();
+        replication_disabled_by(&env_of(&pairs))
+    };
+    // Never heard of it: the worker runs.
+    assert_eq!(disabled(None).unwrap(), None);
+    for on in ["1", "true", "TRUE", "yes", "on", "enabled"] {
+        assert_eq!(disabled(Some(on)).unwrap(), None, "{on}");
+    }
+    for off in ["0", "false", "no", "off", "disabled", "", " 0 "] {
+        let by = disabled(Some(off)).unwrap();
+        assert_eq!(
+            by.as_deref(),
+            Some(format!("RUN_REPLICATION_ENABLED={off:?}").as_str()),
+            "{off}"
+        );
+    }
+    let e = disabled(Some("sometimes")).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "invalid RUN_REPLICATION_ENABLED = \"sometimes\" (from env RUN_REPLICATION_ENABLED): \
+         expected 1 (run) or 0 (replication disabled: exit at once); unset, the worker runs"
+    );
+}
+
+#[test]
+fn unused_trigger_dev_names_are_named_in_one_warning() {
+    let c = Config::load(None, &no_env, &[]).unwrap();
+    assert!(c.warnings().is_empty());
+    let c = Config::load(
+        None,
+        &env_of(&[
+            ("RUN_REPLICATION_REDIS_HOST", "redis"),
+            ("RUN_REPLICATION_REDIS_PASSWORD", "redispw"),
+            ("RUN_REPLICATION_ACK_INTERVAL_SECONDS", "10"),
+            ("RUN_REPLICATION_MAX_OPEN_CONNECTIONS", "10"),
+            ("RUN_REPLICATION_WAIT_FOR_ASYNC_INSERT", "0"),
+            ("RUN_REPLICATION_SLOT_NAME", "honoured_slot"),
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
+    let w = &c.warnings()[0];
+    assert!(
+        w.starts_with(
+            "ignored: RUN_REPLICATION_REDIS_HOST, RUN_REPLICATION_REDIS_PASSWORD, \
+             RUN_REPLICATION_ACK_INTERVAL_SECONDS, RUN_REPLICATION_MAX_OPEN_CONNECTIONS, \
+             RUN_REPLICATION_WAIT_FOR_ASYNC_INSERT, because "
+        ),
+        "{w}"
+    );
+    assert!(
+        w.contains("advisory lock") && w.contains("acknowledged"),
+        "{w}"
+    );
+    assert!(!w.contains("redispw") && !w.contains('\n'), "{w}");
+    assert!(
+        !w.contains("SLOT_NAME"),
+        "honoured names are not listed: {w}"
+    );
+    // "1" is what the worker does anyway.
+    let c = Config::load(
+        None,
+        &env_of(&[("RUN_REPLICATION_WAIT_FOR_ASYNC_INSERT", "1")]),
+        &[],
+    )
+    .unwrap();
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+}
+
+/// Every `RUN_REPLICATION_*` variable in trigger.dev's `apps/webapp/app/env.server.ts`
+/// (snapshot b082e44389337dc6505d590737a6df70867cc8f4).
+const UPSTREAM_NAMES: &[&str] = &[
+    "RUN_REPLICATION_REDIS_HOST",
+    "RUN_REPLICATION_REDIS_READER_HOST",
+    "RUN_REPLICATION_REDIS_READER_PORT",
+    "RUN_REPLICATION_REDIS_PORT",
+    "RUN_REPLICATION_REDIS_USERNAME",
+    "RUN_REPLICATION_REDIS_PASSWORD",
+    "RUN_REPLICATION_REDIS_TLS_DISABLED",
+    "RUN_REPLICATION_CLICKHOUSE_URL",
+    "RUN_REPLICATION_ENABLED",
+    "RUN_REPLICATION_SLOT_NAME",
+    "RUN_REPLICATION_PUBLICATION_NAME",
+    "RUN_REPLICATION_MAX_FLUSH_CONCURRENCY",
+    "RUN_REPLICATION_FLUSH_INTERVAL_MS",
+    "RUN_REPLICATION_FLUSH_BATCH_SIZE",
+    "RUN_REPLICATION_MAX_POISON_STRIPS_PER_BATCH",
+    "RUN_REPLICATION_LEADER_LOCK_TIMEOUT_MS",
+    "RUN_REPLICATION_LEADER_LOCK_EXTEND_INTERVAL_MS",
+    "RUN_REPLICATION_ACK_INTERVAL_SECONDS",
+    "RUN_REPLICATION_LOG_LEVEL",
+    "RUN_REPLICATION_CLICKHOUSE_LOG_LEVEL",
+    "RUN_REPLICATION_LEADER_LOCK_ADDITIONAL_TIME_MS",
+    "RUN_REPLICATION_LEADER_LOCK_RETRY_INTERVAL_MS",
+    "RUN_REPLICATION_WAIT_FOR_ASYNC_INSERT",
+    "RUN_REPLICATION_KEEP_ALIVE_ENABLED",
+    "RUN_REPLICATION_KEEP_ALIVE_IDLE_SOCKET_TTL_MS",
+    "RUN_REPLICATION_MAX_OPEN_CONNECTIONS",
+    "RUN_REPLICATION_INSERT_MAX_RETRIES",
+    "RUN_REPLICATION_INSERT_BASE_DELAY_MS",
+    "RUN_REPLICATION_INSERT_MAX_DELAY_MS",
+    "RUN_REPLICATION_INSERT_STRATEGY",
+    "RUN_REPLICATION_DISABLE_PAYLOAD_INSERT",
+    "RUN_REPLICATION_DISABLE_ERROR_FINGERPRINTING",
+    "RUN_REPLICATION_LEGACY_DATABASE_URL",
+    "RUN_REPLICATION_RUN_OPS_DATABASE_URL",
+    "RUN_REPLICATION_NEW_SLOT_NAME",
+    "RUN_REPLICATION_NEW_PUBLICATION_NAME",
+    "RUN_REPLICATION_NEW_ENABLED",
+    "RUN_REPLICATION_LEGACY_ORIGIN_GENERATION",
+    "RUN_REPLICATION_NEW_ORIGIN_GENERATION",
+];
+
+#[test]
+fn every_trigger_dev_name_is_honoured_ignored_or_not_supported_yet_exactly_once() {
+    let mut classified = env::classified();
+    classified.sort();
+    let mut upstream = UPSTREAM_NAMES.to_vec();
+    upstream.sort();
+    assert_eq!(classified, upstream);
+    // And the README names every honoured one.
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    for name in UPSTREAM_NAMES {
+        assert!(readme.contains(name), "{name} is not in README.md");
+    }
+}
+
+#[test]
+fn a_publication_may_have_any_name_postgres_keeps_whole() {
+    for name in ["RunsPub", "runs,pub", "Runs \"Pub\" it's", &"p".repeat(63)] {
+        let c = Config::load(
+            None,
+            &env_of(&[("RUN_REPLICATION_PUBLICATION_NAME", name)]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.postgres.publication, name);
+    }
+    for (name, what) in [("", "empty"), ("é".repeat(32).as_str(), "64 bytes")] {
+        let e = refused(&[("RUN_REPLICATION_PUBLICATION_NAME", name)]);
+        assert!(
+            e.contains("invalid postgres.publication")
+                && e.contains("(from env RUN_REPLICATION_PUBLICATION_NAME)")
+                && e.contains("1 to 63 bytes"),
+            "{what}: {e}"
+        );
+    }
 }

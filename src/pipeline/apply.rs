@@ -77,13 +77,14 @@ impl SourceState {
         self.txn = None;
     }
 
-    /// Closes the open transaction (a Commit) and stamps its rows' versions.
+    /// Closes the open transaction (a Commit) and stamps its rows' versions: a hard stop when
+    /// its LSN does not fit in `_version`.
     pub fn commit(&mut self, end_lsn: u64, time_micros: i64) -> Result<Committed, PipelineError> {
         let txn = self
             .txn
             .take()
             .ok_or_else(|| PipelineError::Stream("Commit without Begin".into()))?;
-        Ok(txn.commit(end_lsn, time_micros))
+        Ok(txn.commit(end_lsn, time_micros)?)
     }
 
     /// Applies one decoded message.
@@ -123,6 +124,9 @@ impl SourceState {
                 op.label()
             )));
         };
+        // Before anything enters the transaction: its rows may be spilled with a version from
+        // its commit LSN, which must fit (a hard stop otherwise).
+        txn.check_lsn()?;
         meters.change(&binding.table, op).increment(1);
         if binding.defect.is_some() {
             return Ok(Applied::Repair(binding.clone()));
@@ -192,3 +196,6 @@ impl SourceState {
         Ok(Applied::Defect(binding, defect))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,6 +3,7 @@
 
 use super::changes::ChangeError;
 use super::sink::SinkError;
+use super::transaction::LsnOverflow;
 use crate::source::pgoutput::DecodeError;
 use crate::source::relation::RelationError;
 
@@ -36,6 +37,8 @@ pub enum HardStop {
          recreate it (or set postgres.recreate_lost_slot = true) and backfill the gap"
     )]
     SlotMissing { slot: String },
+    #[error(transparent)]
+    LsnOverflow(#[from] LsnOverflow),
 }
 
 impl HardStop {
@@ -54,6 +57,7 @@ impl HardStop {
             HardStop::Decode(_) => "decode",
             HardStop::SlotInvalidated { .. } => "slot_invalidated",
             HardStop::SlotMissing { .. } => "slot_missing",
+            HardStop::LsnOverflow(_) => "lsn_overflow",
         }
     }
 }
@@ -67,6 +71,12 @@ impl From<RelationError> for PipelineError {
 impl From<ChangeError> for PipelineError {
     fn from(e: ChangeError) -> Self {
         PipelineError::HardStop(HardStop::Change(e))
+    }
+}
+
+impl From<LsnOverflow> for PipelineError {
+    fn from(e: LsnOverflow) -> Self {
+        PipelineError::HardStop(HardStop::LsnOverflow(e))
     }
 }
 

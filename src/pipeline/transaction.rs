@@ -14,11 +14,27 @@
 use super::collapse::CollapsedRows;
 use crate::rows::{PayloadRow, RunRow};
 
-/// `_version` keeps the low 56 bits of the LSN; the top 8 hold the generation.
+/// `_version` holds the LSN in its low 56 bits; the top 8 hold the generation.
 const LSN_MASK: u64 = (1 << 56) - 1;
 
-pub fn version(generation: u8, end_lsn: u64) -> u64 {
-    ((generation as u64) << 56) | (end_lsn & LSN_MASK)
+/// An LSN too large for `_version`'s 56 bits. Masking it would wrap the version to a small
+/// number, and every later change of a run would lose to the copies stamped before: the
+/// pipeline stops instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "LSN {lsn:#X} does not fit in _version (generation << 56 | LSN, 56 bits): versions would wrap \
+     and later changes would lose to earlier ones in ClickHouse; not replicating past it"
+)]
+pub struct LsnOverflow {
+    pub lsn: u64,
+}
+
+/// `_version = generation << 56 | lsn`, or an error once `lsn` reaches 2^56.
+pub fn version(generation: u8, lsn: u64) -> Result<u64, LsnOverflow> {
+    if lsn > LSN_MASK {
+        return Err(LsnOverflow { lsn });
+    }
+    Ok(((generation as u64) << 56) | lsn)
 }
 
 #[derive(Debug)]
@@ -66,7 +82,7 @@ impl Transaction {
     /// earlier one came from a table with a higher generation (the v2 copy of a run beats the
     /// legacy copy whatever order they were written in).
     pub fn add_row(&mut self, generation: u8, mut row: RunRow) {
-        row._version = version(generation, 0);
+        row._version = (generation as u64) << 56;
         self.rows.upsert(row);
     }
 
@@ -91,34 +107,50 @@ impl Transaction {
         self.spilled
     }
 
+    /// Whether the spilled version (the commit LSN plus one) fits in `_version`; the commit's
+    /// end LSN is checked by [`Self::commit`]. The pipeline calls it before a change enters the
+    /// transaction, so [`Self::spill`] never meets an LSN that does not fit.
+    pub fn check_lsn(&self) -> Result<(), LsnOverflow> {
+        version(0, self.final_lsn.saturating_add(1)).map(drop)
+    }
+
     /// Takes the rows so far, stamped with the spilled version, for insertion before the Commit.
+    /// Only called after [`Self::check_lsn`] passed for a change of this transaction.
     pub fn spill(&mut self) -> (CollapsedRows, Vec<PayloadRow>) {
         self.spilled = true;
         let mut rows = std::mem::take(&mut self.rows);
-        Self::stamp(&mut rows, self.final_lsn + 1);
+        let stamped = Self::stamp(&mut rows, self.final_lsn.saturating_add(1));
+        debug_assert!(stamped.is_ok(), "check_lsn passed before any row was added");
         (rows, std::mem::take(&mut self.payloads))
     }
 
-    pub fn commit(mut self, end_lsn: u64, commit_time_micros: i64) -> Committed {
+    /// Stamps the rows' versions; an error when the LSN does not fit in `_version`.
+    pub fn commit(
+        mut self,
+        end_lsn: u64,
+        commit_time_micros: i64,
+    ) -> Result<Committed, LsnOverflow> {
         let lsn = if self.spilled {
-            self.final_lsn + 1
+            self.final_lsn.saturating_add(1)
         } else {
             end_lsn
         };
-        Self::stamp(&mut self.rows, lsn);
-        Committed {
+        Self::stamp(&mut self.rows, lsn)?;
+        Ok(Committed {
             end_lsn,
             commit_time_micros,
             rows: self.rows,
             payloads: self.payloads,
-        }
+        })
     }
 
     /// Every row gets the same low bits, so stamping in place keeps the collapse as it is.
-    fn stamp(rows: &mut CollapsedRows, lsn: u64) {
+    fn stamp(rows: &mut CollapsedRows, lsn: u64) -> Result<(), LsnOverflow> {
+        let low = version(0, lsn)?;
         for row in rows.iter_mut() {
-            row._version |= lsn & LSN_MASK;
+            row._version |= low;
         }
+        Ok(())
     }
 }
 

@@ -10,11 +10,20 @@ use std::time::Duration;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 
 use crate::config::{Config, SslMode};
-use crate::pg::APPLICATION_NAME;
+use crate::pg::{APPLICATION_NAME, quote_ident};
 
 /// Session settings for the walsender; values in tuples are rendered with them.
 pub const PINNED_OPTIONS: &str =
     "-c datestyle=ISO,YMD -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3";
+
+/// The publication as START_REPLICATION's `publication_names` must name it. pgoutput reads that
+/// option as a list of identifiers (`SplitIdentifierString`): an unquoted name is lower-cased and
+/// split at commas, so a publication named `Runs` or `a,b` would not be found and the stream
+/// would reconnect forever. Double-quoted, every name is kept whole. pgwire-replication puts the
+/// value in a string literal and doubles its single quotes, which the walsender's parser undoes.
+pub fn publication_names(publication: &str) -> String {
+    quote_ident(publication)
+}
 
 /// What the streaming loop needs of a replication stream: events in, acknowledgements out.
 /// Implemented by pgwire-replication's client, and by `testing::FrameFeed` for the loop's
@@ -140,7 +149,7 @@ pub async fn start(config: &Config) -> Result<ReplicationClient, StreamError> {
         url.password.expose().to_string(),
         url.dbname.clone(),
         config.postgres.slot.clone(),
-        config.postgres.publication.clone(),
+        publication_names(&config.postgres.publication),
     )
     .with_port(url.port)
     .with_tls(tls)
@@ -166,5 +175,72 @@ pub async fn start(config: &Config) -> Result<ReplicationClient, StreamError> {
                 timeout.as_millis()
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::publication_names;
+
+    /// Postgres's `SplitIdentifierString(rawstring, ',', ...)` (varlena.c), as pgoutput applies
+    /// it to `publication_names`: whitespace around names is skipped, a double-quoted name is
+    /// kept as written (`""` is one `"`), an unquoted one is lower-cased.
+    fn split_identifier_string(raw: &str) -> Option<Vec<String>> {
+        let mut names = Vec::new();
+        let mut chars = raw.chars().peekable();
+        loop {
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+            let mut name = String::new();
+            if chars.next_if_eq(&'"').is_some() {
+                loop {
+                    match chars.next()? {
+                        '"' if chars.next_if_eq(&'"').is_some() => name.push('"'),
+                        '"' => break,
+                        c => name.push(c),
+                    }
+                }
+            } else {
+                while let Some(c) = chars.next_if(|c| *c != ',' && !c.is_whitespace()) {
+                    name.extend(c.to_lowercase());
+                }
+                if name.is_empty() {
+                    return None;
+                }
+            }
+            names.push(name);
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+            match chars.next() {
+                None => return Some(names),
+                Some(',') => {}
+                Some(_) => return None,
+            }
+        }
+    }
+
+    #[test]
+    fn every_publication_name_reaches_pgoutput_whole() {
+        for name in [
+            "task_runs_to_clickhouse_v1_publication",
+            "RunsPub",
+            "runs,pub",
+            " Runs Pub ",
+            "say \"hi\"",
+            "it's",
+            "\"",
+            "Ünïcödé",
+        ] {
+            assert_eq!(
+                split_identifier_string(&publication_names(name)),
+                Some(vec![name.to_string()]),
+                "{name:?} as {:?}",
+                publication_names(name)
+            );
+        }
+        // What the unquoted name became: another publication, or two.
+        assert_eq!(
+            split_identifier_string("RunsPub"),
+            Some(vec!["runspub".to_string()])
+        );
+        assert_eq!(split_identifier_string("runs,pub").unwrap().len(), 2);
     }
 }

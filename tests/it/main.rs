@@ -6,6 +6,7 @@
 mod support;
 
 mod clickhouse_front;
+mod config;
 mod durability;
 mod hardening;
 mod null_sink;

@@ -186,7 +186,7 @@ async fn fails_on_a_configured_table_that_does_not_exist() {
     let env = TestEnv::new("pf_no_table").await;
     let out = run(
         &env,
-        "[postgres]\ntables = [\"TaskRun\", \"task_run_v3\"]\ngenerations = {}\n",
+        "[postgres]\ntables = [\"TaskRun\", \"task_run_v3\"]\ngenerations = { TaskRun = 0, task_run_v3 = 1 }\n",
         &[],
     );
     assert_fails(

@@ -7,7 +7,7 @@ use crate::testing::runs::run_row;
 fn committed(id: &str, status: &str, end_lsn: u64) -> Committed {
     let mut t = Transaction::new(1, 0);
     t.add_row(0, run_row(id).with_status(status));
-    t.commit(end_lsn, 0)
+    t.commit(end_lsn, 0).unwrap()
 }
 
 #[test]
@@ -17,7 +17,7 @@ fn later_transactions_win_and_the_end_lsn_is_the_last_commit() {
     b.add(committed("run_1", "EXECUTING", 10), now);
     b.add(committed("run_2", "PENDING", 20), now);
     b.add(committed("run_1", "COMPLETED_SUCCESSFULLY", 30), now);
-    b.add(Transaction::new(2, 0).commit(40, 0), now);
+    b.add(Transaction::new(2, 0).commit(40, 0).unwrap(), now);
     assert_eq!(b.len(), 2);
     assert_eq!(
         b.deadline(Duration::from_secs(1)),
@@ -41,7 +41,7 @@ fn later_transactions_win_and_the_end_lsn_is_the_last_commit() {
 #[test]
 fn an_empty_transaction_opens_no_deadline() {
     let mut b = Batch::default();
-    b.add(Transaction::new(1, 0).commit(5, 0), Instant::now());
+    b.add(Transaction::new(1, 0).commit(5, 0).unwrap(), Instant::now());
     assert!(b.is_empty());
     assert_eq!(b.deadline(Duration::from_secs(1)), None);
 }

@@ -5,24 +5,58 @@ use crate::testing::runs::run_row;
 
 #[test]
 fn version_is_generation_over_the_low_56_bits_of_the_lsn() {
-    assert_eq!(version(0, 0x16B_6C50), 0x16B_6C50);
-    assert_eq!(version(1, 0x16B_6C50), (1 << 56) | 0x16B_6C50);
-    assert_eq!(version(0, u64::MAX), LSN_MASK);
-    assert!(version(1, 1) > version(0, LSN_MASK));
+    let v = |g, lsn| version(g, lsn).unwrap();
+    assert_eq!(v(0, 0x16B_6C50), 0x16B_6C50);
+    assert_eq!(v(1, 0x16B_6C50), (1 << 56) | 0x16B_6C50);
+    assert_eq!(v(255, LSN_MASK), u64::MAX);
+    assert!(v(1, 1) > v(0, LSN_MASK));
+}
+
+#[test]
+fn an_lsn_of_2_pow_56_or_more_is_refused_not_wrapped() {
+    for lsn in [1 << 56, (1 << 56) + 0x10, u64::MAX] {
+        assert_eq!(version(0, lsn), Err(LsnOverflow { lsn }));
+    }
+    // At commit: the end LSN.
+    let mut t = Transaction::new(1, LSN_MASK - 0x10);
+    assert_eq!(t.check_lsn(), Ok(()));
+    t.add_row(1, run_row("run_1"));
+    assert_eq!(
+        t.commit(1 << 56, 0).unwrap_err(),
+        LsnOverflow { lsn: 1 << 56 }
+    );
+    // Before a change enters a transaction whose spilled version would not fit.
+    let t = Transaction::new(2, LSN_MASK);
+    assert_eq!(t.check_lsn(), Err(LsnOverflow { lsn: 1 << 56 }));
+    let t = Transaction::new(3, u64::MAX);
+    assert_eq!(t.check_lsn(), Err(LsnOverflow { lsn: u64::MAX }));
+    // A spilled transaction commits with its spilled version, which must fit too.
+    let mut t = Transaction::new(4, LSN_MASK - 1);
+    t.add_row(0, run_row("run_2"));
+    let (rows, _) = t.spill();
+    assert_eq!(rows.into_sorted()[0]._version, LSN_MASK);
+    assert!(t.commit(LSN_MASK, 0).is_ok());
+    let message = LsnOverflow { lsn: 1 << 56 }.to_string();
+    assert!(
+        message.contains("0x100000000000000") && !message.contains('\n'),
+        "{message}"
+    );
 }
 
 #[test]
 fn the_final_state_of_each_run_wins_and_payloads_are_kept() {
     let mut t = Transaction::new(7, 0xF0);
     for status in ["PENDING", "EXECUTING", "COMPLETED_SUCCESSFULLY"] {
-        t.add_row(0, run_row("run_1").with_status(status));
+        let mut r = run_row("run_1");
+        r.status = status.into();
+        t.add_row(0, r);
     }
     t.add_payload(PayloadRow {
         run_id: "run_1".into(),
         created_at: 0,
         payload: "{}".into(),
     });
-    let c = t.commit(0x100, 5);
+    let c = t.commit(0x100, 5).unwrap();
     let rows = c.rows.into_sorted();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].status, "COMPLETED_SUCCESSFULLY");
@@ -42,22 +76,24 @@ fn a_spilled_transaction_uses_its_commit_lsn_plus_one_for_every_row() {
     assert_eq!(early[1]._version, (1 << 56) | 0x501);
     assert!(t.is_empty() && t.is_spilled());
     t.add_row(0, run_row("run_3"));
-    let c = t.commit(0x540, 0);
+    let c = t.commit(0x540, 0).unwrap();
     assert_eq!(
         c.end_lsn, 0x540,
         "acknowledged at the commit's end as always"
     );
     assert_eq!(c.rows.into_sorted()[0]._version, 0x501);
     // Between the previous transaction's end (at most 0x500) and this one's end.
-    assert!(version(0, 0x500) < 0x501 && 0x501 < version(0, 0x540));
+    assert!(version(0, 0x500).unwrap() < 0x501 && 0x501 < version(0, 0x540).unwrap());
 }
 
 #[test]
 fn a_higher_generation_wins_within_a_transaction_in_either_order() {
     for v2_first in [true, false] {
         let mut t = Transaction::new(1, 0x1F0);
-        let v2 = run_row("run_1").with_status("EXECUTING");
-        let legacy_tombstone = run_row("run_1").deleted();
+        let mut v2 = run_row("run_1");
+        v2.status = "EXECUTING".into();
+        let mut legacy_tombstone = run_row("run_1");
+        legacy_tombstone._is_deleted = 1;
         if v2_first {
             t.add_row(1, v2);
             t.add_row(0, legacy_tombstone);
@@ -65,7 +101,7 @@ fn a_higher_generation_wins_within_a_transaction_in_either_order() {
             t.add_row(0, legacy_tombstone);
             t.add_row(1, v2);
         }
-        let rows = t.commit(0x200, 0).rows.into_sorted();
+        let rows = t.commit(0x200, 0).unwrap().rows.into_sorted();
         assert_eq!(rows.len(), 1);
         assert_eq!(
             (rows[0]._is_deleted, rows[0]._version),
