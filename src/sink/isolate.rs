@@ -14,9 +14,9 @@
 //! outage (retry, never acknowledge).
 //!
 //! Bounds: each rejected row costs at most two inserts per level of halving, one per neutralisable
-//! field and the canary, and isolation stops at `budget + 1` rejected rows, so a refused batch of
-//! `n` rows costs at most `(budget + 1) · (2·⌈log2 n⌉ + NEUTRALISABLE + 1)` inserts; only the
-//! inserts that succeed create parts.
+//! field, the canary and one last try of the row, and isolation stops at `budget + 1` rejected
+//! rows, so a refused batch of `n` rows costs at most `(budget + 1) · (2·⌈log2 n⌉ +
+//! NEUTRALISABLE + 2)` inserts; only the inserts that succeed create parts.
 
 use std::future::Future;
 use std::ops::Range;
@@ -85,16 +85,28 @@ pub async fn isolate<T: SinkRow, I: TryInsert<T>>(
             inserts += tries;
             if row.stored {
                 stored += 1;
-            } else {
-                rejected += 1;
-                inserts += 1;
-                if rejected > budget || ins.canary().await != Some(true) {
-                    return Isolated::Systemic {
-                        reason: row.reason,
-                        inserts,
-                    };
-                }
+                salvaged.push(row);
+                continue;
             }
+            inserts += 1;
+            if rejected >= budget || ins.canary().await != Some(true) {
+                return Isolated::Systemic {
+                    reason: row.reason,
+                    inserts,
+                };
+            }
+            // The table takes rows now. It may have been fixed since the row was refused: the
+            // row itself, once more, decides.
+            inserts += 1;
+            if ins
+                .try_insert(std::slice::from_ref(&rows[range.start]))
+                .await
+                .is_ok()
+            {
+                stored += 1;
+                continue;
+            }
+            rejected += 1;
             salvaged.push(row);
             continue;
         }

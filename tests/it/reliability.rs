@@ -495,7 +495,17 @@ async fn poison_rows_are_isolated_and_the_stream_moves_on() {
         "the rest of the row is intact"
     );
     assert_eq!(neutralised.output, "{}", "the refused field is neutralised");
-    let metrics = worker.get("/metrics").unwrap().1;
+    // Isolation records what it did once it is done with the batch: the rejected row's last
+    // try comes after the neutralised row is already visible.
+    let metrics = poll(CONVERGE, Duration::from_millis(100), || async {
+        let metrics = worker.get("/metrics").unwrap().1;
+        match metric_sum(&metrics, "runs_replicator_rows_rejected_total") {
+            1.0 => Ok(metrics),
+            _ => Err(metrics),
+        }
+    })
+    .await
+    .unwrap_or_else(|m| m);
     assert_eq!(
         metric_with(
             &metrics,

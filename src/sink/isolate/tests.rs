@@ -67,10 +67,10 @@ fn refused() -> Refused {
     }
 }
 
-/// The documented bound: `(budget + 1) · (2·⌈log2 n⌉ + NEUTRALISABLE + 1)`.
+/// The documented bound: `(budget + 1) · (2·⌈log2 n⌉ + NEUTRALISABLE + 2)`.
 fn bound(n: usize, budget: usize) -> usize {
     let levels = (n as f64).log2().ceil() as usize;
-    (budget + 1) * (2 * levels + RunRow::NEUTRALISABLE + 1)
+    (budget + 1) * (2 * levels + RunRow::NEUTRALISABLE + 2)
 }
 
 #[tokio::test]
@@ -190,4 +190,38 @@ async fn one_row_refused_like_any_other_is_systemic_not_poison() {
         panic!("{result:?}")
     };
     assert!(!salvaged[0].stored);
+}
+
+#[tokio::test]
+async fn a_row_refused_just_before_the_table_is_fixed_is_stored_not_rejected() {
+    // The table refuses everything until the canary: the fix lands in between.
+    let fixed = std::sync::atomic::AtomicBool::new(false);
+    struct Fixing<'a>(&'a std::sync::atomic::AtomicBool, Fake<fn(&RunRow) -> bool>);
+    impl TryInsert<RunRow> for Fixing<'_> {
+        async fn try_insert(&self, rows: &[RunRow]) -> Result<(), Refused> {
+            if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+                self.1.stored.lock().unwrap().extend(rows.iter().cloned());
+                return Ok(());
+            }
+            Err(refused())
+        }
+        async fn canary(&self) -> Option<bool> {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            Some(true)
+        }
+    }
+    let ins = Fixing(&fixed, Fake::new(|_: &RunRow| true));
+    let Isolated::Done {
+        stored, salvaged, ..
+    } = isolate(&ins, &batch(1), refused(), 2).await
+    else {
+        panic!("the table takes rows again")
+    };
+    assert_eq!(stored, 1);
+    assert!(salvaged.is_empty(), "nothing rejected: {salvaged:?}");
+    assert_eq!(
+        ins.1.stored.lock().unwrap()[0].output,
+        r#"{"data":0}"#,
+        "the whole row"
+    );
 }
