@@ -1,0 +1,200 @@
+//! The sections of the configuration file, each with its defaults: what every key means is
+//! documented in `config/runs-replicator.toml`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{ChUrl, PgUrl, Secret};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    #[serde(deserialize_with = "from_str")]
+    pub url: PgUrl,
+    pub schema: String,
+    pub tables: Vec<String>,
+    /// Version generation per table: `_version = generation << 56 | commit_end_lsn`. Every
+    /// table has one, and no two share one (checked at load).
+    pub generations: BTreeMap<String, u8>,
+    pub publication: String,
+    pub slot: String,
+    pub create_publication: bool,
+    pub create_slot: bool,
+    pub recreate_lost_slot: bool,
+    pub status_interval_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub slot_poll_interval_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    #[serde(deserialize_with = "from_str")]
+    pub url: ChUrl,
+    pub database: String,
+    pub user: String,
+    #[serde(deserialize_with = "secret")]
+    pub password: Secret,
+    pub runs_table: String,
+    pub payloads_table: String,
+    pub async_insert: bool,
+    pub compression: Compression,
+    pub insert_max_retries: u32,
+    pub retry_min_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+    pub request_timeout_ms: u64,
+    pub ca_file: Option<PathBuf>,
+    /// Benchmarking only (`--null-sink`, not a file or environment key): encode each batch and
+    /// discard it instead of inserting it, still acknowledging, to measure the worker without
+    /// the ClickHouse server.
+    #[serde(skip)]
+    pub null_sink: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub max_rows: usize,
+    pub flush_interval_ms: u64,
+    pub max_inflight: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransformConfig {
+    pub fingerprint_errors: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    #[serde(deserialize_with = "from_str")]
+    pub listen: SocketAddr,
+    pub clickhouse_unready_after_ms: u64,
+}
+
+/// How insert bodies travel to ClickHouse.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// ClickHouse's native LZ4 blocks: about half the bytes on the wire, for CPU on both ends.
+    Lz4,
+    /// Plain RowBinary: cheapest when ClickHouse is on the same host or a fast local network.
+    None,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreflightConfig {
+    pub ignore_failures: bool,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            url: "postgres://postgres@127.0.0.1:5432/trigger"
+                .parse()
+                .unwrap(),
+            schema: "public".into(),
+            tables: vec!["TaskRun".into(), "task_run_v2".into()],
+            generations: BTreeMap::from([("TaskRun".into(), 0), ("task_run_v2".into(), 1)]),
+            publication: "task_runs_to_clickhouse_v1_publication".into(),
+            slot: "task_runs_to_clickhouse_v1".into(),
+            create_publication: true,
+            create_slot: true,
+            recreate_lost_slot: false,
+            status_interval_ms: 1000,
+            connect_timeout_ms: 5000,
+            slot_poll_interval_ms: 10_000,
+        }
+    }
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".parse().unwrap(),
+            database: "trigger_dev".into(),
+            user: "default".into(),
+            password: Secret::default(),
+            runs_table: "task_runs_v2".into(),
+            payloads_table: "raw_task_runs_payload_v1".into(),
+            async_insert: false,
+            compression: Compression::Lz4,
+            insert_max_retries: 3,
+            retry_min_delay_ms: 100,
+            retry_max_delay_ms: 2000,
+            request_timeout_ms: 30_000,
+            ca_file: None,
+            null_sink: false,
+        }
+    }
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_rows: 10_000,
+            flush_interval_ms: 1000,
+            max_inflight: 2,
+        }
+    }
+}
+
+impl Default for TransformConfig {
+    fn default() -> Self {
+        TransformConfig {
+            fingerprint_errors: true,
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "0.0.0.0:9187".parse().unwrap(),
+            clickhouse_unready_after_ms: 30_000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+pub(super) fn from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: fmt::Display,
+{
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+pub(super) fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+    String::deserialize(d).map(Secret::new)
+}
