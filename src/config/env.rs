@@ -13,6 +13,8 @@ use super::ConfigError;
 /// Every configuration key. Its own environment name is `RUNS_REPLICATOR_` + the key in upper
 /// case with `.` replaced by `_`.
 pub const KEYS: &[&str] = &[
+    "postgres.name",
+    "postgres.shards",
     "postgres.url",
     "postgres.schema",
     "postgres.tables",
@@ -181,14 +183,42 @@ const IGNORED: &[(&[&str], &str)] = &[
     ),
 ];
 
-/// trigger.dev's second source (its run-ops database): not supported yet.
-const NOT_SUPPORTED_YET: &[&str] = &[
-    "RUN_REPLICATION_RUN_OPS_DATABASE_URL",
+/// trigger.dev names this worker does not support yet (none at the moment).
+const NOT_SUPPORTED_YET: &[&str] = &[];
+
+/// trigger.dev's second source, its run-ops database (`RunsReplicationSource` "new").
+pub const RUN_OPS_URL: &str = "RUN_REPLICATION_RUN_OPS_DATABASE_URL";
+const RUN_OPS_NAMES: &[&str] = &[
+    RUN_OPS_URL,
     "RUN_REPLICATION_NEW_SLOT_NAME",
     "RUN_REPLICATION_NEW_PUBLICATION_NAME",
     "RUN_REPLICATION_NEW_ENABLED",
     "RUN_REPLICATION_NEW_ORIGIN_GENERATION",
 ];
+
+/// The run-ops source as trigger.dev's variables describe it: each present value with its
+/// variable. Upstream adds the source when its URL is set, unless `RUN_REPLICATION_NEW_ENABLED`
+/// is `disabled`.
+pub struct RunOps {
+    pub url: (String, &'static str),
+    pub slot: Option<(String, &'static str)>,
+    pub publication: Option<(String, &'static str)>,
+    pub generation: Option<(String, &'static str)>,
+}
+
+pub fn run_ops(env: &dyn Fn(&str) -> Option<String>) -> Option<RunOps> {
+    let url = env(RUN_OPS_URL)?;
+    if env("RUN_REPLICATION_NEW_ENABLED").is_some_and(|v| v.trim() == "disabled") {
+        return None;
+    }
+    let get = |name: &'static str| env(name).map(|v| (v, name));
+    Some(RunOps {
+        url: (url, RUN_OPS_URL),
+        slot: get("RUN_REPLICATION_NEW_SLOT_NAME"),
+        publication: get("RUN_REPLICATION_NEW_PUBLICATION_NAME"),
+        generation: get("RUN_REPLICATION_NEW_ORIGIN_GENERATION"),
+    })
+}
 
 pub fn own_name(key: &str) -> String {
     format!(
@@ -366,6 +396,7 @@ pub fn classified() -> Vec<&'static str> {
         .filter(|n| n.starts_with("RUN_REPLICATION_"))
         .collect();
     all.push(ENABLED);
+    all.extend(RUN_OPS_NAMES);
     all.extend(IGNORED.iter().flat_map(|(g, _)| g.iter().copied()));
     all.extend(NOT_SUPPORTED_YET);
     all

@@ -12,11 +12,13 @@ mod parse;
 mod postgres_url;
 mod secret;
 mod sections;
+mod sources;
 mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -29,6 +31,7 @@ pub use sections::{
     BatchConfig, ClickHouseConfig, Compression, LogConfig, LogFormat, MetricsConfig,
     PostgresConfig, PreflightConfig, TransformConfig,
 };
+pub use sources::{Shard, Source, SourceConfig, Stream};
 
 use parse::{
     boolean, generations, generations_text, list, number, one_line, one_line_toml_error, redact_url,
@@ -110,6 +113,9 @@ impl Config {
                 env::Apply::LowestGeneration => config.set_lowest_generation(&s.value, origin)?,
             }
         }
+        if let Some(run_ops) = env::run_ops(env) {
+            config.add_run_ops(run_ops)?;
+        }
         config.warnings = env::warnings(env);
         for flag in flags {
             config.set(flag.key, &flag.value, format!("flag {}", flag.flag))?;
@@ -170,6 +176,8 @@ impl Config {
         let pg = &mut self.postgres;
         let ch = &mut self.clickhouse;
         match key {
+            "postgres.name" => pg.name = v.into(),
+            "postgres.shards" => pg.shards = number(v)?,
             "postgres.url" => pg.url = v.parse()?,
             "postgres.schema" => pg.schema = v.into(),
             "postgres.tables" => pg.tables = list(v),
@@ -257,6 +265,58 @@ impl Config {
         Ok(())
     }
 
+    /// trigger.dev's run-ops database as a second source, named as upstream names it ("new",
+    /// and the first source "legacy" unless named). The first source keeps the tables it was
+    /// given; left at the default (the seed's two tables), it becomes upstream's legacy database:
+    /// `"TaskRun"` alone, at its lowest generation.
+    fn add_run_ops(&mut self, run_ops: env::RunOps) -> Result<(), ConfigError> {
+        let origin = |name: &str| format!("env {name}");
+        let (url, url_var) = &run_ops.url;
+        let mut source = SourceConfig {
+            name: "new".into(),
+            url: Some(
+                url.parse()
+                    .map_err(|allowed: String| ConfigError::Invalid {
+                        key: "postgres.sources.new.url".into(),
+                        value: redact_url(url),
+                        origin: origin(url_var),
+                        allowed,
+                    })?,
+            ),
+            ..SourceConfig::default()
+        };
+        if let Some((slot, _)) = &run_ops.slot {
+            source.slot = slot.clone();
+        }
+        if let Some((publication, _)) = &run_ops.publication {
+            source.publication = publication.clone();
+        }
+        if let Some((g, var)) = &run_ops.generation {
+            let g: u8 = number(g).map_err(|_| ConfigError::Invalid {
+                key: "postgres.sources.new.generations".into(),
+                value: format!("{g:?}"),
+                origin: origin(var),
+                allowed: "expected a generation from 0 to 255".into(),
+            })?;
+            source.generations = BTreeMap::from([("TaskRun".to_string(), g)]);
+        }
+        self.origins
+            .insert("postgres.sources.new".into(), origin(url_var));
+        let pg = &mut self.postgres;
+        if !self.origins.contains_key("postgres.name") && pg.name == "default" {
+            pg.name = "legacy".into();
+        }
+        let defaults = PostgresConfig::default();
+        if pg.tables == defaults.tables {
+            let lowest = pg.generations.values().min().copied().unwrap_or(0);
+            pg.tables = vec!["TaskRun".into()];
+            pg.generations = BTreeMap::from([("TaskRun".to_string(), lowest)]);
+        }
+        pg.sources.retain(|s| s.name != "new");
+        pg.sources.push(source);
+        Ok(())
+    }
+
     /// trigger.dev variables that are set and not honoured: at most one line naming those this
     /// worker has no use for and one naming those it does not support yet. The daemon logs them
     /// as warnings at start.
@@ -281,9 +341,47 @@ impl Config {
         }
     }
 
-    /// The generation of `table` (every configured table has one; 0 for any other).
+    /// The generation of a table of the first source (every configured table has one; 0 for
+    /// any other).
     pub fn generation(&self, table: &str) -> u8 {
         self.postgres.generations.get(table).copied().unwrap_or(0)
+    }
+
+    /// Every source: the first from `[postgres]`, then `[[postgres.sources]]` in order.
+    pub fn sources(&self) -> Vec<Arc<Source>> {
+        let pg = &self.postgres;
+        let mut out = vec![Arc::new(Source {
+            name: pg.name.clone(),
+            url: pg.url.clone(),
+            schema: pg.schema.clone(),
+            tables: pg.tables.clone(),
+            generations: pg.generations.clone(),
+            publication: pg.publication.clone(),
+            slot: pg.slot.clone(),
+            create_publication: pg.create_publication,
+            create_slot: pg.create_slot,
+            shards: pg.shards,
+        })];
+        out.extend(pg.sources.iter().filter_map(|s| {
+            Some(Arc::new(Source {
+                name: s.name.clone(),
+                url: s.url.clone()?,
+                schema: s.schema.clone(),
+                tables: s.tables.clone(),
+                generations: s.generations.clone(),
+                publication: s.publication.clone(),
+                slot: s.slot.clone(),
+                create_publication: s.create_publication,
+                create_slot: s.create_slot,
+                shards: s.shards,
+            }))
+        }));
+        out
+    }
+
+    /// Every stream: each source's, or each shard's of it, in order.
+    pub fn streams(&self) -> Vec<Stream> {
+        self.sources().iter().flat_map(Source::streams).collect()
     }
 
     pub fn status_interval(&self) -> Duration {
@@ -319,6 +417,12 @@ impl Config {
     /// Every secret in the configuration, for scrubbing foreign error text.
     pub fn secrets(&self) -> Vec<&Secret> {
         let mut out = vec![&self.postgres.url.password, &self.clickhouse.password];
+        out.extend(
+            self.postgres
+                .sources
+                .iter()
+                .filter_map(|s| s.url.as_ref().map(|u| &u.password)),
+        );
         if let Some(p) = &self.clickhouse.url.password {
             out.push(p);
         }

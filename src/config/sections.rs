@@ -8,11 +8,14 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::sources::SourceConfig;
 use super::{ChUrl, PgUrl, Secret};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresConfig {
+    /// The first source's name (the `source` label of its metrics).
+    pub name: String,
     #[serde(deserialize_with = "from_str")]
     pub url: PgUrl,
     pub schema: String,
@@ -28,6 +31,10 @@ pub struct PostgresConfig {
     pub status_interval_ms: u64,
     pub connect_timeout_ms: u64,
     pub slot_poll_interval_ms: u64,
+    /// Streams (slots) the first source is split into, by a hash of the run id.
+    pub shards: u16,
+    /// Further sources (`[[postgres.sources]]`).
+    pub sources: Vec<SourceConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -110,6 +117,7 @@ pub struct PreflightConfig {
 impl Default for PostgresConfig {
     fn default() -> Self {
         PostgresConfig {
+            name: "default".into(),
             url: "postgres://postgres@127.0.0.1:5432/trigger"
                 .parse()
                 .unwrap(),
@@ -124,6 +132,8 @@ impl Default for PostgresConfig {
             status_interval_ms: 1000,
             connect_timeout_ms: 5000,
             slot_poll_interval_ms: 10_000,
+            shards: 1,
+            sources: Vec::new(),
         }
     }
 }

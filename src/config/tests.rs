@@ -98,6 +98,8 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("postgres.schema", "s"),
         ("postgres.tables", "TaskRun"),
         ("postgres.generations", "TaskRun=3"),
+        ("postgres.name", "legacy"),
+        ("postgres.shards", "2"),
         ("postgres.publication", "p"),
         ("postgres.slot", "s1"),
         ("postgres.create_publication", "false"),
@@ -672,34 +674,180 @@ fn the_legacy_origin_generation_shifts_every_table_and_keeps_them_apart() {
 }
 
 #[test]
-fn the_run_ops_source_names_are_not_honoured_yet_and_say_so() {
+fn trigger_dev_run_ops_variables_add_a_second_source() {
     let c = Config::load(
         None,
         &env_of(&[
             ("RUN_REPLICATION_NEW_ORIGIN_GENERATION", "7"),
+            ("RUN_REPLICATION_NEW_SLOT_NAME", "ops_slot"),
+            ("RUN_REPLICATION_NEW_PUBLICATION_NAME", "ops_pub"),
             (
                 "RUN_REPLICATION_RUN_OPS_DATABASE_URL",
-                "postgres://u@ops/db",
+                "postgres://u:pw@ops:6543/db",
             ),
         ]),
         &[],
     )
     .unwrap();
+    let sources = c.sources();
+    assert_eq!(sources.len(), 2);
+    let (legacy, new) = (&sources[0], &sources[1]);
+    assert_eq!(legacy.name, "legacy");
+    assert_eq!(legacy.tables, ["TaskRun"], "upstream's legacy database");
+    assert_eq!(legacy.generation("TaskRun"), 0);
+    assert_eq!(new.name, "new");
+    assert_eq!((new.url.host.as_str(), new.url.port), ("ops", 6543));
+    assert_eq!(new.tables, ["TaskRun"]);
+    assert_eq!(new.generation("TaskRun"), 7);
     assert_eq!(
-        (c.generation("TaskRun"), c.generation("task_run_v2")),
-        (0, 1)
+        (new.slot.as_str(), new.publication.as_str()),
+        ("ops_slot", "ops_pub")
     );
-    assert_eq!(c.postgres.url.host, "127.0.0.1");
-    assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
-    let w = &c.warnings()[0];
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     assert!(
-        w.starts_with(
-            "not supported yet, ignored: RUN_REPLICATION_RUN_OPS_DATABASE_URL, \
-             RUN_REPLICATION_NEW_ORIGIN_GENERATION:"
-        ) && w.contains("run-ops"),
-        "{w}"
+        c.secrets().iter().any(|p| p.expose() == "pw"),
+        "the second source's password is scrubbed too"
     );
-    assert!(!w.contains("postgres://u@ops"), "no value shown: {w}");
+
+    // Upstream's defaults: slot task_runs_to_clickhouse_v2, generation 1; and its off switch.
+    let url = (
+        "RUN_REPLICATION_RUN_OPS_DATABASE_URL",
+        "postgres://u@ops/db",
+    );
+    let c = Config::load(None, &env_of(&[url]), &[]).unwrap();
+    let new = &c.sources()[1];
+    assert_eq!(new.slot, "task_runs_to_clickhouse_v2");
+    assert_eq!(new.publication, "task_runs_to_clickhouse_v2_publication");
+    assert_eq!(new.generation("TaskRun"), 1);
+    let c = Config::load(
+        None,
+        &env_of(&[url, ("RUN_REPLICATION_NEW_ENABLED", "disabled")]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.sources().len(), 1);
+    assert_eq!(c.sources()[0].name, "default");
+}
+
+#[test]
+fn sources_may_share_neither_a_slot_nor_a_generation() {
+    let base = r#"
+[postgres]
+url = "postgres://u@pg/trigger"
+tables = ["TaskRun"]
+generations = { TaskRun = 0 }
+slot = "legacy_slot"
+"#;
+    let load = |extra: &str| {
+        Config::from_toml(&format!("{base}{extra}"), Path::new("t.toml"))
+            .and_then(|mut c| c.validate().map(|()| std::mem::take(&mut c)))
+    };
+    let ok = load(
+        r#"
+[[postgres.sources]]
+name = "run_ops"
+url = "postgres://u@ops/run_ops"
+"#,
+    )
+    .unwrap();
+    assert_eq!(ok.streams().len(), 2);
+    let err = load(
+        r#"
+[[postgres.sources]]
+name = "run_ops"
+url = "postgres://u@pg/other_db"
+slot = "legacy_slot"
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("postgres.sources.run_ops.slot")
+            && err.contains("two sources may not stream from one slot of one server")
+            && err.contains("(source run_ops)"),
+        "{err}"
+    );
+    let err = load(
+        r#"
+[[postgres.sources]]
+name = "run_ops"
+url = "postgres://u@ops/run_ops"
+generations = { TaskRun = 0 }
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("postgres.sources.run_ops.generations")
+            && err.contains("default.TaskRun has 0 too"),
+        "{err}"
+    );
+    let err = load(
+        r#"
+[[postgres.sources]]
+name = "default"
+url = "postgres://u@ops/run_ops"
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("each source needs its own name"), "{err}");
+    let err = load("[[postgres.sources]]\nname = \"x\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs a url"), "{err}");
+}
+
+#[test]
+fn shards_split_a_source_into_streams_with_their_own_slots_and_filters() {
+    let mut c = Config::default();
+    c.postgres.shards = 3;
+    c.validate().unwrap();
+    let streams = c.streams();
+    let names: Vec<_> = streams
+        .iter()
+        .map(|s| (s.name.as_str(), s.slot.as_str(), s.publication.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (
+                "default.0",
+                "task_runs_to_clickhouse_v1_0",
+                "task_runs_to_clickhouse_v1_publication_0"
+            ),
+            (
+                "default.1",
+                "task_runs_to_clickhouse_v1_1",
+                "task_runs_to_clickhouse_v1_publication_1"
+            ),
+            (
+                "default.2",
+                "task_runs_to_clickhouse_v1_2",
+                "task_runs_to_clickhouse_v1_publication_2"
+            ),
+        ]
+    );
+    assert_eq!(
+        streams[2].shard.unwrap().row_filter(),
+        "(hashtext(id) & 2147483647) % 3 = 2"
+    );
+    c.postgres.shards = 0;
+    assert!(
+        c.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("expected 1 to 64")
+    );
+    c.postgres.shards = 2;
+    c.postgres.slot = "s".repeat(62);
+    assert!(
+        c.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("with the shard suffix"),
+        "a shard's slot name must still fit"
+    );
 }
 
 #[test]

@@ -4,70 +4,216 @@
 use std::collections::BTreeMap;
 
 use super::parse::{ch_ident_ok, generations_text, range};
+use super::sources::Source;
 use super::{Config, ConfigError};
 
+/// The most shards a source may be split into.
+const MAX_SHARDS: u16 = 64;
+
 impl Config {
-    /// Range and consistency checks that the types alone do not express.
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        let pg = &self.postgres;
-        let ch = &self.clickhouse;
-        let ident = |key: &str, v: &str| -> Result<(), ConfigError> {
+    /// The key of `field` of source number `i`, as messages name it: `postgres.slot` for the
+    /// first, `postgres.sources.<name>.slot` for the others.
+    fn source_key(i: usize, source: &Source, field: &str) -> String {
+        if i == 0 {
+            format!("postgres.{field}")
+        } else {
+            format!("postgres.sources.{}.{field}", source.name)
+        }
+    }
+
+    /// An invalid value of a source's field; the message names the source.
+    fn invalid_in(
+        &self,
+        i: usize,
+        source: &Source,
+        field: &str,
+        value: impl std::fmt::Debug,
+        allowed: &str,
+    ) -> ConfigError {
+        let key = Config::source_key(i, source, field);
+        let origin = if i == 0 {
+            self.origin(&key)
+        } else {
+            self.origin(&format!("postgres.sources.{}", source.name))
+        };
+        // With one source the key says it all; with several, the message names the source.
+        let allowed = if i == 0 && self.postgres.sources.is_empty() {
+            allowed.to_string()
+        } else {
+            format!("{allowed} (source {})", source.name)
+        };
+        ConfigError::Invalid {
+            key,
+            value: format!("{value:?}"),
+            origin,
+            allowed,
+        }
+    }
+
+    /// Every source on its own, then the rules between them: distinct names, no slot shared on
+    /// one server, no generation shared (a run present in two sources must end as the higher
+    /// generation's copy, whatever the LSNs).
+    fn validate_sources(&self) -> Result<(), ConfigError> {
+        for (i, extra) in self.postgres.sources.iter().enumerate() {
+            if extra.url.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: format!("postgres.sources[{}].url", i + 1),
+                    value: "(none)".into(),
+                    origin: self.origin(&format!("postgres.sources.{}", extra.name)),
+                    allowed: format!(
+                        "every [[postgres.sources]] entry needs a url (source {:?})",
+                        extra.name
+                    ),
+                });
+            }
+        }
+        let sources = self.sources();
+        let mut names = BTreeMap::new();
+        for (i, source) in sources.iter().enumerate() {
+            let name_ok = !source.name.is_empty()
+                && source.name.len() <= 40
+                && source
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !name_ok {
+                return Err(self.invalid_in(
+                    i,
+                    source,
+                    "name",
+                    &source.name,
+                    "expected 1 to 40 characters from a-z, A-Z, 0-9, _ and -",
+                ));
+            }
+            if names.insert(source.name.clone(), i).is_some() {
+                return Err(self.invalid_in(
+                    i,
+                    source,
+                    "name",
+                    &source.name,
+                    "each source needs its own name",
+                ));
+            }
+            self.validate_source(i, source)?;
+        }
+        let mut slots: BTreeMap<(String, u16, String), String> = BTreeMap::new();
+        let mut generations: BTreeMap<u8, String> = BTreeMap::new();
+        for (i, source) in sources.iter().enumerate() {
+            for stream in source.streams() {
+                let key = (
+                    source.url.host.clone(),
+                    source.url.port,
+                    stream.slot.clone(),
+                );
+                if let Some(other) = slots.insert(key, source.name.clone()) {
+                    return Err(self.invalid_in(
+                        i,
+                        source,
+                        "slot",
+                        &stream.slot,
+                        &format!(
+                            "two sources may not stream from one slot of one server; {other} uses it too"
+                        ),
+                    ));
+                }
+            }
+            for (table, g) in &source.generations {
+                if let Some(other) = generations.insert(*g, format!("{}.{table}", source.name)) {
+                    return Err(self.invalid_in(
+                        i,
+                        source,
+                        "generations",
+                        generations_text(&source.generations),
+                        &format!(
+                            "expected a generation no other source or table has, so a run present                              twice ends as the higher one's copy; {other} has {g} too"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_source(&self, i: usize, src: &Source) -> Result<(), ConfigError> {
+        let ident = |field: &str, v: &str| -> Result<(), ConfigError> {
             if v.is_empty() || v.len() > 63 || v.contains(['\'', '"', '\0']) {
-                return Err(self.invalid(
-                    key,
+                return Err(self.invalid_in(
+                    i,
+                    src,
+                    field,
                     v,
                     "expected 1 to 63 characters without quotes (a Postgres identifier)",
                 ));
             }
             Ok(())
         };
-        ident("postgres.schema", &pg.schema)?;
+        ident("schema", &src.schema)?;
         // Any name Postgres keeps whole: the stream names it as a quoted identifier
-        // (source::stream), SQL with quote_ident, the catalog as a parameter.
-        if pg.publication.is_empty() || pg.publication.len() > 63 || pg.publication.contains('\0') {
-            return Err(self.invalid(
-                "postgres.publication",
-                &pg.publication,
-                "expected 1 to 63 bytes (a Postgres name: any characters but NUL; longer ones are truncated)",
+        // (source::stream), SQL with quote_ident, the catalog as a parameter. A shard's
+        // publication has `_<k>` appended.
+        let suffix = if src.shards > 1 {
+            format!("_{}", src.shards - 1).len()
+        } else {
+            0
+        };
+        if src.publication.is_empty()
+            || src.publication.len() + suffix > 63
+            || src.publication.contains('\0')
+        {
+            return Err(self.invalid_in(
+                i,
+                src,
+                "publication",
+                &src.publication,
+                "expected 1 to 63 bytes with the shard suffix (a Postgres name: any characters but NUL; longer ones are truncated)",
             ));
         }
-        if pg.tables.is_empty() {
-            return Err(self.invalid("postgres.tables", &pg.tables, "list at least one table"));
+        if src.tables.is_empty() {
+            return Err(self.invalid_in(i, src, "tables", &src.tables, "list at least one table"));
         }
-        for t in &pg.tables {
-            ident("postgres.tables", t)?;
+        for t in &src.tables {
+            ident("tables", t)?;
         }
         let mut seen = std::collections::BTreeSet::new();
-        if let Some(dup) = pg.tables.iter().find(|t| !seen.insert(*t)) {
-            return Err(self.invalid("postgres.tables", dup, "each table may appear only once"));
+        if let Some(dup) = src.tables.iter().find(|t| !seen.insert(*t)) {
+            return Err(self.invalid_in(i, src, "tables", dup, "each table may appear only once"));
         }
-        let gens = || generations_text(&pg.generations);
-        if let Some(t) = pg.generations.keys().find(|t| !pg.tables.contains(t)) {
-            return Err(self.invalid(
-                "postgres.generations",
+        let gens = || generations_text(&src.generations);
+        let tables_key = Config::source_key(i, src, "tables");
+        if let Some(t) = src.generations.keys().find(|t| !src.tables.contains(t)) {
+            return Err(self.invalid_in(
+                i,
+                src,
+                "generations",
                 gens(),
-                &format!(
-                    "generations may only name tables listed in postgres.tables; {t} is not one"
-                ),
+                &format!("generations may only name tables listed in {tables_key}; {t} is not one"),
             ));
         }
         // A table left out would silently get generation 0, and the higher generation's copy of
         // a run (task_run_v2 over "TaskRun") would stop winning.
-        if let Some(t) = pg.tables.iter().find(|t| !pg.generations.contains_key(*t)) {
-            return Err(self.invalid(
-                "postgres.generations",
+        if let Some(t) = src
+            .tables
+            .iter()
+            .find(|t| !src.generations.contains_key(*t))
+        {
+            return Err(self.invalid_in(
+                i,
+                src,
+                "generations",
                 gens(),
                 &format!(
-                    "expected a generation (0 to 255) for every table in postgres.tables, each a different one; {t} has none"
+                    "expected a generation (0 to 255) for every table in {tables_key}, each a different one; {t} has none"
                 ),
             ));
         }
         // With equal generations neither table's copy of a run wins: the later LSN does.
         let mut owners = BTreeMap::new();
-        for (t, g) in &pg.generations {
+        for (t, g) in &src.generations {
             if let Some(other) = owners.insert(*g, t) {
-                return Err(self.invalid(
-                    "postgres.generations",
+                return Err(self.invalid_in(
+                    i,
+                    src,
+                    "generations",
                     gens(),
                     &format!(
                         "expected a different generation for each table, so the higher one's copy of a run wins; {other} and {t} both have {g}"
@@ -75,20 +221,39 @@ impl Config {
                 ));
             }
         }
+        if src.shards == 0 || src.shards > MAX_SHARDS {
+            return Err(self.invalid_in(
+                i,
+                src,
+                "shards",
+                src.shards,
+                &format!("expected 1 to {MAX_SHARDS}"),
+            ));
+        }
         // pgwire-replication writes the slot name into START_REPLICATION unquoted.
-        let slot_ok = !pg.slot.is_empty()
-            && pg.slot.len() <= 63
-            && pg
+        let slot_ok = !src.slot.is_empty()
+            && src.slot.len() + suffix <= 63
+            && src
                 .slot
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !slot_ok {
-            return Err(self.invalid(
-                "postgres.slot",
-                &pg.slot,
-                "expected 1 to 63 characters from a-z, 0-9 and _",
+            return Err(self.invalid_in(
+                i,
+                src,
+                "slot",
+                &src.slot,
+                "expected 1 to 63 characters from a-z, 0-9 and _, with the shard suffix",
             ));
         }
+        Ok(())
+    }
+
+    /// Range and consistency checks that the types alone do not express.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let pg = &self.postgres;
+        let ch = &self.clickhouse;
+        self.validate_sources()?;
         range(
             self,
             "postgres.status_interval_ms",
