@@ -19,7 +19,7 @@ use bytes::Bytes;
 use runs_replicator::config::Config;
 use runs_replicator::pipeline::apply::{Applied, SourceState};
 use runs_replicator::pipeline::batch::Batch;
-use runs_replicator::pipeline::meters::Meters;
+use runs_replicator::pipeline::meters::StreamMeters;
 use runs_replicator::rows::Col;
 use runs_replicator::sink::rowbinary::encode_all;
 use runs_replicator::source::pgoutput::{self, Insert, Message, OldTuple, OldTupleKind, Update};
@@ -289,8 +289,9 @@ fn update(i: u64) -> Bytes {
 /// The worker's synchronous work for `messages`, one transaction each, through the same
 /// `SourceState::apply` the streaming loop uses; returns encoded bytes.
 fn run(messages: &[Bytes], max_rows: usize) -> usize {
-    let mut state = SourceState::new(&Config::default());
-    let mut meters = Meters::default();
+    let config = Config::default();
+    let mut state = SourceState::new(&config.sources()[0], &config);
+    let mut meters = StreamMeters::new("default");
     let mut batch = Batch::default();
     let mut encoded = 0;
     let mut buf = Vec::new();
@@ -317,7 +318,7 @@ fn run(messages: &[Bytes], max_rows: usize) -> usize {
         let committed = state
             .commit(1000 + n as u64 * 100, 0)
             .expect("a transaction is open");
-        batch.add(committed, now);
+        batch.add(0, committed, now);
         if batch.len() >= max_rows {
             encoded += encode(&batch.seal());
         }

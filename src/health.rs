@@ -1,9 +1,12 @@
 //! What `/readyz` and `/healthz` report: the worker's state as the daemon and pipeline see it.
 //!
-//! Ready means: the leader is streaming, or a standby is connected and waiting for the lock;
-//! and there is no hard stop; and ClickHouse inserts have not been failing for longer than
-//! `metrics.clickhouse_unready_after_ms`.
+//! Each stream (a source, or a shard of one) has its own state: its role, a hard stop, the last
+//! error of its session. ClickHouse's state is shared. Ready means: every stream's leader is
+//! streaming or its standby is connected and waiting for the lock; no stream is hard-stopped;
+//! ClickHouse does not refuse rows table-wide; and ClickHouse inserts have not been failing for
+//! longer than `metrics.clickhouse_unready_after_ms`. The body says, per stream, why.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,14 +23,23 @@ pub enum Role {
 }
 
 #[derive(Debug)]
-struct State {
+struct StreamState {
     role: Role,
     hard_stop: Option<(&'static str, String)>,
+    last_error: Option<String>,
+    /// Since when the stream has not been streaming (for the interruption metric and body).
+    down_since: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// By name, in the order the configuration lists them.
+    streams: Vec<(String, StreamState)>,
     clickhouse_failing_since: Option<Instant>,
     /// ClickHouse refuses the rows of this table (and why): a table-wide refusal the sink keeps
     /// retrying. Not ready at once: nothing is acknowledged meanwhile.
     clickhouse_refusing: Option<(String, String)>,
-    last_error: Option<String>,
+    clickhouse_error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -44,68 +56,101 @@ pub struct Readiness {
 }
 
 impl Health {
-    pub fn new(clickhouse_grace: Duration) -> Self {
+    /// The health of `streams` (their names), each starting.
+    pub fn new(clickhouse_grace: Duration, streams: &[String]) -> Self {
+        let now = Instant::now();
         Health {
             state: Mutex::new(State {
-                role: Role::Starting,
-                hard_stop: None,
+                streams: streams
+                    .iter()
+                    .map(|name| {
+                        (
+                            name.clone(),
+                            StreamState {
+                                role: Role::Starting,
+                                hard_stop: None,
+                                last_error: None,
+                                down_since: Some(now),
+                            },
+                        )
+                    })
+                    .collect(),
                 clickhouse_failing_since: None,
                 clickhouse_refusing: None,
-                last_error: None,
+                clickhouse_error: None,
             }),
             clickhouse_grace,
         }
     }
 
-    fn update(&self, f: impl FnOnce(&mut State)) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let was_hard = s.hard_stop.as_ref().map(|(k, _)| *k);
-        f(&mut s);
-        m::gauge_set_leader(s.role == Role::Leader);
-        if let Some(kind) = was_hard
-            && s.hard_stop.as_ref().map(|(k, _)| *k) != Some(kind)
-        {
-            metrics::gauge!(m::HARD_STOP, "reason" => kind).set(0.0);
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes `stream`'s state and republishes its gauges.
+    fn update(&self, stream: &str, f: impl FnOnce(&mut StreamState)) {
+        let mut s = self.lock();
+        let Some((_, st)) = s.streams.iter_mut().find(|(n, _)| n == stream) else {
+            return;
+        };
+        let was_hard = st.hard_stop.as_ref().map(|(k, _)| *k);
+        f(st);
+        let leader = st.role == Role::Leader;
+        match (leader, st.down_since) {
+            (true, Some(since)) => {
+                metrics::gauge!(m::LAST_INTERRUPTION, "source" => stream.to_string())
+                    .set(since.elapsed().as_secs_f64());
+                st.down_since = None;
+            }
+            (false, None) => st.down_since = Some(Instant::now()),
+            _ => {}
         }
-        if let Some((kind, _)) = &s.hard_stop {
-            metrics::gauge!(m::HARD_STOP, "reason" => *kind).set(1.0);
+        metrics::gauge!(m::LEADER, "source" => stream.to_string()).set(if leader {
+            1.0
+        } else {
+            0.0
+        });
+        if let Some(kind) = was_hard
+            && st.hard_stop.as_ref().map(|(k, _)| *k) != Some(kind)
+        {
+            metrics::gauge!(m::HARD_STOP, "source" => stream.to_string(), "reason" => kind)
+                .set(0.0);
+        }
+        if let Some((kind, _)) = &st.hard_stop {
+            metrics::gauge!(m::HARD_STOP, "source" => stream.to_string(), "reason" => *kind)
+                .set(1.0);
         }
     }
 
-    pub fn set_role(&self, role: Role) {
-        self.update(|s| s.role = role);
+    pub fn set_role(&self, stream: &str, role: Role) {
+        self.update(stream, |s| s.role = role);
     }
 
     /// Streaming stopped for a reason an operator must fix. `kind` is a short label for metrics.
-    pub fn hard_stop(&self, kind: &'static str, reason: String) {
-        self.update(|s| {
+    pub fn hard_stop(&self, stream: &str, kind: &'static str, reason: String) {
+        self.update(stream, |s| {
             s.role = Role::Starting;
             s.hard_stop = Some((kind, reason));
         });
     }
 
-    pub fn clear_hard_stop(&self) {
-        self.update(|s| s.hard_stop = None);
+    pub fn clear_hard_stop(&self, stream: &str) {
+        self.update(stream, |s| s.hard_stop = None);
     }
 
-    pub fn hard_stopped(&self) -> bool {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .hard_stop
-            .is_some()
+    pub fn set_last_error(&self, stream: &str, error: &str) {
+        self.update(stream, |s| s.last_error = Some(error.to_string()));
     }
 
     pub fn clickhouse_failed(&self, error: &str) {
-        self.update(|s| {
-            s.clickhouse_failing_since.get_or_insert_with(Instant::now);
-            s.last_error = Some(error.to_string());
-        });
+        let mut s = self.lock();
+        s.clickhouse_failing_since.get_or_insert_with(Instant::now);
+        s.clickhouse_error = Some(error.to_string());
     }
 
     /// An insert succeeded: an outage, if there was one, is over (its length is exported).
     pub fn clickhouse_ok(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.lock();
         if let Some(since) = s.clickhouse_failing_since.take() {
             let lasted = since.elapsed().as_secs_f64();
             metrics::gauge!(m::CLICKHOUSE_LAST_OUTAGE).set(lasted);
@@ -117,73 +162,100 @@ impl Health {
     /// ClickHouse refuses the rows of `table` table-wide (see `sink::isolate`).
     pub fn clickhouse_refusing(&self, table: &str, reason: &str) {
         metrics::gauge!(m::CLICKHOUSE_REFUSING, "table" => table.to_string()).set(1.0);
-        self.update(|s| s.clickhouse_refusing = Some((table.to_string(), reason.to_string())));
+        self.lock().clickhouse_refusing = Some((table.to_string(), reason.to_string()));
     }
 
     /// A batch was stored after a table-wide refusal.
     pub fn clickhouse_accepting(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.lock();
         if let Some((table, _)) = s.clickhouse_refusing.take() {
             metrics::gauge!(m::CLICKHOUSE_REFUSING, "table" => table).set(0.0);
         }
     }
 
-    pub fn set_last_error(&self, error: &str) {
-        self.update(|s| s.last_error = Some(error.to_string()));
-    }
-
     pub fn readiness(&self) -> Readiness {
-        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let verdict = if let Some((_, reason)) = &s.hard_stop {
-            Readiness {
-                ready: false,
-                detail: format!("hard stop: {reason}"),
-            }
-        } else if let Some((table, reason)) = &s.clickhouse_refusing {
-            Readiness {
-                ready: false,
-                detail: format!(
-                    "ClickHouse refuses the rows of {table} table-wide ({reason}); holding them, \
-                     nothing after them is acknowledged until it takes them"
-                ),
-            }
-        } else if let Some(since) = s
-            .clickhouse_failing_since
-            .filter(|t| t.elapsed() >= self.clickhouse_grace)
-        {
-            Readiness {
-                ready: false,
-                detail: format!(
-                    "ClickHouse inserts failing for {} s: {}",
-                    since.elapsed().as_secs(),
-                    s.last_error.as_deref().unwrap_or("")
-                ),
+        let s = self.lock();
+        let clickhouse = if let Some((table, reason)) = &s.clickhouse_refusing {
+            Some(format!(
+                "ClickHouse refuses the rows of {table} table-wide ({reason}); holding them, \
+                 nothing after them is acknowledged until it takes them"
+            ))
+        } else {
+            s.clickhouse_failing_since
+                .filter(|t| t.elapsed() >= self.clickhouse_grace)
+                .map(|since| {
+                    format!(
+                        "ClickHouse inserts failing for {} s: {}",
+                        since.elapsed().as_secs(),
+                        s.clickhouse_error.as_deref().unwrap_or("")
+                    )
+                })
+        };
+        let streams: Vec<(&str, bool, String)> = s
+            .streams
+            .iter()
+            .map(|(name, st)| {
+                let (ready, detail) = stream_verdict(st);
+                (name.as_str(), ready, detail)
+            })
+            .collect();
+        let ready = clickhouse.is_none() && streams.iter().all(|(_, ready, _)| *ready);
+        // One stream: its state alone, as a single line. Several: one line each, named.
+        let mut lines = Vec::new();
+        if let Some(problem) = clickhouse {
+            lines.push(problem);
+        }
+        if streams.len() == 1 {
+            if lines.is_empty() || !streams[0].1 {
+                lines.push(streams[0].2.clone());
             }
         } else {
-            match s.role {
-                Role::Leader => Readiness {
-                    ready: true,
-                    detail: "leader, streaming".into(),
-                },
-                Role::Standby => Readiness {
-                    ready: true,
-                    detail: "standby, waiting for the leader lock".into(),
-                },
-                Role::Starting => Readiness {
-                    ready: false,
-                    detail: match &s.last_error {
-                        Some(e) => format!("not streaming: {e}"),
-                        None => "starting".into(),
-                    },
-                },
+            for (name, _, detail) in &streams {
+                lines.push(format!("{name}: {detail}"));
             }
-        };
-        metrics::gauge!(m::READY).set(if verdict.ready { 1.0 } else { 0.0 });
+        }
+        metrics::gauge!(m::READY).set(if ready { 1.0 } else { 0.0 });
         metrics::gauge!(m::CLICKHOUSE_OUTAGE).set(
             s.clickhouse_failing_since
                 .map_or(0.0, |t| t.elapsed().as_secs_f64()),
         );
-        verdict
+        for (name, st) in &s.streams {
+            metrics::gauge!(m::INTERRUPTION, "source" => name.clone())
+                .set(st.down_since.map_or(0.0, |t| t.elapsed().as_secs_f64()));
+        }
+        Readiness {
+            ready,
+            detail: lines.join("\n"),
+        }
+    }
+
+    /// Each stream's name and whether it is hard-stopped (for the daemon's summary).
+    pub fn streams(&self) -> BTreeMap<String, bool> {
+        self.lock()
+            .streams
+            .iter()
+            .map(|(n, s)| (n.clone(), s.hard_stop.is_some()))
+            .collect()
+    }
+}
+
+fn stream_verdict(s: &StreamState) -> (bool, String) {
+    if let Some((_, reason)) = &s.hard_stop {
+        return (false, format!("hard stop: {reason}"));
+    }
+    match s.role {
+        Role::Leader => (true, "leader, streaming".into()),
+        Role::Standby => (true, "standby, waiting for the leader lock".into()),
+        Role::Starting => (
+            false,
+            match (&s.last_error, s.down_since) {
+                (Some(e), Some(since)) => {
+                    format!("not streaming for {} s: {e}", since.elapsed().as_secs())
+                }
+                (Some(e), None) => format!("not streaming: {e}"),
+                (None, _) => "starting".into(),
+            },
+        ),
     }
 }
 

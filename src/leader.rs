@@ -8,7 +8,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
+use crate::config::{Config, Stream};
 use crate::pg::{self, ConnectError};
 
 /// The lock key: stable across versions and instances for the same database and slot.
@@ -38,11 +38,13 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    pub async fn connect(config: &Config) -> Result<Candidate, LockError> {
-        let client = pg::connect(&config.postgres.url, config.connect_timeout()).await?;
+    /// A control connection to `stream`'s database that may take the stream's lock.
+    pub async fn connect(config: &Config, stream: &Stream) -> Result<Candidate, LockError> {
+        let url = &stream.source.url;
+        let client = pg::connect(url, config.connect_timeout_of(url)).await?;
         Ok(Candidate {
             client,
-            key: lock_key(&config.postgres.url.dbname, &config.postgres.slot),
+            key: lock_key(&url.dbname, &stream.slot),
         })
     }
 

@@ -35,6 +35,8 @@ pub const READY: &str = "runs_replicator_ready";
 pub const HARD_STOP: &str = "runs_replicator_hard_stop";
 pub const RECONNECTS: &str = "runs_replicator_stream_restarts_total";
 pub const BUILD_INFO: &str = "runs_replicator_build_info";
+pub const INTERRUPTION: &str = "runs_replicator_stream_interruption_seconds";
+pub const LAST_INTERRUPTION: &str = "runs_replicator_last_stream_interruption_seconds";
 pub const CLICKHOUSE_OUTAGE: &str = "runs_replicator_clickhouse_outage_seconds";
 pub const CLICKHOUSE_LAST_OUTAGE: &str = "runs_replicator_clickhouse_last_outage_seconds";
 pub const CLICKHOUSE_OUTAGES: &str = "runs_replicator_clickhouse_outages_total";
@@ -159,6 +161,16 @@ fn describe() {
     );
     describe_gauge!(BUILD_INFO, "Always 1; the labels carry the version.");
     describe_gauge!(
+        INTERRUPTION,
+        Unit::Seconds,
+        "How long the stream has not been streaming (0 while it streams), by source."
+    );
+    describe_gauge!(
+        LAST_INTERRUPTION,
+        Unit::Seconds,
+        "How long the stream's last interruption lasted, until it streamed again, by source."
+    );
+    describe_gauge!(
         CLICKHOUSE_OUTAGE,
         Unit::Seconds,
         "How long ClickHouse inserts have been failing (0 while they succeed)."
@@ -181,14 +193,33 @@ fn describe() {
 /// Registers every series whose labels are known up front, at zero, so dashboards and alerts
 /// see 0 rather than "no data" before the first event (and a scrape shows the whole catalogue).
 pub fn register_defaults(config: &crate::config::Config) {
-    let pg = &config.postgres;
     let ch = &config.clickhouse;
-    for table in &pg.tables {
-        let label = format!("\"{}\".\"{}\"", pg.schema, table);
-        for op in ["insert", "update", "delete"] {
-            metrics::counter!(CHANGES, "table" => label.clone(), "operation" => op).absolute(0);
+    for stream in config.streams() {
+        let source = stream.name.clone();
+        for table in &stream.source.tables {
+            for op in ["insert", "update", "delete"] {
+                metrics::counter!(CHANGES, "source" => source.clone(), "table" => table.clone(), "operation" => op)
+                    .absolute(0);
+            }
+            metrics::counter!(TRUNCATES, "source" => source.clone(), "table" => table.clone())
+                .absolute(0);
         }
-        metrics::counter!(TRUNCATES, "table" => label).absolute(0);
+        for cause in ["postgres", "clickhouse", "slot_active", "lock_lost"] {
+            metrics::counter!(RECONNECTS, "source" => source.clone(), "cause" => cause).absolute(0);
+        }
+        for reason in HARD_STOP_REASONS {
+            metrics::gauge!(HARD_STOP, "source" => source.clone(), "reason" => *reason).set(0.0);
+        }
+        metrics::counter!(TRANSACTIONS, "source" => source.clone()).absolute(0);
+        for gauge in [
+            RECEIVED_LSN,
+            ACKNOWLEDGED_LSN,
+            LEADER,
+            INTERRUPTION,
+            LAST_INTERRUPTION,
+        ] {
+            metrics::gauge!(gauge, "source" => source.clone()).set(0.0);
+        }
     }
     let mut targets = vec![(ch.runs_table.clone(), &["output", "error"][..])];
     if !ch.payloads_table.is_empty() {
@@ -213,23 +244,13 @@ pub fn register_defaults(config: &crate::config::Config) {
     for reason in ["missing_organization_id", "missing_environment_type"] {
         metrics::counter!(ROWS_SKIPPED, "reason" => reason).absolute(0);
     }
-    for cause in ["postgres", "clickhouse", "slot_active", "lock_lost"] {
-        metrics::counter!(RECONNECTS, "cause" => cause).absolute(0);
-    }
-    for reason in HARD_STOP_REASONS {
-        metrics::gauge!(HARD_STOP, "reason" => *reason).set(0.0);
-    }
-    metrics::counter!(TRANSACTIONS).absolute(0);
     metrics::counter!(CLICKHOUSE_OUTAGES).absolute(0);
     for gauge in [
         CLICKHOUSE_OUTAGE,
         CLICKHOUSE_LAST_OUTAGE,
-        RECEIVED_LSN,
-        ACKNOWLEDGED_LSN,
         BUFFERED_ROWS,
         INFLIGHT_BATCHES,
         BACKPRESSURE,
-        LEADER,
         READY,
     ] {
         metrics::gauge!(gauge).set(0.0);
@@ -255,24 +276,26 @@ pub fn lsn_value(lsn: u64) -> f64 {
     lsn as f64
 }
 
-/// Sets the leader gauge.
-pub fn gauge_set_leader(leader: bool) {
-    metrics::gauge!(LEADER).set(if leader { 1.0 } else { 0.0 });
-}
-
-/// Publishes a reading of the slot as gauges.
-pub fn record_slot(reading: &crate::pg::catalog::SlotReading) {
-    metrics::gauge!(SLOT_ACTIVE).set(if reading.active { 1.0 } else { 0.0 });
+/// Publishes a reading of a stream's slot as gauges.
+pub fn record_slot(source: &str, reading: &crate::pg::catalog::SlotReading) {
+    let source = source.to_string();
+    metrics::gauge!(SLOT_ACTIVE, "source" => source.clone()).set(if reading.active {
+        1.0
+    } else {
+        0.0
+    });
     if let Some(lag) = reading.lag_bytes {
-        metrics::gauge!(SLOT_LAG).set(lag.max(0) as f64);
+        metrics::gauge!(SLOT_LAG, "source" => source.clone()).set(lag.max(0) as f64);
     }
     if let Some(retained) = reading.retained_bytes {
-        metrics::gauge!(SLOT_RETAINED).set(retained.max(0) as f64);
+        metrics::gauge!(SLOT_RETAINED, "source" => source.clone()).set(retained.max(0) as f64);
     }
     // NULL safe_wal_size means max_slot_wal_keep_size = -1: nothing bounds it.
-    metrics::gauge!(SLOT_SAFE_WAL).set(reading.safe_wal_size.map_or(-1.0, |v| v as f64));
+    metrics::gauge!(SLOT_SAFE_WAL, "source" => source.clone())
+        .set(reading.safe_wal_size.map_or(-1.0, |v| v as f64));
     for status in WAL_STATUSES {
         let on = reading.wal_status.as_deref() == Some(status);
-        metrics::gauge!(SLOT_WAL_STATUS, "status" => *status).set(if on { 1.0 } else { 0.0 });
+        metrics::gauge!(SLOT_WAL_STATUS, "source" => source.clone(), "status" => *status)
+            .set(if on { 1.0 } else { 0.0 });
     }
 }

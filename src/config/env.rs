@@ -188,6 +188,7 @@ const NOT_SUPPORTED_YET: &[&str] = &[];
 
 /// trigger.dev's second source, its run-ops database (`RunsReplicationSource` "new").
 pub const RUN_OPS_URL: &str = "RUN_REPLICATION_RUN_OPS_DATABASE_URL";
+#[cfg(test)]
 const RUN_OPS_NAMES: &[&str] = &[
     RUN_OPS_URL,
     "RUN_REPLICATION_NEW_SLOT_NAME",

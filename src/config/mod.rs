@@ -389,9 +389,12 @@ impl Config {
     }
 
     pub fn connect_timeout(&self) -> Duration {
-        self.postgres
-            .url
-            .connect_timeout
+        self.connect_timeout_of(&self.postgres.url)
+    }
+
+    /// The connection timeout for `url`: its own `connect_timeout`, else the configured one.
+    pub fn connect_timeout_of(&self, url: &PgUrl) -> Duration {
+        url.connect_timeout
             .unwrap_or(Duration::from_millis(self.postgres.connect_timeout_ms))
     }
 

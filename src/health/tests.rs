@@ -2,26 +2,30 @@
 
 use super::*;
 
+fn one() -> Health {
+    Health::new(Duration::from_secs(60), &["default".to_string()])
+}
+
 #[test]
 fn ready_only_when_streaming_or_standby_without_a_hard_stop() {
-    let h = Health::new(Duration::from_secs(60));
+    let h = one();
     assert!(!h.readiness().ready);
-    h.set_role(Role::Standby);
+    h.set_role("default", Role::Standby);
     assert!(h.readiness().ready);
-    h.set_role(Role::Leader);
+    h.set_role("default", Role::Leader);
     assert!(h.readiness().ready);
-    h.hard_stop("replica_identity", "TaskRun is DEFAULT".into());
+    h.hard_stop("default", "replica_identity", "TaskRun is DEFAULT".into());
     let r = h.readiness();
     assert!(!r.ready && r.detail.contains("TaskRun is DEFAULT"), "{r:?}");
-    h.clear_hard_stop();
-    h.set_role(Role::Leader);
+    h.clear_hard_stop("default");
+    h.set_role("default", Role::Leader);
     assert!(h.readiness().ready);
 }
 
 #[test]
 fn clickhouse_failures_count_only_after_the_grace_period() {
-    let h = Health::new(Duration::from_millis(30));
-    h.set_role(Role::Leader);
+    let h = Health::new(Duration::from_millis(30), &["default".to_string()]);
+    h.set_role("default", Role::Leader);
     h.clickhouse_failed("connection refused");
     assert!(h.readiness().ready);
     std::thread::sleep(Duration::from_millis(40));
@@ -29,4 +33,32 @@ fn clickhouse_failures_count_only_after_the_grace_period() {
     assert!(!r.ready && r.detail.contains("connection refused"), "{r:?}");
     h.clickhouse_ok();
     assert!(h.readiness().ready);
+}
+
+#[test]
+fn every_stream_must_be_ready_and_each_says_why_not() {
+    let names = ["legacy".to_string(), "new".to_string()];
+    let h = Health::new(Duration::from_secs(60), &names);
+    h.set_role("legacy", Role::Leader);
+    h.set_last_error("new", "connection refused");
+    let r = h.readiness();
+    assert!(!r.ready, "one stream down: not ready");
+    assert!(
+        r.detail.contains("legacy: leader, streaming")
+            && r.detail
+                .contains("new: not streaming for 0 s: connection refused"),
+        "{}",
+        r.detail
+    );
+    h.set_role("new", Role::Standby);
+    let r = h.readiness();
+    assert!(r.ready, "{}", r.detail);
+    h.hard_stop("new", "slot_missing", "slot gone".into());
+    let r = h.readiness();
+    assert!(
+        !r.ready && r.detail.contains("new: hard stop: slot gone"),
+        "{}",
+        r.detail
+    );
+    assert!(r.detail.contains("legacy: leader, streaming"));
 }

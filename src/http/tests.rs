@@ -26,7 +26,10 @@ fn limits(header_read_timeout: Duration, max_connection_age: Duration) -> Limits
 }
 
 async fn start_with(limits: Limits, metrics: PrometheusHandle) -> std::net::SocketAddr {
-    let health = Arc::new(Health::new(Duration::from_secs(30)));
+    let health = Arc::new(Health::new(
+        Duration::from_secs(30),
+        &["default".to_string()],
+    ));
     serve_with("127.0.0.1:0".parse().unwrap(), metrics, health, limits)
         .await
         .expect("bind 127.0.0.1:0")

@@ -47,6 +47,10 @@ impl AckTracker {
 
     /// A position with nothing to insert before it (an empty transaction, or a keepalive while
     /// idle). Acknowledgeable now when nothing is in flight, else after what is in flight.
+    ///
+    /// While an insert is slow, keepalives keep coming: each would add an entry, and completing
+    /// an insert scans the entries. A position behind the last in-flight entry raises the marker
+    /// already waiting there instead, so the tracker holds at most one entry more than inserts.
     pub fn nothing_pending_until(&mut self, lsn: u64) -> Option<u64> {
         if self.pending.is_empty() {
             if lsn > self.acked {
@@ -55,8 +59,17 @@ impl AckTracker {
             }
             return None;
         }
+        if let Some((_, waiting, true)) = self.pending.back_mut() {
+            *waiting = (*waiting).max(lsn);
+            return None;
+        }
         let seq = self.register(lsn);
         self.complete(seq)
+    }
+
+    /// Entries waiting: inserts in flight and at most one position behind them.
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
     }
 
     pub fn in_flight(&self) -> usize {

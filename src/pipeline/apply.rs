@@ -5,10 +5,9 @@
 
 use super::changes::{self, ChangeError, Op, Settings};
 use super::errors::PipelineError;
-use super::meters::{Meters, count_skips};
+use super::meters::{StreamMeters, count_skips};
 use super::transaction::{Committed, Transaction};
-use crate::config::Config;
-use crate::metrics as m;
+use crate::config::{Config, Source};
 use crate::rows::SourceRow;
 use crate::source::pgoutput::{Message, Relation};
 use crate::source::relation::{RelationCache, RelationError, Replicated, TableBinding};
@@ -27,7 +26,7 @@ pub enum Applied {
     Defect(TableBinding, RelationError),
 }
 
-/// The decoding state of one source: its relations and its open transaction.
+/// The decoding state of one stream: its relations and its open transaction.
 pub struct SourceState {
     replicated: Replicated,
     pub transform: TransformOptions,
@@ -38,15 +37,15 @@ pub struct SourceState {
 }
 
 impl SourceState {
-    pub fn new(config: &Config) -> SourceState {
+    /// The state of a stream of `source`; `config` gives the transform's switches.
+    pub fn new(source: &Source, config: &Config) -> SourceState {
         SourceState {
             replicated: Replicated {
-                schema: config.postgres.schema.clone(),
-                tables: config
-                    .postgres
+                schema: source.schema.clone(),
+                tables: source
                     .tables
                     .iter()
-                    .map(|t| (t.clone(), config.generation(t)))
+                    .map(|t| (t.clone(), source.generation(t)))
                     .collect(),
             },
             transform: TransformOptions {
@@ -91,7 +90,7 @@ impl SourceState {
     pub fn apply(
         &mut self,
         message: &Message<'_>,
-        meters: &mut Meters,
+        meters: &mut StreamMeters,
     ) -> Result<Applied, PipelineError> {
         let (relation_id, op) = match message {
             Message::Relation(rel) => return self.relation(rel),
@@ -101,8 +100,7 @@ impl SourceState {
             Message::Truncate(t) => {
                 for oid in &t.relation_ids {
                     if let Ok(Some(binding)) = self.relations.get(*oid) {
-                        metrics::counter!(m::TRUNCATES, "table" => binding.table.to_string())
-                            .increment(1);
+                        meters.truncate(&binding.name);
                         tracing::warn!(
                             table = %binding.table,
                             "TRUNCATE of a replicated table: not applied to ClickHouse (runs stay there); \
@@ -127,7 +125,7 @@ impl SourceState {
         // Before anything enters the transaction: its rows may be spilled with a version from
         // its commit LSN, which must fit (a hard stop otherwise).
         txn.check_lsn()?;
-        meters.change(&binding.table, op).increment(1);
+        meters.change(&binding.name, op).increment(1);
         if binding.defect.is_some() {
             return Ok(Applied::Repair(binding.clone()));
         }

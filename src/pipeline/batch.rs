@@ -1,10 +1,11 @@
 //! The batch being filled: committed transactions waiting to be inserted together.
 //!
 //! Rows collapse across transactions (the highest version of each ClickHouse row wins), so a run
-//! updated in many transactions between two flushes is written once. The batch remembers the end
-//! LSN of the last transaction it holds: once ClickHouse has accepted it, that LSN may be
-//! acknowledged. It is flushed when it holds `max_rows` rows or its oldest row is
-//! `flush_interval` old.
+//! updated in many transactions between two flushes is written once. A batch may hold the
+//! transactions of several streams (sources, shards); for each it remembers the end LSN of the
+//! last transaction it holds: once ClickHouse has accepted the batch, that LSN may be
+//! acknowledged to that stream's slot. It is flushed when it holds `max_rows` rows or its oldest
+//! row is `flush_interval` old.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,8 @@ use crate::rows::{PayloadRow, RunRow};
 pub struct Batch {
     rows: CollapsedRows,
     payloads: Vec<PayloadRow>,
-    end_lsn: u64,
+    /// (stream, end LSN of its last transaction here), one entry per stream.
+    ends: Vec<(u64, u64)>,
     commit_times: Vec<i64>,
     opened_at: Option<Instant>,
     /// The rows vector of an inserted batch, for the next one: a batch's rows are megabytes, and
@@ -30,15 +32,19 @@ pub struct Batch {
 pub struct Sealed {
     pub runs: Vec<RunRow>,
     pub payloads: Vec<PayloadRow>,
-    pub end_lsn: u64,
+    /// (stream, end LSN) of each stream's last transaction in the batch.
+    pub ends: Vec<(u64, u64)>,
     /// Commit time (µs since 2000-01-01) of each transaction in the batch.
     pub commit_times: Vec<i64>,
 }
 
 impl Batch {
-    /// Adds a committed transaction. Transactions without rows only move `end_lsn`.
-    pub fn add(&mut self, txn: Committed, now: Instant) {
-        self.end_lsn = self.end_lsn.max(txn.end_lsn);
+    /// Adds a committed transaction of `stream`. Transactions without rows only move its end.
+    pub fn add(&mut self, stream: u64, txn: Committed, now: Instant) {
+        match self.ends.iter_mut().find(|(s, _)| *s == stream) {
+            Some((_, end)) => *end = (*end).max(txn.end_lsn),
+            None => self.ends.push((stream, txn.end_lsn)),
+        }
         if txn.is_empty() {
             return;
         }
@@ -58,6 +64,11 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// A transaction of `stream` is in the batch (its position waits for the batch's insert).
+    pub fn holds(&self, stream: u64) -> bool {
+        self.ends.iter().any(|(s, _)| *s == stream)
     }
 
     /// When the batch must be flushed at the latest.
@@ -99,7 +110,7 @@ impl Batch {
         Sealed {
             runs: taken.rows.into_sorted(),
             payloads,
-            end_lsn: taken.end_lsn,
+            ends: taken.ends,
             commit_times: taken.commit_times,
         }
     }

@@ -10,12 +10,12 @@ use std::future::Future;
 use crate::pg::catalog::{CatalogError, SlotReading};
 use crate::rows::Col;
 
-pub trait Control {
+pub trait Control: Send + Sync + 'static {
     /// The session that holds the leader lock is still alive (so the lock is still ours).
-    fn leader_alive(&self) -> impl Future<Output = bool>;
+    fn leader_alive(&self) -> impl Future<Output = bool> + Send;
 
     /// The slot, as `pg_replication_slots` shows it now; `None` when it does not exist.
-    fn slot(&self) -> impl Future<Output = Result<Option<SlotReading>, CatalogError>>;
+    fn slot(&self) -> impl Future<Output = Result<Option<SlotReading>, CatalogError>> + Send;
 
     /// `schema.table` can now be replicated completely: REPLICA IDENTITY FULL and every column
     /// the transform reads.
@@ -23,7 +23,7 @@ pub trait Control {
         &self,
         schema: &str,
         table: &str,
-    ) -> impl Future<Output = Result<bool, CatalogError>>;
+    ) -> impl Future<Output = Result<bool, CatalogError>> + Send;
 
     /// The current text values of `columns` of run `id` in `schema.table`; `None` when the run
     /// no longer exists.
@@ -33,5 +33,5 @@ pub trait Control {
         table: &str,
         id: &str,
         columns: &[Col],
-    ) -> impl Future<Output = Result<Option<Vec<Option<String>>>, CatalogError>>;
+    ) -> impl Future<Output = Result<Option<Vec<Option<String>>>, CatalogError>> + Send;
 }

@@ -1,58 +1,81 @@
-//! The streaming loop's metric handles, resolved once.
+//! The streaming loop's metric handles, resolved once: the loop's own ([`Meters`]) and each
+//! stream's, labelled with its name ([`StreamMeters`]).
 //!
 //! `metrics::counter!(name, labels)` hashes the name and labels and looks them up on every call;
 //! at one call per change and three gauges per event, that showed in a drain's profile.
-
-use std::sync::Arc;
 
 use super::changes::Op;
 use crate::metrics as m;
 use crate::transform::SkipReason;
 
+/// The loop's gauges, shared by every stream.
 pub struct Meters {
-    pub transactions: metrics::Counter,
-    pub received_lsn: metrics::Gauge,
     pub backpressure: metrics::Gauge,
     pub buffered_rows: metrics::Gauge,
     pub inflight_batches: metrics::Gauge,
-    pub commit_latency: metrics::Histogram,
-    /// Per table: the changes counters for insert, update, delete.
-    changes: Vec<(Arc<str>, [metrics::Counter; 3])>,
 }
 
 impl Default for Meters {
     fn default() -> Meters {
         Meters {
-            transactions: metrics::counter!(m::TRANSACTIONS),
-            received_lsn: metrics::gauge!(m::RECEIVED_LSN),
             backpressure: metrics::gauge!(m::BACKPRESSURE),
             buffered_rows: metrics::gauge!(m::BUFFERED_ROWS),
             inflight_batches: metrics::gauge!(m::INFLIGHT_BATCHES),
-            commit_latency: metrics::histogram!(m::COMMIT_LATENCY),
-            changes: Vec::new(),
         }
     }
 }
 
-impl Meters {
+/// One stream's counters and gauges, labelled `source=<stream name>`.
+pub struct StreamMeters {
+    source: String,
+    pub transactions: metrics::Counter,
+    pub received_lsn: metrics::Gauge,
+    pub acknowledged_lsn: metrics::Gauge,
+    /// Per table (plain name): the changes counters for insert, update, delete.
+    changes: Vec<(String, [metrics::Counter; 3])>,
+}
+
+impl StreamMeters {
+    pub fn new(source: &str) -> StreamMeters {
+        let source = source.to_string();
+        StreamMeters {
+            transactions: metrics::counter!(m::TRANSACTIONS, "source" => source.clone()),
+            received_lsn: metrics::gauge!(m::RECEIVED_LSN, "source" => source.clone()),
+            acknowledged_lsn: metrics::gauge!(m::ACKNOWLEDGED_LSN, "source" => source.clone()),
+            changes: Vec::new(),
+            source,
+        }
+    }
+
     /// The changes counter of `table` and `op`.
-    pub fn change(&mut self, table: &Arc<str>, op: Op) -> &metrics::Counter {
+    pub fn change(&mut self, table: &str, op: Op) -> &metrics::Counter {
         let i = match self.changes.iter().position(|(t, _)| t == table) {
             Some(i) => i,
             None => {
-                let counter = |op: Op| metrics::counter!(m::CHANGES, "table" => table.to_string(), "operation" => op.label());
-                self.changes.push((
-                    table.clone(),
-                    [
-                        counter(Op::Insert),
-                        counter(Op::Update),
-                        counter(Op::Delete),
-                    ],
-                ));
+                let counter = |op: Op| {
+                    metrics::counter!(
+                        m::CHANGES,
+                        "source" => self.source.clone(),
+                        "table" => table.to_string(),
+                        "operation" => op.label()
+                    )
+                };
+                let counters = [
+                    counter(Op::Insert),
+                    counter(Op::Update),
+                    counter(Op::Delete),
+                ];
+                self.changes.push((table.to_string(), counters));
                 self.changes.len() - 1
             }
         };
         &self.changes[i].1[op as usize]
+    }
+
+    /// The TRUNCATE counter of `table`.
+    pub fn truncate(&self, table: &str) {
+        metrics::counter!(m::TRUNCATES, "source" => self.source.clone(), "table" => table.to_string())
+            .increment(1);
     }
 }
 

@@ -19,11 +19,10 @@ use super::changes::{ChangeError, IDENTITY};
 use super::control::Control;
 use super::errors::{HardStop, PipelineError};
 use super::sink::Sink;
-use super::writer::BatchWriter;
+use super::writer::{Acks, BatchWriter};
 use crate::rows::{Col, SourceRow};
 use crate::source::pgoutput::{Message, OldTupleKind, Tuple};
 use crate::source::relation::{RelationError, TableBinding};
-use crate::source::stream::EventStream;
 
 /// A Relation whose rows would be incomplete: a hard stop unless the table is complete again
 /// (then the changes made meanwhile are repaired as they replay).
@@ -49,14 +48,32 @@ pub async fn defect(
 }
 
 /// The pieces of the loop a repair works with.
-pub struct Repair<'a, S: Sink, E: EventStream, C: Control> {
+pub struct Repair<'a, S: Sink, C: Control> {
+    /// The stream whose change this is.
+    pub stream: u64,
     pub state: &'a mut SourceState,
     pub writer: &'a mut BatchWriter<S>,
-    pub stream: &'a E,
     pub control: &'a C,
+    /// Positions that became acknowledgeable while the repair waited for the writes before it.
+    pub acks: Acks,
 }
 
-impl<S: Sink, E: EventStream, C: Control> Repair<'_, S, E, C> {
+impl<'a, S: Sink, C: Control> Repair<'a, S, C> {
+    pub fn new(
+        stream: u64,
+        state: &'a mut SourceState,
+        writer: &'a mut BatchWriter<S>,
+        control: &'a C,
+    ) -> Self {
+        Repair {
+            stream,
+            state,
+            writer,
+            control,
+            acks: Acks::new(),
+        }
+    }
+
     /// A change of a table whose stream shape is incomplete.
     pub async fn change(
         &mut self,
@@ -167,9 +184,7 @@ impl<S: Sink, E: EventStream, C: Control> Repair<'_, S, E, C> {
             .txn()
             .map(|t| t.visible_rows(id))
             .unwrap_or_default();
-        if let Some(lsn) = self.writer.flush_and_wait().await? {
-            self.stream.acknowledge(lsn);
-        }
+        self.acks.extend(self.writer.flush_and_wait().await?);
         rows.extend(self.writer.sink().visible_rows(id).await?);
         let txn = self
             .state

@@ -1,84 +1,138 @@
-//! The streaming loop of a leader: replication events in, batches out, acknowledgements back.
+//! The streaming loop: replication events of every stream in, batches out, acknowledgements
+//! back.
 //!
-//! One task reads the stream ([`EventStream`]), applies each message to the source's state
-//! ([`SourceState::apply`]), moves committed transactions into the [`BatchWriter`], and seals
-//! the batch when it is full or old enough. Sealed batches are written by the [`Sink`] on up to
-//! `max_inflight` tasks. When the batch is full and every insert slot is busy, the stream is not
-//! read (backpressure): the reader's bounded channel fills, then the server waits, and memory
+//! The daemon starts a session per stream (a source, or a shard of one) and *attaches* it
+//! ([`Attach`]): its events, its control connection, and a channel on which the loop reports how
+//! the session ended. One task reads every attached stream, applies each message to that stream's
+//! state ([`SourceState::apply`]), moves committed transactions into the shared [`BatchWriter`],
+//! and seals the batch when it is full or old enough; the [`Sink`] writes sealed batches on up
+//! to `max_inflight` tasks. When the batch is full and every insert slot is busy, no stream is
+//! read (backpressure): the readers' bounded channels fill, then the servers wait, and memory
 //! stays bounded.
 //!
-//! Acknowledgement: the slot's confirmed position moves only to the end LSN of a committed
-//! transaction whose rows, and all earlier transactions' rows, the sink stored, or to a
-//! keepalive's WAL position when nothing at all is pending.
+//! A stream that fails (its connection, a hard stop, lost leadership, its slot gone) is
+//! detached alone: the others stream on, and its session is restarted by the daemon from its
+//! slot. Each stream's slot moves only to the end LSN of its own committed transaction whose
+//! rows, and all its earlier transactions' rows, the sink stored, or to a keepalive's WAL
+//! position when nothing of it is pending. Leadership and the slot are watched by a task per
+//! stream, so the checks run on time however busy the loop is.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use pgwire_replication::{Lsn, ReplicationEvent};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::apply::{Applied, SourceState};
 use super::control::Control;
 use super::errors::{HardStop, PipelineError};
-use super::meters::Meters;
+use super::meters::{Meters, StreamMeters};
 use super::repair::{self, Repair};
 use super::sink::Sink;
-use super::writer::BatchWriter;
-use crate::config::Config;
+use super::writer::{Acks, BatchWriter};
+use crate::config::{Config, Source};
 use crate::metrics as m;
 use crate::source::pgoutput;
 use crate::source::stream::EventStream;
 
-/// Events handled in a row before the loop looks at timers, inserts and shutdown again.
+/// Events of one stream handled in a row before the loop looks at timers, inserts, other
+/// streams and shutdown again.
 const BURST: usize = 256;
 
 /// How long a shutdown waits for the last writes. A sink may wait out a ClickHouse outage
-/// indefinitely; a stopping worker does not: what is not stored stays in the slot.
+/// indefinitely; a stopping worker does not: what is not stored stays in the slots.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How a stream's session ended, as the loop reports it to the daemon.
+pub type Ended = Result<(), PipelineError>;
+
+/// A started stream, handed to the loop.
+pub struct Attach<E, C> {
+    /// The stream's name: its metrics' `source` label.
+    pub name: String,
+    pub slot: String,
+    pub source: Arc<Source>,
+    pub events: E,
+    pub control: Arc<C>,
+    /// Told how the session ended: a graceful stop or why it failed.
+    pub ended: oneshot::Sender<Ended>,
+}
+
+/// An attached stream.
+struct Attached<E, C> {
+    id: u64,
+    name: String,
+    events: E,
+    control: Arc<C>,
+    state: SourceState,
+    meters: StreamMeters,
+    ended: Option<oneshot::Sender<Ended>>,
+    watch: tokio::task::JoinHandle<()>,
+}
 
 /// The output of `future` if it is ready without waiting (mpsc `recv` is cancel-safe).
 fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
     let mut future = std::pin::pin!(future);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     match future.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(output) => Some(output),
-        std::task::Poll::Pending => None,
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
     }
+}
+
+/// The next event of any stream, the streams taken in turn from `start` so none starves.
+/// Cancel-safe: each `recv` is.
+async fn next_event<E: EventStream, C>(
+    streams: &mut [Attached<E, C>],
+    start: usize,
+) -> (usize, Result<Option<ReplicationEvent>, String>) {
+    std::future::poll_fn(|cx| {
+        let n = streams.len();
+        for k in 0..n {
+            let i = (start + k) % n;
+            let recv = std::pin::pin!(streams[i].events.recv());
+            if let Poll::Ready(event) = recv.poll(cx) {
+                return Poll::Ready((i, event));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 pub struct Replicator<S: Sink> {
     config: Arc<Config>,
-    source: SourceState,
     writer: BatchWriter<S>,
     meters: Meters,
+    next_id: u64,
 }
 
 impl<S: Sink> Replicator<S> {
     pub fn new(config: Arc<Config>, sink: Arc<S>) -> Replicator<S> {
         Replicator {
-            source: SourceState::new(&config),
             writer: BatchWriter::new(sink, &config.batch),
             config,
             meters: Meters::default(),
+            next_id: 0,
         }
     }
 
-    /// Streams until shutdown (`Ok`) or an error. On shutdown everything received and committed
-    /// is stored and acknowledged before the stream is closed.
-    pub async fn run(
+    /// Streams every attached stream until shutdown. On shutdown everything received and
+    /// committed is stored and acknowledged (within [`SHUTDOWN_GRACE`]) before the streams are
+    /// closed; each session's `ended` is told.
+    pub async fn run<E: EventStream, C: Control>(
         &mut self,
-        stream: &mut impl EventStream,
-        control: &impl Control,
+        attach: &mut mpsc::Receiver<Attach<E, C>>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), PipelineError> {
-        let mut checks = tokio::time::interval(Duration::from_millis(
-            self.config.postgres.slot_poll_interval_ms,
-        ));
-        checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ) {
+        let (alarms_tx, mut alarms) = mpsc::unbounded_channel::<(u64, PipelineError)>();
+        let mut streams: Vec<Attached<E, C>> = Vec::new();
+        let mut turn = 0usize;
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         loop {
             if *shutdown.borrow() {
-                return self.drain(stream).await;
+                return self.drain(streams).await;
             }
             let slots_free = self.writer.has_free_slot();
             let full = self.writer.is_full();
@@ -87,45 +141,39 @@ impl<S: Sink> Replicator<S> {
                 continue;
             }
             // Backpressure: the batch is full and every insert slot is busy.
-            let read = !full;
-            self.meters.backpressure.set(if read { 0.0 } else { 1.0 });
+            let read = !full && !streams.is_empty();
+            self.meters
+                .backpressure
+                .set(if full && !slots_free { 1.0 } else { 0.0 });
             let deadline = self.writer.deadline();
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {}
+                Some((id, error)) = alarms.recv() => self.detach(&mut streams, id, Err(error)),
+                Some(new) = attach.recv() => {
+                    let stream = self.attach(new, &alarms_tx);
+                    streams.push(stream);
+                }
                 Some(done) = self.writer.next_finished(), if self.writer.inflight() > 0 => {
-                    if let Some(lsn) = self.writer.finished(done?)? {
-                        acknowledge(stream, lsn);
+                    match done.and_then(|d| self.writer.finished(d)) {
+                        Ok(acks) => deliver(&mut streams, acks),
+                        Err(e) => self.fail_all(&mut streams, e),
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or(far).into()), if deadline.is_some() && slots_free => {
                     self.writer.flush();
                 }
-                event = stream.recv(), if read => {
-                    let mut event = event;
-                    let mut handled = 0;
-                    loop {
-                        match event {
-                            Ok(Some(event)) => self.event(event, stream, control).await?,
-                            Ok(None) => return Err(PipelineError::Stream("the server ended the stream".into())),
-                            Err(e) => return Err(PipelineError::Stream(e)),
-                        }
-                        handled += 1;
-                        // Events already received are handled here rather than through the select
-                        // (its timer and wakers cost more than a small event, in the profile); a
-                        // due flush, a finished insert or a shutdown waits at most BURST events.
-                        // Once the reader task ended, recv awaits its exit status: that is
-                        // left to the select, which does not drop it half-way.
-                        if handled == BURST || self.writer.is_full() || !stream.is_running() {
-                            break;
-                        }
-                        match ready_now(stream.recv()) {
-                            Some(next) => event = next,
-                            None => break,
+                (i, event) = next_event(&mut streams, turn), if read => {
+                    turn = i + 1;
+                    match self.burst(&mut streams[i], event).await {
+                        Ok(acks) => deliver(&mut streams, acks),
+                        Err(e @ PipelineError::Sink(_)) => self.fail_all(&mut streams, e),
+                        Err(e) => {
+                            let id = streams[i].id;
+                            self.detach(&mut streams, id, Err(e));
                         }
                     }
                 }
-                _ = checks.tick() => self.check(control).await?,
             }
             self.meters.buffered_rows.set(self.writer.buffered() as f64);
             self.meters
@@ -134,143 +182,273 @@ impl<S: Sink> Replicator<S> {
         }
     }
 
-    async fn event(
+    fn attach<E: EventStream, C: Control>(
         &mut self,
+        new: Attach<E, C>,
+        alarms: &mpsc::UnboundedSender<(u64, PipelineError)>,
+    ) -> Attached<E, C> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.writer.attach(id);
+        let every = Duration::from_millis(self.config.postgres.slot_poll_interval_ms);
+        let watch = tokio::spawn(watch_stream(
+            new.control.clone(),
+            new.slot,
+            new.name.clone(),
+            every,
+            id,
+            alarms.clone(),
+        ));
+        tracing::info!(stream = %new.name, "streaming");
+        Attached {
+            id,
+            state: SourceState::new(&new.source, &self.config),
+            meters: StreamMeters::new(&new.name),
+            name: new.name,
+            events: new.events,
+            control: new.control,
+            ended: Some(new.ended),
+            watch,
+        }
+    }
+
+    /// Ends one stream's session: nothing more is read from it or acknowledged to it.
+    fn detach<E: EventStream, C>(
+        &mut self,
+        streams: &mut Vec<Attached<E, C>>,
+        id: u64,
+        end: Ended,
+    ) {
+        let Some(i) = streams.iter().position(|s| s.id == id) else {
+            return;
+        };
+        let mut stream = streams.swap_remove(i);
+        stream.watch.abort();
+        stream.events.abort();
+        self.writer.detach(id);
+        if let Err(e) = &end {
+            tracing::debug!(stream = %stream.name, error = %e, "stream detached");
+        }
+        if let Some(ended) = stream.ended.take() {
+            let _ = ended.send(end);
+        }
+    }
+
+    /// A write failed: nothing after it can be acknowledged to any stream, so every session
+    /// restarts from its slot.
+    fn fail_all<E: EventStream, C>(&mut self, streams: &mut Vec<Attached<E, C>>, e: PipelineError) {
+        let text = e.to_string();
+        let ids: Vec<u64> = streams.iter().map(|s| s.id).collect();
+        for (n, id) in ids.into_iter().enumerate() {
+            let end = if n == 0 {
+                Err(match &e {
+                    PipelineError::Sink(s) => PipelineError::Sink(s.clone()),
+                    _ => PipelineError::Stream(text.clone()),
+                })
+            } else {
+                Err(PipelineError::Stream(text.clone()))
+            };
+            self.detach(streams, id, end);
+        }
+        self.writer.reset();
+    }
+
+    /// One event of `stream`, then those already received after it (up to [`BURST`]).
+    async fn burst<E: EventStream, C: Control>(
+        &mut self,
+        stream: &mut Attached<E, C>,
+        event: Result<Option<ReplicationEvent>, String>,
+    ) -> Result<Acks, PipelineError> {
+        let mut acks = Acks::new();
+        let mut event = event;
+        let mut handled = 0;
+        loop {
+            match event {
+                Ok(Some(event)) => acks.extend(self.event(stream, event).await?),
+                Ok(None) => {
+                    return Err(PipelineError::Stream("the server ended the stream".into()));
+                }
+                Err(e) => return Err(PipelineError::Stream(e)),
+            }
+            handled += 1;
+            // Events already received are handled here rather than through the select (its
+            // timer and wakers cost more than a small event, in the profile); a due flush, a
+            // finished insert or a shutdown waits at most BURST events. Once the reader task
+            // ended, recv awaits its exit status: that is left to the select, which does not
+            // drop it half-way.
+            if handled == BURST || self.writer.is_full() || !stream.events.is_running() {
+                return Ok(acks);
+            }
+            match ready_now(stream.events.recv()) {
+                Some(next) => event = next,
+                None => return Ok(acks),
+            }
+        }
+    }
+
+    async fn event<E: EventStream, C: Control>(
+        &mut self,
+        stream: &mut Attached<E, C>,
         event: ReplicationEvent,
-        stream: &impl EventStream,
-        control: &impl Control,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<Acks, PipelineError> {
+        let id = stream.id;
+        let mut acks = Acks::new();
         match event {
             ReplicationEvent::Begin { xid, final_lsn, .. } => {
-                self.source.begin(xid, final_lsn.as_u64());
+                stream.state.begin(xid, final_lsn.as_u64());
             }
             ReplicationEvent::XLogData { data, .. } => {
                 let message = pgoutput::decode(&data)?;
-                match self.source.apply(&message, &mut self.meters)? {
+                match stream.state.apply(&message, &mut stream.meters)? {
                     Applied::Done => {}
                     Applied::Defect(binding, defect) => {
-                        repair::defect(control, &binding, defect).await?
+                        repair::defect(&*stream.control, &binding, defect).await?
                     }
                     Applied::Repair(binding) => {
-                        Repair {
-                            state: &mut self.source,
-                            writer: &mut self.writer,
-                            stream,
-                            control,
-                        }
-                        .change(&binding, &message)
-                        .await?
+                        let mut repair =
+                            Repair::new(id, &mut stream.state, &mut self.writer, &*stream.control);
+                        repair.change(&binding, &message).await?;
+                        acks.extend(repair.acks);
                     }
                 }
-                self.spill_if_large(stream).await?;
+                acks.extend(self.spill_if_large(stream).await?);
             }
             ReplicationEvent::Commit {
                 end_lsn,
                 commit_time_micros,
                 ..
             } => {
-                self.meters.transactions.increment(1);
-                self.meters.received_lsn.set(m::lsn_value(end_lsn.as_u64()));
-                if self.source.txn().is_some_and(|t| t.is_spilled()) {
+                stream.meters.transactions.increment(1);
+                stream
+                    .meters
+                    .received_lsn
+                    .set(m::lsn_value(end_lsn.as_u64()));
+                if stream.state.txn().is_some_and(|t| t.is_spilled()) {
                     // The rest of a spilled transaction shares its parts' version: with equal
                     // versions ClickHouse keeps the row inserted last, so it goes in after them.
-                    self.wait_for_inflight(stream).await?;
+                    acks.extend(self.writer.wait_for_inflight().await?);
                 }
-                let committed = self.source.commit(end_lsn.as_u64(), commit_time_micros)?;
-                if let Some(lsn) = self.writer.add(committed) {
-                    acknowledge(stream, lsn);
+                let committed = stream.state.commit(end_lsn.as_u64(), commit_time_micros)?;
+                if let Some(lsn) = self.writer.add(id, committed) {
+                    acks.push((id, lsn));
                 }
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
-                if self.source.txn().is_none()
-                    && let Some(lsn) = self.writer.idle_at(wal_end.as_u64())
+                if stream.state.txn().is_none()
+                    && let Some(lsn) = self.writer.idle_at(id, wal_end.as_u64())
                 {
-                    acknowledge(stream, lsn);
+                    acks.push((id, lsn));
                 }
             }
             ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
         }
-        Ok(())
+        Ok(acks)
     }
 
     /// Bounds the memory of one transaction: past `max_rows` rows, the rows so far are inserted
     /// before the Commit arrives (see `pipeline::transaction`). Parts of one transaction share a
     /// version, so each waits for everything in flight: ClickHouse keeps the row inserted last.
-    async fn spill_if_large(&mut self, stream: &impl EventStream) -> Result<(), PipelineError> {
+    async fn spill_if_large<E, C>(
+        &mut self,
+        stream: &mut Attached<E, C>,
+    ) -> Result<Acks, PipelineError> {
         let max_rows = self.config.batch.max_rows;
-        if self.source.txn().is_none_or(|t| t.len() < max_rows) {
-            return Ok(());
+        if stream.state.txn().is_none_or(|t| t.len() < max_rows) {
+            return Ok(Acks::new());
         }
-        self.wait_for_inflight(stream).await?;
-        let txn = self.source.txn_mut().expect("checked above");
+        let acks = self.writer.wait_for_inflight().await?;
+        let txn = stream.state.txn_mut().expect("checked above");
         let (rows, payloads) = txn.spill();
         tracing::debug!(
+            stream = %stream.name,
             xid = txn.xid,
             rows = rows.len(),
             "inserting part of a large transaction before its commit"
         );
-        self.writer.spill(rows, payloads);
-        Ok(())
+        self.writer.spill(stream.id, rows, payloads);
+        Ok(acks)
     }
 
-    /// Waits until every batch in flight is inserted (and acknowledged where it can be).
-    async fn wait_for_inflight(&mut self, stream: &impl EventStream) -> Result<(), PipelineError> {
-        if let Some(lsn) = self.writer.wait_for_inflight().await? {
-            acknowledge(stream, lsn);
+    /// Graceful stop: open transactions are dropped (the servers send them again after a
+    /// restart), everything committed is inserted and acknowledged, and each stream is closed
+    /// once its server has been told.
+    async fn drain<E: EventStream, C>(&mut self, mut streams: Vec<Attached<E, C>>) {
+        for stream in &mut streams {
+            stream.state.abandon();
+            stream.watch.abort();
         }
-        Ok(())
-    }
-
-    /// Periodic checks: the leader lock is still held, the slot is still valid; slot gauges.
-    async fn check(&self, control: &impl Control) -> Result<(), PipelineError> {
-        if !control.leader_alive().await {
-            return Err(PipelineError::LockLost);
-        }
-        let slot = self.config.postgres.slot.clone();
-        match control.slot().await {
-            Ok(Some(reading)) => {
-                m::record_slot(&reading);
-                if reading.is_lost() {
-                    return Err(PipelineError::HardStop(HardStop::SlotInvalidated { slot }));
-                }
-            }
-            Ok(None) => return Err(PipelineError::HardStop(HardStop::SlotMissing { slot })),
-            Err(e) => tracing::debug!(error = %e, "could not read the slot"),
-        }
-        Ok(())
-    }
-
-    /// Graceful stop: an open transaction is dropped (the server sends it again after a restart),
-    /// everything committed is inserted and acknowledged, and the stream is closed once the server
-    /// has been told.
-    async fn drain(&mut self, stream: &mut impl EventStream) -> Result<(), PipelineError> {
-        self.source.abandon();
         match tokio::time::timeout(SHUTDOWN_GRACE, self.writer.flush_and_wait()).await {
-            Ok(acked) => {
-                if let Some(lsn) = acked? {
-                    acknowledge(stream, lsn);
-                }
+            Ok(Ok(acks)) => deliver(&mut streams, acks),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the last writes failed; they stay in the slots")
             }
             Err(_) => tracing::warn!(
                 grace_s = SHUTDOWN_GRACE.as_secs(),
-                "stopping with batches ClickHouse has not stored; they stay in the slot and are \
+                "stopping with batches ClickHouse has not stored; they stay in the slots and are \
                  sent again at the next start"
             ),
         }
-        let target = self.writer.acknowledged();
-        // Standby status updates go out every status_interval; wait for the last one so the
+        // Standby status updates go out every status_interval; wait for the last one so each
         // slot's confirmed position is exactly what ClickHouse holds.
         let deadline = Instant::now() + self.config.status_interval() * 3 + Duration::from_secs(2);
-        while stream.reported() < target && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        for stream in &mut streams {
+            let target = self.writer.acknowledged(stream.id);
+            while stream.events.reported() < target && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            stream.events.close().await;
+            tracing::info!(stream = %stream.name, acknowledged_lsn = %Lsn::from_u64(target), "stream closed after flushing and acknowledging");
+            if let Some(ended) = stream.ended.take() {
+                let _ = ended.send(Ok(()));
+            }
         }
-        stream.close().await;
-        tracing::info!(acknowledged_lsn = %Lsn::from_u64(target), "stream closed after flushing and acknowledging");
-        Ok(())
     }
 }
 
-fn acknowledge(stream: &impl EventStream, lsn: u64) {
-    stream.acknowledge(lsn);
-    metrics::gauge!(m::ACKNOWLEDGED_LSN).set(m::lsn_value(lsn));
+/// Tells each stream the positions it may now confirm.
+fn deliver<E: EventStream, C>(streams: &mut [Attached<E, C>], acks: Acks) {
+    for (id, lsn) in acks {
+        if let Some(stream) = streams.iter().find(|s| s.id == id) {
+            stream.events.acknowledge(lsn);
+            stream.meters.acknowledged_lsn.set(m::lsn_value(lsn));
+        }
+    }
+}
+
+/// Watches one stream's leadership and slot every `every`, on a task of its own so the checks
+/// fire on time however busy the loop is; raises an alarm (and stops) when streaming must stop.
+async fn watch_stream<C: Control>(
+    control: Arc<C>,
+    slot: String,
+    name: String,
+    every: Duration,
+    id: u64,
+    alarms: mpsc::UnboundedSender<(u64, PipelineError)>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !control.leader_alive().await {
+            let _ = alarms.send((id, PipelineError::LockLost));
+            return;
+        }
+        match control.slot().await {
+            Ok(Some(reading)) => {
+                m::record_slot(&name, &reading);
+                if reading.is_lost() {
+                    let _ = alarms.send((
+                        id,
+                        PipelineError::HardStop(HardStop::SlotInvalidated { slot }),
+                    ));
+                    return;
+                }
+            }
+            Ok(None) => {
+                let _ = alarms.send((id, PipelineError::HardStop(HardStop::SlotMissing { slot })));
+                return;
+            }
+            Err(e) => tracing::debug!(stream = %name, error = %e, "could not read the slot"),
+        }
+    }
 }

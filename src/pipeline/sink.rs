@@ -21,7 +21,7 @@ pub struct Written {
 }
 
 /// A sink gave up.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SinkError {
     /// An insert failed past its retries (an outage, a timeout, an overloaded server).
     #[error("insert into {table} failed {attempts} times; last error: {reason}")]

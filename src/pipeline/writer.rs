@@ -1,13 +1,21 @@
-//! The batch being filled, the inserts in flight, and what may be acknowledged.
+//! The batch being filled, the inserts in flight, and what each stream may acknowledge.
 //!
-//! Committed transactions collect in the [`Batch`]; a sealed batch is written by the [`Sink`] on
-//! its own task, at most `max_inflight` at once. Inserts can finish in any order, but a position
-//! is only acknowledgeable once everything before it is stored ([`AckTracker`]): each method that
-//! can move it returns the new position, and the caller tells Postgres.
+//! Committed transactions of every attached stream collect in one [`Batch`]; a sealed batch is
+//! written by the [`Sink`] on its own task, at most `max_inflight` at once. Inserts can finish in
+//! any order, but a stream's position is only acknowledgeable once everything of that stream
+//! before it is stored: each stream has its own [`AckTracker`], so a stream that is slow, down or
+//! stopped never holds back another's acknowledgements by more than the batch they share. Each
+//! method that can move a position returns the `(stream, position)` pairs that moved, and the
+//! caller tells Postgres.
+//!
+//! A stream here is an *attachment*: one streaming session of one slot, numbered by the loop.
+//! A session that ends takes its tracker with it; a new session of the same slot starts over
+//! from the slot's confirmed position.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
 use tokio::task::JoinSet;
 
 use super::ack::AckTracker;
@@ -23,13 +31,23 @@ use crate::rows::{PayloadRow, RunRow};
 /// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01).
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
-/// A finished insert: (ack sequence, commit times, the rows vector to reuse, the outcome).
-pub struct Finished(u64, Vec<i64>, Vec<RunRow>, Result<Written, SinkError>);
+/// Positions that became acknowledgeable: (stream, position).
+pub type Acks = Vec<(u64, u64)>;
+
+/// A finished insert: the tracker entries it completes, commit times, the rows vector to reuse,
+/// the outcome.
+pub struct Finished {
+    entries: Vec<(u64, u64)>,
+    commit_times: Vec<i64>,
+    runs: Vec<RunRow>,
+    result: Result<Written, SinkError>,
+}
 
 pub struct BatchWriter<S: Sink> {
     sink: Arc<S>,
     batch: Batch,
-    acks: AckTracker,
+    /// One per attached stream.
+    trackers: FxHashMap<u64, AckTracker>,
     inserts: JoinSet<Finished>,
     max_rows: usize,
     max_inflight: usize,
@@ -42,7 +60,7 @@ impl<S: Sink> BatchWriter<S> {
         BatchWriter {
             sink,
             batch: Batch::default(),
-            acks: AckTracker::new(0),
+            trackers: FxHashMap::default(),
             inserts: JoinSet::new(),
             max_rows: config.max_rows,
             max_inflight: config.max_inflight,
@@ -53,6 +71,17 @@ impl<S: Sink> BatchWriter<S> {
 
     pub fn sink(&self) -> &Arc<S> {
         &self.sink
+    }
+
+    /// A stream starts: positions are tracked for it from now on.
+    pub fn attach(&mut self, stream: u64) {
+        self.trackers.insert(stream, AckTracker::new(0));
+    }
+
+    /// A stream's session ended: nothing more is acknowledged to it. Its rows already in the
+    /// batch or in flight are still written (harmless: its next session sends them again).
+    pub fn detach(&mut self, stream: u64) {
+        self.trackers.remove(&stream);
     }
 
     /// Rows waiting in the batch being filled.
@@ -83,60 +112,83 @@ impl<S: Sink> BatchWriter<S> {
         self.batch.deadline(self.flush_interval)
     }
 
-    /// The highest position acknowledged so far.
-    pub fn acknowledged(&self) -> u64 {
-        self.acks.acked()
+    /// The highest position acknowledged to `stream` so far.
+    pub fn acknowledged(&self, stream: u64) -> u64 {
+        self.trackers.get(&stream).map_or(0, AckTracker::acked)
     }
 
-    /// Adds a committed transaction. One without rows, while nothing is buffered, is a position
-    /// with nothing to store before it: returned when it can be acknowledged now.
-    pub fn add(&mut self, committed: Committed) -> Option<u64> {
-        if committed.is_empty() && self.batch.is_empty() {
-            return self.acks.nothing_pending_until(committed.end_lsn);
+    /// Adds a committed transaction of `stream`. One without rows, while the batch holds nothing
+    /// of that stream, is a position with nothing to store before it but what is in flight:
+    /// returned when it can be acknowledged now.
+    pub fn add(&mut self, stream: u64, committed: Committed) -> Option<u64> {
+        if committed.is_empty() && !self.batch.holds(stream) {
+            return self
+                .trackers
+                .get_mut(&stream)?
+                .nothing_pending_until(committed.end_lsn);
         }
         if self.batch.is_empty() {
             self.batch.reserve(self.max_rows);
         }
-        self.batch.add(committed, Instant::now());
+        self.batch.add(stream, committed, Instant::now());
         None
     }
 
-    /// A keepalive's WAL end, received with no transaction open: when nothing is buffered, the
-    /// server's position can be confirmed (after what is in flight), so an idle slot (or one
-    /// whose traffic is all other tables) does not retain WAL.
-    pub fn idle_at(&mut self, wal_end: u64) -> Option<u64> {
-        if !self.batch.is_empty() {
+    /// A keepalive's WAL end, received on `stream` with no transaction of it open: when the batch
+    /// holds nothing of that stream, the server's position can be confirmed (after what is in
+    /// flight), so an idle slot (or one whose traffic is all other tables) does not retain WAL.
+    pub fn idle_at(&mut self, stream: u64, wal_end: u64) -> Option<u64> {
+        if self.batch.holds(stream) {
             return None;
         }
-        self.acks.nothing_pending_until(wal_end)
+        self.trackers
+            .get_mut(&stream)?
+            .nothing_pending_until(wal_end)
     }
 
     /// Seals the batch and starts inserting it.
     pub fn flush(&mut self) {
         let sealed: Sealed = self.batch.seal();
-        let seq = self.acks.register(sealed.end_lsn);
-        self.spawn(seq, sealed);
+        let entries = sealed
+            .ends
+            .iter()
+            .filter_map(|&(stream, lsn)| {
+                let tracker = self.trackers.get_mut(&stream)?;
+                Some((stream, tracker.register(lsn)))
+            })
+            .collect();
+        self.spawn(entries, sealed);
     }
 
-    /// Starts inserting part of a transaction larger than a batch, before its Commit. Nothing is
-    /// acknowledged for it: the position moves only at the Commit.
-    pub fn spill(&mut self, rows: CollapsedRows, mut payloads: Vec<PayloadRow>) {
+    /// Starts inserting part of a transaction of `stream` larger than a batch, before its
+    /// Commit. Nothing is acknowledged for it, but the stream's later positions wait for it: the
+    /// position moves only at the Commit.
+    pub fn spill(&mut self, stream: u64, rows: CollapsedRows, mut payloads: Vec<PayloadRow>) {
         payloads.sort_by(|a, b| a.run_id.cmp(&b.run_id));
-        let seq = self.acks.register(0);
+        let entries = self
+            .trackers
+            .get_mut(&stream)
+            .map(|t| vec![(stream, t.register(0))])
+            .unwrap_or_default();
         let sealed = Sealed {
             runs: rows.into_sorted(),
             payloads,
-            end_lsn: 0,
+            ends: Vec::new(),
             commit_times: Vec::new(),
         };
-        self.spawn(seq, sealed);
+        self.spawn(entries, sealed);
     }
 
-    fn spawn(&mut self, seq: u64, sealed: Sealed) {
+    fn spawn(&mut self, entries: Vec<(u64, u64)>, sealed: Sealed) {
         let sink = self.sink.clone();
         self.inserts.spawn(async move {
             let result = sink.write(&sealed.runs, &sealed.payloads).await;
-            Finished(seq, sealed.commit_times, sealed.runs, result)
+            Finished {
+                entries,
+                commit_times: sealed.commit_times,
+                runs: sealed.runs,
+                result,
+            }
         });
     }
 
@@ -146,9 +198,14 @@ impl<S: Sink> BatchWriter<S> {
         Some(joined.map_err(|e| PipelineError::Stream(format!("insert task failed: {e}"))))
     }
 
-    /// Records a finished insert; returns the position that became acknowledgeable, if any.
-    pub fn finished(&mut self, done: Finished) -> Result<Option<u64>, PipelineError> {
-        let Finished(seq, commit_times, runs, result) = done;
+    /// Records a finished insert; returns the positions that became acknowledgeable.
+    pub fn finished(&mut self, done: Finished) -> Result<Acks, PipelineError> {
+        let Finished {
+            entries,
+            commit_times,
+            runs,
+            result,
+        } = done;
         self.batch.recycle(runs);
         result?;
         let now_micros = unix_micros();
@@ -156,27 +213,44 @@ impl<S: Sink> BatchWriter<S> {
             let latency = (now_micros - (t + PG_EPOCH_OFFSET_MICROS)).max(0) as f64 / 1e6;
             self.commit_latency.record(latency);
         }
-        Ok(self.acks.complete(seq))
-    }
-
-    /// Waits until every insert in flight finished; returns the highest position that became
-    /// acknowledgeable meanwhile.
-    pub async fn wait_for_inflight(&mut self) -> Result<Option<u64>, PipelineError> {
-        let mut acked = None;
-        while let Some(done) = self.next_finished().await {
-            if let Some(lsn) = self.finished(done?)? {
-                acked = Some(lsn);
+        let mut acks = Vec::new();
+        for (stream, seq) in entries {
+            if let Some(lsn) = self.trackers.get_mut(&stream).and_then(|t| t.complete(seq)) {
+                acks.push((stream, lsn));
             }
         }
-        Ok(acked)
+        Ok(acks)
+    }
+
+    /// Waits until every insert in flight finished; returns the positions that became
+    /// acknowledgeable meanwhile (the last of each stream).
+    pub async fn wait_for_inflight(&mut self) -> Result<Acks, PipelineError> {
+        let mut acks: Acks = Vec::new();
+        while let Some(done) = self.next_finished().await {
+            for (stream, lsn) in self.finished(done?)? {
+                match acks.iter_mut().find(|(s, _)| *s == stream) {
+                    Some(entry) => entry.1 = entry.1.max(lsn),
+                    None => acks.push((stream, lsn)),
+                }
+            }
+        }
+        Ok(acks)
     }
 
     /// Seals what the batch holds and waits until everything is inserted.
-    pub async fn flush_and_wait(&mut self) -> Result<Option<u64>, PipelineError> {
+    pub async fn flush_and_wait(&mut self) -> Result<Acks, PipelineError> {
         if !self.batch.is_empty() {
             self.flush();
         }
         self.wait_for_inflight().await
+    }
+
+    /// Gives up everything buffered and in flight (after a write failed: every stream restarts
+    /// from its slot, which sends it all again).
+    pub fn reset(&mut self) {
+        self.inserts.abort_all();
+        self.batch = Batch::default();
+        self.trackers.clear();
     }
 }
 

@@ -14,7 +14,7 @@ mod tests;
 
 pub use report::{Check, Report, Status};
 
-use crate::config::Config;
+use crate::config::{Config, Stream};
 use crate::pg::{self, catalog};
 use crate::rows::{PAYLOAD_COLUMNS, RUN_COLUMNS};
 use crate::sink;
@@ -44,14 +44,31 @@ impl From<catalog::CatalogError> for PreflightError {
     }
 }
 
-/// Runs every check. `Err` means the checks could not be made (exit code 2).
+/// Runs every check, for every stream. `Err` means the checks could not be made (exit code 2).
 pub async fn run(config: &Config) -> Result<Report, PreflightError> {
-    let client = pg::connect(&config.postgres.url, config.connect_timeout()).await?;
-    let mut checks = postgres_checks(&client, config).await?;
+    let streams = config.streams();
+    let several = streams.len() > 1;
+    let mut checks = Vec::new();
+    for stream in &streams {
+        let url = &stream.source.url;
+        let client = pg::connect(url, config.connect_timeout_of(url)).await?;
+        let mut found = postgres_checks(&client, stream).await?;
+        if several {
+            for c in &mut found {
+                c.source = Some(stream.name.clone());
+            }
+        }
+        checks.extend(found);
+    }
     let ch = sink::client::build(config).map_err(|reason| ch_error(config, reason))?;
     checks.extend(clickhouse_checks(&ch, config).await?);
     Ok(Report {
-        postgres: config.postgres.url.to_string(),
+        postgres: config
+            .sources()
+            .iter()
+            .map(|s| s.url.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         clickhouse: format!("{}/{}", config.clickhouse.url, config.clickhouse.database),
         checks,
     })
@@ -65,20 +82,30 @@ fn ch_error(config: &Config, reason: String) -> PreflightError {
     }
 }
 
-/// Reads the server, the tables, the publication and the slot, and judges them.
+/// The checks of one stream and of ClickHouse (the daemon's re-check after a hard stop).
+pub async fn run_stream(config: &Config, stream: &Stream) -> Result<Vec<Check>, PreflightError> {
+    let url = &stream.source.url;
+    let client = pg::connect(url, config.connect_timeout_of(url)).await?;
+    let mut checks = postgres_checks(&client, stream).await?;
+    let ch = sink::client::build(config).map_err(|reason| ch_error(config, reason))?;
+    checks.extend(clickhouse_checks(&ch, config).await?);
+    Ok(checks)
+}
+
+/// Reads a stream's server, tables, publication and slot, and judges them.
 pub async fn postgres_checks(
     client: &tokio_postgres::Client,
-    config: &Config,
+    stream: &Stream,
 ) -> Result<Vec<Check>, PreflightError> {
-    let pgc = &config.postgres;
+    let src = &stream.source;
     let server = catalog::read_server(client).await?;
-    let tables = catalog::read_tables(client, &pgc.schema, &pgc.tables).await?;
-    let publication = catalog::read_publication(client, &pgc.publication).await?;
-    let slot = catalog::read_slot(client, &pgc.slot).await?;
+    let tables = catalog::read_tables(client, &src.schema, &src.tables).await?;
+    let publication = catalog::read_publication(client, &stream.publication).await?;
+    let slot = catalog::read_slot(client, &stream.slot).await?;
     let mut checks = verdicts::server(&server);
-    checks.extend(verdicts::tables(pgc, &tables, &server.user));
-    checks.extend(verdicts::publication(pgc, publication.as_ref()));
-    checks.extend(verdicts::slot(pgc, slot.as_ref()));
+    checks.extend(verdicts::tables(src, &tables, &server.user));
+    checks.extend(verdicts::publication(stream, publication.as_ref()));
+    checks.extend(verdicts::slot(stream, slot.as_ref()));
     Ok(checks)
 }
 

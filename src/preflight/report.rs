@@ -16,6 +16,9 @@ pub enum Status {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Check {
+    /// The stream (source or shard) a Postgres check is about, when there are several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// A stable identifier, e.g. `replica_identity`.
     pub check: &'static str,
     /// What was checked: `server`, a table, the publication, the slot.
@@ -36,6 +39,7 @@ impl Check {
         fix: impl FnOnce() -> String,
     ) -> Check {
         Check {
+            source: None,
             check,
             target: target.into(),
             status: if ok { Status::Pass } else { Status::Fail },
@@ -52,6 +56,7 @@ impl Check {
         fix: impl Into<String>,
     ) -> Check {
         Check {
+            source: None,
             check,
             target: target.into(),
             status: Status::Warn,
@@ -98,7 +103,20 @@ impl Report {
             "  {:<6}  {:<check_w$}  {:<target_w$}  OBSERVED",
             "STATUS", "CHECK", "TARGET"
         );
+        let mut section: Option<&str> = None;
         for c in &self.checks {
+            let this = c.source.as_deref().unwrap_or("clickhouse");
+            if self.checks.iter().any(|c| c.source.is_some()) && section != Some(this) {
+                let _ = writeln!(
+                    out,
+                    "\n  [{}]",
+                    match &c.source {
+                        Some(s) => format!("source {s}"),
+                        None => "clickhouse".into(),
+                    }
+                );
+                section = Some(this);
+            }
             let status = match c.status {
                 Status::Pass => "ok",
                 Status::Warn => "warn",
@@ -149,7 +167,12 @@ impl Report {
                     .as_deref()
                     .map(|f| format!(" (fix: {f})"))
                     .unwrap_or_default();
-                format!("{} {}: {}{fix}", c.check, c.target, c.observed)
+                let source = c
+                    .source
+                    .as_deref()
+                    .map(|s| format!("source {s}: "))
+                    .unwrap_or_default();
+                format!("{source}{} {}: {}{fix}", c.check, c.target, c.observed)
             })
             .collect::<Vec<_>>()
             .join("; ")

@@ -2,15 +2,27 @@
 
 use super::report::{Check, Status};
 use super::verdicts::{self, normalize_type};
-use crate::config::PostgresConfig;
+use crate::config::{Config, Source, Stream};
 use crate::pg::catalog::{
     PublicationMember, PublicationReading, ServerReading, SlotReading, TableReading,
 };
 use crate::rows::Col;
 use crate::sink::catalog::ChTableReading;
 
-fn pg() -> PostgresConfig {
-    PostgresConfig::default()
+/// The default configuration's one stream.
+fn stream() -> Stream {
+    Config::default().streams().remove(0)
+}
+
+fn pg() -> Source {
+    (*stream().source).clone()
+}
+
+/// The default stream with its source changed by `f`.
+fn stream_with(f: impl FnOnce(&mut Source)) -> Stream {
+    let mut source = pg();
+    f(&mut source);
+    std::sync::Arc::new(source).streams().remove(0)
 }
 
 fn server() -> ServerReading {
@@ -181,14 +193,14 @@ fn a_missing_table_or_a_view_fails() {
 #[test]
 fn the_publication_must_cover_every_table_with_every_action_and_no_filter() {
     assert!(all_pass(&verdicts::publication(
-        &pg(),
+        &stream(),
         Some(&publication())
     )));
 
     let mut p = publication();
     p.delete = false;
     p.members.retain(|m| m.table != "task_run_v2");
-    let c = verdicts::publication(&pg(), Some(&p));
+    let c = verdicts::publication(&stream(), Some(&p));
     let actions = find(
         &c,
         "publication_actions",
@@ -213,7 +225,7 @@ fn the_publication_must_cover_every_table_with_every_action_and_no_filter() {
     let mut p = publication();
     p.members[0].row_filter = true;
     p.members[1].columns = Some(vec!["id".into()]);
-    let c = verdicts::publication(&pg(), Some(&p));
+    let c = verdicts::publication(&stream(), Some(&p));
     assert_eq!(
         find(&c, "publication_filter", "\"public\".\"TaskRun\"").observed,
         "has a row filter (WHERE)"
@@ -228,7 +240,7 @@ fn the_publication_must_cover_every_table_with_every_action_and_no_filter() {
 fn a_table_of_the_same_name_in_another_schema_is_not_a_member() {
     let mut p = publication();
     p.members[1].schema = "other".into();
-    let c = verdicts::publication(&pg(), Some(&p));
+    let c = verdicts::publication(&stream(), Some(&p));
     assert_eq!(
         find(&c, "publication_table", "\"public\".\"task_run_v2\"").status,
         Status::Fail
@@ -237,9 +249,8 @@ fn a_table_of_the_same_name_in_another_schema_is_not_a_member() {
 
 #[test]
 fn an_absent_publication_passes_only_when_the_worker_creates_it() {
-    let mut config = pg();
-    assert!(all_pass(&verdicts::publication(&config, None)));
-    config.create_publication = false;
+    assert!(all_pass(&verdicts::publication(&stream(), None)));
+    let config = stream_with(|s| s.create_publication = false);
     let c = verdicts::publication(&config, None);
     assert_eq!(c[0].status, Status::Fail);
     assert!(
@@ -252,16 +263,15 @@ fn an_absent_publication_passes_only_when_the_worker_creates_it() {
 
 #[test]
 fn the_slot_must_be_ours_and_not_lost() {
-    assert!(all_pass(&verdicts::slot(&pg(), Some(&slot()))));
-    assert!(all_pass(&verdicts::slot(&pg(), None)));
-    let mut config = pg();
-    config.create_slot = false;
+    assert!(all_pass(&verdicts::slot(&stream(), Some(&slot()))));
+    assert!(all_pass(&verdicts::slot(&stream(), None)));
+    let config = stream_with(|s| s.create_slot = false);
     assert_eq!(verdicts::slot(&config, None)[0].status, Status::Fail);
 
     let mut s = slot();
     s.plugin = "wal2json".into();
     s.wal_status = Some("lost".into());
-    let c = verdicts::slot(&pg(), Some(&s));
+    let c = verdicts::slot(&stream(), Some(&s));
     let target = "slot task_runs_to_clickhouse_v1";
     assert_eq!(find(&c, "slot", target).status, Status::Fail);
     let lost = find(&c, "slot_wal_status", target);
@@ -279,7 +289,7 @@ fn the_slot_must_be_ours_and_not_lost() {
     let mut other_db = slot();
     other_db.database = Some("postgres".into());
     assert_eq!(
-        find(&verdicts::slot(&pg(), Some(&other_db)), "slot", target).status,
+        find(&verdicts::slot(&stream(), Some(&other_db)), "slot", target).status,
         Status::Fail
     );
 }
@@ -351,4 +361,33 @@ fn equivalent_wire_types_compare_equal() {
         normalize_type("DateTime64(6)"),
         normalize_type("DateTime64(3)")
     );
+}
+
+#[test]
+fn a_shard_publication_needs_its_row_filter() {
+    let shard = {
+        let mut source = pg();
+        source.shards = 2;
+        std::sync::Arc::new(source).streams().remove(1)
+    };
+    let mut p = publication();
+    p.name = shard.publication.clone();
+    let c = verdicts::publication(&shard, Some(&p));
+    let f = find(&c, "publication_filter", "\"public\".\"TaskRun\"");
+    assert_eq!(
+        f.status,
+        Status::Fail,
+        "a shard without its filter streams every run"
+    );
+    assert!(
+        f.fix
+            .as_deref()
+            .unwrap()
+            .contains("WHERE ((hashtext(id) & 2147483647) % 2 = 1)"),
+        "{f:?}"
+    );
+    for m in &mut p.members {
+        m.row_filter = true;
+    }
+    assert!(all_pass(&verdicts::publication(&shard, Some(&p))));
 }

@@ -3,7 +3,7 @@
 //! (`preflight/tests.rs`) without a server.
 
 use super::report::Check;
-use crate::config::PostgresConfig;
+use crate::config::{Source, Stream};
 use crate::pg::catalog::{PublicationReading, ServerReading, SlotReading, TableReading};
 use crate::pg::{quote_ident, quote_literal};
 use crate::rows::Col;
@@ -81,7 +81,7 @@ fn identity_name(relreplident: &str) -> &str {
 
 /// Each configured table: exists as an ordinary table, REPLICA IDENTITY FULL, every column the
 /// transform reads, SELECT granted to `user`.
-pub fn tables(pg: &PostgresConfig, found: &[TableReading], user: &str) -> Vec<Check> {
+pub fn tables(pg: &Source, found: &[TableReading], user: &str) -> Vec<Check> {
     let mut checks = Vec::new();
     for table in &pg.tables {
         let target = qualified(&pg.schema, table);
@@ -141,9 +141,11 @@ pub fn tables(pg: &PostgresConfig, found: &[TableReading], user: &str) -> Vec<Ch
 }
 
 /// The publication: exists (or will be created), publishes insert/update/delete, covers every
-/// configured table, without a row filter or a column list that drops a required column.
-pub fn publication(pg: &PostgresConfig, reading: Option<&PublicationReading>) -> Vec<Check> {
-    let name = quote_ident(&pg.publication);
+/// configured table, without a row filter (a shard's publication has its own, and needs it) or
+/// a column list that drops a required column.
+pub fn publication(stream: &Stream, reading: Option<&PublicationReading>) -> Vec<Check> {
+    let pg = &stream.source;
+    let name = quote_ident(&stream.publication);
     let target = format!("publication {name}");
     let all_tables = pg
         .tables
@@ -199,7 +201,35 @@ pub fn publication(pg: &PostgresConfig, reading: Option<&PublicationReading>) ->
                 .iter()
                 .any(|c| !names.iter().any(|n| n == c.pg_name()))
         });
-        if m.row_filter || partial {
+        if let Some(shard) = stream.shard {
+            checks.push(Check::new(
+                "publication_filter",
+                &table_target,
+                m.row_filter && !partial,
+                if m.row_filter {
+                    format!("shard {} of {}: has a row filter", shard.index, shard.count)
+                } else {
+                    format!(
+                        "shard {} of {}: no row filter, it would stream every run",
+                        shard.index, shard.count
+                    )
+                },
+                || {
+                    format!(
+                        "ALTER PUBLICATION {name} SET TABLE {};",
+                        pg.tables
+                            .iter()
+                            .map(|t| format!(
+                                "{} WHERE ({})",
+                                qualified(&pg.schema, t),
+                                shard.row_filter()
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+            ));
+        } else if m.row_filter || partial {
             checks.push(Check::new(
                 "publication_filter",
                 &table_target,
@@ -217,11 +247,12 @@ pub fn publication(pg: &PostgresConfig, reading: Option<&PublicationReading>) ->
 }
 
 /// The slot, when it exists: ours (logical, pgoutput, this database) and not invalidated.
-pub fn slot(pg: &PostgresConfig, reading: Option<&SlotReading>) -> Vec<Check> {
-    let target = format!("slot {}", pg.slot);
+pub fn slot(stream: &Stream, reading: Option<&SlotReading>) -> Vec<Check> {
+    let pg = &stream.source;
+    let target = format!("slot {}", stream.slot);
     let drop_sql = format!(
         "SELECT pg_drop_replication_slot({});",
-        quote_literal(&pg.slot)
+        quote_literal(&stream.slot)
     );
     let Some(s) = reading else {
         return vec![Check::new(
@@ -236,7 +267,7 @@ pub fn slot(pg: &PostgresConfig, reading: Option<&SlotReading>) -> Vec<Check> {
             || {
                 format!(
                     "SELECT pg_create_logical_replication_slot({}, 'pgoutput');",
-                    quote_literal(&pg.slot)
+                    quote_literal(&stream.slot)
                 )
             },
         )];

@@ -5,7 +5,7 @@
 //! insert, update and delete published. With `create_slot`, a missing slot is created. Both are
 //! idempotent and tolerate a second instance doing the same at the same moment.
 
-use crate::config::Config;
+use crate::config::Stream;
 use crate::pg::catalog::{self, CatalogError};
 use crate::pg::{self, quote_ident, quote_literal};
 
@@ -45,26 +45,31 @@ fn is_duplicate(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT)
 }
 
-/// Creates or reconciles the publication. Tables that do not exist are left out (the preflight
-/// reports them). Returns what it changed, for the log.
+/// Creates or reconciles the stream's publication. Tables that do not exist are left out (the
+/// preflight reports them). A shard's publication filters each table by its row filter.
+/// Returns what it changed, for the log.
 pub async fn ensure_publication(
     client: &tokio_postgres::Client,
-    config: &Config,
+    stream: &Stream,
 ) -> Result<Vec<String>, SetupError> {
-    let pgc = &config.postgres;
+    let src = &stream.source;
     let mut changes = Vec::new();
-    if !pgc.create_publication {
+    if !src.create_publication {
         return Ok(changes);
     }
-    let existing: Vec<String> = catalog::read_tables(client, &pgc.schema, &pgc.tables)
+    let existing: Vec<String> = catalog::read_tables(client, &src.schema, &src.tables)
         .await?
         .into_iter()
         .filter(|t| t.is_ordinary())
         .map(|t| t.name)
         .collect();
-    let qualified = |t: &str| format!("{}.{}", quote_ident(&pgc.schema), quote_ident(t));
-    let publication = quote_ident(&pgc.publication);
-    match catalog::read_publication(client, &pgc.publication).await? {
+    let filter = stream
+        .shard
+        .map(|s| format!(" WHERE ({})", s.row_filter()))
+        .unwrap_or_default();
+    let qualified = |t: &str| format!("{}.{}{filter}", quote_ident(&src.schema), quote_ident(t));
+    let publication = quote_ident(&stream.publication);
+    match catalog::read_publication(client, &stream.publication).await? {
         None => {
             if existing.is_empty() {
                 return Ok(changes);
@@ -94,7 +99,7 @@ pub async fn ensure_publication(
             }
             for table in existing
                 .iter()
-                .filter(|t| reading.member(&pgc.schema, t).is_none())
+                .filter(|t| reading.member(&src.schema, t).is_none())
             {
                 let sql = format!(
                     "ALTER PUBLICATION {publication} ADD TABLE {}",
@@ -114,10 +119,10 @@ pub async fn ensure_publication(
 /// Reads the slot, creating it when missing and `create` is set.
 pub async fn ensure_slot(
     client: &tokio_postgres::Client,
-    config: &Config,
+    stream: &Stream,
     create: bool,
 ) -> Result<SlotState, SetupError> {
-    let slot = &config.postgres.slot;
+    let slot = &stream.slot;
     if let Some(reading) = catalog::read_slot(client, slot).await? {
         return Ok(SlotState::Exists {
             wal_status: reading.wal_status,
@@ -139,8 +144,8 @@ pub async fn ensure_slot(
 }
 
 /// Drops the slot (only for `recreate_lost_slot`). Terminates a walsender still holding it.
-pub async fn drop_slot(client: &tokio_postgres::Client, config: &Config) -> Result<(), SetupError> {
-    let slot = &config.postgres.slot;
+pub async fn drop_slot(client: &tokio_postgres::Client, stream: &Stream) -> Result<(), SetupError> {
+    let slot = &stream.slot;
     client
         .query(
             "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 
-use crate::config::{Config, SslMode};
+use crate::config::{Config, SslMode, Stream};
 use crate::pg::{APPLICATION_NAME, quote_ident};
 
 /// Session settings for the walsender; values in tuples are rendered with them.
@@ -97,8 +97,8 @@ pub enum StreamError {
 }
 
 impl StreamError {
-    fn classify(config: &Config, e: pgwire_replication::PgWireError) -> StreamError {
-        let slot = config.postgres.slot.clone();
+    fn classify(stream: &Stream, e: pgwire_replication::PgWireError) -> StreamError {
+        let slot = stream.slot.clone();
         let detail = e
             .to_string()
             .split_whitespace()
@@ -113,24 +113,24 @@ impl StreamError {
         match sqlstate.as_deref() {
             Some("55006") => StreamError::SlotActive { slot, detail },
             Some("42704") if lower.contains("publication") => StreamError::PublicationMissing {
-                publication: config.postgres.publication.clone(),
+                publication: stream.publication.clone(),
             },
             Some("42704") => StreamError::SlotMissing { slot },
             Some("55000") if lower.contains("invalidated") || lower.contains("no longer") => {
                 StreamError::SlotInvalidated { slot, detail }
             }
             _ => StreamError::Connection {
-                target: config.postgres.url.to_string(),
+                target: stream.source.url.to_string(),
                 detail,
             },
         }
     }
 }
 
-/// Opens the replication connection and waits until the server accepted START_REPLICATION.
-/// The stream resumes at the slot's confirmed position.
-pub async fn start(config: &Config) -> Result<ReplicationClient, StreamError> {
-    let url = &config.postgres.url;
+/// Opens `stream`'s replication connection and waits until the server accepted
+/// START_REPLICATION. The stream resumes at the slot's confirmed position.
+pub async fn start(config: &Config, stream: &Stream) -> Result<ReplicationClient, StreamError> {
+    let url = &stream.source.url;
     let tls = match url.tls_mode() {
         SslMode::Disable => TlsConfig::disabled(),
         SslMode::Prefer => TlsConfig {
@@ -148,8 +148,8 @@ pub async fn start(config: &Config) -> Result<ReplicationClient, StreamError> {
         url.user.clone(),
         url.password.expose().to_string(),
         url.dbname.clone(),
-        config.postgres.slot.clone(),
-        publication_names(&config.postgres.publication),
+        stream.slot.clone(),
+        publication_names(&stream.publication),
     )
     .with_port(url.port)
     .with_tls(tls)
@@ -159,7 +159,7 @@ pub async fn start(config: &Config) -> Result<ReplicationClient, StreamError> {
     .with_buffer_size(4096)
     .with_options(PINNED_OPTIONS)
     .with_application_name(APPLICATION_NAME);
-    let timeout = config.connect_timeout();
+    let timeout = config.connect_timeout_of(url);
     let connect = async {
         let mut client = ReplicationClient::connect(cfg).await?;
         client.wait_started().await?;
@@ -167,7 +167,7 @@ pub async fn start(config: &Config) -> Result<ReplicationClient, StreamError> {
     };
     match tokio::time::timeout(timeout + Duration::from_secs(1), connect).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(StreamError::classify(config, e)),
+        Ok(Err(e)) => Err(StreamError::classify(stream, e)),
         Err(_) => Err(StreamError::Connection {
             target: url.to_string(),
             detail: format!(

@@ -25,3 +25,17 @@ fn idle_positions_wait_for_what_is_in_flight() {
     assert_eq!(t.nothing_pending_until(15), None);
     assert_eq!(t.complete(a), Some(15));
 }
+
+#[test]
+fn keepalives_during_a_slow_insert_do_not_pile_up() {
+    let mut t = AckTracker::new(0);
+    let slow = t.register(100);
+    for wal_end in 101..10_101 {
+        assert_eq!(t.nothing_pending_until(wal_end), None);
+    }
+    assert_eq!(t.waiting(), 2, "the insert and one position behind it");
+    let later = t.register(20_000);
+    assert_eq!(t.complete(later), None);
+    assert_eq!(t.complete(slow), Some(20_000));
+    assert!(t.is_idle());
+}

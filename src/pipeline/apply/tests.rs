@@ -51,8 +51,8 @@ fn is_lsn_overflow(r: Result<impl std::fmt::Debug, PipelineError>, lsn: u64) {
 
 #[test]
 fn an_lsn_past_56_bits_is_a_hard_stop_not_a_wrapped_version() {
-    let mut state = SourceState::new(&Config::default());
-    let mut meters = Meters::default();
+    let mut state = SourceState::new(&Config::default().sources()[0], &Config::default());
+    let mut meters = StreamMeters::new("default");
     let rel = task_run();
     assert!(matches!(
         state.apply(&Message::Relation(rel.clone()), &mut meters),

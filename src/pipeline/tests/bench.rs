@@ -1,18 +1,19 @@
-//! The harness: a replicator running on its own task against in-memory parts.
+//! The harness: a replicator running on its own task against in-memory parts, with one or more
+//! streams attached to it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, Source};
 use crate::pipeline::errors::PipelineError;
-use crate::pipeline::replicator::Replicator;
+use crate::pipeline::replicator::{Attach, Ended, Replicator};
 use crate::source::pgoutput::ReplicaIdentity;
 use crate::testing::control::FakeControl;
-use crate::testing::feed::{FeedHandle, feed};
+use crate::testing::feed::{FeedHandle, FrameFeed, feed, xlog};
 use crate::testing::memory_sink::MemorySink;
 use crate::testing::task_runs::{self, RunValues};
 
@@ -21,57 +22,18 @@ pub const TASK_RUN: u32 = 16_400;
 /// OID of `task_run_v2` in the feed.
 pub const TASK_RUN_V2: u32 = 16_500;
 
-pub struct Bench {
+/// One attached stream, as the test drives it.
+pub struct Stream {
     pub feed: FeedHandle,
-    pub sink: MemorySink,
     pub control: Arc<FakeControl>,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<Result<(), PipelineError>>,
+    ended: Option<oneshot::Receiver<Ended>>,
 }
 
-/// The default configuration with these batch settings.
-pub fn config(max_rows: usize, max_inflight: usize, flush_interval_ms: u64) -> Config {
-    let mut config = Config::default();
-    config.batch.max_rows = max_rows;
-    config.batch.max_inflight = max_inflight;
-    config.batch.flush_interval_ms = flush_interval_ms;
-    config
-}
-
-impl Bench {
-    /// Starts the loop; the feed already carries both tables' Relation messages (FULL).
-    pub fn start(config: Config) -> Bench {
-        let (mut stream, handle) = feed();
-        let sink = MemorySink::new();
-        let control = Arc::new(FakeControl::default());
-        let (shutdown, mut stop) = watch::channel(false);
-        let task = {
-            let sink = Arc::new(sink.clone());
-            let control = control.clone();
-            tokio::spawn(async move {
-                let mut replicator = Replicator::new(Arc::new(config), sink);
-                replicator.run(&mut stream, &*control, &mut stop).await
-            })
-        };
-        let bench = Bench {
-            feed: handle,
-            sink,
-            control,
-            shutdown,
-            task,
-        };
-        bench.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Full);
-        bench.relation(TASK_RUN_V2, "task_run_v2", ReplicaIdentity::Full);
-        bench
-    }
-
-    /// A Relation message, in a transaction of its own (as the server sends one before a
-    /// relation's first change; an empty transaction around it changes nothing).
+impl Stream {
+    /// A Relation message (as the server sends one before a relation's first change).
     pub fn relation(&self, oid: u32, table: &str, identity: ReplicaIdentity) {
         self.feed
-            .push(crate::testing::feed::xlog(task_runs::relation(
-                oid, table, identity,
-            )));
+            .push(xlog(task_runs::relation(oid, table, identity)));
     }
 
     /// One transaction of `messages` with its commit record at `commit_lsn`.
@@ -88,24 +50,122 @@ impl Bench {
         );
     }
 
+    /// Waits for the loop to end this stream's session with an error, and returns it.
+    pub async fn ended(&mut self) -> PipelineError {
+        let ended = self.ended.take().expect("ended once");
+        tokio::time::timeout(Duration::from_secs(600), ended)
+            .await
+            .expect("the session ends")
+            .expect("the loop reports it")
+            .expect_err("the session ends with an error")
+    }
+}
+
+pub struct Bench {
+    /// The first stream.
+    pub first: Stream,
+    pub sink: MemorySink,
+    config: Arc<Config>,
+    attach: mpsc::Sender<Attach<FrameFeed, FakeControl>>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The default configuration with these batch settings.
+pub fn config(max_rows: usize, max_inflight: usize, flush_interval_ms: u64) -> Config {
+    let mut config = Config::default();
+    config.batch.max_rows = max_rows;
+    config.batch.max_inflight = max_inflight;
+    config.batch.flush_interval_ms = flush_interval_ms;
+    config
+}
+
+impl std::ops::Deref for Bench {
+    type Target = Stream;
+
+    fn deref(&self) -> &Stream {
+        &self.first
+    }
+}
+
+impl Bench {
+    /// Starts the loop with the configuration's first source attached; its feed already carries
+    /// both tables' Relation messages (FULL).
+    pub fn start(config: Config) -> Bench {
+        let config = Arc::new(config);
+        let sink = MemorySink::new();
+        let (attach, mut attach_rx) = mpsc::channel(8);
+        let (shutdown, mut stop) = watch::channel(false);
+        let task = {
+            let sink = Arc::new(sink.clone());
+            let config = config.clone();
+            tokio::spawn(async move {
+                let mut replicator = Replicator::new(config, sink);
+                replicator.run(&mut attach_rx, &mut stop).await
+            })
+        };
+        let source = config.sources().remove(0);
+        let mut bench = Bench {
+            first: Stream {
+                feed: feed().1,
+                control: Arc::new(FakeControl::default()),
+                ended: None,
+            },
+            sink,
+            config,
+            attach,
+            shutdown,
+            task,
+        };
+        bench.first = bench.attach("default", source);
+        bench
+    }
+
+    /// Attaches another stream of `source` (its feed carries both tables' Relations).
+    pub fn attach(&self, name: &str, source: Arc<Source>) -> Stream {
+        let (events, feed) = feed();
+        let control = Arc::new(FakeControl::default());
+        let (ended, ended_rx) = oneshot::channel();
+        self.attach
+            .try_send(Attach {
+                name: name.into(),
+                slot: format!("{name}_slot"),
+                source,
+                events,
+                control: control.clone(),
+                ended,
+            })
+            .expect("the loop takes it");
+        let stream = Stream {
+            feed,
+            control,
+            ended: Some(ended_rx),
+        };
+        stream.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Full);
+        stream.relation(TASK_RUN_V2, "task_run_v2", ReplicaIdentity::Full);
+        stream
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Lets the loop and the inserts run until all of them wait, moving the paused clock by
     /// `ms` at most.
     pub async fn run_for(&self, ms: u64) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 
-    /// Requests a graceful stop and returns how the loop ended.
-    pub async fn stop(self) -> Result<(), PipelineError> {
+    /// Requests a graceful stop; returns how the first stream's session ended.
+    pub async fn stop(mut self) -> Ended {
         let _ = self.shutdown.send(true);
-        self.task.await.expect("the loop does not panic")
+        self.task.await.expect("the loop does not panic");
+        let ended = self.first.ended.take().expect("not ended yet");
+        ended.await.expect("the loop reports every session")
     }
 
-    /// Waits for the loop to end on its own (an error) and returns it.
-    pub async fn ended(self) -> PipelineError {
-        let result = tokio::time::timeout(Duration::from_secs(600), self.task)
-            .await
-            .expect("the loop ends")
-            .expect("the loop does not panic");
-        result.expect_err("the loop ends with an error")
+    /// Waits for the loop to end the first stream's session with an error, and returns it.
+    pub async fn ended(mut self) -> PipelineError {
+        self.first.ended().await
     }
 }

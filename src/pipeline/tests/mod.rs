@@ -9,3 +9,4 @@
 
 mod bench;
 mod invariants;
+mod streams;

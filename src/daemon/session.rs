@@ -1,0 +1,238 @@
+//! One session of one stream, step by step: control connection → publication reconciled →
+//! preflight → leader lock (standby until acquired) → slot ensured → stream started → attached
+//! to the loop. Each step that fails says how ([`SessionEnd`]) and the supervisor decides what
+//! comes next.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::control::PgControl;
+use super::supervisor::{Failing, Supervisor, pause};
+use crate::health::Role;
+use crate::leader::{Candidate, LeaderLock};
+use crate::pipeline::errors::{HardStop, PipelineError};
+use crate::preflight::{self, Report};
+use crate::sink;
+use crate::source::setup::{self, SlotState};
+use crate::source::stream::{self, StreamError};
+
+/// How a session ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// Shutdown was requested and everything was flushed.
+    Shutdown,
+    /// Worth retrying after a pause.
+    Retry { cause: &'static str, error: String },
+    /// An operator must act; `kind` labels the metric.
+    HardStop { kind: &'static str, reason: String },
+    /// The preflight failed.
+    Preflight(String),
+}
+
+/// The session end a pipeline error means.
+pub fn end_of(e: PipelineError) -> SessionEnd {
+    match e {
+        PipelineError::HardStop(h) => SessionEnd::HardStop {
+            kind: h.kind(),
+            reason: h.to_string(),
+        },
+        PipelineError::Sink(e) => SessionEnd::Retry {
+            cause: "clickhouse",
+            error: e.to_string(),
+        },
+        PipelineError::Stream(e) => SessionEnd::Retry {
+            cause: "postgres",
+            error: e,
+        },
+        PipelineError::LockLost => SessionEnd::Retry {
+            cause: "lock_lost",
+            error: e.to_string(),
+        },
+    }
+}
+
+impl Supervisor {
+    pub(super) async fn session(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+        failing: &mut Option<Failing>,
+    ) -> SessionEnd {
+        let config = self.config.clone();
+        let stream = self.stream.clone();
+        let retry = |cause: &'static str| move |e: String| SessionEnd::Retry { cause, error: e };
+
+        let candidate = match Candidate::connect(&config, &stream).await {
+            Ok(c) => c,
+            Err(e) => return retry("postgres")(e.to_string()),
+        };
+        match setup::ensure_publication(candidate.client(), &stream).await {
+            Ok(changes) => {
+                for sql in changes {
+                    tracing::info!(stream = %stream.name, %sql, "publication reconciled");
+                }
+            }
+            Err(e) => return retry("postgres")(e.to_string()),
+        }
+        let ch = match sink::client::build(&config) {
+            Ok(c) => c,
+            Err(e) => {
+                return SessionEnd::HardStop {
+                    kind: "config",
+                    reason: e,
+                };
+            }
+        };
+        let report = match async {
+            let mut checks = preflight::postgres_checks(candidate.client(), &stream).await?;
+            checks.extend(preflight::clickhouse_checks(&ch, &config).await?);
+            Ok::<_, preflight::PreflightError>(Report {
+                postgres: stream.source.url.to_string(),
+                clickhouse: config.clickhouse.url.to_string(),
+                checks,
+            })
+        }
+        .await
+        {
+            Ok(r) => r,
+            Err(e @ preflight::PreflightError::ClickHouse { .. }) => {
+                return retry("clickhouse")(e.to_string());
+            }
+            Err(e) => return retry("postgres")(e.to_string()),
+        };
+        for check in report.warnings() {
+            tracing::warn!(stream = %stream.name, check = check.check, target = %check.target, observed = %check.observed, fix = ?check.fix, "preflight warning");
+        }
+        // An invalidated slot is fixed at runtime (drop it; a new one is created), so it is a
+        // hard stop rather than a refusal to start; with recreate_lost_slot it is handled below.
+        let mut report = report;
+        if report.failed().any(|c| c.check == "slot_wal_status") {
+            if !config.postgres.recreate_lost_slot {
+                return end_of(PipelineError::HardStop(HardStop::SlotInvalidated {
+                    slot: stream.slot.clone(),
+                }));
+            }
+            report.checks.retain(|c| c.check != "slot_wal_status");
+        }
+        if !report.passed() {
+            if config.preflight.ignore_failures {
+                tracing::warn!(
+                    stream = %stream.name,
+                    "preflight failed, streaming anyway (preflight.ignore_failures): {}",
+                    report.summary()
+                );
+            } else {
+                return SessionEnd::Preflight(report.summary());
+            }
+        }
+
+        let control = match self.elect(candidate, shutdown).await {
+            Ok(Some(lock)) => PgControl::new(lock, &stream.slot),
+            Ok(None) => return SessionEnd::Shutdown,
+            Err(e) => return retry("postgres")(e),
+        };
+        if let Err(end) = self.ensure_slot(control.session()).await {
+            return end;
+        }
+        let client = match stream::start(&config, &stream).await {
+            Ok(c) => c,
+            Err(e @ StreamError::SlotActive { .. }) => return retry("slot_active")(e.to_string()),
+            Err(StreamError::SlotMissing { slot }) => {
+                return end_of(PipelineError::HardStop(HardStop::SlotMissing { slot }));
+            }
+            Err(StreamError::SlotInvalidated { slot, .. }) => {
+                return end_of(PipelineError::HardStop(HardStop::SlotInvalidated { slot }));
+            }
+            Err(e) => return retry("postgres")(e.to_string()),
+        };
+        self.slot_seen = true;
+        self.health.set_role(&stream.name, Role::Leader);
+        match failing.take() {
+            Some(f) => tracing::info!(
+                stream = %stream.name,
+                slot = %stream.slot,
+                after_s = f.since.elapsed().as_secs(),
+                attempts = f.attempts,
+                "leader: streaming again"
+            ),
+            None => tracing::info!(stream = %stream.name, slot = %stream.slot, "leader: streaming"),
+        }
+        self.stream_until_ended(client, control).await
+    }
+
+    /// Waits as a standby until the leader lock is ours. `Ok(None)` on shutdown.
+    async fn elect(
+        &self,
+        mut candidate: Candidate,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<LeaderLock>, String> {
+        let mut announced = false;
+        loop {
+            match candidate.try_acquire().await {
+                Ok(Ok(lock)) => {
+                    tracing::info!(stream = %self.stream.name, "leader lock acquired");
+                    return Ok(Some(lock));
+                }
+                Ok(Err(c)) => candidate = c,
+                Err(e) => return Err(e.to_string()),
+            }
+            if !announced {
+                tracing::info!(
+                    stream = %self.stream.name,
+                    "standby: another instance holds the leader lock; waiting to take over"
+                );
+                announced = true;
+            }
+            self.health.set_role(&self.stream.name, Role::Standby);
+            if !pause(Duration::from_secs(1), shutdown).await {
+                return Ok(None);
+            }
+            if !candidate.ping().await {
+                return Err("the standby's Postgres session was lost".into());
+            }
+        }
+    }
+
+    async fn ensure_slot(&self, session: &tokio_postgres::Client) -> Result<(), SessionEnd> {
+        let config = &self.config;
+        let stream = &self.stream;
+        let slot = stream.slot.clone();
+        let may_create =
+            stream.source.create_slot && (!self.slot_seen || config.postgres.recreate_lost_slot);
+        let state = setup::ensure_slot(session, stream, may_create)
+            .await
+            .map_err(|e| SessionEnd::Retry {
+                cause: "postgres",
+                error: e.to_string(),
+            })?;
+        match state {
+            SlotState::Created { lsn } => {
+                tracing::warn!(
+                    stream = %stream.name,
+                    %slot, %lsn,
+                    "created the replication slot: changes committed before {lsn} are not replicated (backfill them)"
+                );
+                Ok(())
+            }
+            SlotState::Exists { wal_status } if wal_status.as_deref() == Some("lost") => {
+                if config.postgres.recreate_lost_slot {
+                    tracing::error!(stream = %stream.name, %slot, "the slot was invalidated; recreating it (postgres.recreate_lost_slot): changes in the gap must be backfilled");
+                    setup::drop_slot(session, stream)
+                        .await
+                        .map_err(|e| SessionEnd::Retry {
+                            cause: "postgres",
+                            error: e.to_string(),
+                        })?;
+                    return Box::pin(self.ensure_slot(session)).await;
+                }
+                Err(end_of(PipelineError::HardStop(HardStop::SlotInvalidated {
+                    slot,
+                })))
+            }
+            SlotState::Exists { .. } => Ok(()),
+            SlotState::Missing => Err(end_of(PipelineError::HardStop(HardStop::SlotMissing {
+                slot,
+            }))),
+        }
+    }
+}

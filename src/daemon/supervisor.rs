@@ -1,0 +1,272 @@
+//! One stream's sessions, started and restarted for as long as the worker runs.
+//!
+//! A session: control connection → publication reconciled → preflight → leader lock (standby
+//! until acquired) → slot ensured → stream → attached to the loop, until the loop reports how it
+//! ended. A session that fails for a reason time can fix (a server down, the slot held by a
+//! lingering walsender, lost leadership) is restarted at once and then about every second while
+//! the failure lasts — so streaming resumes within a second or two of Postgres answering again —
+//! with one log line when it starts failing and one a minute while it goes on. A hard stop (an
+//! operator must act) keeps the stream down with `/readyz` failing and re-checks at a pace that
+//! slows down to a minute; a stop that no restart can fix (an undecodable or untransformable
+//! change, an LSN past `_version`'s 56 bits) resumes only once the slot was moved past it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use pgwire_replication::ReplicationClient;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::control::PgControl;
+use super::session::SessionEnd;
+use crate::config::{Config, Stream, scrub};
+use crate::health::{Health, Role};
+use crate::metrics as m;
+use crate::pg::catalog;
+use crate::pipeline::replicator::Attach;
+
+/// How a supervisor ended.
+pub enum Outcome {
+    Shutdown,
+    /// The first session's preflight failed: the worker refuses to start.
+    RefusedToStart(String),
+}
+
+pub struct Supervisor {
+    pub(super) config: Arc<Config>,
+    pub(super) stream: Stream,
+    pub(super) health: Arc<Health>,
+    pub(super) attach: mpsc::Sender<Attach<ReplicationClient, PgControl>>,
+    /// The slot was streamed from in this process: if it disappears, that is a loss, not a setup.
+    pub(super) slot_seen: bool,
+}
+
+/// Sleeps for `d` unless shutdown is requested first; returns false on shutdown.
+pub async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if *shutdown.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => !*shutdown.borrow(),
+        _ = shutdown.changed() => false,
+    }
+}
+
+/// Reconnect delays: a quarter second, doubling to at most one second. A session is cheap to
+/// try, and a connection refused costs Postgres nothing; waiting longer only delays the resume.
+fn reconnect_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(1))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Hard stops that the next session would hit again: the same change comes first.
+fn stays_until_the_slot_moves(kind: &str) -> bool {
+    matches!(
+        kind,
+        "bad_change" | "decode" | "unresolved_toast" | "lsn_overflow"
+    )
+}
+
+/// A run of failed sessions, for rate-limited logging.
+pub struct Failing {
+    pub since: Instant,
+    pub attempts: u64,
+    last_log: Instant,
+}
+
+impl Supervisor {
+    fn name(&self) -> &str {
+        &self.stream.name
+    }
+
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Outcome {
+        let mut delays = reconnect_backoff();
+        let mut first = true;
+        let mut failing: Option<Failing> = None;
+        loop {
+            let started = Instant::now();
+            let end = self.session(&mut shutdown, &mut failing).await;
+            self.health.set_role(&self.stream.name, Role::Starting);
+            match end {
+                SessionEnd::Shutdown => return Outcome::Shutdown,
+                SessionEnd::Preflight(summary) if first => {
+                    return Outcome::RefusedToStart(summary);
+                }
+                SessionEnd::Preflight(summary) => {
+                    let reason = format!("preflight failed: {summary}");
+                    if !self.hard_stop("preflight", reason, &mut shutdown).await {
+                        return Outcome::Shutdown;
+                    }
+                    delays = reconnect_backoff();
+                }
+                SessionEnd::HardStop {
+                    kind: "slot_invalidated",
+                    reason,
+                } if self.config.postgres.recreate_lost_slot => {
+                    tracing::error!(stream = %self.name(), "{reason}; recreating it (postgres.recreate_lost_slot)");
+                }
+                SessionEnd::HardStop { kind, reason } => {
+                    if !self.hard_stop(kind, reason, &mut shutdown).await {
+                        return Outcome::Shutdown;
+                    }
+                    delays = reconnect_backoff();
+                }
+                SessionEnd::Retry { cause, error } => {
+                    let error = scrub(&error, &self.config.secrets());
+                    metrics::counter!(m::RECONNECTS, "source" => self.stream.name.clone(), "cause" => cause)
+                        .increment(1);
+                    self.health.set_last_error(&self.stream.name, &error);
+                    // A session that streamed for a while starts the backoff over.
+                    if started.elapsed() > Duration::from_secs(60) {
+                        delays = reconnect_backoff();
+                    }
+                    let delay = delays.next().unwrap_or(Duration::from_secs(1));
+                    let now = Instant::now();
+                    let f = failing.get_or_insert(Failing {
+                        since: now,
+                        attempts: 0,
+                        last_log: now - Duration::from_secs(3600),
+                    });
+                    f.attempts += 1;
+                    if now.duration_since(f.last_log) >= Duration::from_secs(60) {
+                        f.last_log = now;
+                        tracing::warn!(
+                            stream = %self.stream.name,
+                            cause,
+                            error = %error,
+                            failing_for_s = now.duration_since(f.since).as_secs(),
+                            attempts = f.attempts,
+                            "session ended; reconnecting about every second (logged once a minute while it fails)"
+                        );
+                    } else {
+                        tracing::debug!(stream = %self.stream.name, cause, error = %error, "session ended; reconnecting");
+                    }
+                    if !pause(delay, &mut shutdown).await {
+                        return Outcome::Shutdown;
+                    }
+                }
+            }
+            first = false;
+        }
+    }
+
+    /// Reports a hard stop and waits until it is fixed. Returns false on shutdown.
+    async fn hard_stop(
+        &mut self,
+        kind: &'static str,
+        reason: String,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let reason = scrub(&reason, &self.config.secrets());
+        tracing::error!(stream = %self.name(), kind, "hard stop, not streaming until fixed: {reason}");
+        self.health
+            .hard_stop(&self.stream.name, kind, reason.clone());
+        let fixed = self.wait_until_fixed(kind, &reason, shutdown).await;
+        if fixed {
+            self.health.clear_hard_stop(&self.stream.name);
+        }
+        fixed
+    }
+
+    /// Re-checks what stopped streaming, every 3 s at first and at most every minute later, with
+    /// one log line a minute: the preflight passes again; for a lost slot, an operator recreated
+    /// it (or dropped an invalidated one, which the worker then creates anew); for a change that
+    /// would stop the next session again, the slot was moved past it. Returns false on shutdown.
+    async fn wait_until_fixed(
+        &mut self,
+        kind: &str,
+        reason: &str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let stopped_at = self.slot().await.ok().flatten();
+        let mut every = Duration::from_secs(3);
+        let mut last_log = Instant::now();
+        loop {
+            if !pause(every, shutdown).await {
+                return false;
+            }
+            every = (every * 2).min(Duration::from_secs(60));
+            if last_log.elapsed() >= Duration::from_secs(60) {
+                last_log = Instant::now();
+                tracing::error!(stream = %self.name(), kind, "still hard-stopped: {reason}");
+            }
+            let slot = match self.slot().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(stream = %self.name(), error = %e, "cannot re-check yet");
+                    continue;
+                }
+            };
+            let slot_fixed = match kind {
+                "slot_missing" => slot.is_some(),
+                "slot_invalidated" => slot.as_ref().is_none_or(|s| !s.is_lost()),
+                k if stays_until_the_slot_moves(k) => {
+                    let moved = |s: &catalog::SlotReading| s.confirmed_flush_lsn.clone();
+                    slot.is_some() && slot.as_ref().map(moved) != stopped_at.as_ref().map(moved)
+                }
+                _ => true,
+            };
+            if !slot_fixed {
+                continue;
+            }
+            match crate::preflight::run_stream(&self.config, &self.stream).await {
+                Ok(checks)
+                    if checks
+                        .iter()
+                        .all(|c| c.status != crate::preflight::Status::Fail) =>
+                {
+                    if kind == "slot_invalidated" && slot.is_none() {
+                        // The operator dropped the invalidated slot: a new one is what they asked for.
+                        self.slot_seen = false;
+                    }
+                    tracing::info!(stream = %self.name(), "fixed: preflight passes again; resuming");
+                    return true;
+                }
+                Ok(_) => tracing::debug!(stream = %self.name(), "still failing"),
+                Err(e) => tracing::debug!(
+                    stream = %self.name(),
+                    error = %scrub(&e.to_string(), &self.config.secrets()),
+                    "cannot re-check yet"
+                ),
+            }
+        }
+    }
+
+    async fn slot(&self) -> Result<Option<catalog::SlotReading>, String> {
+        let url = &self.stream.source.url;
+        let client = crate::pg::connect(url, self.config.connect_timeout_of(url))
+            .await
+            .map_err(|e| e.to_string())?;
+        catalog::read_slot(&client, &self.stream.slot)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Attaches a started stream to the loop and waits until the loop says how it ended.
+    pub(super) async fn stream_until_ended(
+        &mut self,
+        events: ReplicationClient,
+        control: PgControl,
+    ) -> SessionEnd {
+        let (ended, ended_rx) = oneshot::channel();
+        let attach = Attach {
+            name: self.stream.name.clone(),
+            slot: self.stream.slot.clone(),
+            source: self.stream.source.clone(),
+            events,
+            control: Arc::new(control),
+            ended,
+        };
+        if self.attach.send(attach).await.is_err() {
+            return SessionEnd::Shutdown;
+        }
+        match ended_rx.await {
+            Ok(Ok(())) | Err(_) => SessionEnd::Shutdown,
+            Ok(Err(e)) => super::session::end_of(e),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Several streams in one loop: each acknowledged on its own, one failing leaves the others
+//! streaming, and a run present in two sources ends as its higher generation's copy.
+
+use std::sync::Arc;
+
+use super::bench::{Bench, TASK_RUN, config};
+use crate::config::Source;
+use crate::pipeline::errors::PipelineError;
+use crate::source::pgoutput::ReplicaIdentity;
+use crate::testing::task_runs::{self, RunValues};
+
+/// trigger.dev's run-ops source: its `"TaskRun"` at generation 1.
+fn run_ops(bench: &Bench) -> Arc<Source> {
+    let mut source = (*bench.config().sources()[0]).clone();
+    source.name = "new".into();
+    source.tables = vec!["TaskRun".into()];
+    source.generations = [("TaskRun".to_string(), 1)].into();
+    Arc::new(source)
+}
+
+/// The legacy source: `"TaskRun"` at generation 0.
+fn legacy_config() -> crate::config::Config {
+    let mut c = config(10_000, 2, 100);
+    c.postgres.tables = vec!["TaskRun".into()];
+    c.postgres.generations = [("TaskRun".to_string(), 0)].into();
+    c
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_in_both_sources_ends_as_the_higher_generations_copy_in_either_order() {
+    for run_ops_first in [true, false] {
+        let bench = Bench::start(legacy_config());
+        let new = bench.attach("new", run_ops(&bench));
+        let completed = RunValues::new("run_same").status("COMPLETED_SUCCESSFULLY");
+        let pending = RunValues::new("run_same").status("PENDING");
+        // The legacy copy always has the larger raw LSN.
+        let write_new = || new.txn(0x100, &[task_runs::insert(TASK_RUN, &completed)]);
+        let write_legacy = || bench.txn(0x9000, &[task_runs::insert(TASK_RUN, &pending)]);
+        if run_ops_first {
+            write_new();
+            bench.run_for(200).await;
+            write_legacy();
+        } else {
+            write_legacy();
+            bench.run_for(200).await;
+            write_new();
+        }
+        // Distinct runs in each source both land.
+        bench.insert(0x9100, "run_legacy_only");
+        new.insert(0x200, "run_new_only");
+        bench.run_for(300).await;
+        let run = bench.sink.run("run_same").expect("one row under FINAL");
+        assert_eq!(
+            (run.status.as_str(), run._version),
+            ("COMPLETED_SUCCESSFULLY", (1 << 56) | 0x101),
+            "run-ops first: {run_ops_first}"
+        );
+        assert!(bench.sink.run("run_legacy_only").is_some());
+        assert!(bench.sink.run("run_new_only").is_some());
+        assert_eq!(bench.feed.acked(), 0x9101);
+        assert_eq!(new.feed.acked(), 0x201);
+        bench.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hard_stopped_stream_leaves_the_others_streaming() {
+    let bench = Bench::start(legacy_config());
+    let mut new = bench.attach("new", run_ops(&bench));
+    bench.insert(100, "run_a");
+    new.insert(100, "run_b");
+    bench.run_for(200).await;
+    assert_eq!((bench.feed.acked(), new.feed.acked()), (101, 101));
+
+    new.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Default);
+    new.txn(200, &[task_runs::delete_by_key(TASK_RUN, "run_b")]);
+    let error = new.ended().await;
+    assert!(matches!(error, PipelineError::HardStop(_)), "{error}");
+
+    for n in 0..5u64 {
+        bench.insert(300 + n * 10, &format!("run_after_{n}"));
+    }
+    bench.run_for(200).await;
+    assert_eq!(bench.feed.acked(), 341, "the legacy stream goes on");
+    assert!(bench.sink.run("run_after_4").is_some());
+    assert_eq!(
+        new.feed.acked(),
+        101,
+        "nothing past the stop for the stopped one"
+    );
+    assert!(bench.sink.run("run_b").is_some(), "its run is not touched");
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_stream_never_holds_back_anothers_acknowledgements() {
+    let bench = Bench::start(legacy_config());
+    let new = bench.attach("new", run_ops(&bench));
+    // One batch with both streams' rows; then only the legacy stream writes.
+    bench.insert(100, "run_a");
+    new.insert(50, "run_b");
+    bench.run_for(200).await;
+    assert_eq!((bench.feed.acked(), new.feed.acked()), (101, 51));
+    for n in 0..20u64 {
+        bench.insert(200 + n, &format!("run_{n}"));
+        bench.run_for(150).await;
+        assert_eq!(bench.feed.acked(), 201 + n, "acknowledged within one batch");
+    }
+    assert_eq!(
+        new.feed.acked(),
+        51,
+        "the silent stream keeps its own position"
+    );
+    new.feed.keepalive(60);
+    bench.run_for(10).await;
+    assert_eq!(
+        new.feed.acked(),
+        60,
+        "and confirms its idle position on its own"
+    );
+    bench.stop().await.unwrap();
+}
