@@ -22,6 +22,7 @@
 //!   supervises it; `main.rs` is the command line.
 //! - [`testing`]: in-memory parts and builders for tests and benchmarks, never in the worker.
 
+pub mod backfill;
 pub mod config;
 pub mod daemon;
 pub mod health;

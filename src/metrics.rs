@@ -35,6 +35,12 @@ pub const READY: &str = "runs_replicator_ready";
 pub const HARD_STOP: &str = "runs_replicator_hard_stop";
 pub const RECONNECTS: &str = "runs_replicator_stream_restarts_total";
 pub const BUILD_INFO: &str = "runs_replicator_build_info";
+pub const BACKFILL_ROWS: &str = "runs_replicator_backfill_rows_total";
+pub const BACKFILL_CHUNKS: &str = "runs_replicator_backfill_chunks";
+pub const BACKFILL_RUNNING: &str = "runs_replicator_backfill_running";
+
+/// Every `state` label of the backfill chunk gauge.
+pub const BACKFILL_CHUNK_STATES: &[&str] = &["pending", "running", "done"];
 
 /// Every `wal_status` value Postgres reports; the gauge is 1 for the current one.
 pub const WAL_STATUSES: &[&str] = &["reserved", "extended", "unreserved", "lost"];
@@ -154,6 +160,15 @@ fn describe() {
         "Stream sessions that ended with an error and were restarted, by cause."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the labels carry the version.");
+    describe_counter!(
+        BACKFILL_ROWS,
+        "Rows a backfill read from Postgres (COPY), by source table."
+    );
+    describe_gauge!(
+        BACKFILL_CHUNKS,
+        "Chunks of the running backfill, by state (pending, running, done; done includes chunks finished by an earlier run of the job)."
+    );
+    describe_gauge!(BACKFILL_RUNNING, "1 while a backfill copies.");
 }
 
 /// Registers every series whose labels are known up front, at zero, so dashboards and alerts
@@ -197,6 +212,9 @@ pub fn register_defaults(config: &crate::config::Config) {
         metrics::gauge!(HARD_STOP, "reason" => *reason).set(0.0);
     }
     metrics::counter!(TRANSACTIONS).absolute(0);
+    for state in BACKFILL_CHUNK_STATES {
+        metrics::gauge!(BACKFILL_CHUNKS, "state" => *state).set(0.0);
+    }
     for gauge in [
         RECEIVED_LSN,
         ACKNOWLEDGED_LSN,
@@ -205,6 +223,7 @@ pub fn register_defaults(config: &crate::config::Config) {
         BACKPRESSURE,
         LEADER,
         READY,
+        BACKFILL_RUNNING,
     ] {
         metrics::gauge!(gauge).set(0.0);
     }

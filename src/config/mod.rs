@@ -36,6 +36,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub preflight: PreflightConfig,
+    pub backfill: BackfillConfig,
     /// Where each non-default value came from, for error messages.
     #[serde(skip)]
     origins: BTreeMap<String, String>,
@@ -135,6 +136,28 @@ pub struct LogConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PreflightConfig {
     pub ignore_failures: bool,
+}
+
+/// `runs-replicator backfill`: how the current rows are copied.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackfillConfig {
+    /// Connections copying at once, each its own COPY (`--parallel` overrides it).
+    pub parallel: usize,
+    /// Rows per chunk: the unit of progress that is checkpointed and resumed.
+    pub chunk_rows: u64,
+    /// Bytes of rows one connection buffers before it writes them to ClickHouse.
+    pub max_bytes: u64,
+}
+
+impl Default for BackfillConfig {
+    fn default() -> Self {
+        BackfillConfig {
+            parallel: 2,
+            chunk_rows: 50_000,
+            max_bytes: 16 << 20,
+        }
+    }
 }
 
 impl Default for PostgresConfig {
@@ -391,6 +414,9 @@ impl Config {
             }
             "log.level" => self.log.level = v.into(),
             "preflight.ignore_failures" => self.preflight.ignore_failures = boolean(v)?,
+            "backfill.parallel" => self.backfill.parallel = number(v)?,
+            "backfill.chunk_rows" => self.backfill.chunk_rows = number(v)?,
+            "backfill.max_bytes" => self.backfill.max_bytes = number(v)?,
             other => return Err(format!("{other} is not a configuration key")),
         }
         Ok(())
@@ -560,6 +586,27 @@ impl Config {
             self.metrics.clickhouse_unready_after_ms,
             0,
             86_400_000,
+        )?;
+        range(
+            self,
+            "backfill.parallel",
+            self.backfill.parallel as u64,
+            1,
+            64,
+        )?;
+        range(
+            self,
+            "backfill.chunk_rows",
+            self.backfill.chunk_rows,
+            1,
+            100_000_000,
+        )?;
+        range(
+            self,
+            "backfill.max_bytes",
+            self.backfill.max_bytes,
+            1 << 16,
+            1 << 34,
         )?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(self.invalid(

@@ -5,3 +5,4 @@ pub mod catalog;
 pub mod client;
 pub mod insert;
 pub mod rowbinary;
+pub mod state;

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod backfill;
 mod clickhouse_front;
 mod durability;
 mod null_sink;

@@ -1,0 +1,270 @@
+//! `runs-replicator backfill` against the real services: copies equal the transform of the
+//! Postgres rows column by column; a backfill racing the live stream never leaves a stale row;
+//! SIGKILL mid-way resumes; windows; bad input; the snapshot waits for commits before `L`; the
+//! bootstrap path from a slot's exported snapshot.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use crate::support::expect::{actual_rows, assert_converges};
+use crate::support::load::write_mixed;
+use crate::support::runs::{insert_sql, lit};
+use crate::support::{TestEnv, process, worker};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+/// Runs `runs-replicator backfill <args>` with `config` and returns its output.
+pub fn backfill(config: &Path, args: &[&str]) -> Output {
+    let mut cmd = worker::command(config);
+    cmd.arg("backfill").args(args);
+    cmd.output().expect("run runs-replicator backfill")
+}
+
+/// The `--format json` summary of a run that exited 0.
+pub fn summary(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "backfill failed ({:?}):\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn total(summary: &serde_json::Value, field: &str) -> u64 {
+    summary["total"][field].as_u64().unwrap()
+}
+
+/// Runs whose values exercise the COPY text format: escapes, NULLs, arrays, booleans, JSON with
+/// control characters, a TOASTed output, a row the transform skips.
+async fn seed_special(pg: &tokio_postgres::Client) {
+    let big: String = (0..40_000)
+        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+        .collect();
+    type Seed<'a> = (&'a str, &'a str, Vec<(&'a str, String)>);
+    let rows: Vec<Seed> = vec![
+        (
+            "\"TaskRun\"",
+            "run_bf_escapes",
+            vec![
+                ("status", lit("COMPLETED_WITH_ERRORS")),
+                (
+                    "output",
+                    lit("{\"text\": \"tab\\there\\nnewline \\\\ backslash \\u00e9 \\u0001\"}"),
+                ),
+                (
+                    "runTags",
+                    "ARRAY['a\tb', 'c\nd', 'e\\f', 'g\"h', 'NULL']".into(),
+                ),
+                ("isTest", "true".into()),
+                (
+                    "error",
+                    lit("{\"name\": \"Error\", \"message\": \"line1\\nline2\\ttab\"}"),
+                ),
+                ("costInCents", "0.1".into()),
+                ("payload", lit("{\"x\": \"\\\\N\"}")),
+            ],
+        ),
+        (
+            "task_run_v2",
+            "2bq8aDrQkxTvTwXAhFCJrQEXbtr",
+            vec![
+                ("output", lit(&format!("{{\"big\": \"{big}\"}}"))),
+                ("isWarmStart", "false".into()),
+                (
+                    "annotations",
+                    lit("{\"triggerSource\": \"api\", \"taskKind\": \"STANDARD\"}"),
+                ),
+                ("maxDurationInSeconds", "60".into()),
+                ("statusReason", "NULL".into()),
+            ],
+        ),
+        (
+            "\"TaskRun\"",
+            "run_bf_no_org",
+            vec![("organizationId", "NULL".into())],
+        ),
+    ];
+    for (table, id, overrides) in rows {
+        pg.batch_execute(&insert_sql(table, id, &overrides))
+            .await
+            .unwrap_or_else(|e| panic!("seed {id}: {e}"));
+    }
+}
+
+async fn payload_count(env: &TestEnv) -> u64 {
+    env.ch_client()
+        .query("SELECT count() FROM raw_task_runs_payload_v1 FINAL")
+        .fetch_one()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn backfill_copies_both_tables_column_by_column() {
+    let env = TestEnv::new("bf_basic").await;
+    let pg = env.pg_client().await;
+    // No worker, no slot: the runs exist only in Postgres.
+    let written = write_mixed(&env.pg.url(&env.pg_db), 3_000, 11, 0).await;
+    seed_special(&pg).await;
+    let runs: i64 = pg
+        .query_one(
+            "SELECT (SELECT count(*) FROM \"TaskRun\") + (SELECT count(*) FROM task_run_v2)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    println!("injected: {written} mixed changes, {runs} runs in both tables, none in ClickHouse");
+    let config = env.write_config(
+        process::free_port(),
+        "[backfill]\nchunk_rows = 97\nparallel = 2\n",
+    );
+    let out = backfill(&config, &["--format", "json"]);
+    let s = summary(&out);
+    println!("summary: {s}");
+    assert_eq!(s["outcome"], "complete");
+    assert_eq!(total(&s, "rows_read"), runs as u64);
+    assert_eq!(total(&s, "skipped"), 1, "the run without organizationId");
+    assert_eq!(total(&s, "rejected"), 0);
+    assert!(total(&s, "chunks") > 4, "several chunks per table");
+    assert_converges(&env, CONVERGE).await;
+    assert_eq!(
+        payload_count(&env).await,
+        0,
+        "no payload rows without --payloads"
+    );
+    println!("checked: ClickHouse FINAL equals the transform of Postgres, column by column");
+
+    // Every row carries the snapshot's L (and its table's generation).
+    let lsn = s["lsn"].as_str().unwrap();
+    let (hi, lo) = lsn.split_once('/').unwrap();
+    let l = (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
+    for row in actual_rows(&env).await.values() {
+        assert_eq!(row._version & ((1 << 56) - 1), l, "run {}", row.run_id);
+    }
+
+    // The same command again: the job is complete, nothing is read.
+    let again = summary(&backfill(&config, &["--format", "json"]));
+    assert_eq!(again["outcome"], "already_complete");
+    assert_eq!(total(&again, "rows_read"), runs as u64, "as recorded");
+    assert_eq!(total(&again, "chunks_copied"), 0);
+
+    // --payloads is another job: it copies again, with payload rows.
+    let with_payloads = summary(&backfill(&config, &["--payloads", "--format", "json"]));
+    assert_eq!(with_payloads["outcome"], "complete");
+    assert_eq!(total(&with_payloads, "rows_read"), runs as u64);
+    assert_eq!(payload_count(&env).await, runs as u64 - 1);
+    assert_converges(&env, CONVERGE).await;
+
+    // The text summary is a table a person reads.
+    let text = backfill(&config, &["--restart", "--table", "task_run_v2"]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(text.status.success(), "{stdout}");
+    println!("{stdout}");
+    assert!(
+        stdout.contains("task_run_v2") && stdout.contains("rows/s"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn since_and_until_copy_only_runs_created_in_the_window() {
+    let env = TestEnv::new("bf_window").await;
+    let pg = env.pg_client().await;
+    for (table, prefix) in [("\"TaskRun\"", "run_w_legacy"), ("task_run_v2", "run_w_v2")] {
+        for day in 1..=9 {
+            let id = format!("{prefix}_{day}");
+            let created = lit(&format!("2026-11-0{day} 12:00:00"));
+            pg.batch_execute(&insert_sql(table, &id, &[("createdAt", created)]))
+                .await
+                .unwrap();
+        }
+    }
+    let config = env.write_config(process::free_port(), "[backfill]\nchunk_rows = 2\n");
+    let s = summary(&backfill(
+        &config,
+        &[
+            "--since",
+            "2026-11-03",
+            "--until",
+            "2026-11-06T12:00:00Z",
+            "--format",
+            "json",
+        ],
+    ));
+    println!(
+        "window [2026-11-03, 2026-11-06 12:00) copied: {}",
+        s["total"]
+    );
+    let mut ids: Vec<String> = actual_rows(&env).await.into_keys().collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "run_w_legacy_3",
+            "run_w_legacy_4",
+            "run_w_legacy_5",
+            "run_w_v2_3",
+            "run_w_v2_4",
+            "run_w_v2_5"
+        ],
+        "createdAt in [since, until): the 6th at 12:00 is excluded"
+    );
+    assert_eq!(total(&s, "rows_read"), 6);
+}
+
+#[tokio::test]
+async fn bad_input_exits_2_with_one_line_and_no_password() {
+    let env = TestEnv::new("bf_bad").await;
+    let password = crate::support::postgres::SUPERUSER_PASSWORD;
+    let port = process::free_port();
+    let dead = process::free_port();
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("unknown table", String::new(), vec!["--table", "nope"]),
+        ("unknown source", String::new(), vec!["--source", "other"]),
+        (
+            "bad window",
+            String::new(),
+            vec!["--since", "yesterday-ish"],
+        ),
+        (
+            "unreachable Postgres",
+            format!(
+                "[postgres]\nurl = \"postgres://postgres:{password}@127.0.0.1:{dead}/x\"\nconnect_timeout_ms = 500\n"
+            ),
+            vec![],
+        ),
+        (
+            "unreachable ClickHouse",
+            format!(
+                "[clickhouse]\nurl = \"http://default:{password}@127.0.0.1:{dead}\"\nrequest_timeout_ms = 1000\n"
+            ),
+            vec![],
+        ),
+    ];
+    for (what, overrides, args) in cases {
+        let config = env.write_config(port, &overrides);
+        let out = backfill(&config, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        println!(
+            "{what}: exit {:?}, stderr: {}",
+            out.status.code(),
+            stderr.trim()
+        );
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{what}: one line: {stderr}");
+        assert!(
+            stderr.starts_with("runs-replicator: backfill: "),
+            "{what}: {stderr}"
+        );
+        assert!(
+            !stderr.contains(password) && !stdout.contains(password),
+            "{what}: {stderr}"
+        );
+    }
+}
