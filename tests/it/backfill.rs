@@ -305,8 +305,8 @@ impl Racer {
                     live[i] = false;
                     self.deletes.fetch_add(1, Relaxed);
                 } else {
-                    let status = ["EXECUTING", "COMPLETED_SUCCESSFULLY", "CRASHED"]
-                        [rng.below(3) as usize];
+                    let status =
+                        ["EXECUTING", "COMPLETED_SUCCESSFULLY", "CRASHED"][rng.below(3) as usize];
                     sql.push(format!(
                         "UPDATE {table} SET status = '{status}', output = '{{\"round\":{round}}}', \
                          \"updatedAt\" = clock_timestamp(), \"attemptNumber\" = {} WHERE id = '{id}'",
@@ -358,11 +358,10 @@ async fn backfill_racing_live_updates_of_the_same_runs_never_leaves_a_stale_row(
     for b in 1..=backfills {
         let before = racer.rounds.load(Relaxed);
         let cfg = config.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            backfill(&cfg, &["--restart", "--format", "json"])
-        })
-        .await
-        .unwrap();
+        let out =
+            tokio::task::spawn_blocking(move || backfill(&cfg, &["--restart", "--format", "json"]))
+                .await
+                .unwrap();
         let s = summary(&out);
         let during = racer.rounds.load(Relaxed) - before;
         // Pause the writer; the worker delivers what it wrote; a backfilled row that beat a live
@@ -389,4 +388,95 @@ async fn backfill_racing_live_updates_of_the_same_runs_never_leaves_a_stale_row(
         racer.reinserts.load(Relaxed)
     );
     assert!(racer.rounds.load(Relaxed) >= 1000, "thousands of rounds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_waits_for_a_commit_written_before_l_but_not_yet_visible() {
+    // A cluster of its own where a session with synchronous_commit = on writes its commit record
+    // and then waits for a synchronous standby that never comes: committed in the WAL (the stream
+    // delivers it), invisible to snapshots until the wait is cancelled.
+    // Leaked: the environment's checks connect through a &'static cluster; it is stopped when
+    // the test binary exits, as every service it starts.
+    let cluster: &'static crate::support::PgCluster = Box::leak(Box::new(
+        crate::support::PgCluster::start(&[("synchronous_standby_names", "nobody")]),
+    ));
+    let mut env = TestEnv::new("bf_syncrep").await;
+    env.pg = cluster;
+    env.pg_db = cluster.create_database("bf_syncrep").await;
+    let overrides = format!("[postgres]\nurl = \"{}\"\n", cluster.url(&env.pg_db));
+    let pg = cluster.connect(&env.pg_db).await;
+    let _worker = start_worker(&env, &overrides).await;
+    pg.batch_execute(&insert_sql("\"TaskRun\"", "run_sync_1", &[]))
+        .await
+        .unwrap();
+    assert_converges(&env, CONVERGE).await;
+
+    let hanger = cluster.connect(&env.pg_db).await;
+    let pid: i32 = hanger
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let commit = tokio::spawn(async move {
+        hanger
+            .batch_execute(
+                "SET synchronous_commit = on; \
+                 UPDATE \"TaskRun\" SET status = 'COMPLETED_SUCCESSFULLY', \"updatedAt\" = now() \
+                 WHERE id = 'run_sync_1'",
+            )
+            .await
+    });
+    runs_replicator::testing::wait::wait_for(
+        "the commit to wait for its standby",
+        CONVERGE,
+        || async {
+            let row = pg
+                .query_one(
+                    "SELECT wait_event FROM pg_stat_activity WHERE pid = $1",
+                    &[&pid],
+                )
+                .await
+                .ok()?;
+            (row.get::<_, Option<String>>(0).as_deref() == Some("SyncRep")).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "injected: an UPDATE whose commit record is written but not yet visible (SyncRep wait)"
+    );
+
+    let config = env.write_config(process::free_port(), &overrides);
+    let mut cmd = worker::command(&config);
+    cmd.args(["backfill", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = process::spawn(cmd).expect("start backfill");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the backfill must wait for the transaction whose commit precedes L"
+    );
+    pg.query_one("SELECT pg_cancel_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    commit
+        .await
+        .unwrap()
+        .expect("the cancelled wait still commits locally");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let s = summary(&out);
+    println!(
+        "backfill waited {} s for it, then copied at L {}",
+        s["snapshot_wait_s"], s["lsn"]
+    );
+    assert!(s["snapshot_wait_s"].as_f64().unwrap() >= 1.0, "{s}");
+    // The stream delivered the update with its commit's version, below L; the backfilled row (at
+    // L) must carry the update too, or the older state would win for good.
+    assert_converges(&env, Duration::from_secs(20)).await;
+    let row = actual_rows(&env).await.remove("run_sync_1").unwrap();
+    assert_eq!(row.status, "COMPLETED_SUCCESSFULLY");
+    println!("checked: ClickHouse shows the update, not the state before it");
 }
