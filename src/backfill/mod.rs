@@ -256,15 +256,6 @@ pub async fn copy<S: Sink>(
     let mut summary = Summary::new(checkpoints.job_id.clone(), Outcome::Complete, Some(lsn));
     summary.snapshot_wait_s = (snapshot.waited.as_secs_f64() * 100.0).round() / 100.0;
     summary.tables = table_summaries(&job, &done_before);
-    for t in &mut summary.tables {
-        // Only this run's chunks count as copied; the ones done before are listed apart.
-        *t = report::TableSummary {
-            table: t.table.clone(),
-            chunks: t.chunks,
-            chunks_done_before: t.chunks_done_before,
-            ..report::TableSummary::default()
-        };
-    }
     tracing::info!(
         job = %checkpoints.job_id,
         epoch = job.epoch,
@@ -326,8 +317,7 @@ fn table_summaries(
             for ((table, _), d) in done {
                 if *table == plan.table {
                     t.chunks_done_before += 1;
-                    t.rows_read += d.rows_read;
-                    t.rows_written += d.rows_written;
+                    t.rows_done_before += d.rows_read;
                 }
             }
             t

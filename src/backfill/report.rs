@@ -24,6 +24,9 @@ pub struct TableSummary {
     pub chunks_copied: u64,
     /// Chunks an earlier, interrupted run of the job had finished (not read again).
     pub chunks_done_before: u64,
+    /// Rows those earlier runs read.
+    pub rows_done_before: u64,
+    /// Rows this run read (COPY), written, skipped and rejected.
     pub rows_read: u64,
     pub rows_written: u64,
     /// Rows the transform skips (no organizationId or environmentType), as the stream does.
@@ -94,6 +97,7 @@ impl Summary {
             total.chunks += t.chunks;
             total.chunks_copied += t.chunks_copied;
             total.chunks_done_before += t.chunks_done_before;
+            total.rows_done_before += t.rows_done_before;
             total.rows_read += t.rows_read;
             total.rows_written += t.rows_written;
             total.skipped += t.skipped;
@@ -131,6 +135,7 @@ impl Summary {
             "chunks",
             "copied",
             "before",
+            "rows before",
             "rows read",
             "written",
             "skipped",
@@ -138,13 +143,14 @@ impl Summary {
             "seconds",
             "rows/s",
         ];
-        let mut rows: Vec<[String; 10]> = Vec::new();
+        let mut rows: Vec<[String; 11]> = Vec::new();
         for t in self.tables.iter().chain(std::iter::once(&self.total)) {
             rows.push([
                 t.table.clone(),
                 t.chunks.to_string(),
                 t.chunks_copied.to_string(),
                 t.chunks_done_before.to_string(),
+                t.rows_done_before.to_string(),
                 t.rows_read.to_string(),
                 t.rows_written.to_string(),
                 t.skipped.to_string(),
@@ -179,8 +185,9 @@ impl Summary {
             out.push_str(&line(r.iter().map(String::as_str).collect()));
         }
         out.push_str(
-            "(seconds: copy time summed over connections per table, wall time for the total; \
-             skipped: rows without organizationId or environmentType, as the stream skips them)\n",
+            "(copied/before: chunks copied by this run / by an earlier run of the job; seconds: copy \
+             time summed over connections per table, wall time for the total; skipped: rows \
+             without organizationId or environmentType, as the stream skips them)\n",
         );
         out
     }

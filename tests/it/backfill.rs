@@ -151,7 +151,12 @@ async fn backfill_copies_both_tables_column_by_column() {
     // The same command again: the job is complete, nothing is read.
     let again = summary(&backfill(&config, &["--format", "json"]));
     assert_eq!(again["outcome"], "already_complete");
-    assert_eq!(total(&again, "rows_read"), runs as u64, "as recorded");
+    assert_eq!(total(&again, "rows_read"), 0);
+    assert_eq!(
+        total(&again, "rows_done_before"),
+        runs as u64,
+        "as recorded"
+    );
     assert_eq!(total(&again, "chunks_copied"), 0);
 
     // --payloads is another job: it copies again, with payload rows.
@@ -479,4 +484,75 @@ async fn the_snapshot_waits_for_a_commit_written_before_l_but_not_yet_visible() 
     let row = actual_rows(&env).await.remove("run_sync_1").unwrap();
     assert_eq!(row.status, "COMPLETED_SUCCESSFULLY");
     println!("checked: ClickHouse shows the update, not the state before it");
+}
+
+async fn chunks_checkpointed(env: &TestEnv) -> u64 {
+    env.ch_client()
+        .query("SELECT count() FROM runs_replicator_state FINAL WHERE kind = 'backfill_chunk'")
+        .fetch_one()
+        .await
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_backfill_then_rerun_resumes_and_converges() {
+    let env = TestEnv::new("bf_kill").await;
+    let pg = env.pg_client().await;
+    let per_table = 4_000;
+    for (table, prefix) in [("\"TaskRun\"", "run_kill_l"), ("task_run_v2", "run_kill_v")] {
+        for start in (0..per_table).step_by(500) {
+            let ids: Vec<String> = (start..start + 500)
+                .map(|i| format!("{prefix}_{i:05}"))
+                .collect();
+            pg.batch_execute(&crate::support::runs::insert_many_sql(table, &ids, &[]))
+                .await
+                .unwrap();
+        }
+    }
+    let runs = 2 * per_table as u64;
+    let config = env.write_config(
+        process::free_port(),
+        "[backfill]\nchunk_rows = 100\nparallel = 1\n",
+    );
+    let mut cmd = worker::command(&config);
+    cmd.arg("backfill")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = process::spawn(cmd).expect("start backfill");
+    runs_replicator::testing::wait::wait_for("10 chunks checkpointed", CONVERGE, || async {
+        (chunks_checkpointed(&env).await >= 10).then_some(())
+    })
+    .await;
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    let done_at_kill = chunks_checkpointed(&env).await;
+    println!(
+        "injected: SIGKILL ({status}) after {done_at_kill} of ~{} chunks were checkpointed",
+        runs / 100 + 2
+    );
+
+    let resumed = summary(&backfill(&config, &["--format", "json"]));
+    println!("resumed: {}", resumed["total"]);
+    let chunks = total(&resumed, "chunks");
+    assert!(done_at_kill < chunks, "killed half-way, not after the end");
+    assert!(total(&resumed, "chunks_done_before") >= done_at_kill);
+    assert_eq!(
+        total(&resumed, "chunks_done_before") + total(&resumed, "chunks_copied"),
+        chunks
+    );
+    let reread = total(&resumed, "rows_read");
+    assert_eq!(reread + total(&resumed, "rows_done_before"), runs);
+    assert!(
+        reread < runs,
+        "the rerun reads only the chunks not done: {reread} < {runs}"
+    );
+    assert_converges(&env, CONVERGE).await;
+
+    let restarted = summary(&backfill(&config, &["--restart", "--format", "json"]));
+    assert_eq!(total(&restarted, "chunks_done_before"), 0);
+    assert_eq!(total(&restarted, "rows_read"), runs);
+    println!(
+        "checked: the resumed run read {reread} rows, a restart reads {runs}; ClickHouse equals Postgres"
+    );
+    assert_converges(&env, CONVERGE).await;
 }
