@@ -167,14 +167,18 @@ async fn backfill_copies_both_tables_column_by_column() {
     assert_converges(&env, CONVERGE).await;
 
     // The text summary is a table a person reads.
-    let text = backfill(&config, &["--restart", "--table", "task_run_v2"]);
+    let text = backfill(&config, &["--restart", "--parallel", "2"]);
     let stdout = String::from_utf8_lossy(&text.stdout);
-    assert!(text.status.success(), "{stdout}");
-    println!("{stdout}");
+    let stderr = String::from_utf8_lossy(&text.stderr);
+    assert!(text.status.success(), "{stdout}{stderr}");
+    println!("{stderr}{stdout}");
     assert!(
-        stdout.contains("task_run_v2") && stdout.contains("rows/s"),
+        stdout.contains("TaskRun") && stdout.contains("task_run_v2") && stdout.contains("rows/s"),
         "{stdout}"
     );
+    // Not a terminal: one log line per chunk.
+    let chunk_lines = stderr.matches("backfill chunk copied").count() as u64;
+    assert_eq!(chunk_lines, total(&s, "chunks"), "{stderr}");
 }
 
 #[tokio::test]
