@@ -19,9 +19,11 @@
 //! - Around it: [`preflight`] (readings → verdicts → report), [`leader`] (single consumer),
 //!   [`health`] and [`http`] (what operators see), [`logging`].
 //! - The top: [`daemon`] wires a session together (stream, control plane, sink, loop) and
-//!   supervises it; `main.rs` is the command line.
+//!   supervises it; [`backfill`] copies the current rows through the same transform and sink
+//!   (SPEC §9); `main.rs` is the command line.
 //! - [`testing`]: in-memory parts and builders for tests and benchmarks, never in the worker.
 
+pub mod backfill;
 pub mod config;
 pub mod daemon;
 pub mod health;

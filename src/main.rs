@@ -1,21 +1,33 @@
 //! The `runs-replicator` binary: parses the command line, loads the configuration, and runs the
-//! daemon or the one-shot preflight. Errors are reported here, once, as one line.
+//! daemon, the one-shot preflight or a subcommand (`backfill`). Errors are reported here, once,
+//! as one line.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use runs_replicator::config::{Config, FlagOverride, replication_disabled_by, scrub};
-use runs_replicator::{daemon, logging, preflight};
+use runs_replicator::{backfill, daemon, logging, preflight};
 
 /// Keeps ClickHouse `trigger_dev.task_runs_v2` equal to Postgres "TaskRun" and task_run_v2 by
 /// consuming logical replication.
 #[derive(Parser, Debug)]
 #[command(name = "runs-replicator", version, about, long_about = None)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Config file (TOML). Default: config/runs-replicator.toml when it exists.
-    #[arg(short, long, env = "RUNS_REPLICATOR_CONFIG", value_name = "PATH")]
+    #[arg(
+        short,
+        long,
+        env = "RUNS_REPLICATOR_CONFIG",
+        value_name = "PATH",
+        global = true
+    )]
     config: Option<PathBuf>,
 
     /// Check that Postgres and ClickHouse are ready for replication, print a report and exit:
@@ -28,39 +40,84 @@ struct Cli {
     #[arg(long, conflicts_with = "check_replica_identity")]
     health_check: bool,
 
-    /// Report format for --check-replica-identity.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    /// Report format for --check-replica-identity and the subcommands.
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     format: Format,
 
     /// Postgres URL (overrides postgres.url).
-    #[arg(long, value_name = "URL", hide_env_values = true)]
+    #[arg(long, value_name = "URL", hide_env_values = true, global = true)]
     postgres_url: Option<String>,
 
     /// ClickHouse URL (overrides clickhouse.url).
-    #[arg(long, value_name = "URL", hide_env_values = true)]
+    #[arg(long, value_name = "URL", hide_env_values = true, global = true)]
     clickhouse_url: Option<String>,
 
     /// Replication slot (overrides postgres.slot).
     #[arg(long, value_name = "NAME")]
     slot: Option<String>,
 
-    /// Address of /metrics, /healthz and /readyz (overrides metrics.listen).
-    #[arg(long, value_name = "ADDR")]
+    /// Address of /metrics, /healthz and /readyz (overrides metrics.listen). A subcommand serves
+    /// /metrics only when this is given.
+    #[arg(long, value_name = "ADDR", global = true)]
     metrics_listen: Option<String>,
 
     /// Log format (overrides log.format).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, global = true)]
     log_format: Option<Format>,
 
     /// Log level or tracing filter (overrides log.level).
-    #[arg(long, value_name = "FILTER")]
+    #[arg(long, value_name = "FILTER", global = true)]
     log_level: Option<String>,
 
     /// BENCHMARKING/DIAGNOSTICS ONLY: decode, transform, batch and encode as usual, then discard
     /// each batch instead of inserting it into ClickHouse, and acknowledge it. The slot advances
     /// and the changes never reach ClickHouse. Measures the worker without the ClickHouse server.
-    #[arg(long)]
+    #[arg(long, global = true)]
     null_sink: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Copy the current rows of the runs tables into ClickHouse (SPEC §9), online, while the
+    /// daemon streams; resumable. Exit 0 done (or already complete), 1 rows were rejected,
+    /// 2 it cannot run.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Args, Debug)]
+struct BackfillArgs {
+    /// Only this table (one of postgres.tables); repeat for several. Default: all of them.
+    #[arg(long = "table", value_name = "TABLE")]
+    tables: Vec<String>,
+
+    /// The source to copy from; today only `default` (the [postgres] section).
+    #[arg(long, value_name = "NAME")]
+    source: Option<String>,
+
+    /// Only runs created at or after this time ("2026-11-20", "2026-11-20T10:00:00Z"; UTC when
+    /// no zone is given).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+
+    /// Only runs created before this time.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+
+    /// Connections copying at once (overrides backfill.parallel).
+    #[arg(long, value_name = "N")]
+    parallel: Option<usize>,
+
+    /// Write payload rows too (raw_task_runs_payload_v1).
+    #[arg(long)]
+    payloads: bool,
+
+    /// Continue the job where it stopped (the default).
+    #[arg(long, conflicts_with = "restart")]
+    resume: bool,
+
+    /// Start the job over: plan anew and copy every chunk.
+    #[arg(long)]
+    restart: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -173,6 +230,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CANNOT_RUN);
         }
     };
+    if let Some(Command::Backfill(args)) = &cli.command {
+        return run_backfill(config, args, &cli);
+    }
     if cli.health_check {
         return health_check(&config);
     }
@@ -191,6 +251,102 @@ fn main() -> ExitCode {
         );
     }
     runtime.block_on(daemon::run(config))
+}
+
+fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode {
+    if let Some(n) = args.parallel {
+        if !(1..=64).contains(&n) {
+            eprintln!("runs-replicator: invalid --parallel {n}: expected 1 to 64");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+        config.backfill.parallel = n;
+    }
+    config.clickhouse.null_sink = cli.null_sink;
+    logging::init(&config.log);
+    // Decoding and transforming COPY rows is CPU work: one thread per copying connection, at most
+    // one per core (the daemon itself stays on one thread).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.backfill.parallel.min(cores).max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("runs-replicator: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    };
+    let display = if std::io::stderr().is_terminal() {
+        backfill::Display::Bar
+    } else {
+        backfill::Display::Lines
+    };
+    let request = backfill::Request {
+        source: args.source.clone(),
+        tables: args.tables.clone(),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        payloads: args.payloads,
+        parallel: config.backfill.parallel,
+        restart: args.restart,
+        display,
+    };
+    let format = cli.format;
+    let serve_metrics = cli.metrics_listen.is_some();
+    let secrets: Vec<_> = config.secrets().into_iter().cloned().collect();
+    let result = runtime.block_on(async move {
+        let config = Arc::new(config);
+        let health = Arc::new(runs_replicator::health::Health::new(
+            std::time::Duration::from_millis(config.metrics.clickhouse_unready_after_ms),
+            &[],
+        ));
+        if serve_metrics {
+            let handle = runs_replicator::metrics::install().map_err(|e| e.to_string())?;
+            runs_replicator::http::serve(config.metrics.listen, handle, health.clone())
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", config.metrics.listen))?;
+        }
+        let client = runs_replicator::sink::client::build(&config)?;
+        let store = Arc::new(runs_replicator::sink::state::StateStore::new(
+            client.clone(),
+            std::time::Duration::from_millis(config.clickhouse.request_timeout_ms),
+        ));
+        let sink = Arc::new(runs_replicator::sink::insert::ClickHouseSink::new(
+            &config, client, health,
+        ));
+        if config.clickhouse.null_sink {
+            tracing::warn!(
+                "--null-sink: rows are encoded and discarded, never inserted into ClickHouse \
+                 (checkpoints still are); for benchmarks only"
+            );
+        }
+        backfill::run(config, &request, sink, store)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(summary) => {
+            match format {
+                Format::Text => print!("{}", summary.render_text()),
+                Format::Json => println!("{}", summary.render_json()),
+            }
+            ExitCode::from(if summary.has_findings() { 1 } else { 0 })
+        }
+        Err(e) => {
+            let secrets: Vec<_> = secrets.iter().collect();
+            let line = scrub(&e, &secrets);
+            let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+            match format {
+                Format::Text => eprintln!("runs-replicator: backfill: {line}"),
+                Format::Json => {
+                    eprintln!("runs-replicator: backfill: {line}");
+                    println!("{}", serde_json::json!({ "ok": false, "error": line }));
+                }
+            }
+            ExitCode::from(EXIT_CANNOT_RUN)
+        }
+    }
 }
 
 async fn check(config: &Config, format: Format) -> ExitCode {

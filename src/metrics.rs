@@ -41,6 +41,12 @@ pub const CLICKHOUSE_OUTAGE: &str = "runs_replicator_clickhouse_outage_seconds";
 pub const CLICKHOUSE_LAST_OUTAGE: &str = "runs_replicator_clickhouse_last_outage_seconds";
 pub const CLICKHOUSE_OUTAGES: &str = "runs_replicator_clickhouse_outages_total";
 pub const CLICKHOUSE_REFUSING: &str = "runs_replicator_clickhouse_refusing";
+pub const BACKFILL_ROWS: &str = "runs_replicator_backfill_rows_total";
+pub const BACKFILL_CHUNKS: &str = "runs_replicator_backfill_chunks";
+pub const BACKFILL_RUNNING: &str = "runs_replicator_backfill_running";
+
+/// Every `state` label of the backfill chunk gauge.
+pub const BACKFILL_CHUNK_STATES: &[&str] = &["pending", "running", "done"];
 
 /// Every `wal_status` value Postgres reports; the gauge is 1 for the current one.
 pub const WAL_STATUSES: &[&str] = &["reserved", "extended", "unreserved", "lost"];
@@ -188,6 +194,15 @@ fn describe() {
         CLICKHOUSE_REFUSING,
         "1 while ClickHouse refuses the rows of a table table-wide (not poison rows); nothing is acknowledged meanwhile."
     );
+    describe_counter!(
+        BACKFILL_ROWS,
+        "Rows a backfill read from Postgres (COPY), by source table."
+    );
+    describe_gauge!(
+        BACKFILL_CHUNKS,
+        "Chunks of the running backfill, by state (pending, running, done; done includes chunks finished by an earlier run of the job)."
+    );
+    describe_gauge!(BACKFILL_RUNNING, "1 while a backfill copies.");
 }
 
 /// Registers every series whose labels are known up front, at zero, so dashboards and alerts
@@ -245,6 +260,9 @@ pub fn register_defaults(config: &crate::config::Config) {
         metrics::counter!(ROWS_SKIPPED, "reason" => reason).absolute(0);
     }
     metrics::counter!(CLICKHOUSE_OUTAGES).absolute(0);
+    for state in BACKFILL_CHUNK_STATES {
+        metrics::gauge!(BACKFILL_CHUNKS, "state" => *state).set(0.0);
+    }
     for gauge in [
         CLICKHOUSE_OUTAGE,
         CLICKHOUSE_LAST_OUTAGE,
@@ -252,6 +270,7 @@ pub fn register_defaults(config: &crate::config::Config) {
         INFLIGHT_BATCHES,
         BACKPRESSURE,
         READY,
+        BACKFILL_RUNNING,
     ] {
         metrics::gauge!(gauge).set(0.0);
     }

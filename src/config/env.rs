@@ -49,6 +49,9 @@ pub const KEYS: &[&str] = &[
     "log.format",
     "log.level",
     "preflight.ignore_failures",
+    "backfill.parallel",
+    "backfill.chunk_rows",
+    "backfill.max_bytes",
 ];
 
 /// How a trigger.dev variable maps onto a key.

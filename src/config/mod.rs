@@ -28,8 +28,8 @@ pub use env::disabled_by as replication_disabled_by;
 pub use postgres_url::{PgUrl, SslMode};
 pub use secret::{Secret, scrub};
 pub use sections::{
-    BatchConfig, ClickHouseConfig, Compression, LogConfig, LogFormat, MetricsConfig,
-    PostgresConfig, PreflightConfig, TransformConfig,
+    BackfillConfig, BatchConfig, ClickHouseConfig, Compression, LogConfig, LogFormat,
+    MetricsConfig, PostgresConfig, PreflightConfig, TransformConfig,
 };
 pub use sources::{Shard, Source, SourceConfig, Stream};
 
@@ -50,6 +50,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub preflight: PreflightConfig,
+    pub backfill: BackfillConfig,
     /// Where each non-default value came from, for error messages.
     #[serde(skip)]
     origins: BTreeMap<String, String>,
@@ -230,6 +231,9 @@ impl Config {
             }
             "log.level" => self.log.level = v.into(),
             "preflight.ignore_failures" => self.preflight.ignore_failures = boolean(v)?,
+            "backfill.parallel" => self.backfill.parallel = number(v)?,
+            "backfill.chunk_rows" => self.backfill.chunk_rows = number(v)?,
+            "backfill.max_bytes" => self.backfill.max_bytes = number(v)?,
             other => return Err(format!("{other} is not a configuration key")),
         }
         Ok(())

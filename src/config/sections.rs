@@ -208,3 +208,25 @@ where
 pub(super) fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
     String::deserialize(d).map(Secret::new)
 }
+
+/// `runs-replicator backfill`: how the current rows are copied.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackfillConfig {
+    /// Connections copying at once, each its own COPY (`--parallel` overrides it).
+    pub parallel: usize,
+    /// Rows per chunk: the unit of progress that is checkpointed and resumed.
+    pub chunk_rows: u64,
+    /// Bytes of rows one connection buffers before it writes them to ClickHouse.
+    pub max_bytes: u64,
+}
+
+impl Default for BackfillConfig {
+    fn default() -> Self {
+        BackfillConfig {
+            parallel: 2,
+            chunk_rows: 50_000,
+            max_bytes: 16 << 20,
+        }
+    }
+}

@@ -130,6 +130,9 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("log.format", "json"),
         ("log.level", "debug"),
         ("preflight.ignore_failures", "true"),
+        ("backfill.parallel", "4"),
+        ("backfill.chunk_rows", "1000"),
+        ("backfill.max_bytes", "1048576"),
     ];
     assert_eq!(values.len(), env::KEYS.len());
     let names: Vec<(String, &str)> = values.iter().map(|(k, v)| (env::own_name(k), *v)).collect();
@@ -169,6 +172,14 @@ fn every_key_can_be_set_from_its_own_env_name() {
     );
     assert!(c.clickhouse.async_insert);
     assert_eq!(c.clickhouse.compression, Compression::None);
+    assert_eq!(
+        (
+            c.backfill.parallel,
+            c.backfill.chunk_rows,
+            c.backfill.max_bytes
+        ),
+        (4, 1000, 1 << 20)
+    );
     assert_eq!(
         (
             c.clickhouse.insert_max_retries,

@@ -355,6 +355,27 @@ impl Config {
             0,
             86_400_000,
         )?;
+        range(
+            self,
+            "backfill.parallel",
+            self.backfill.parallel as u64,
+            1,
+            64,
+        )?;
+        range(
+            self,
+            "backfill.chunk_rows",
+            self.backfill.chunk_rows,
+            1,
+            100_000_000,
+        )?;
+        range(
+            self,
+            "backfill.max_bytes",
+            self.backfill.max_bytes,
+            1 << 16,
+            1 << 34,
+        )?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(self.invalid(
                 "log.level",

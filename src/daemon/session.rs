@@ -210,13 +210,13 @@ impl Supervisor {
                 tracing::warn!(
                     stream = %stream.name,
                     %slot, %lsn,
-                    "created the replication slot: changes committed before {lsn} are not replicated (backfill them)"
+                    "created the replication slot: changes committed before {lsn} are not replicated: copy them with `runs-replicator backfill`"
                 );
                 Ok(())
             }
             SlotState::Exists { wal_status } if wal_status.as_deref() == Some("lost") => {
                 if config.postgres.recreate_lost_slot {
-                    tracing::error!(stream = %stream.name, %slot, "the slot was invalidated; recreating it (postgres.recreate_lost_slot): changes in the gap must be backfilled");
+                    tracing::error!(stream = %stream.name, %slot, "the slot was invalidated; recreating it (postgres.recreate_lost_slot): changes in the gap must be backfilled (`runs-replicator backfill --since <time of the last acknowledged commit>`)");
                     setup::drop_slot(session, stream)
                         .await
                         .map_err(|e| SessionEnd::Retry {

@@ -3,6 +3,7 @@
 //! lives in `source::stream`.
 
 pub mod catalog;
+pub mod copy_text;
 pub mod tls;
 
 use std::time::Duration;
@@ -28,6 +29,16 @@ pub async fn connect(
     url: &PgUrl,
     timeout: Duration,
 ) -> Result<tokio_postgres::Client, ConnectError> {
+    connect_with_options(url, timeout, None).await
+}
+
+/// Like [`connect`], with session settings (`-c name=value …`) applied at startup, before any
+/// statement runs.
+pub async fn connect_with_options(
+    url: &PgUrl,
+    timeout: Duration,
+    options: Option<&str>,
+) -> Result<tokio_postgres::Client, ConnectError> {
     let target = url.to_string();
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(&url.host)
@@ -41,6 +52,9 @@ pub async fn connect(
         .keepalives_idle(Duration::from_secs(30))
         .keepalives_interval(Duration::from_secs(10))
         .keepalives_retries(3);
+    if let Some(options) = options {
+        cfg.options(options);
+    }
     if !url.password.is_empty() {
         cfg.password(url.password.expose());
     }

@@ -8,3 +8,4 @@ pub mod insert;
 mod isolate;
 pub mod row;
 pub mod rowbinary;
+pub mod state;

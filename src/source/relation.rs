@@ -188,6 +188,24 @@ fn text<'a>(
 }
 
 impl TableBinding {
+    /// A table read outside the stream (a backfill's COPY), whose rows carry every [`Col`] in
+    /// [`Col::ALL`] order: complete by construction.
+    pub fn selected(schema: &str, name: &str, generation: u8) -> TableBinding {
+        let mut positions = [MISSING; Col::COUNT];
+        for (i, col) in Col::ALL.iter().enumerate() {
+            positions[*col as usize] = i as u16;
+        }
+        TableBinding {
+            table: format!("\"{schema}\".\"{name}\"").into(),
+            schema: schema.to_string(),
+            name: name.to_string(),
+            generation,
+            positions,
+            width: Col::COUNT,
+            defect: None,
+        }
+    }
+
     fn check_width(&self, tuple: &Tuple<'_>) -> Result<(), RelationError> {
         if tuple.0.len() != self.width {
             return Err(RelationError::TupleWidth {

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod backfill;
 mod clickhouse_front;
 mod config;
 mod durability;

@@ -1,0 +1,167 @@
+//! Chunk planning: each table split into key ranges on `id` of about `chunk_rows` rows, and the
+//! COPY statement that reads one range.
+//!
+//! Boundaries come from one pass over the primary-key index inside the copy snapshot (every
+//! `chunk_rows`-th id, plus the last), not from `pg_stats` histogram bounds: those need a recent
+//! ANALYZE, are approximate (a chunk may hold many times `chunk_rows`, and memory and resume
+//! granularity follow chunk size), and are coarse on big tables (100 buckets by default). The pass
+//! reads only ids, far less than the copy itself. The plan is stored with the job
+//! (`checkpoint`), so a resumed run copies exactly the same ranges even though the table changed
+//! meanwhile; the ranges partition the whole key space (the first is open below, the last open
+//! above), so a run inserted after planning still falls in one.
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+use super::BackfillError;
+use crate::pg::{quote_ident, quote_literal};
+use crate::rows::Col;
+
+/// A `createdAt` window: `since` inclusive, `until` exclusive, as canonical UTC timestamps
+/// (`2026-11-20 10:00:00.000`); `None` is unbounded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+impl Window {
+    /// The SQL condition (empty when unbounded), with literals: COPY takes no parameters.
+    pub fn condition(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(since) = &self.since {
+            out.push(format!(
+                "\"createdAt\" >= {}::timestamp",
+                quote_literal(since)
+            ));
+        }
+        if let Some(until) = &self.until {
+            out.push(format!(
+                "\"createdAt\" < {}::timestamp",
+                quote_literal(until)
+            ));
+        }
+        out
+    }
+}
+
+/// One table's plan: the upper bound of every chunk but the last, and each chunk's row count
+/// when it was planned (for progress; the last chunk, open above, is planned empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TablePlan {
+    pub table: String,
+    pub bounds: Vec<String>,
+    pub planned_rows: Vec<u64>,
+}
+
+/// One key range of one table: `lo < id <= hi`, open where `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub table: String,
+    pub index: usize,
+    pub lo: Option<String>,
+    pub hi: Option<String>,
+    pub planned_rows: u64,
+}
+
+impl TablePlan {
+    /// The plan from the planning query's rows: `(id, row number)` of every `chunk_rows`-th id
+    /// and of the last id, in id order.
+    pub fn from_boundaries(table: &str, boundaries: Vec<(String, i64)>) -> TablePlan {
+        let mut bounds = Vec::with_capacity(boundaries.len());
+        let mut planned_rows = Vec::with_capacity(boundaries.len() + 1);
+        let mut before = 0i64;
+        for (id, rn) in boundaries {
+            // The last id can also be a multiple of chunk_rows: it then comes once.
+            if rn == before {
+                continue;
+            }
+            planned_rows.push((rn - before) as u64);
+            before = rn;
+            bounds.push(id);
+        }
+        planned_rows.push(0);
+        TablePlan {
+            table: table.to_string(),
+            bounds,
+            planned_rows,
+        }
+    }
+
+    /// The chunks, in key order: one more than there are bounds.
+    pub fn chunks(&self) -> Vec<Chunk> {
+        (0..=self.bounds.len())
+            .map(|i| Chunk {
+                table: self.table.clone(),
+                index: i,
+                lo: i.checked_sub(1).map(|j| self.bounds[j].clone()),
+                hi: self.bounds.get(i).cloned(),
+                planned_rows: self.planned_rows.get(i).copied().unwrap_or(0),
+            })
+            .collect()
+    }
+
+    pub fn planned_total(&self) -> u64 {
+        self.planned_rows.iter().sum()
+    }
+}
+
+/// Plans `schema.table` inside the snapshot `client` reads.
+pub async fn plan_table(
+    client: &Client,
+    schema: &str,
+    table: &str,
+    window: &Window,
+    chunk_rows: u64,
+) -> Result<TablePlan, BackfillError> {
+    let conditions = window.condition();
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    // One ordered pass over the primary key; lead() marks the last id without a second scan.
+    let sql = format!(
+        "SELECT id, rn FROM (\
+           SELECT id, row_number() OVER w AS rn, lead(id) OVER w IS NULL AS last \
+           FROM {}.{} {filter} WINDOW w AS (ORDER BY id)\
+         ) s WHERE rn % $1 = 0 OR last ORDER BY rn",
+        quote_ident(schema),
+        quote_ident(table)
+    );
+    let rows = client
+        .query(sql.as_str(), &[&(chunk_rows as i64)])
+        .await
+        .map_err(|e| BackfillError::Postgres {
+            what: format!("planning the chunks of {table}"),
+            reason: crate::pg::describe(&e),
+        })?;
+    let boundaries = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    Ok(TablePlan::from_boundaries(table, boundaries))
+}
+
+/// `COPY (SELECT <every Col, in Col::ALL order> FROM schema.table WHERE <range and window>) TO
+/// STDOUT`. Columns are selected as they are (no `::text`), so COPY renders each with its type's
+/// output function, as pgoutput does (`boolean` is `t`, where `::text` would say `true`).
+pub fn copy_sql(schema: &str, chunk: &Chunk, window: &Window) -> String {
+    let columns: Vec<String> = Col::ALL.iter().map(|c| quote_ident(c.pg_name())).collect();
+    let mut conditions = Vec::new();
+    if let Some(lo) = &chunk.lo {
+        conditions.push(format!("id > {}", quote_literal(lo)));
+    }
+    if let Some(hi) = &chunk.hi {
+        conditions.push(format!("id <= {}", quote_literal(hi)));
+    }
+    conditions.extend(window.condition());
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    format!(
+        "COPY (SELECT {} FROM {}.{}{filter}) TO STDOUT",
+        columns.join(", "),
+        quote_ident(schema),
+        quote_ident(&chunk.table)
+    )
+}

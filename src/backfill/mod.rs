@@ -1,0 +1,392 @@
+//! `runs-replicator backfill` (SPEC §9): copies the current rows of the runs tables into
+//! ClickHouse through the same transform and insert path as the stream, online, with versions
+//! that never beat a live change, resumably.
+//!
+//! The orchestration lives here: check the request ([`prepare`]), find the job's checkpoints,
+//! open a snapshot ([`snapshot`]), plan the chunks once per job ([`chunks`]), copy the chunks
+//! still to do over the snapshot's connections ([`copier`]), checkpoint each ([`checkpoint`]),
+//! show progress ([`progress`]) and sum up ([`report`]).
+//!
+//! Two entry points: [`run`] takes a fresh snapshot (the command line); [`copy`] copies from a
+//! [`Snapshot`] the caller opened, e.g. from the snapshot a replication slot exported at
+//! creation (the daemon's bootstrap): `prepare` → `Snapshot::open(…, SnapshotSource::Exported
+//! { name, lsn }, …)` → release the slot's session → `copy`.
+
+pub mod checkpoint;
+pub mod chunks;
+pub mod copier;
+pub mod progress;
+pub mod report;
+pub mod snapshot;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::pg::catalog;
+use crate::pipeline::changes::ChangeError;
+use crate::pipeline::sink::{Sink, SinkError};
+use crate::rows::Col;
+use crate::sink::state::StateStore;
+use crate::source::relation::TableBinding;
+use crate::transform::TransformOptions;
+
+pub use checkpoint::{Checkpoints, JobRecord, JobSpec};
+pub use chunks::Window;
+pub use progress::Display;
+pub use report::{Outcome, Summary};
+pub use snapshot::{Snapshot, SnapshotSource};
+
+/// The name of the one source there is today (the `[postgres]` section).
+pub const DEFAULT_SOURCE: &str = "default";
+
+/// Why a backfill cannot run or stopped. Progress made before is checkpointed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    /// The request cannot be served as given (an unknown table or source, a bad window).
+    #[error("{0}")]
+    Request(String),
+    #[error("Postgres, {what}: {reason}")]
+    Postgres { what: String, reason: String },
+    #[error("ClickHouse: {0}")]
+    Sink(#[from] SinkError),
+    #[error("backfill state: {0}")]
+    State(String),
+    #[error("COPY of {table}: {reason}")]
+    Copy { table: String, reason: String },
+    #[error("a row cannot be transformed: {0}")]
+    Change(#[from] ChangeError),
+    #[error("a copy task failed: {0}")]
+    Task(String),
+}
+
+/// What to copy, and how.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `None` or [`DEFAULT_SOURCE`].
+    pub source: Option<String>,
+    /// Tables to copy; empty for every configured one.
+    pub tables: Vec<String>,
+    /// `createdAt` bounds as given (any text Postgres reads as a timestamptz; UTC when no zone).
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Payload rows too.
+    pub payloads: bool,
+    /// Connections copying at once.
+    pub parallel: usize,
+    /// Start the job over (plan anew, copy every chunk) instead of resuming it.
+    pub restart: bool,
+    pub display: Display,
+}
+
+/// Checks the request against the configuration and the database, and returns the job it is.
+pub async fn prepare(config: &Config, request: &Request) -> Result<JobSpec, BackfillError> {
+    let source = request.source.as_deref().unwrap_or(DEFAULT_SOURCE);
+    if source != DEFAULT_SOURCE {
+        return Err(BackfillError::Request(format!(
+            "unknown source {source:?}: only {DEFAULT_SOURCE:?} (the [postgres] section) is configured"
+        )));
+    }
+    let configured = &config.postgres.tables;
+    let mut tables = Vec::new();
+    for t in &request.tables {
+        if !configured.contains(t) {
+            return Err(BackfillError::Request(format!(
+                "unknown table {t:?}: the configured tables are {}",
+                configured.join(", ")
+            )));
+        }
+        if !tables.contains(t) {
+            tables.push(t.clone());
+        }
+    }
+    if tables.is_empty() {
+        tables = configured.clone();
+    }
+    let client = snapshot::connect(config).await?;
+    let schema = &config.postgres.schema;
+    let found = catalog::read_tables(&client, schema, &tables)
+        .await
+        .map_err(|e| BackfillError::Postgres {
+            what: "reading the tables".into(),
+            reason: e.reason,
+        })?;
+    for t in &tables {
+        let Some(reading) = found.iter().find(|r| &r.name == t) else {
+            return Err(BackfillError::Request(format!(
+                "table {schema}.{t} does not exist"
+            )));
+        };
+        let missing: Vec<&str> = Col::ALL
+            .iter()
+            .map(|c| c.pg_name())
+            .filter(|c| !reading.has_column(c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(BackfillError::Request(format!(
+                "table {schema}.{t} lacks columns the transform reads: {}",
+                missing.join(", ")
+            )));
+        }
+    }
+    let window = Window {
+        since: canonical_time(&client, "--since", request.since.as_deref()).await?,
+        until: canonical_time(&client, "--until", request.until.as_deref()).await?,
+    };
+    if let (Some(s), Some(u)) = (&window.since, &window.until)
+        && s >= u
+    {
+        return Err(BackfillError::Request(format!(
+            "--since {s} is not before --until {u}"
+        )));
+    }
+    let url = &config.postgres.url;
+    Ok(JobSpec {
+        source: source.to_string(),
+        database: format!("{}:{}/{}", url.host, url.port, url.dbname),
+        schema: schema.clone(),
+        tables,
+        window,
+        payloads: request.payloads,
+    })
+}
+
+/// A time as Postgres reads it (`2026-11-20`, `2026-11-20T10:00:00Z`, …), in UTC, in one
+/// canonical spelling, so equal windows are the same job.
+async fn canonical_time(
+    client: &tokio_postgres::Client,
+    flag: &str,
+    value: Option<&str>,
+) -> Result<Option<String>, BackfillError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let row = client
+        .query_one(
+            "SELECT to_char($1::text::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
+            &[&value],
+        )
+        .await
+        .map_err(|e| {
+            BackfillError::Request(format!(
+                "invalid {flag} {value:?}: {}",
+                crate::pg::describe(&e)
+            ))
+        })?;
+    Ok(Some(row.get(0)))
+}
+
+/// The `backfill` command: resumes (or with `restart`, starts over) the job the request is,
+/// from a fresh snapshot. A finished job is left alone unless `restart`.
+pub async fn run<S: Sink>(
+    config: Arc<Config>,
+    request: &Request,
+    sink: Arc<S>,
+    store: Arc<StateStore>,
+) -> Result<Summary, BackfillError> {
+    let spec = prepare(&config, request).await?;
+    store.ensure().await?;
+    let checkpoints = Checkpoints::new(store.clone(), &spec);
+    if !request.restart
+        && let Some(job) = checkpoints.load_job().await?
+    {
+        let done = checkpoints.done(&job).await?;
+        if done.len() == job.chunks().len() {
+            let mut summary =
+                Summary::new(checkpoints.job_id.clone(), Outcome::AlreadyComplete, None);
+            summary.tables = table_summaries(&job, &done);
+            summary.close(0.0);
+            return Ok(summary);
+        }
+    }
+    let snapshot = Snapshot::open(&config, SnapshotSource::Fresh, request.parallel).await?;
+    copy(config, spec, request, snapshot, sink, store).await
+}
+
+/// Copies the chunks of the job `spec` still to do from `snapshot`: plans the job first when it
+/// has no plan yet (or `request.restart`), stamps every row with the snapshot's `L`, marks each
+/// chunk done once its rows are stored.
+pub async fn copy<S: Sink>(
+    config: Arc<Config>,
+    spec: JobSpec,
+    request: &Request,
+    snapshot: Snapshot,
+    sink: Arc<S>,
+    store: Arc<StateStore>,
+) -> Result<Summary, BackfillError> {
+    let started = Instant::now();
+    store.ensure().await?;
+    let checkpoints = Checkpoints::new(store, &spec);
+    let existing = checkpoints.load_job().await?;
+    let job = match existing {
+        Some(job) if !request.restart => job,
+        previous => {
+            let mut plans = Vec::new();
+            for table in &spec.tables {
+                plans.push(
+                    chunks::plan_table(
+                        snapshot.first(),
+                        &spec.schema,
+                        table,
+                        &spec.window,
+                        config.backfill.chunk_rows,
+                    )
+                    .await?,
+                );
+            }
+            let job = JobRecord {
+                spec: spec.clone(),
+                epoch: previous.map_or(0, |p| p.epoch + 1),
+                plans,
+            };
+            checkpoints.save_job(&job).await?;
+            job
+        }
+    };
+    let done_before = checkpoints.done(&job).await?;
+    let pending: VecDeque<chunks::Chunk> = job
+        .chunks()
+        .into_iter()
+        .filter(|c| !done_before.contains_key(&(c.table.clone(), c.index)))
+        .collect();
+    let lsn = snapshot.lsn;
+    let mut summary = Summary::new(checkpoints.job_id.clone(), Outcome::Complete, Some(lsn));
+    summary.snapshot_wait_s = (snapshot.waited.as_secs_f64() * 100.0).round() / 100.0;
+    summary.tables = table_summaries(&job, &done_before);
+    tracing::info!(
+        job = %checkpoints.job_id,
+        epoch = job.epoch,
+        lsn = %snapshot::lsn_text(lsn),
+        chunks = pending.len(),
+        done_before = done_before.len(),
+        "backfill: copying"
+    );
+    let progress = Arc::new(progress::Progress::new(
+        request.display,
+        pending.iter().map(|c| c.planned_rows).sum(),
+        pending.len() as u64,
+        done_before.len() as u64,
+    ));
+    let queue = Arc::new(Mutex::new(pending));
+    let mut tasks = JoinSet::new();
+    for client in snapshot.into_connections() {
+        let worker = Worker {
+            config: config.clone(),
+            sink: sink.clone(),
+            checkpoints: checkpoints.clone(),
+            progress: progress.clone(),
+            queue: queue.clone(),
+            epoch: job.epoch,
+            window: spec.window.clone(),
+            payloads: spec.payloads,
+            lsn,
+        };
+        tasks.spawn(async move { worker.run(client).await });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let copied = joined.map_err(|e| BackfillError::Task(e.to_string()))??;
+        results.extend(copied);
+    }
+    progress.finish();
+    for (table, done) in results {
+        if let Some(t) = summary.tables.iter_mut().find(|t| t.table == table) {
+            t.add(&done);
+        }
+    }
+    summary.close(started.elapsed().as_secs_f64());
+    Ok(summary)
+}
+
+/// Per table: its chunks, and those in `done`.
+fn table_summaries(
+    job: &JobRecord,
+    done: &std::collections::BTreeMap<(String, usize), checkpoint::ChunkDone>,
+) -> Vec<report::TableSummary> {
+    job.plans
+        .iter()
+        .map(|plan| {
+            let mut t = report::TableSummary {
+                table: plan.table.clone(),
+                chunks: plan.bounds.len() as u64 + 1,
+                ..report::TableSummary::default()
+            };
+            for ((table, _), d) in done {
+                if *table == plan.table {
+                    t.chunks_done_before += 1;
+                    t.rows_done_before += d.rows_read;
+                }
+            }
+            t
+        })
+        .collect()
+}
+
+/// One copying connection: takes chunks from the shared queue until it is empty.
+struct Worker<S: Sink> {
+    config: Arc<Config>,
+    sink: Arc<S>,
+    checkpoints: Checkpoints,
+    progress: Arc<progress::Progress>,
+    queue: Arc<Mutex<VecDeque<chunks::Chunk>>>,
+    epoch: u32,
+    window: Window,
+    payloads: bool,
+    lsn: u64,
+}
+
+impl<S: Sink> Worker<S> {
+    async fn run(
+        self,
+        client: tokio_postgres::Client,
+    ) -> Result<Vec<(String, checkpoint::ChunkDone)>, BackfillError> {
+        let config = &self.config;
+        let transform = TransformOptions {
+            fingerprint_errors: config.transform.fingerprint_errors,
+        };
+        let limits = copier::Limits {
+            max_bytes: config.backfill.max_bytes as usize,
+            max_rows: config.batch.max_rows,
+        };
+        let mut out = Vec::new();
+        loop {
+            let next = self
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+            let Some(chunk) = next else { break };
+            self.progress.chunk_started();
+            let binding = TableBinding::selected(
+                &config.postgres.schema,
+                &chunk.table,
+                config.generation(&chunk.table),
+            );
+            let mut adder = copier::RowAdder::new(
+                binding,
+                &transform,
+                !config.clickhouse.payloads_table.is_empty(),
+                self.payloads,
+                self.lsn,
+            );
+            let sql = chunks::copy_sql(&config.postgres.schema, &chunk, &self.window);
+            let progress = self.progress.clone();
+            let table = chunk.table.clone();
+            let on_rows = move |n| progress.rows(&table, n);
+            let done =
+                copier::copy_chunk(&client, &sql, &mut adder, &self.sink, limits, &on_rows).await?;
+            self.checkpoints
+                .mark_done(self.epoch, &chunk, &done)
+                .await?;
+            self.progress.chunk_done(&chunk, &done);
+            out.push((chunk.table.clone(), done));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+//! The summary a backfill ends with: per table, chunks (all, copied now, done before), rows read,
+//! written, skipped and rejected, seconds and rate; the job and the `L` of this run. Text for a
+//! person, one JSON object for scripts (`--format json`).
+
+use serde::Serialize;
+
+use super::checkpoint::ChunkDone;
+use super::snapshot::lsn_text;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every chunk is copied now.
+    Complete,
+    /// A finished job run again: nothing was copied (`--restart` copies again).
+    AlreadyComplete,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TableSummary {
+    pub table: String,
+    pub chunks: u64,
+    /// Chunks copied by this run.
+    pub chunks_copied: u64,
+    /// Chunks an earlier, interrupted run of the job had finished (not read again).
+    pub chunks_done_before: u64,
+    /// Rows those earlier runs read.
+    pub rows_done_before: u64,
+    /// Rows this run read (COPY), written, skipped and rejected.
+    pub rows_read: u64,
+    pub rows_written: u64,
+    /// Rows the transform skips (no organizationId or environmentType), as the stream does.
+    pub skipped: u64,
+    /// Rows ClickHouse refused even with their JSON fields emptied.
+    pub rejected: u64,
+    /// Copy time of this run's chunks, summed over connections.
+    pub seconds: f64,
+    pub rows_per_s: f64,
+}
+
+impl TableSummary {
+    pub fn add(&mut self, done: &ChunkDone) {
+        self.chunks_copied += 1;
+        self.rows_read += done.rows_read;
+        self.rows_written += done.rows_written;
+        self.skipped += done.skipped;
+        self.rejected += done.rejected;
+        self.seconds += done.seconds;
+        self.rows_per_s = rate(self.rows_read, self.seconds);
+    }
+}
+
+fn rate(rows: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        (rows as f64 / seconds).round()
+    } else {
+        0.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub job_id: String,
+    pub outcome: Outcome,
+    /// The `L` this run's rows carry (`_version = generation << 56 | L`); none when nothing was
+    /// copied.
+    pub lsn: Option<String>,
+    /// How long the snapshot waited for transactions in flight at `L`.
+    pub snapshot_wait_s: f64,
+    pub tables: Vec<TableSummary>,
+    /// Every table together; `seconds` is wall time here.
+    pub total: TableSummary,
+}
+
+impl Summary {
+    pub fn new(job_id: String, outcome: Outcome, lsn: Option<u64>) -> Summary {
+        Summary {
+            job_id,
+            outcome,
+            lsn: lsn.map(lsn_text),
+            snapshot_wait_s: 0.0,
+            tables: Vec::new(),
+            total: TableSummary {
+                table: "total".into(),
+                ..TableSummary::default()
+            },
+        }
+    }
+
+    /// Adds up the tables into `total`, with `wall_seconds` as its time.
+    pub fn close(&mut self, wall_seconds: f64) {
+        let mut total = TableSummary {
+            table: "total".into(),
+            ..TableSummary::default()
+        };
+        for t in &self.tables {
+            total.chunks += t.chunks;
+            total.chunks_copied += t.chunks_copied;
+            total.chunks_done_before += t.chunks_done_before;
+            total.rows_done_before += t.rows_done_before;
+            total.rows_read += t.rows_read;
+            total.rows_written += t.rows_written;
+            total.skipped += t.skipped;
+            total.rejected += t.rejected;
+        }
+        total.seconds = (wall_seconds * 100.0).round() / 100.0;
+        total.rows_per_s = rate(total.rows_read, wall_seconds);
+        self.total = total;
+    }
+
+    /// Rows ClickHouse refused: a finding (exit 1).
+    pub fn has_findings(&self) -> bool {
+        self.total.rejected > 0
+    }
+
+    pub fn render_json(&self) -> String {
+        serde_json::to_string(self).expect("a Summary serialises")
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let at = self.lsn.as_deref().unwrap_or("-");
+        match self.outcome {
+            Outcome::AlreadyComplete => out.push_str(&format!(
+                "backfill job {} is already complete: nothing to do (--restart copies again)\n",
+                self.job_id
+            )),
+            Outcome::Complete => out.push_str(&format!(
+                "backfill job {} complete; rows copied now carry L = {at} (snapshot taken after waiting {:.2} s)\n",
+                self.job_id, self.snapshot_wait_s
+            )),
+        }
+        let header = [
+            "table",
+            "chunks",
+            "copied",
+            "before",
+            "rows before",
+            "rows read",
+            "written",
+            "skipped",
+            "rejected",
+            "seconds",
+            "rows/s",
+        ];
+        let mut rows: Vec<[String; 11]> = Vec::new();
+        for t in self.tables.iter().chain(std::iter::once(&self.total)) {
+            rows.push([
+                t.table.clone(),
+                t.chunks.to_string(),
+                t.chunks_copied.to_string(),
+                t.chunks_done_before.to_string(),
+                t.rows_done_before.to_string(),
+                t.rows_read.to_string(),
+                t.rows_written.to_string(),
+                t.skipped.to_string(),
+                t.rejected.to_string(),
+                format!("{:.2}", t.seconds),
+                format!("{:.0}", t.rows_per_s),
+            ]);
+        }
+        let widths: Vec<usize> = (0..header.len())
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].len())
+                    .chain([header[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: Vec<&str>| {
+            let mut l = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                if i == 0 {
+                    l.push_str(&format!("{cell:<w$}", w = widths[i]));
+                } else {
+                    l.push_str(&format!("  {cell:>w$}", w = widths[i]));
+                }
+            }
+            l.push('\n');
+            l
+        };
+        out.push_str(&line(header.to_vec()));
+        for r in &rows {
+            out.push_str(&line(r.iter().map(String::as_str).collect()));
+        }
+        out.push_str(
+            "(copied/before: chunks copied by this run / by an earlier run of the job; seconds: copy \
+             time summed over connections per table, wall time for the total; skipped: rows \
+             without organizationId or environmentType, as the stream skips them)\n",
+        );
+        out
+    }
+}
