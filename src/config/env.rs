@@ -52,6 +52,14 @@ pub const KEYS: &[&str] = &[
     "backfill.parallel",
     "backfill.chunk_rows",
     "backfill.max_bytes",
+    "verify.interval",
+    "verify.window",
+    "verify.repair",
+    "verify.payloads",
+    "verify.chunk_rows",
+    "verify.pause_ms",
+    "verify.wait_timeout_ms",
+    "verify.rounds",
 ];
 
 /// How a trigger.dev variable maps onto a key.
