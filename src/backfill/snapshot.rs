@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::BackfillError;
-use crate::config::Config;
+use crate::config::{Config, PgUrl};
 
 /// Session settings of every copy connection: the walsender's text rendering
 /// (`source::stream::PINNED_OPTIONS`), so COPY writes each value exactly as pgoutput sends it, plus
@@ -53,6 +53,10 @@ pub enum SnapshotSource {
 /// and the `L` their rows are stamped with.
 pub struct Snapshot {
     pub lsn: u64,
+    /// A WAL position read once the snapshot was taken: every transaction the snapshot shows has
+    /// its commit record before it. A slot confirmed past `upper` has delivered all of them (a
+    /// verify waits for that before it reads ClickHouse). `lsn` for an exported snapshot.
+    pub upper: u64,
     /// How long `open` waited for transactions in flight at `L` (zero for an exported one).
     pub waited: Duration,
     connections: Vec<Client>,
@@ -86,9 +90,14 @@ fn pg_error(what: &'static str) -> impl Fn(tokio_postgres::Error) -> BackfillErr
 
 /// One connection with the copy session settings.
 pub async fn connect(config: &Config) -> Result<Client, BackfillError> {
+    connect_to(config, &config.postgres.url).await
+}
+
+/// One connection to `url` (any source's) with the copy session settings.
+pub async fn connect_to(config: &Config, url: &PgUrl) -> Result<Client, BackfillError> {
     crate::pg::connect_with_options(
-        &config.postgres.url,
-        config.connect_timeout(),
+        url,
+        config.connect_timeout_of(url),
         Some(&session_options()),
     )
     .await
@@ -99,14 +108,24 @@ pub async fn connect(config: &Config) -> Result<Client, BackfillError> {
 }
 
 impl Snapshot {
-    /// Opens `connections` (at least one) connections reading the snapshot.
+    /// Opens `connections` (at least one) connections reading the snapshot of the first source.
     pub async fn open(
         config: &Config,
         source: SnapshotSource,
         connections: usize,
     ) -> Result<Snapshot, BackfillError> {
-        let first = connect(config).await?;
-        let (lsn, name, waited) = match source {
+        Snapshot::open_on(config, &config.postgres.url, source, connections).await
+    }
+
+    /// Opens `connections` (at least one) connections reading a snapshot of the database `url`.
+    pub async fn open_on(
+        config: &Config,
+        url: &PgUrl,
+        source: SnapshotSource,
+        connections: usize,
+    ) -> Result<Snapshot, BackfillError> {
+        let first = connect_to(config, url).await?;
+        let (lsn, name, waited, upper) = match source {
             SnapshotSource::Fresh => {
                 let lsn = current_lsn(&first).await?;
                 let waited = wait_for_running(&first).await?;
@@ -119,21 +138,25 @@ impl Snapshot {
                     .await
                     .map_err(pg_error("exporting the copy snapshot"))?
                     .get(0);
-                (lsn, name, waited)
+                // Read once the snapshot exists (the function reads shared memory, not the
+                // snapshot): every commit the snapshot shows was inserted before this position.
+                let upper = current_lsn(&first).await?.max(lsn);
+                (lsn, name, waited, upper)
             }
             SnapshotSource::Exported { name, lsn } => {
                 import(&first, &name).await?;
-                (lsn, name, Duration::ZERO)
+                (lsn, name, Duration::ZERO, lsn)
             }
         };
         let mut all = vec![first];
         for _ in 1..connections.max(1) {
-            let client = connect(config).await?;
+            let client = connect_to(config, url).await?;
             import(&client, &name).await?;
             all.push(client);
         }
         Ok(Snapshot {
             lsn,
+            upper,
             waited,
             connections: all,
         })
