@@ -42,3 +42,4 @@ pub mod source;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod transform;
+pub mod verify;

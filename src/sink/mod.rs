@@ -9,3 +9,4 @@ mod isolate;
 pub mod row;
 pub mod rowbinary;
 pub mod state;
+pub mod verify_reads;

@@ -16,3 +16,4 @@ mod preflight;
 mod reliability;
 mod replication;
 mod security;
+mod verify;

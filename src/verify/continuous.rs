@@ -1,0 +1,1 @@
+//! The daemon's background verify (`verify.interval`).
