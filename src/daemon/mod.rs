@@ -85,6 +85,8 @@ pub async fn run(config: Config) -> ExitCode {
         );
     }
 
+    // The background verify (verify.interval): a task of its own beside the streams it checks.
+    crate::verify::continuous::spawn(&config, &ch, &stop);
     let sink = Arc::new(ClickHouseSink::new(&config, ch, health.clone()));
     let (attach_tx, mut attach_rx) = mpsc::channel(streams.len());
     let mut supervisors = JoinSet::new();

@@ -122,6 +122,23 @@ impl VerifyReads {
         }
     }
 
+    /// Whether the runs table exists: the first question, so an unreachable server or a wrong
+    /// database fails before the Postgres side is read.
+    pub async fn runs_table_exists(&self) -> Result<bool, SinkError> {
+        let found = super::catalog::read_table(
+            &self.client,
+            &self.database,
+            &self.runs_table,
+            self.timeout,
+        )
+        .await
+        .map_err(failed(format!(
+            "table {}.{}",
+            self.database, self.runs_table
+        )))?;
+        Ok(found.is_some())
+    }
+
     /// Rows ClickHouse read for this verify so far, as it reports them.
     pub fn rows_read(&self) -> u64 {
         self.rows_read.load(Ordering::Relaxed)

@@ -30,6 +30,9 @@ use crate::transform::TransformOptions;
 /// Runs per COPY of listed ids.
 const IDS_PER_COPY: usize = 5000;
 
+/// Rows transformed and hashed between two yields.
+const HASH_BATCH: usize = 512;
+
 /// A run as the window read found it: the generation of its winning copy and its row's hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expected {
@@ -204,7 +207,12 @@ type JobOutput = (Vec<(String, Expected)>, u64, u64);
 impl WindowJob {
     async fn run(self, client: Client) -> Result<JobOutput, VerifyError> {
         let transform = transform(&self.config);
-        let limits = limits(&self.config);
+        // Hashed a few hundred rows at a time, yielding in between: in the daemon the stream
+        // shares this thread.
+        let limits = Limits {
+            max_rows: HASH_BATCH,
+            ..limits(&self.config)
+        };
         let mut digests = Digests {
             out: Vec::new(),
             payload: self.options.payloads.then_some(true),

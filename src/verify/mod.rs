@@ -102,6 +102,12 @@ pub async fn prepare(
             one
         }
     };
+    if !reads.runs_table_exists().await? {
+        return Err(VerifyError::Request(format!(
+            "ClickHouse has no table {}.{}",
+            config.clickhouse.database, config.clickhouse.runs_table
+        )));
+    }
     let client = backfill::snapshot::connect_to(&config, &sources[0].url).await?;
     let window = window::resolve(&client, request.since.as_ref(), request.until.as_ref()).await?;
     let generations = (sources.len() < all.len()).then(|| {
@@ -229,3 +235,6 @@ pub async fn run<S: Sink>(
     report.seconds = (started.elapsed().as_secs_f64() * 100.0).round() / 100.0;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests;

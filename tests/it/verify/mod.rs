@@ -4,6 +4,9 @@
 //! background verify finds drift and says so in /metrics; bad input exits 2 with one line.
 
 mod canonical;
+mod continuous;
+mod errors;
+mod live;
 mod window;
 
 use std::path::Path;
