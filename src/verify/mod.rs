@@ -33,7 +33,7 @@ use crate::config::{Config, Source};
 use crate::pipeline::sink::{Sink, SinkError};
 use crate::sink::verify_reads::{PAYLOAD_PRESENT, Scope, VerifyReads};
 
-pub use report::Report;
+pub use report::{Phases, Report};
 pub use window::Bound;
 
 /// Why a verify cannot check.
@@ -158,7 +158,10 @@ pub async fn run<S: Sink>(
         pause: request.pause,
         payloads: ctx.payloads,
     };
+    let phase = Instant::now();
     let ours = expected::read_window(&ctx.config, &ctx.sources, &ctx.window, options).await?;
+    report.phases.postgres = Phases::round(phase.elapsed().as_secs_f64());
+    let phase = Instant::now();
     report.snapshots = ours.snapshots.clone();
     report.postgres_runs = ours.runs.len() as u64;
     report.postgres_rows_read = ours.rows_read;
@@ -168,6 +171,8 @@ pub async fn run<S: Sink>(
         waits.extend(slots::wait(&ctx.config, source, snap.upper, ctx.wait_timeout).await?);
     }
     report.slots = waits;
+    report.phases.stream = Phases::round(phase.elapsed().as_secs_f64());
+    let phase = Instant::now();
     let bits = ranges::bits_for(ours.runs.len());
     let range_sql = canonical::range_sql(bits);
     let digest_sql = canonical::digest_sql(ctx.payloads.then_some(PAYLOAD_PRESENT));
@@ -190,11 +195,14 @@ pub async fn run<S: Sink>(
         ranges::candidates(&ours.runs, bits, &differing, &hashes)
     };
     drop(ours);
+    report.phases.clickhouse = Phases::round(phase.elapsed().as_secs_f64());
     report.runs_compared = report.postgres_runs + only_theirs;
     report.rechecked = candidates.len() as u64;
 
     // The re-checks.
+    let phase = Instant::now();
     let settled = settle::settle(&ctx, candidates).await?;
+    report.phases.recheck = Phases::round(phase.elapsed().as_secs_f64());
     report.rounds = settled.rounds;
     report.changed_meanwhile = settled.resolved as u64;
     report.unsettled = settled.unsettled.clone();
@@ -229,7 +237,9 @@ pub async fn run<S: Sink>(
         ));
     }
     if request.repair {
+        let phase = Instant::now();
         report.repair = Some(repair::repair(&ctx, &sink, &settled.drifted).await?);
+        report.phases.repair = Phases::round(phase.elapsed().as_secs_f64());
     }
     report.clickhouse_rows_read = ctx.reads.rows_read();
     report.seconds = (started.elapsed().as_secs_f64() * 100.0).round() / 100.0;

@@ -10,9 +10,9 @@
 //!   longer has — gets a tombstone built from it: the row with `_is_deleted = 1` and `_version =
 //!   generation << 56 | L`. That is the row a stream delete committed at `L` would write.
 //!
-//! A ClickHouse row whose version is already at or above the one a repair would write cannot be
+//! A ClickHouse row whose version is already above the one a repair would write cannot be
 //! outranked by it (a version from the future, e.g. written by another tool): it is left as it
-//! is and reported, never forced.
+//! is and reported, never forced. (On equal versions the later insert wins: the repair's.)
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -100,13 +100,14 @@ pub async fn repair<S: Sink>(
         for row in &d.seen.actual {
             let g = (row._version >> 56) as u8;
             match winner {
-                // The rewrite replaces it, unless its version is at or above the rewrite's.
+                // The rewrite replaces it, unless its version is above the rewrite's (on a tie
+                // the later insert wins).
                 Some(w) if w.sort_key() == row.sort_key() => {
-                    if row._version >= w._version {
+                    if row._version > w._version {
                         done.unrepairable.insert(
                             id.clone(),
                             format!(
-                                "ClickHouse's row has version {:#x}, at or above the repair's {:#x}",
+                                "ClickHouse's row has version {:#x}, above the repair's {:#x}",
                                 row._version, w._version
                             ),
                         );
@@ -115,7 +116,7 @@ pub async fn repair<S: Sink>(
                 // A row Postgres does not have (the run is gone, or it is under a sorting key
                 // the run no longer has): a tombstone as a delete at L would write.
                 _ => match lsn_of.get(&g).map(|lsn| version(g, *lsn)) {
-                    Some(Ok(v)) if v > row._version => {
+                    Some(Ok(v)) if v >= row._version => {
                         let mut tombstone = row.clone();
                         tombstone._is_deleted = 1;
                         tombstone._version = v;
@@ -125,7 +126,7 @@ pub async fn repair<S: Sink>(
                         done.unrepairable.insert(
                             id.clone(),
                             format!(
-                                "ClickHouse's row has version {:#x}, at or above the tombstone's {v:#x}",
+                                "ClickHouse's row has version {:#x}, above the tombstone's {v:#x}",
                                 row._version
                             ),
                         );

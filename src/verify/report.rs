@@ -99,6 +99,29 @@ pub struct Report {
     pub repair: Option<Repaired>,
     pub warnings: Vec<String>,
     pub seconds: f64,
+    /// Where the time went.
+    pub phases: Phases,
+}
+
+/// Seconds per phase of a verify.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Phases {
+    /// The window pass's Postgres side: snapshots, COPY, transform, hashes.
+    pub postgres: f64,
+    /// Waiting for the slots to confirm the snapshots.
+    pub stream: f64,
+    /// The window pass's ClickHouse side: range sums, run hashes.
+    pub clickhouse: f64,
+    /// The re-checks of the differing runs.
+    pub recheck: f64,
+    pub repair: f64,
+}
+
+impl Phases {
+    /// Rounds `seconds` for the report.
+    pub fn round(s: f64) -> f64 {
+        (s * 100.0).round() / 100.0
+    }
 }
 
 /// A value cut for one line of text.
@@ -151,7 +174,7 @@ impl Report {
         let _ = writeln!(o, "{headline}");
         let _ = writeln!(o, "  window     {}", self.window);
         for s in &self.snapshots {
-            let _ = writeln!(o, "  snapshot   source {} at {}", s.source, s.upper_text());
+            let _ = writeln!(o, "  snapshot   source {}, {}", s.source, s.lsn_text());
         }
         for w in &self.slots {
             let _ = writeln!(o, "  stream     {}", w.describe());
@@ -210,7 +233,20 @@ impl Report {
                 let _ = writeln!(o, "             {id}: {why}");
             }
         }
-        let _ = writeln!(o, "  took       {:.2} s", self.seconds);
+        let p = &self.phases;
+        let _ = writeln!(
+            o,
+            "  took       {:.2} s: Postgres {:.2}, waiting for the stream {:.2}, ClickHouse {:.2}, re-checks {:.2}{}",
+            self.seconds,
+            p.postgres,
+            p.stream,
+            p.clickhouse,
+            p.recheck,
+            match &self.repair {
+                Some(_) => format!(", repair {:.2}", p.repair),
+                None => String::new(),
+            }
+        );
         if !self.drifted.is_empty() {
             let _ = writeln!(
                 o,
@@ -255,11 +291,11 @@ impl Report {
 }
 
 impl Snap {
-    fn upper_text(&self) -> String {
-        format!(
-            "{} (L = {})",
-            crate::backfill::snapshot::lsn_text(self.upper),
-            crate::backfill::snapshot::lsn_text(self.lsn)
-        )
+    fn lsn_text(&self) -> String {
+        let text = crate::backfill::snapshot::lsn_text;
+        match self.upper == self.lsn {
+            true => format!("L = {}", text(self.lsn)),
+            false => format!("L = {} (upper {})", text(self.lsn), text(self.upper)),
+        }
     }
 }

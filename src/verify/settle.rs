@@ -27,8 +27,13 @@ use crate::rows::RunRow;
 /// `_version`'s LSN bits.
 const LSN_MASK: u64 = (1 << 56) - 1;
 
+/// The generation a row's `_version` carries.
+fn generation(r: &RunRow) -> u8 {
+    (r._version >> 56) as u8
+}
+
 /// What one round saw of a run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observation {
     /// The transform of its winning Postgres copy, if it has one in the window.
     pub expected: Option<RunRow>,
@@ -210,21 +215,17 @@ async fn observe(ctx: &Context, ids: &[String]) -> Result<Seen, VerifyError> {
         let mut rows = actual.remove(id).unwrap_or_default();
         rows.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         if let Some(gens) = &ctx.scope.generations {
-            // Another source's copy that wins by generation is that source's business.
-            let theirs = rows.iter().any(|r| {
-                let g = (r._version >> 56) as u8;
-                !gens.contains(&g)
-                    && expected
-                        .as_ref()
-                        .is_none_or(|e| g > (e._version >> 56) as u8)
+            let ours = |r: &RunRow| gens.contains(&generation(r));
+            // Another source's copy that outranks this source's is that source's business.
+            let outranked = expected.as_ref().is_some_and(|e| {
+                rows.iter()
+                    .any(|r| !ours(r) && generation(r) > generation(e))
             });
-            if theirs {
-                rows.clear();
-                if expected.is_some() {
-                    continue;
-                }
+            if outranked {
+                seen.insert(id.clone(), Observation::default());
+                continue;
             }
-            rows.retain(|r| gens.contains(&((r._version >> 56) as u8)));
+            rows.retain(ours);
         }
         let payload = match (&payloads, &expected) {
             (Some(p), Some(_)) => Some(p.contains(id)),
@@ -239,15 +240,6 @@ async fn observe(ctx: &Context, ids: &[String]) -> Result<Seen, VerifyError> {
                 payload,
             },
         );
-    }
-    // A run another source resolves is in sync from this verify's point of view.
-    for id in ids {
-        seen.entry(id.clone()).or_insert(Observation {
-            expected: None,
-            actual: Vec::new(),
-            newest: None,
-            payload: None,
-        });
     }
     Ok((seen, round, waits, snapshots, read.rows_read))
 }

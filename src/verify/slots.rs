@@ -50,7 +50,7 @@ impl SlotWait {
     pub fn describe(&self) -> String {
         match self.outcome {
             Outcome::Passed => format!(
-                "slot {} passed {} after {:.1} s",
+                "slot {} confirmed {} after {:.1} s",
                 self.slot, self.target, self.waited_s
             ),
             Outcome::TimedOut => format!(

@@ -7,6 +7,7 @@ mod canonical;
 mod continuous;
 mod errors;
 mod live;
+mod sources;
 mod window;
 
 use std::path::Path;
