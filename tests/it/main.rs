@@ -6,6 +6,7 @@
 mod support;
 
 mod backfill;
+mod bootstrap;
 mod clickhouse_front;
 mod config;
 mod durability;
