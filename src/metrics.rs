@@ -218,6 +218,7 @@ pub fn register_defaults(config: &crate::config::Config) {
             }
             metrics::counter!(TRUNCATES, "source" => source.clone(), "table" => table.clone())
                 .absolute(0);
+            metrics::counter!(BACKFILL_ROWS, "table" => table.clone()).absolute(0);
         }
         for cause in ["postgres", "clickhouse", "slot_active", "lock_lost"] {
             metrics::counter!(RECONNECTS, "source" => source.clone(), "cause" => cause).absolute(0);
