@@ -17,3 +17,4 @@ mod preflight;
 mod reliability;
 mod replication;
 mod security;
+mod sources;
