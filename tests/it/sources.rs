@@ -1,17 +1,40 @@
 //! Several sources and shards in one worker (SPEC §8): trigger.dev's legacy and run-ops
 //! databases on two real clusters, and one database split over several slots.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use runs_replicator::testing::metrics::{sum as metric_sum, value_with as metric_with};
 
 use crate::reliability::{wait_ready, wait_unready};
 use crate::replication::start_worker;
 use crate::support::expect::{actual_rows, assert_converges};
+use crate::support::load::write_mixed;
 use crate::support::runs::{insert, insert_many_sql, lit};
-use crate::support::{PgCluster, TestEnv};
+use crate::support::{PgCluster, TestEnv, Worker, process};
 
 const CONVERGE: Duration = Duration::from_secs(60);
+
+/// How long run `id` takes to appear in ClickHouse (under FINAL), measured from now.
+async fn arrival(env: &TestEnv, id: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let n: u64 = env
+            .ch_client()
+            .query("SELECT count() FROM task_runs_v2 FINAL WHERE run_id = ?")
+            .bind(id)
+            .fetch_one()
+            .await
+            .unwrap();
+        if n > 0 {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < CONVERGE,
+            "run {id} did not reach ClickHouse in {CONVERGE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 async fn wal_lsn(pg: &tokio_postgres::Client) -> u64 {
     let v: i64 = pg
@@ -113,23 +136,40 @@ async fn trigger_devs_legacy_and_run_ops_databases_stream_into_one_table() {
         );
     }
 
-    // One source down never holds back the other.
+    // One source down for 30 s never holds back the other.
     run_ops.kill();
-    println!("injected: the run-ops cluster is killed");
+    let down = Instant::now();
+    println!("injected: the run-ops cluster is killed for 30 s");
     let body = wait_unready(&worker, "new: not streaming", Duration::from_secs(30)).await;
     assert!(body.contains("default: leader, streaming"), "{body}");
     println!(
         "checked: /readyz names the source that is down: {}",
         body.replace('\n', " | ")
     );
-    for i in 0..20 {
-        insert(&legacy, "\"TaskRun\"", &format!("run_while_down_{i}"), &[]).await;
+    let mut latencies = Vec::new();
+    let mut i = 0;
+    while down.elapsed() < Duration::from_secs(30) {
+        let id = format!("run_while_down_{i}");
+        insert(&legacy, "\"TaskRun\"", &id, &[]).await;
+        latencies.push(arrival(&env, &id).await);
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    latencies.sort();
+    let worst = *latencies.last().unwrap();
+    println!(
+        "checked: {} legacy runs written while run-ops was down arrived; latency median {:?}, worst {worst:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2]
+    );
+    assert!(
+        worst < Duration::from_secs(3),
+        "the legacy source keeps its normal latency while run-ops is down: worst {worst:?}"
+    );
     crate::support::expect::assert_primary_converges_for(&env, CONVERGE, |id| {
         id.starts_with("run_while_down_")
     })
     .await;
-    println!("checked: the legacy source's runs arrived while the run-ops source was down");
     run_ops.restart();
     let new = env.sources[0].client().await;
     insert(&new, "\"TaskRun\"", "run_after_restart", &[]).await;
@@ -212,4 +252,159 @@ async fn a_sharded_source_streams_every_change_exactly_once_and_moves_runs_betwe
     println!(
         "checked: {inserts} inserts over 3 shards for 300 runs, each shard streamed some; ClickHouse equals Postgres (moves and deletes included)"
     );
+}
+
+#[tokio::test]
+async fn a_hard_stopped_source_stops_alone() {
+    let mut env = TestEnv::new("stop_one").await;
+    let pg = env.pg;
+    env.add_source("new", pg, &[("\"TaskRun\"", 1)], &[("\"TaskRun\"", 0)])
+        .await;
+    let worker = start_worker(&env, "").await;
+    let legacy = env.pg_client().await;
+    let new = env.sources[0].client().await;
+    let big: String = (0..1500)
+        .map(|i| format!("{:x}", (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)))
+        .collect();
+    insert(
+        &new,
+        "\"TaskRun\"",
+        "run_new_toasted",
+        &[("output", lit(&format!("{{\"blob\":\"{big}\"}}")))],
+    )
+    .await;
+    assert_converges(&env, CONVERGE).await;
+
+    new.batch_execute(
+        "ALTER TABLE \"TaskRun\" REPLICA IDENTITY DEFAULT; \
+         UPDATE \"TaskRun\" SET status = 'EXECUTING' WHERE id = 'run_new_toasted'",
+    )
+    .await
+    .unwrap();
+    println!("injected: REPLICA IDENTITY DEFAULT on the run-ops source, then an update there");
+    let body = wait_unready(&worker, "REPLICA IDENTITY DEFAULT", Duration::from_secs(20)).await;
+    let line = |name: &str| {
+        body.lines()
+            .find(|l| l.starts_with(&format!("{name}:")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("new").contains("REPLICA IDENTITY DEFAULT"), "{body}");
+    assert!(line("default").contains("streaming"), "{body}");
+    println!("checked: /readyz: {}", body.replace('\n', " | "));
+    let (_, metrics) = worker.get("/metrics").unwrap();
+    for (source, stopped) in [("new", Some(1.0)), ("default", None)] {
+        assert_eq!(
+            metric_with(
+                &metrics,
+                "runs_replicator_hard_stop",
+                &[("source", source), ("reason", "replica_identity")]
+            )
+            .filter(|v| *v > 0.0),
+            stopped,
+            "{source}"
+        );
+    }
+    for i in 0..5 {
+        let id = format!("run_legacy_during_stop_{i}");
+        insert(&legacy, "\"TaskRun\"", &id, &[]).await;
+        let took = arrival(&env, &id).await;
+        assert!(took < Duration::from_secs(3), "{id} took {took:?}");
+    }
+    println!("checked: only the run-ops source stopped; the legacy source's runs keep arriving");
+
+    new.batch_execute("ALTER TABLE \"TaskRun\" REPLICA IDENTITY FULL")
+        .await
+        .unwrap();
+    wait_ready(&worker, Duration::from_secs(90)).await;
+    assert_converges(&env, CONVERGE).await;
+    println!("checked: fixed, the run-ops source resumed and its update was repaired");
+}
+
+#[tokio::test]
+async fn a_sharded_source_loses_nothing_across_a_crash_loop() {
+    let env = TestEnv::new("shard_crash").await;
+    let overrides = "[postgres]\nshards = 3\n[batch]\nmax_rows = 500\nflush_interval_ms = 50\n";
+    let mut worker = start_worker(&env, overrides).await;
+    let url = env.pg.url(&env.pg_db);
+    let writer = tokio::spawn(async move { write_mixed(&url, 15_000, 17, 5).await });
+    let mut rng = crate::support::load::Rng::new(29);
+    for kill in 1..=5 {
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(1200))).await;
+        worker.kill9();
+        println!("injected: SIGKILL #{kill} of the worker streaming 3 shards");
+        worker = start_worker(&env, overrides).await;
+    }
+    let written = writer.await.unwrap();
+    println!("writer finished: {written} changes across both tables");
+    assert_converges(&env, CONVERGE).await;
+    println!("checked: ClickHouse FINAL equals Postgres, column by column, over 3 shards");
+    assert_eq!(worker.terminate().code(), Some(0));
+}
+
+#[tokio::test]
+async fn trigger_dev_environment_alone_runs_both_sources() {
+    let run_ops: &'static PgCluster = Box::leak(Box::new(PgCluster::start(&[])));
+    let mut env = TestEnv::new("env_only").await;
+    env.add_source("new", run_ops, &[("\"TaskRun\"", 1)], &[("\"TaskRun\"", 0)])
+        .await;
+    let dir = process::temp_dir("env_only");
+    let port = process::free_port();
+    let legacy_url = env.pg.url(&env.pg_db);
+    let new_url = env.sources[0].pg.url(&env.sources[0].db);
+    let listen = format!("127.0.0.1:{port}");
+    let mut worker = Worker::start_from_env(
+        &dir,
+        port,
+        &[
+            ("DATABASE_URL", legacy_url.as_str()),
+            ("RUN_REPLICATION_RUN_OPS_DATABASE_URL", new_url.as_str()),
+            ("RUN_REPLICATION_CLICKHOUSE_URL", env.ch.url.as_str()),
+            ("RUN_REPLICATION_SLOT_NAME", env.slot.as_str()),
+            ("RUN_REPLICATION_PUBLICATION_NAME", env.publication.as_str()),
+            (
+                "RUN_REPLICATION_NEW_SLOT_NAME",
+                env.sources[0].slot.as_str(),
+            ),
+            (
+                "RUN_REPLICATION_NEW_PUBLICATION_NAME",
+                env.sources[0].publication.as_str(),
+            ),
+            // Where this test's tables are; trigger.dev's own database is the default.
+            ("RUNS_REPLICATOR_CLICKHOUSE_DATABASE", env.ch_db.as_str()),
+            ("RUNS_REPLICATOR_METRICS_LISTEN", listen.as_str()),
+        ],
+    );
+    worker.wait_ready(Duration::from_secs(30)).await;
+    let body = worker.get("/readyz").unwrap().1;
+    assert!(
+        body.contains("legacy: leader, streaming") && body.contains("new: leader, streaming"),
+        "{body}"
+    );
+    println!(
+        "checked: from the environment alone, two sources: {}",
+        body.replace('\n', " | ")
+    );
+    insert(&env.pg_client().await, "\"TaskRun\"", "run_env_legacy", &[]).await;
+    insert(
+        &env.sources[0].client().await,
+        "\"TaskRun\"",
+        "run_env_new",
+        &[("status", lit("COMPLETED_SUCCESSFULLY"))],
+    )
+    .await;
+    assert_converges(&env, CONVERGE).await;
+    let rows = actual_rows(&env).await;
+    assert_eq!(
+        rows["run_env_new"]._version >> 56,
+        1,
+        "run-ops is generation 1"
+    );
+    assert_eq!(
+        rows["run_env_legacy"]._version >> 56,
+        0,
+        "legacy is generation 0"
+    );
+    println!("checked: both databases' runs arrived, run-ops as generation 1");
+    assert_eq!(worker.terminate().code(), Some(0));
 }
