@@ -18,6 +18,7 @@ pub const INSERT_ERRORS: &str = "runs_replicator_insert_errors_total";
 pub const ROWS_SKIPPED: &str = "runs_replicator_rows_skipped_total";
 pub const ROWS_REJECTED: &str = "runs_replicator_rows_rejected_total";
 pub const FIELDS_NEUTRALISED: &str = "runs_replicator_fields_neutralised_total";
+pub const FIELDS_EMPTIED: &str = "runs_replicator_fields_emptied_total";
 pub const TRUNCATES: &str = "runs_replicator_truncates_received_total";
 pub const COMMIT_LATENCY: &str = "runs_replicator_commit_to_clickhouse_seconds";
 pub const RECEIVED_LSN: &str = "runs_replicator_received_lsn";
@@ -111,6 +112,10 @@ fn describe() {
     describe_counter!(
         FIELDS_NEUTRALISED,
         "JSON fields replaced by {} so ClickHouse accepts the row, by column."
+    );
+    describe_counter!(
+        FIELDS_EMPTIED,
+        "JSON fields the transform stored empty although the source had a value, by column and reason (too_deep, not_json, bad_json_strings, lone_surrogate, unreadable_superjson); each is logged with its run id."
     );
     describe_counter!(
         TRUNCATES,

@@ -163,3 +163,75 @@ async fn streaming_resumes_within_two_seconds_of_clickhouse_answering_again() {
     );
     assert_converges(&env, CONVERGE).await;
 }
+
+#[tokio::test]
+async fn a_field_the_transform_empties_is_logged_with_its_run_and_reason() {
+    let env = TestEnv::new("emptied").await;
+    let worker = start_worker(&env, "").await;
+    let pg = env.pg_client().await;
+    let deep = format!("{}1{}", "{\"a\":".repeat(1500), "}".repeat(1500));
+    insert(
+        &pg,
+        "\"TaskRun\"",
+        "run_deep_output",
+        &[("output", crate::support::runs::lit(&deep))],
+    )
+    .await;
+    insert(
+        &pg,
+        "task_run_v2",
+        "run_bad_payload",
+        &[(
+            "payload",
+            crate::support::runs::lit(r#"{"title":"\ud800 cut"}"#),
+        )],
+    )
+    .await;
+    insert(&pg, "\"TaskRun\"", "run_fine", &[]).await;
+    println!(
+        "injected: a run whose output nests 1,500 levels deep, a run whose payload has a lone \
+         surrogate escape (upstream's detectBadJsonStrings), a plain run"
+    );
+    assert_converges(&env, CONVERGE).await;
+    let log = worker.log_text();
+    let line = |run: &str| {
+        log.lines()
+            .find(|l| l.contains("JSON field") && l.contains(run))
+            .unwrap_or_else(|| panic!("no line for {run}:\n{log}"))
+            .to_string()
+    };
+    let deep_line = line("run_deep_output");
+    assert!(
+        deep_line.contains("column=\"output\"") || deep_line.contains("column=output"),
+        "{deep_line}"
+    );
+    assert!(deep_line.contains("too_deep"), "{deep_line}");
+    let bad_line = line("run_bad_payload");
+    assert!(
+        bad_line.contains("payload") && bad_line.contains("bad_json_strings"),
+        "{bad_line}"
+    );
+    assert!(
+        !log.contains("cut\"") && !log.contains("{\"a\":{\"a\""),
+        "the value itself is not logged"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("JSON field") && l.contains("run_fine")),
+        "nothing for a run whose fields pass"
+    );
+    println!("checked: one WARN line each: {deep_line} | {bad_line}");
+    let (_, metrics) = worker.get("/metrics").unwrap();
+    for (column, reason) in [("output", "too_deep"), ("payload", "bad_json_strings")] {
+        assert_eq!(
+            metric_with(
+                &metrics,
+                "runs_replicator_fields_emptied_total",
+                &[("column", column), ("reason", reason)]
+            ),
+            Some(1.0),
+            "{column} {reason}"
+        );
+    }
+    println!("checked: runs_replicator_fields_emptied_total counts each by column and reason");
+}

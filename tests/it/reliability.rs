@@ -530,10 +530,20 @@ async fn poison_rows_are_isolated_and_the_stream_moves_on() {
         "{metrics}"
     );
     let log = worker.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("run_neutralised") && l.contains("stored a row"))
+        .unwrap_or_else(|| panic!("{log}"));
+    // Once, with the run, the field and ClickHouse's reason.
     assert!(
+        line.contains("\"output\"") && line.contains("Code:"),
+        "{line}"
+    );
+    assert_eq!(
         log.lines()
-            .any(|l| l.contains("run_neutralised") && l.contains("stored a row")),
-        "{log}"
+            .filter(|l| l.contains("run_neutralised") && l.contains("stored a row"))
+            .count(),
+        1
     );
     assert!(
         log.lines()
