@@ -11,6 +11,8 @@
 //! end of the previous transaction's commit record and the end of this one's, so the version
 //! orders the same way against every other transaction.
 
+use std::collections::BTreeMap;
+
 use super::collapse::CollapsedRows;
 use crate::rows::{PayloadRow, RunRow};
 
@@ -48,6 +50,10 @@ pub struct Transaction {
     payloads: Vec<PayloadRow>,
     /// Row changes seen, including skipped ones.
     pub changes: u64,
+    /// Runs whose rows in ClickHouse a repaired change may have made stale, without saying
+    /// which: looked up together before the rows are handed over ([`Self::take_lookups`]).
+    /// Run id → the generation of the table whose change asked.
+    lookups: BTreeMap<String, u8>,
 }
 
 /// A committed transaction, its rows stamped with their versions.
@@ -75,6 +81,7 @@ impl Transaction {
             rows: CollapsedRows::default(),
             payloads: Vec::new(),
             changes: 0,
+            lookups: Default::default(),
         }
     }
 
@@ -84,6 +91,40 @@ impl Transaction {
     pub fn add_row(&mut self, generation: u8, mut row: RunRow) {
         row._version = (generation as u64) << 56;
         self.rows.upsert(row);
+    }
+
+    /// Marks run `id` for a lookup: before this transaction's rows are handed over, every row
+    /// of the run that ClickHouse shows under a key this transaction holds no row for gets a
+    /// tombstone ([`Self::tombstone_stale`]).
+    pub fn look_up_later(&mut self, id: &str, generation: u8) {
+        if !self.lookups.contains_key(id) {
+            self.lookups.insert(id.to_string(), generation);
+        }
+    }
+
+    /// The runs marked by [`Self::look_up_later`] since the last call, with the generation
+    /// their tombstones get.
+    pub fn take_lookups(&mut self) -> BTreeMap<String, u8> {
+        std::mem::take(&mut self.lookups)
+    }
+
+    /// Tombstones each of `shown` (rows a reader sees now of the runs in `lookups`) whose key
+    /// this transaction holds no row for: the transaction's rows are the run's latest state,
+    /// any other key of the run is stale. Returns how many it tombstoned.
+    pub fn tombstone_stale(&mut self, lookups: &BTreeMap<String, u8>, shown: Vec<RunRow>) -> usize {
+        let mut n = 0;
+        for mut row in shown {
+            let Some(&generation) = lookups.get(&row.run_id) else {
+                continue;
+            };
+            if self.rows.contains_key(&row) {
+                continue;
+            }
+            row._is_deleted = 1;
+            self.add_row(generation, row);
+            n += 1;
+        }
+        n
     }
 
     pub fn add_payload(&mut self, payload: PayloadRow) {

@@ -50,6 +50,8 @@ struct Inner {
     refused: Vec<String>,
     /// Writes started, including failed and hanging ones.
     started: usize,
+    /// Calls of `visible_rows`.
+    lookups: usize,
 }
 
 #[derive(Default, Clone)]
@@ -90,6 +92,11 @@ impl MemorySink {
     }
 
     /// Writes that started, including failed and still hanging ones.
+    /// How many times `visible_rows` was asked (repairs batch their lookups per transaction).
+    pub fn lookups(&self) -> usize {
+        self.lock().lookups
+    }
+
     pub fn started(&self) -> usize {
         self.lock().started
     }
@@ -200,11 +207,12 @@ impl Sink for MemorySink {
         Ok(written)
     }
 
-    async fn visible_rows(&self, run_id: &str) -> Result<Vec<RunRow>, SinkError> {
+    async fn visible_rows(&self, run_ids: &[String]) -> Result<Vec<RunRow>, SinkError> {
+        self.lock().lookups += 1;
         Ok(self
             .final_rows()
             .into_values()
-            .filter(|r| r.run_id == run_id)
+            .filter(|r| run_ids.contains(&r.run_id))
             .collect())
     }
 }

@@ -202,6 +202,84 @@ async fn once_the_table_is_fixed_a_key_only_delete_tombstones_what_the_sink_show
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_repaired_deletes_of_one_transaction_share_one_lookup() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    bench
+        .health
+        .set_role("default", crate::health::Role::Leader);
+    let ids: Vec<String> = (0..50).map(|i| format!("run_{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        bench.insert(100 + i as u64, id);
+    }
+    bench.run_for(200).await;
+    assert_eq!(bench.sink.final_rows().len(), 50);
+
+    bench.control.set_complete("TaskRun", true);
+    bench.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Default);
+    let deletes: Vec<_> = ids[..40]
+        .iter()
+        .map(|id| task_runs::delete_by_key(TASK_RUN, id))
+        .collect();
+    bench.txn(500, &deletes);
+    bench.run_for(200).await;
+    assert_eq!(bench.sink.final_rows().len(), 10, "40 runs tombstoned");
+    assert_eq!(
+        bench.sink.lookups(),
+        1,
+        "one read of the sink for 40 deletes"
+    );
+    assert_eq!(bench.feed.acked(), end(500));
+    let ready = bench.health.readiness();
+    assert!(
+        ready.ready && ready.detail.contains("repairing") && ready.detail.contains("40 so far"),
+        "{ready:?}"
+    );
+    // The table is complete again: the next transaction needs no repair.
+    bench.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Full);
+    bench.insert(600, "run_new");
+    bench.run_for(200).await;
+    let ready = bench.health.readiness();
+    assert!(!ready.detail.contains("repairing"), "{ready:?}");
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_without_its_old_row_that_moves_the_run_tombstones_its_old_key() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    bench.insert(100, "run_a");
+    bench.insert(110, "run_b");
+    bench.run_for(200).await;
+
+    bench.control.set_complete("TaskRun", true);
+    bench.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Default);
+    // DEFAULT identity sends no old row when the key (id) is unchanged, even though the
+    // run's createdAt and project (part of the ClickHouse key) changed.
+    let moved = RunValues::new("run_a")
+        .with(Col::CreatedAt, Some("2026-11-02 09:00:00.000"))
+        .with(Col::ProjectId, Some("proj_2"))
+        .status("EXECUTING");
+    let same = RunValues::new("run_b").status("EXECUTING");
+    bench.txn(
+        200,
+        &[
+            task_runs::update_without_old(TASK_RUN, &moved),
+            task_runs::update_without_old(TASK_RUN, &same),
+        ],
+    );
+    bench.run_for(200).await;
+    let rows = bench.sink.final_rows();
+    let a: Vec<_> = rows.values().filter(|r| r.run_id == "run_a").collect();
+    assert_eq!(a.len(), 1, "one row of run_a under FINAL: {a:?}");
+    assert_eq!(a[0].project_id, "proj_2");
+    assert_eq!(a[0].status, "EXECUTING");
+    let b: Vec<_> = rows.values().filter(|r| r.run_id == "run_b").collect();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].status, "EXECUTING", "an unmoved run keeps its one row");
+    assert_eq!(bench.sink.lookups(), 1);
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_incomplete_update_is_completed_from_the_current_row() {
     let bench = Bench::start(config(10_000, 2, 100));
     bench.control.set_complete("TaskRun", true);
