@@ -398,7 +398,8 @@ fn a_shard_publication_needs_its_row_filter() {
     let c = verdicts::publication(&shard, None);
     let fix = c[0].fix.as_deref().unwrap();
     assert_eq!(
-        fix.matches("WHERE ((hashtext(id) & 2147483647) % 2 = 1)").count(),
+        fix.matches("WHERE ((hashtext(id) & 2147483647) % 2 = 1)")
+            .count(),
         2,
         "both tables filtered: {fix}"
     );

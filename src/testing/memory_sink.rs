@@ -21,6 +21,10 @@ pub enum Fault {
     Fail(String),
     /// Waits until the [`Gate`] opens, then stores.
     Hang(Gate),
+    /// Stores and succeeds, and stores the same rows once more when the [`Gate`] opens: an
+    /// attempt the client gave up on (a timeout) and retried, which the server committed
+    /// after all, later than anything written meanwhile.
+    LandsAgainLater(Gate),
 }
 
 /// Holds back a hanging write until [`Gate::open`].
@@ -164,6 +168,19 @@ impl Sink for MemorySink {
         match fault {
             Some(Fault::Hang(gate)) => gate.0.notified().await,
             Some(Fault::Fail(reason)) => failed = Some(reason),
+            Some(Fault::LandsAgainLater(gate)) => {
+                let late = Write {
+                    runs: runs.to_vec(),
+                    payloads: payloads.to_vec(),
+                    stored: true,
+                };
+                let sink = self.clone();
+                tokio::spawn(async move {
+                    gate.0.notified().await;
+                    sink.lock().writes.push(late);
+                    sink.stored.notify_waiters();
+                });
+            }
             None => {}
         }
         let mut inner = self.lock();

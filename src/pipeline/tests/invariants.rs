@@ -7,9 +7,9 @@ use crate::source::pgoutput::ReplicaIdentity;
 use crate::testing::memory_sink::Fault;
 use crate::testing::task_runs::{self, RunValues};
 
-/// A Commit at `lsn` is acknowledged as `lsn + 1` (its end).
+/// A Commit at `lsn` is acknowledged at its end.
 const fn end(lsn: u64) -> u64 {
-    lsn + 1
+    lsn + crate::testing::feed::COMMIT_RECORD
 }
 
 #[tokio::test(start_paused = true)]
@@ -157,9 +157,57 @@ async fn parts_of_a_large_transaction_land_in_order_and_its_final_state_wins() {
     assert!(writes.len() >= 3, "written in parts: {}", writes.len());
     let run = bench.sink.run("run_x").expect("run_x is visible once");
     assert_eq!(run.status, "COMPLETED_SUCCESSFULLY");
-    assert_eq!(run._version, 501, "the spilled version: the commit LSN + 1");
+    assert_eq!(
+        run._version,
+        end(500),
+        "the rows left at the Commit get its end, above every part"
+    );
     assert_eq!(bench.sink.final_rows().len(), 4);
     assert_eq!(bench.feed.acked(), end(500));
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_part_that_lands_again_after_the_commit_does_not_bring_back_an_earlier_state() {
+    // Batches of two rows: run_x's PENDING state goes out in the first part, its later states
+    // in later parts and at the Commit. The first part's insert is also committed again by the
+    // server after everything else (a timed-out attempt the sink retried).
+    let bench = Bench::start(config(2, 2, 1000));
+    let gate = crate::testing::memory_sink::Gate::default();
+    bench.sink.push_fault(Fault::LandsAgainLater(gate.clone()));
+    let mut messages = vec![
+        task_runs::insert(TASK_RUN, &RunValues::new("run_x")),
+        task_runs::insert(TASK_RUN, &RunValues::new("run_y")),
+    ];
+    let mut old = RunValues::new("run_x");
+    for (n, status) in ["DEQUEUED", "EXECUTING", "COMPLETED_SUCCESSFULLY"]
+        .iter()
+        .enumerate()
+    {
+        messages.push(task_runs::insert(
+            TASK_RUN,
+            &RunValues::new(&format!("run_other_{n}")),
+        ));
+        let new = old.clone().status(status);
+        messages.push(task_runs::update(TASK_RUN, &old, &new));
+        old = new;
+    }
+    bench.txn(500, &messages);
+    bench.run_for(1100).await;
+    assert_eq!(bench.feed.acked(), end(500));
+    gate.open();
+    bench.run_for(100).await;
+    let writes = bench.sink.writes();
+    let first = &writes[0];
+    assert!(
+        writes.last().unwrap().runs == first.runs && writes.len() >= 4,
+        "the first part landed again, last"
+    );
+    let run = bench.sink.run("run_x").expect("run_x is visible once");
+    assert_eq!(
+        run.status, "COMPLETED_SUCCESSFULLY",
+        "a later state has a higher version than every earlier part"
+    );
     bench.stop().await.unwrap();
 }
 
