@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::BackfillError;
-use crate::config::{Config, PgUrl};
+use crate::config::{Config, Source};
 
 /// Session settings of every copy connection: the walsender's text rendering
 /// (`source::stream::PINNED_OPTIONS`), so COPY writes each value exactly as pgoutput sends it, plus
@@ -88,16 +88,11 @@ fn pg_error(what: &'static str) -> impl Fn(tokio_postgres::Error) -> BackfillErr
     }
 }
 
-/// One connection with the copy session settings.
-pub async fn connect(config: &Config) -> Result<Client, BackfillError> {
-    connect_to(config, &config.postgres.url).await
-}
-
-/// One connection to `url` (any source's) with the copy session settings.
-pub async fn connect_to(config: &Config, url: &PgUrl) -> Result<Client, BackfillError> {
+/// One connection to `source`'s database with the copy session settings.
+pub async fn connect(config: &Config, source: &Source) -> Result<Client, BackfillError> {
     crate::pg::connect_with_options(
-        url,
-        config.connect_timeout_of(url),
+        &source.url,
+        config.connect_timeout_of(&source.url),
         Some(&session_options()),
     )
     .await
@@ -108,24 +103,15 @@ pub async fn connect_to(config: &Config, url: &PgUrl) -> Result<Client, Backfill
 }
 
 impl Snapshot {
-    /// Opens `connections` (at least one) connections reading the snapshot of the first source.
+    /// Opens `connections` (at least one) connections reading a snapshot of `source`'s database.
     pub async fn open(
         config: &Config,
-        source: SnapshotSource,
+        source: &Source,
+        origin: SnapshotSource,
         connections: usize,
     ) -> Result<Snapshot, BackfillError> {
-        Snapshot::open_on(config, &config.postgres.url, source, connections).await
-    }
-
-    /// Opens `connections` (at least one) connections reading a snapshot of the database `url`.
-    pub async fn open_on(
-        config: &Config,
-        url: &PgUrl,
-        source: SnapshotSource,
-        connections: usize,
-    ) -> Result<Snapshot, BackfillError> {
-        let first = connect_to(config, url).await?;
-        let (lsn, name, waited, upper) = match source {
+        let first = connect(config, source).await?;
+        let (lsn, name, waited, upper) = match origin {
             SnapshotSource::Fresh => {
                 let lsn = current_lsn(&first).await?;
                 let waited = wait_for_running(&first).await?;
@@ -150,7 +136,7 @@ impl Snapshot {
         };
         let mut all = vec![first];
         for _ in 1..connections.max(1) {
-            let client = connect_to(config, url).await?;
+            let client = connect(config, source).await?;
             import(&client, &name).await?;
             all.push(client);
         }

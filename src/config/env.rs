@@ -52,6 +52,8 @@ pub const KEYS: &[&str] = &[
     "backfill.parallel",
     "backfill.chunk_rows",
     "backfill.max_bytes",
+    "backfill.on_slot_create",
+    "backfill.gap_margin_s",
     "verify.interval",
     "verify.window",
     "verify.repair",

@@ -141,9 +141,9 @@ pub async fn read_window(
 ) -> Result<WindowRead, VerifyError> {
     let mut read = WindowRead::default();
     for source in sources {
-        let snapshot = Snapshot::open_on(
+        let snapshot = Snapshot::open(
             config,
-            &source.url,
+            source,
             SnapshotSource::Fresh,
             options.parallel.max(1),
         )
@@ -300,7 +300,7 @@ pub async fn copy_runs(
     ids: &[String],
     window: Option<&VerifyWindow>,
 ) -> Result<(Vec<RunRow>, Snap), VerifyError> {
-    let snapshot = Snapshot::open_on(config, &source.url, SnapshotSource::Fresh, 1).await?;
+    let snapshot = Snapshot::open(config, source, SnapshotSource::Fresh, 1).await?;
     let snap = Snap {
         source: source.name.clone(),
         lsn: snapshot.lsn,

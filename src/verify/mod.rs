@@ -108,7 +108,7 @@ pub async fn prepare(
             config.clickhouse.database, config.clickhouse.runs_table
         )));
     }
-    let client = backfill::snapshot::connect_to(&config, &sources[0].url).await?;
+    let client = backfill::snapshot::connect(&config, &sources[0]).await?;
     let window = window::resolve(&client, request.since.as_ref(), request.until.as_ref()).await?;
     let generations = (sources.len() < all.len()).then(|| {
         sources

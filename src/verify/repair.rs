@@ -67,8 +67,7 @@ pub async fn repair<S: Sink>(
     let mut copies: HashMap<String, Vec<RunRow>> = HashMap::new();
     let mut lsn_of: HashMap<u8, u64> = HashMap::new();
     for source in &ctx.sources {
-        let snapshot =
-            Snapshot::open_on(&ctx.config, &source.url, SnapshotSource::Fresh, 1).await?;
+        let snapshot = Snapshot::open(&ctx.config, source, SnapshotSource::Fresh, 1).await?;
         for g in source.generations.values() {
             lsn_of.insert(*g, snapshot.lsn);
         }

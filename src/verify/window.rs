@@ -73,6 +73,8 @@ pub async fn resolve(
         pg: Window {
             since: since_text,
             until: until_text,
+            updated_since: None,
+            shard: None,
         },
         since_ms,
         until_ms,

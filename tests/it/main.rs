@@ -6,6 +6,7 @@
 mod support;
 
 mod backfill;
+mod bootstrap;
 mod clickhouse_front;
 mod config;
 mod durability;
@@ -16,4 +17,5 @@ mod preflight;
 mod reliability;
 mod replication;
 mod security;
+mod sources;
 mod verify;
