@@ -38,7 +38,10 @@ async fn each_source_is_verified_and_the_higher_generation_wins() {
     );
     let path = env.write_config(process::free_port(), &overrides);
     // The backfill copies the first source only: ClickHouse has its copy of run_shared.
-    summary(&backfill(&path, &["--payloads", "--format", "json"]));
+    summary(&backfill(
+        &path,
+        &["--source", "default", "--payloads", "--format", "json"],
+    ));
 
     let out = verify(&path, &["--format", "json"]);
     let r = report(&out);
