@@ -13,6 +13,7 @@
 #   2. verify, in sync (no slot: nothing streams, so no wait for one)
 #   3. the same after planting 100 drifted runs in ClickHouse (a stale status, version + 1)
 #   4. verify --repair, then verify again (in sync)
+#   5. the plain COPY again (the machine's noise between the first and the last row)
 # Each verify reports its wall time (start to exit), its own phases (the window's Postgres side:
 # COPY, transform, hashes; its ClickHouse side: range sums and run hashes; the re-checks; the
 # repair), peak RSS (GNU time), the rows it read on each side and its drift count. Prints a
@@ -96,6 +97,7 @@ ch "INSERT INTO task_runs_v2 SELECT * REPLACE ('CRASHED' AS status, _version + 1
 time_verify 'verify, 100 drifted runs'
 time_verify 'verify --repair, 100 drifted runs' --repair
 time_verify 'verify after the repair'
+time_copy 'psql `COPY (SELECT * FROM t) TO STDOUT > /dev/null` (again, after)' '*'
 
 echo
 echo "| what ($runs runs, both tables) | runs | seconds | runs/s | Postgres / ClickHouse / re-checks / repair s | rows read Postgres / ClickHouse | drifted | peak RSS |"

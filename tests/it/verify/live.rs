@@ -182,6 +182,10 @@ async fn planted_drift_is_reported_exactly_and_repaired_while_the_stream_runs() 
         })
         .collect();
     assert_eq!(got, want, "exactly the planted runs and kinds: {r}");
+    assert!(
+        r["changed_meanwhile"].as_u64().unwrap() > 0,
+        "the workload's changes were among the differences, and none was reported: {r}"
+    );
     assert_eq!(
         r["unconfirmed"], false,
         "the stream passed the snapshot: {r}"
