@@ -1,6 +1,7 @@
 //! trigger.dev's real ClickHouse schema around the runs table: the error views it builds on
 //! `task_runs_v2` (`config/clickhouse/005_errors_v1.sql`, `006_error_occurrences_v1.sql`), which
-//! every insert of the worker feeds. Each test prints what it injects and what it checks.
+//! every insert of the worker feeds, and its payload table's plain MergeTree engine. Each test
+//! prints what it injects and what it checks.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use crate::reliability::slot_confirmed;
 use crate::replication::start_worker;
 use crate::support::expect::{actual_rows, assert_converges};
 use crate::support::runs::{insert, insert_many_sql, lit};
-use crate::support::TestEnv;
+use crate::support::{PgCluster, TestEnv};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -425,5 +426,106 @@ async fn failed_runs_created_over_more_than_100_days_count_once_in_the_error_vie
     println!(
         "checked: errors_v1 counts the 150 runs once (first and last seen span 149 days); \
          error_occurrences_v1 holds the {recent} of the last 80 days"
+    );
+}
+
+/// Replaces the shipped payload table (a ReplacingMergeTree) with upstream's: a plain MergeTree
+/// (`internal-packages/clickhouse/schema/003_create_task_runs_v1.sql`), which keeps every copy.
+async fn use_upstreams_payload_table(env: &TestEnv) {
+    let ch = env.ch_client();
+    for sql in [
+        "DROP TABLE raw_task_runs_payload_v1",
+        "CREATE TABLE raw_task_runs_payload_v1 \
+         (run_id String, created_at DateTime64(3), payload JSON(max_dynamic_paths = 1024)) \
+         ENGINE = MergeTree PARTITION BY toYYYYMM(created_at) ORDER BY (run_id) \
+         SETTINGS enable_json_type = 1",
+    ] {
+        ch.query(sql).execute().await.unwrap();
+    }
+}
+
+async fn payload_rows(env: &TestEnv) -> (u64, u64) {
+    env.ch_client()
+        .query("SELECT count(), uniqExact(run_id) FROM raw_task_runs_payload_v1")
+        .fetch_one()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_replay_writes_each_payload_once_on_upstreams_plain_merge_tree() {
+    // A cluster of its own whose walsender never asks for feedback (wal_sender_timeout = 0), and a
+    // worker that reports its position only every 60 s: the runs and payloads it stores stay
+    // unacknowledged until it is killed, so its restart is sent all of them again.
+    let cluster: &'static PgCluster =
+        Box::leak(Box::new(PgCluster::start(&[("wal_sender_timeout", "0")])));
+    let mut env = TestEnv::new("payload_once").await;
+    env.pg = cluster;
+    env.pg_db = cluster.create_database("payload_once").await;
+    use_upstreams_payload_table(&env).await;
+    let engine: String = env
+        .ch_client()
+        .query("SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = 'raw_task_runs_payload_v1'")
+        .fetch_one()
+        .await
+        .unwrap();
+    println!("injected: the payload table is upstream's: engine {engine}");
+
+    let slow_ack = "[postgres]\nstatus_interval_ms = 60000\n";
+    let mut worker = start_worker(&env, slow_ack).await;
+    let pg = env.pg_client().await;
+    let start = slot_confirmed(&env).await.unwrap();
+    for t in 0..10 {
+        let table = if t % 2 == 0 {
+            "\"TaskRun\""
+        } else {
+            "task_run_v2"
+        };
+        let ids: Vec<String> = (0..5).map(|i| format!("run_p_{t}_{i}")).collect();
+        pg.batch_execute(&format!(
+            "BEGIN; {}; UPDATE {table} SET status = 'EXECUTING' WHERE id = '{}'; COMMIT",
+            insert_many_sql(table, &ids, &[]),
+            ids[0]
+        ))
+        .await
+        .unwrap();
+    }
+    let (stored, last_end) = wait_for("50 runs and their payloads stored", CONVERGE, || async {
+        let (payloads, _) = payload_rows(&env).await;
+        let rows = actual_rows(&env).await;
+        (rows.len() == 50 && payloads >= 50).then(|| (payloads, last_commit_end(&rows)))
+    })
+    .await;
+    let before_kill = slot_confirmed(&env).await.unwrap();
+    println!(
+        "stored: 50 runs, {stored} payload rows; the slot still confirms {before_kill:X} \
+         (it was at {start:X}; the last transaction ends at {last_end:X})"
+    );
+    assert!(
+        before_kill < last_end,
+        "nothing stored is acknowledged yet, so the restart replays it"
+    );
+
+    worker.kill9();
+    println!("injected: SIGKILL; the restarted worker is sent the 10 transactions again");
+    let mut worker = start_worker(&env, "").await;
+    wait_for("the replay acknowledged", CONVERGE, || async {
+        (slot_confirmed(&env).await? >= last_end).then_some(())
+    })
+    .await;
+    assert_converges(&env, CONVERGE).await;
+    assert_eq!(worker.terminate().code(), Some(0), "{}", worker.log_text());
+    let (rows, runs) = payload_rows(&env).await;
+    println!("checked: {rows} payload rows for {runs} runs, without FINAL");
+    assert_eq!(
+        (rows, runs),
+        (50, 50),
+        "exactly one payload row per run on a plain MergeTree"
+    );
+    assert!(
+        worker
+            .log_text()
+            .contains("payload rows of runs the table already holds"),
+        "the replay was seen and its payloads skipped"
     );
 }
