@@ -19,7 +19,10 @@
 //! Not covered: a run id inserted again later (an insert, a delete and an insert of the same id,
 //! which trigger.dev's ids do not do) keeps its first payload here, where a ReplacingMergeTree
 //! keeps the last; and two inserts in flight at once holding the same run id both find it
-//! missing. Both need the same id inserted twice within a batch's lifetime.
+//! missing. Both need the same id inserted twice within a batch's lifetime. Nor an insert of a
+//! killed process (or of a leader that just lost its lock) that ClickHouse stores only after its
+//! successor looked the same runs up: a window of one insert's duration, which the shipped
+//! ReplacingMergeTree closes.
 
 use std::collections::HashSet;
 use std::sync::Mutex;

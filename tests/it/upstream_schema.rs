@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use runs_replicator::rows::RunRow;
+use runs_replicator::testing::metrics::{sum as metric_sum, value_with as metric_with};
 use runs_replicator::testing::wait::{poll, wait_for};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::reliability::slot_confirmed;
+use crate::reliability::{slot_confirmed, wait_ready, wait_unready, wal_insert_lsn};
 use crate::replication::start_worker;
 use crate::support::expect::{actual_rows, assert_converges};
 use crate::support::runs::{insert, insert_many_sql, lit};
@@ -426,6 +427,107 @@ async fn failed_runs_created_over_more_than_100_days_count_once_in_the_error_vie
     println!(
         "checked: errors_v1 counts the 150 runs once (first and last seen span 149 days); \
          error_occurrences_v1 holds the {recent} of the last 80 days"
+    );
+}
+
+#[tokio::test]
+async fn a_broken_error_view_holds_the_failed_runs_until_it_is_fixed() {
+    let env = TestEnv::new("errors_broken").await;
+    let worker = start_worker(&env, "[batch]\nmax_rows = 50\nflush_interval_ms = 200\n").await;
+    let pg = env.pg_client().await;
+    // A run that did not fail, stored first: the sink's canary, which the error views skip.
+    insert(
+        &pg,
+        "\"TaskRun\"",
+        "run_v_ok",
+        &[("status", lit("COMPLETED_SUCCESSFULLY"))],
+    )
+    .await;
+    assert_converges(&env, CONVERGE).await;
+
+    // A CHECK a DBA added to errors_v1: errors_mv_v1 now fails on every failed run, so every
+    // insert into task_runs_v2 holding one is refused (code 469, "while pushing to view").
+    env.ch_client()
+        .query(
+            "ALTER TABLE errors_v1 ADD CONSTRAINT short_titles CHECK length(error_message) <= 10",
+        )
+        .execute()
+        .await
+        .unwrap();
+    let error = r#"{"type": "BUILT_IN_ERROR", "name": "Error", "message": "Upstream API answered 502 Bad Gateway"}"#;
+    let ids: Vec<String> = (0..2).map(|i| format!("run_v_failed_{i}")).collect();
+    let others: Vec<String> = (0..5).map(|i| format!("run_v_fine_{i}")).collect();
+    pg.batch_execute(&format!(
+        "BEGIN; {}; {}; COMMIT",
+        insert_many_sql(
+            "task_run_v2",
+            &ids,
+            &[("status", lit("SYSTEM_FAILURE")), ("error", lit(error))]
+        ),
+        insert_many_sql("task_run_v2", &others, &[])
+    ))
+    .await
+    .unwrap();
+    // At or past the end of the refused transaction's commit record.
+    let after_refused = wal_insert_lsn(&env).await;
+    insert(&pg, "\"TaskRun\"", "run_v_later", &[]).await;
+    println!(
+        "injected: a CHECK on errors_v1 that every failed run's row breaks; one transaction of 2 \
+         failed and 5 other runs, then one more run"
+    );
+
+    let body = wait_unready(&worker, "errors_mv_v1", Duration::from_secs(30)).await;
+    println!("checked: /readyz says why: {}", body.trim());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, metrics) = worker.get("/metrics").unwrap();
+    assert_eq!(
+        metric_sum(&metrics, "runs_replicator_rows_rejected_total"),
+        0.0,
+        "no failed run is given up as a poison row"
+    );
+    assert_eq!(
+        metric_with(
+            &metrics,
+            "runs_replicator_clickhouse_refusing",
+            &[("table", "task_runs_v2")]
+        ),
+        Some(1.0),
+        "the refusal gauge is up"
+    );
+    let confirmed = slot_confirmed(&env).await.unwrap_or(0);
+    assert!(
+        confirmed < after_refused,
+        "nothing past the refused rows is acknowledged: slot at {confirmed:X}, the refused \
+         commit ends by {after_refused:X}"
+    );
+    println!("checked: nothing rejected, the refusal gauge up, the slot held at {confirmed:X}");
+
+    env.ch_client()
+        .query("ALTER TABLE errors_v1 DROP CONSTRAINT short_titles")
+        .execute()
+        .await
+        .unwrap();
+    println!("injected: the CHECK is dropped");
+    wait_ready(&worker, CONVERGE).await;
+    assert_converges(&env, CONVERGE).await;
+    let groups = wait_for("the failed runs' group in errors_v1", CONVERGE, || async {
+        Some(error_groups(&env).await).filter(|g| !g.is_empty())
+    })
+    .await;
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(
+        groups[0].statuses,
+        (vec!["SYSTEM_FAILURE".to_string()], vec![2]),
+        "both failed runs counted, once: errors_v1 refused every earlier attempt"
+    );
+    let (_, metrics) = worker.get("/metrics").unwrap();
+    assert_eq!(
+        metric_sum(&metrics, "runs_replicator_rows_rejected_total"),
+        0.0
+    );
+    println!(
+        "checked: all 9 runs in task_runs_v2 and both failed runs in errors_v1 once the view \
+         takes them; none dropped"
     );
 }
 
