@@ -104,6 +104,7 @@ pub async fn run(config: Config) -> ExitCode {
             sink: sink.clone(),
             store: store.clone(),
             slot_seen: false,
+            recreate_requested: false,
             marker: None,
             progress: marker::Progress::default(),
         };

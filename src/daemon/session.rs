@@ -242,11 +242,13 @@ impl Supervisor {
                 self.marker = Some(m);
                 return Ok(());
             }
-            SlotState::Missing => marker.is_some() || self.slot_seen,
+            SlotState::Missing => marker.is_some() || self.slot_seen || self.recreate_requested,
         };
         if lost {
             let mut m = marker.unwrap_or_else(|| marker::new(&stream));
-            if !config.postgres.recreate_lost_slot {
+            let recreate =
+                config.postgres.recreate_lost_slot || std::mem::take(&mut self.recreate_requested);
+            if !recreate {
                 let since = m.safe_since.map(|t| {
                     marker::timestamp_text(t.saturating_sub(config.backfill.gap_margin_s))
                 });
@@ -265,7 +267,7 @@ impl Supervisor {
             let created = setup::ensure_slot(session, &stream, true)
                 .await
                 .map_err(postgres)?;
-            tracing::error!(stream = %stream.name, %slot, ?created, "the slot was lost; created a new one (postgres.recreate_lost_slot); copying the runs changed in the gap");
+            tracing::error!(stream = %stream.name, %slot, ?created, "the slot was lost; created a new one; copying the runs changed in the gap");
             m.pending = Some(self.gap(&m));
             m.safe_since = Some(marker::unix_now());
             marker::write(&self.store, &stream, &m)

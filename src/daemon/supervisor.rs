@@ -48,6 +48,9 @@ pub struct Supervisor {
     /// The slot was streamed from in this process: if it disappears, that is a loss, not a setup
     /// (the marker says the same across restarts).
     pub(super) slot_seen: bool,
+    /// An operator dropped the invalidated slot this stream stopped on: that asks for a new
+    /// slot, and the worker copies the gap the lost one leaves (as with `recreate_lost_slot`).
+    pub(super) recreate_requested: bool,
     /// The slot's marker as last read or written in this process.
     pub(super) marker: Option<marker::Marker>,
     pub(super) progress: marker::Progress,
@@ -187,7 +190,8 @@ impl Supervisor {
 
     /// Re-checks what stopped streaming, every 3 s at first and at most every minute later, with
     /// one log line a minute: the preflight passes again; for a lost slot, an operator recreated
-    /// it (or dropped an invalidated one, which the worker then creates anew); for a change that
+    /// it (or dropped an invalidated one, which the worker then creates anew, copying the gap);
+    /// for a change that
     /// would stop the next session again, the slot was moved past it. Returns false on shutdown.
     async fn wait_until_fixed(
         &mut self,
@@ -234,7 +238,7 @@ impl Supervisor {
                 {
                     if kind == "slot_invalidated" && slot.is_none() {
                         // The operator dropped the invalidated slot: a new one is what they asked for.
-                        self.slot_seen = false;
+                        self.recreate_requested = true;
                     }
                     tracing::info!(stream = %self.name(), "fixed: preflight passes again; resuming");
                     return true;
@@ -275,6 +279,7 @@ impl Supervisor {
             events,
             control: control.clone(),
             ended,
+            health: Some(self.health.clone()),
         };
         if self.attach.send(attach).await.is_err() {
             return SessionEnd::Shutdown;
