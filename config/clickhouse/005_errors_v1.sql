@@ -6,12 +6,12 @@
 -- against the schema it meets in a trigger.dev deployment.
 --
 -- The view runs on every INSERT into task_runs_v2, inside that INSERT: a row the view cannot
--- process fails the whole insert of the runs table (the worker then isolates the row, see
--- ARCHITECTURE.md). It sees the inserted rows only, never the table: every inserted copy of a
--- failed run counts, a later update or tombstone of the run does not take it back, and a row
--- inserted again (a replay after a crash) counts again in occurrence_count and
--- status_distribution. first_seen, last_seen, the samples and affected_task_versions are not
--- changed by a second copy.
+-- process fails the whole insert of the runs table (the worker then holds the batch and retries
+-- it until the view takes it, see ARCHITECTURE.md, "Never drop a batch"). It sees the inserted
+-- rows only, never the table: every inserted copy of a failed run counts, a later update or
+-- tombstone of the run does not take it back, and a row inserted again (a replay after a crash)
+-- counts again in occurrence_count and status_distribution. first_seen, last_seen, the samples
+-- and affected_task_versions are not changed by a second copy.
 --
 -- Which rows: a fingerprint (the transform computes one only for the five failure statuses, when
 -- fingerprinting is on), one of those statuses, and not a tombstone.
