@@ -18,4 +18,5 @@ mod reliability;
 mod replication;
 mod security;
 mod sources;
+mod upstream_schema;
 mod verify;
