@@ -296,6 +296,17 @@ fn main() -> ExitCode {
     runtime.block_on(daemon::run(config))
 }
 
+/// The runtime of a one-shot copy (backfill, verify). Decoding and transforming COPY rows is CPU
+/// work: one thread per copying connection, at most one per core (the daemon itself stays on one
+/// thread).
+fn copying_runtime(parallel: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(parallel.min(cores).max(1))
+        .enable_all()
+        .build()
+}
+
 fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode {
     if let Some(n) = args.parallel {
         if !(1..=64).contains(&n) {
@@ -306,14 +317,7 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
     }
     config.clickhouse.null_sink = cli.null_sink;
     logging::init(&config.log);
-    // Decoding and transforming COPY rows is CPU work: one thread per copying connection, at most
-    // one per core (the daemon itself stays on one thread).
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.backfill.parallel.min(cores).max(1))
-        .enable_all()
-        .build()
-    {
+    let runtime = match copying_runtime(config.backfill.parallel) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("runs-replicator: cannot start the async runtime: {e}");
@@ -421,12 +425,7 @@ fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
         config.backfill.parallel = n;
     }
     logging::init(&config.log);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.backfill.parallel.min(cores).max(1))
-        .enable_all()
-        .build()
-    {
+    let runtime = match copying_runtime(config.backfill.parallel) {
         Ok(r) => r,
         Err(e) => {
             let e = format!("cannot start the async runtime: {e}");

@@ -184,18 +184,8 @@ pub fn show(cell: Cell<'_>, rendered: &Rendered) -> String {
 
 /// Epoch milliseconds as `2026-11-20 10:00:00.123` (UTC), the proleptic Gregorian calendar.
 pub fn time(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
     let in_day = ms.rem_euclid(86_400_000);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::transform::civil_from_days(ms.div_euclid(86_400_000));
     format!(
         "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
         in_day / 3_600_000,
