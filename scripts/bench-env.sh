@@ -1,10 +1,11 @@
-# Shared by the benchmark scripts (scripts/bench-backfill.sh, scripts/bench-verify.sh): sourced, not
+# Shared by the benchmark scripts (bench-backfill.sh, bench-verify.sh, bench-shards.sh): sourced, not
 # run. Builds the worker in release mode, starts a throwaway PostgreSQL 15 cluster and the embedded
 # ClickHouse (tools/chserver, data on tmpfs) in a temp dir removed at exit, applies the shipped
 # schemas, and offers `write_runs N` (N completed runs, half in "TaskRun", half in task_run_v2: a
 # ~220-byte payload, tags, annotations, a ~200-byte output, an error on one run in ten; created one
 # second apart from 2026-11-01, VACUUMed), `secs`, `rate` and the psql command (`psql`).
-# Expects: repo (the checkout) set and the working directory there.
+# Expects: repo (the checkout) set and the working directory there. Optional: pg_extra_opts (more
+# `-c name=value` server settings) and worker_pid (a worker the script started, stopped at exit).
 pg_bin=${RUNS_REPLICATOR_PG_BIN:-/usr/lib/postgresql/15/bin}
 log() { printf '== %s\n' "$*" >&2; }
 
@@ -15,6 +16,7 @@ if [ "$(id -u)" = 0 ]; then as_pg=(runuser -u postgres --); fi
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  if [ -n "${worker_pid:-}" ]; then kill "$worker_pid" 2>/dev/null || true; wait "$worker_pid" 2>/dev/null || true; fi
   if [ -n "${CHSERVER_PID:-}" ]; then kill "$CHSERVER_PID" 2>/dev/null || true; fi
   if [ -f "$tmp/pg/data/postmaster.pid" ]; then
     (cd / && "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$tmp/pg/data" -m fast -w -t 60 stop >/dev/null 2>&1) || true
@@ -43,7 +45,7 @@ pg_port=$(free_port)
 (cd "$tmp" && "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$tmp/pg/data" -l "$tmp/pg/postgres.log" -w -t 60 \
   -o "-c listen_addresses=127.0.0.1 -p $pg_port -c unix_socket_directories=$tmp/pg/sock \
       -c wal_level=logical -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-      -c max_wal_size=20GB -c shared_buffers=1GB" start >/dev/null) || { tail -n 20 "$tmp/pg/postgres.log" >&2; exit 1; }
+      -c max_wal_size=20GB -c shared_buffers=1GB ${pg_extra_opts:-}" start >/dev/null) || { tail -n 20 "$tmp/pg/postgres.log" >&2; exit 1; }
 pg_url="postgres://postgres@127.0.0.1:$pg_port/trigger"
 psql=("$pg_bin/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pg_port" -U postgres)
 PGOPTIONS='-c client_min_messages=warning' "${psql[@]}" -d postgres -c "CREATE DATABASE trigger" >/dev/null

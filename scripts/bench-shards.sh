@@ -33,7 +33,6 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-pg_bin=${RUNS_REPLICATOR_PG_BIN:-/usr/lib/postgresql/15/bin}
 changes=200000
 null_sink=1
 while [ $# -gt 0 ]; do
@@ -47,68 +46,11 @@ done
 per_table=$((changes / 4)) # runs per table; each is inserted, then updated
 changes=$((per_table * 4))
 [ "$per_table" -gt 0 ] || { echo "--changes must be at least 4" >&2; exit 2; }
-log() { printf '== %s\n' "$*" >&2; }
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/runs-replicator-bench-shards.XXXXXX")
-chmod 755 "$tmp"
-as_pg=()
-if [ "$(id -u)" = 0 ]; then as_pg=(runuser -u postgres --); fi
 worker_pid=
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [ -n "$worker_pid" ]; then kill "$worker_pid" 2>/dev/null || true; wait "$worker_pid" 2>/dev/null || true; fi
-  if [ -n "${CHSERVER_PID:-}" ]; then kill "$CHSERVER_PID" 2>/dev/null || true; fi
-  if [ -f "$tmp/pg/data/postmaster.pid" ]; then
-    (cd / && "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$tmp/pg/data" -m fast -w -t 60 stop >/dev/null 2>&1) || true
-  fi
-  [ -n "${ch_dir:-}" ] && rm -rf "$ch_dir"
-  rm -rf "$tmp"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-log "setup and build (release)"
-scripts/setup-dev.sh >"$tmp/setup.log" 2>&1 || { cat "$tmp/setup.log" >&2; exit 1; }
-py=$(scripts/setup-python.sh 2>>"$tmp/setup.log")
-cargo build --release --locked --bin runs-replicator
-bin=$repo/target/release/runs-replicator
-free_port() { "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-log "start PostgreSQL 15"
-mkdir -p "$tmp/pg/sock"
-[ "$(id -u)" = 0 ] && chown -R postgres: "$tmp/pg"
-pg_port=$(free_port)
-(cd "$tmp" && "${as_pg[@]}" "$pg_bin/initdb" -D "$tmp/pg/data" -U postgres --auth=trust -E UTF8 --locale=C \
-  >"$tmp/pg/initdb.log" 2>&1) || { cat "$tmp/pg/initdb.log" >&2; exit 1; }
-(cd "$tmp" && "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$tmp/pg/data" -l "$tmp/pg/postgres.log" -w -t 60 \
-  -o "-c listen_addresses=127.0.0.1 -p $pg_port -c unix_socket_directories=$tmp/pg/sock \
-      -c wal_level=logical -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-      -c max_wal_size=20GB -c shared_buffers=1GB -c max_replication_slots=32 -c max_wal_senders=32 \
-      -c max_slot_wal_keep_size=20GB" \
-  start >/dev/null) || { tail -n 20 "$tmp/pg/postgres.log" >&2; exit 1; }
-pg_url="postgres://postgres@127.0.0.1:$pg_port/trigger"
-psql=("$pg_bin/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pg_port" -U postgres)
-PGOPTIONS='-c client_min_messages=warning' "${psql[@]}" -d postgres -c "CREATE DATABASE trigger" >/dev/null
-for f in config/postgres/*.sql; do
-  PGOPTIONS='-c client_min_messages=warning' "${psql[@]}" -d trigger -f "$f" >/dev/null
-done
+pg_extra_opts="-c max_replication_slots=32 -c max_wal_senders=32 -c max_slot_wal_keep_size=20GB"
+source scripts/bench-env.sh
 sql() { "${psql[@]}" -d trigger -At -c "$1"; }
 
-log "start the embedded ClickHouse (tools/chserver)"
-ch_dir=$(mktemp -d /dev/shm/runs-replicator-bench-shards-ch.XXXXXX)
-eval "$(CHSERVER_DATA="$ch_dir" TMPDIR="$ch_dir" tools/chserver/start.sh)"
-for f in config/clickhouse/*.sql; do
-  "$py" - "$f" "$CLICKHOUSE_URL" <<'PY'
-import sys, urllib.request
-text = "\n".join(l for l in open(sys.argv[1]) if not l.lstrip().startswith("--"))
-for stmt in (s.strip() for s in text.split(";")):
-    if stmt:
-        urllib.request.urlopen(urllib.request.Request(sys.argv[2] + "/", data=stmt.encode()), timeout=60).read()
-PY
-done
 chq() { # one ClickHouse statement; prints its TSV answer
   "$py" - "$CLICKHOUSE_URL" "$1" <<'PY'
 import sys, urllib.request
