@@ -341,12 +341,28 @@ impl Config {
             1,
             3_600_000,
         )?;
+        // flush_interval_ms stays the upper bound of a batch's wait; a larger gap would never
+        // let a caught-up stream flush early.
+        range(
+            self,
+            "batch.min_insert_interval_ms",
+            self.batch.min_insert_interval_ms,
+            0,
+            self.batch.flush_interval_ms,
+        )?;
         range(
             self,
             "batch.max_inflight",
             self.batch.max_inflight as u64,
             1,
             64,
+        )?;
+        range(
+            self,
+            "batch.max_bytes",
+            self.batch.max_bytes,
+            1 << 20,
+            1 << 40,
         )?;
         range(
             self,

@@ -4,8 +4,9 @@
 //! updated in many transactions between two flushes is written once. A batch may hold the
 //! transactions of several streams (sources, shards); for each it remembers the end LSN of the
 //! last transaction it holds: once ClickHouse has accepted the batch, that LSN may be
-//! acknowledged to that stream's slot. It is flushed when it holds `max_rows` rows or its oldest
-//! row is `flush_interval` old.
+//! acknowledged to that stream's slot. It is sealed when it holds `max_rows` rows or its share
+//! of `max_bytes`, when its oldest row is `flush_interval` old, or earlier when the streams
+//! caught up (`pipeline::writer`).
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ use crate::rows::{PayloadRow, RunRow};
 pub struct Batch {
     rows: CollapsedRows,
     payloads: Vec<PayloadRow>,
+    /// `collapse::payload_bytes` of `payloads`.
+    payloads_bytes: usize,
     /// (stream, end LSN of its last transaction here), one entry per stream.
     ends: Vec<(u64, u64)>,
     commit_times: Vec<i64>,
@@ -36,6 +39,9 @@ pub struct Sealed {
     pub ends: Vec<(u64, u64)>,
     /// Commit time (µs since 2000-01-01) of each transaction in the batch.
     pub commit_times: Vec<i64>,
+    /// Estimated bytes of the rows (`collapse::run_bytes`), what the batch counted against
+    /// `batch.max_bytes`; they stay counted while the batch is in flight.
+    pub bytes: usize,
 }
 
 impl Batch {
@@ -55,11 +61,17 @@ impl Batch {
             self.rows.upsert(row);
         }
         self.payloads.extend(txn.payloads);
+        self.payloads_bytes += txn.payloads_bytes;
     }
 
     /// Rows waiting, runs and payloads.
     pub fn len(&self) -> usize {
         self.rows.len() + self.payloads.len()
+    }
+
+    /// Estimated bytes of the rows waiting (`collapse::run_bytes`).
+    pub fn bytes(&self) -> usize {
+        self.rows.bytes() + self.payloads_bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -105,6 +117,7 @@ impl Batch {
             self.rows = CollapsedRows::with_buffer(spare);
         }
         taken.spare = None;
+        let bytes = taken.bytes();
         let mut payloads = taken.payloads;
         payloads.sort_by(|a, b| a.run_id.cmp(&b.run_id));
         Sealed {
@@ -112,6 +125,7 @@ impl Batch {
             payloads,
             ends: taken.ends,
             commit_times: taken.commit_times,
+            bytes,
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
 
-use crate::rows::RunRow;
+use crate::rows::{PayloadRow, RunRow};
 
 /// Below this many rows a set is searched linearly: most transactions hold one row, and hashing
 /// its key would cost more than comparing it.
@@ -26,6 +26,62 @@ pub struct CollapsedRows {
     collided: Vec<usize>,
     /// Rows `..indexed` are in the index (it is built once the set outgrows `LINEAR`).
     indexed: usize,
+    /// [`run_bytes`] of the rows here, kept as they come and go.
+    bytes: usize,
+}
+
+/// What a row costs in memory, estimated cheaply: the struct and the bytes of its strings
+/// (lengths, not capacities: the transform sizes them to fit). Memory is bounded with it
+/// (`batch.max_bytes`), so a run with a megabyte of output counts as a megabyte, not as one row.
+pub fn run_bytes(r: &RunRow) -> usize {
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|s| s.len() + size_of::<String>())
+            .sum::<usize>()
+    };
+    size_of::<RunRow>()
+        + r.environment_id.len()
+        + r.organization_id.len()
+        + r.project_id.len()
+        + r.run_id.len()
+        + r.status.len()
+        + r.environment_type.len()
+        + r.friendly_id.len()
+        + r.engine.len()
+        + r.task_identifier.len()
+        + r.queue.len()
+        + r.schedule_id.len()
+        + r.batch_id.len()
+        + r.output.len()
+        + r.error.len()
+        + r.error_fingerprint.len()
+        + list(&r.tags)
+        + r.task_version.len()
+        + r.sdk_version.len()
+        + r.cli_version.len()
+        + r.machine_preset.len()
+        + r.root_run_id.len()
+        + r.parent_run_id.len()
+        + r.span_id.len()
+        + r.trace_id.len()
+        + r.idempotency_key.len()
+        + r.idempotency_key_user.len()
+        + r.idempotency_key_scope.len()
+        + r.expiration_ttl.len()
+        + r.concurrency_key.len()
+        + list(&r.bulk_action_group_ids)
+        + r.worker_queue.len()
+        + r.region.len()
+        + r.plan_type.len()
+        + r.trigger_source.len()
+        + r.root_trigger_source.len()
+        + r.task_kind.len()
+        + r.external_deployment_id.len()
+}
+
+/// [`run_bytes`] for a payload row.
+pub fn payload_bytes(p: &PayloadRow) -> usize {
+    size_of::<PayloadRow>() + p.run_id.len() + p.payload.len()
 }
 
 /// The index's keys are already hashes.
@@ -71,11 +127,20 @@ impl CollapsedRows {
         match self.position(&row) {
             Some(i) => {
                 if row._version >= self.rows[i]._version {
+                    self.bytes = self.bytes - run_bytes(&self.rows[i]) + run_bytes(&row);
                     self.rows[i] = row;
                 }
             }
-            None => self.push(row),
+            None => {
+                self.bytes += run_bytes(&row);
+                self.push(row);
+            }
         }
+    }
+
+    /// [`run_bytes`] of the rows here.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     fn position(&mut self, row: &RunRow) -> Option<usize> {
@@ -138,6 +203,7 @@ impl CollapsedRows {
         self.index.clear();
         self.collided.clear();
         self.indexed = 0;
+        self.bytes = 0;
         self.rows.drain(..)
     }
 

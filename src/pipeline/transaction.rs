@@ -11,7 +11,7 @@
 //! end of the previous transaction's commit record and the end of this one's, so the version
 //! orders the same way against every other transaction.
 
-use super::collapse::CollapsedRows;
+use super::collapse::{CollapsedRows, payload_bytes};
 use crate::rows::{PayloadRow, RunRow};
 
 /// `_version` holds the LSN in its low 56 bits; the top 8 hold the generation.
@@ -46,6 +46,8 @@ pub struct Transaction {
     spilled: bool,
     rows: CollapsedRows,
     payloads: Vec<PayloadRow>,
+    /// [`payload_bytes`] of `payloads`.
+    payloads_bytes: usize,
     /// Row changes seen, including skipped ones.
     pub changes: u64,
 }
@@ -58,6 +60,8 @@ pub struct Committed {
     pub commit_time_micros: i64,
     pub rows: CollapsedRows,
     pub payloads: Vec<PayloadRow>,
+    /// [`payload_bytes`] of `payloads`.
+    pub payloads_bytes: usize,
 }
 
 impl Committed {
@@ -74,6 +78,7 @@ impl Transaction {
             spilled: false,
             rows: CollapsedRows::default(),
             payloads: Vec::new(),
+            payloads_bytes: 0,
             changes: 0,
         }
     }
@@ -87,6 +92,7 @@ impl Transaction {
     }
 
     pub fn add_payload(&mut self, payload: PayloadRow) {
+        self.payloads_bytes += payload_bytes(&payload);
         self.payloads.push(payload);
     }
 
@@ -101,6 +107,11 @@ impl Transaction {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Estimated bytes of the rows held (`collapse::run_bytes`), counted as they are added.
+    pub fn bytes(&self) -> usize {
+        self.rows.bytes() + self.payloads_bytes
     }
 
     pub fn is_spilled(&self) -> bool {
@@ -121,6 +132,7 @@ impl Transaction {
         let mut rows = std::mem::take(&mut self.rows);
         let stamped = Self::stamp(&mut rows, self.final_lsn.saturating_add(1));
         debug_assert!(stamped.is_ok(), "check_lsn passed before any row was added");
+        self.payloads_bytes = 0;
         (rows, std::mem::take(&mut self.payloads))
     }
 
@@ -141,6 +153,7 @@ impl Transaction {
             commit_time_micros,
             rows: self.rows,
             payloads: self.payloads,
+            payloads_bytes: self.payloads_bytes,
         })
     }
 
