@@ -24,10 +24,11 @@ pub struct Batch {
     ends: Vec<(u64, u64)>,
     commit_times: Vec<i64>,
     opened_at: Option<Instant>,
-    /// The rows vector of an inserted batch, for the next one: a batch's rows are megabytes, and
-    /// growing a fresh vector for each batch was page faults in the kernel (zeroing pages was the
-    /// largest single symbol of the worker's CPU in a drain's profile).
-    spare: Option<Vec<RunRow>>,
+    /// The rows vector of an inserted batch, for the next one to be sealed into: a batch's rows
+    /// are megabytes, and a fresh vector for each batch was page faults in the kernel (zeroing
+    /// pages was the largest single symbol of the worker's CPU in a drain's profile).
+    /// Two of them: with two inserts in flight, the batches alternate between two vectors.
+    spares: Vec<Vec<RunRow>>,
 }
 
 /// A batch ready to insert, rows sorted by the runs table's ORDER BY key.
@@ -58,7 +59,7 @@ impl Batch {
         self.commit_times.push(txn.commit_time_micros);
         let mut rows = txn.rows;
         for row in rows.drain() {
-            self.rows.upsert(row);
+            self.rows.upsert_boxed(row);
         }
         self.payloads.extend(txn.payloads);
         self.payloads_bytes += txn.payloads_bytes;
@@ -67,6 +68,11 @@ impl Batch {
     /// Rows waiting, runs and payloads.
     pub fn len(&self) -> usize {
         self.rows.len() + self.payloads.len()
+    }
+
+    /// It holds a row: its deadline runs.
+    pub fn is_open(&self) -> bool {
+        self.opened_at.is_some()
     }
 
     /// Estimated bytes of the rows waiting (`collapse::run_bytes`).
@@ -88,9 +94,7 @@ impl Batch {
         self.opened_at.map(|t| t + interval)
     }
 
-    /// Makes room for `rows` rows before the batch fills: grown by doubling instead, a batch of
-    /// updates (all runs, no payloads) outgrew the recycled vector of a batch of inserts, and the
-    /// fresh pages of every regrowth showed in the profile.
+    /// Makes room for `rows` rows before the batch fills (and sizes its index once).
     pub fn reserve(&mut self, rows: usize) {
         self.rows.reserve(rows.saturating_sub(self.rows.len()));
     }
@@ -98,30 +102,24 @@ impl Batch {
     /// Hands back the rows vector of an inserted batch (its rows are dropped here).
     pub fn recycle(&mut self, mut runs: Vec<RunRow>) {
         runs.clear();
-        if self.rows.is_empty() {
-            self.rows = CollapsedRows::with_buffer(runs);
-        } else if self
-            .spare
-            .as_ref()
-            .is_none_or(|s| s.capacity() < runs.capacity())
-        {
-            self.spare = Some(runs);
+        self.spares.push(runs);
+        if self.spares.len() > 2 {
+            self.spares.sort_by_key(|s| std::cmp::Reverse(s.capacity()));
+            self.spares.truncate(2);
         }
     }
 
     /// Takes the rows out for insertion, leaving an empty batch.
     pub fn seal(&mut self) -> Sealed {
-        let spare = self.spare.take();
-        let mut taken = std::mem::take(self);
-        if let Some(spare) = spare {
-            self.rows = CollapsedRows::with_buffer(spare);
-        }
-        taken.spare = None;
+        let spare = self.spares.pop().unwrap_or_default();
+        let spares = std::mem::take(&mut self.spares);
+        let taken = std::mem::take(self);
+        self.spares = spares;
         let bytes = taken.bytes();
         let mut payloads = taken.payloads;
         payloads.sort_by(|a, b| a.run_id.cmp(&b.run_id));
         Sealed {
-            runs: taken.rows.into_sorted(),
+            runs: taken.rows.into_sorted_with(spare),
             payloads,
             ends: taken.ends,
             commit_times: taken.commit_times,

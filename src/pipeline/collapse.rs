@@ -16,9 +16,16 @@ const LINEAR: usize = 8;
 /// Rows in arrival order, found by their sort key without copying it: the index maps the key's
 /// hash to the row's position. Keys used to be owned copies (four `String`s per row, per set the
 /// row passed through), which a drain's profile showed among the top allocation sites.
+///
+/// Rows are boxed: a `RunRow` is over a kilobyte, and on its way from the transform to a sealed
+/// batch it moved six to eight times (into the transaction, out of it into the batch, the swaps
+/// of the sort); `memmove` was 12% of a drain's CPU. Boxed, each move is a pointer, and a row is
+/// copied once more, into the sealed batch, in sorted order.
 #[derive(Debug, Default)]
 pub struct CollapsedRows {
-    rows: Vec<RunRow>,
+    // Boxed on purpose (see above): clippy's vec_box assumes small elements.
+    #[allow(clippy::vec_box)]
+    rows: Vec<Box<RunRow>>,
     /// Hash of a row's sort key → its position; empty while the set is small.
     index: HashMap<u64, usize, BuildHasherDefault<IdentityHasher>>,
     /// Positions of rows whose key hash another key already took (in practice never; it keeps
@@ -113,17 +120,13 @@ fn key_hash(row: &RunRow) -> u64 {
 }
 
 impl CollapsedRows {
-    /// An empty set that fills `buffer` (emptied first) instead of a new allocation.
-    pub fn with_buffer(mut buffer: Vec<RunRow>) -> CollapsedRows {
-        buffer.clear();
-        CollapsedRows {
-            rows: buffer,
-            ..CollapsedRows::default()
-        }
-    }
-
     /// Adds `row` unless a row with the same key and a higher `_version` is already here.
     pub fn upsert(&mut self, row: RunRow) {
+        self.upsert_boxed(Box::new(row));
+    }
+
+    /// [`Self::upsert`] of a row already boxed (one moving from another set).
+    pub fn upsert_boxed(&mut self, row: Box<RunRow>) {
         match self.position(&row) {
             Some(i) => {
                 if row._version >= self.rows[i]._version {
@@ -148,6 +151,11 @@ impl CollapsedRows {
         if self.rows.len() <= LINEAR {
             return self.rows.iter().position(|r| r.sort_key() == key);
         }
+        if self.indexed == 0 {
+            // Sized once for what the set has room for (a batch reserves max_rows), instead of
+            // rehashing as it doubles.
+            self.index.reserve(self.rows.capacity());
+        }
         while self.indexed < self.rows.len() {
             self.index_row(self.indexed);
             self.indexed += 1;
@@ -163,7 +171,7 @@ impl CollapsedRows {
         }
     }
 
-    fn push(&mut self, row: RunRow) {
+    fn push(&mut self, row: Box<RunRow>) {
         self.rows.push(row);
     }
 
@@ -194,12 +202,12 @@ impl CollapsedRows {
         self.rows
             .iter()
             .filter(|r| r.run_id == id && r._is_deleted == 0)
-            .cloned()
+            .map(|r| RunRow::clone(r))
             .collect()
     }
 
     /// Every row, for re-collapsing into another set.
-    pub fn drain(&mut self) -> impl Iterator<Item = RunRow> + '_ {
+    pub fn drain(&mut self) -> impl Iterator<Item = Box<RunRow>> + '_ {
         self.index.clear();
         self.collided.clear();
         self.indexed = 0;
@@ -209,17 +217,22 @@ impl CollapsedRows {
 
     /// Every row, to change in place something that is not part of the key.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut RunRow> + '_ {
-        self.rows.iter_mut()
+        self.rows.iter_mut().map(|r| &mut **r)
     }
 
     /// The rows sorted by the table's ORDER BY key, the order ClickHouse stores them in.
     pub fn into_sorted(self) -> Vec<RunRow> {
+        self.into_sorted_with(Vec::new())
+    }
+
+    /// [`Self::into_sorted`] into `buffer` (emptied first): the rows vector of an inserted batch,
+    /// reused, since a fresh multi-megabyte vector per batch was page faults in the profile.
+    pub fn into_sorted_with(self, mut buffer: Vec<RunRow>) -> Vec<RunRow> {
         // Comparing whole keys costs three string comparisons per step, and most rows of a batch
         // share their organization, project and environment: group by those three (one hash per
-        // row), order the few groups, and sort each group by (created_at, run_id). And a RunRow
-        // is over a kilobyte, so positions are sorted, then rows are swapped into place. (Sorting
-        // the rows themselves by the full key was most of a seal in the profile.)
-        let mut rows = self.rows;
+        // row), order the few groups, and sort each group by (created_at, run_id), on positions.
+        // (Sorting the rows themselves by the full key was most of a seal in the profile.)
+        let rows = self.rows;
         let mut groups: rustc_hash::FxHashMap<(&str, &str, &str), Vec<u32>> = Default::default();
         for (i, r) in rows.iter().enumerate() {
             groups
@@ -237,24 +250,13 @@ impl CollapsedRows {
             });
             order.extend(members);
         }
-        permute(&mut rows, order);
-        rows
-    }
-}
-
-/// Reorders `rows` in place so that position k holds what was at `order[k]`, following each
-/// cycle with swaps. In place, because a second vector of a whole batch's rows is megabytes of
-/// fresh memory, and the page faults it caused showed in the profile.
-fn permute(rows: &mut [RunRow], mut order: Vec<u32>) {
-    for start in 0..order.len() {
-        let mut k = start;
-        while order[k] as usize != start {
-            let src = order[k] as usize;
-            order[k] = k as u32;
-            rows.swap(k, src);
-            k = src;
+        let mut rows: Vec<Option<Box<RunRow>>> = rows.into_iter().map(Some).collect();
+        buffer.clear();
+        buffer.reserve(rows.len());
+        for i in order {
+            buffer.push(*rows[i as usize].take().expect("each position once"));
         }
-        order[k] = k as u32;
+        buffer
     }
 }
 
