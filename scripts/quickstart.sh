@@ -7,9 +7,10 @@
 # What it does: installs what is missing (scripts/setup-dev.sh: PostgreSQL 15 binaries, promtool,
 # the Python venv with the embedded ClickHouse engine), builds the worker, starts a throwaway Postgres 15
 # cluster and the embedded ClickHouse (tools/chserver) in a temp dir, applies the shipped schemas
-# (config/postgres, config/clickhouse), starts the worker, writes a few hundred runs into both
-# "TaskRun" and task_run_v2, updates and deletes some, waits until ClickHouse matches Postgres and
-# prints both side by side.
+# (config/postgres, config/clickhouse), writes half of a few hundred runs into both "TaskRun" and
+# task_run_v2, starts the worker (which creates its slot and first copies those runs: its
+# bootstrap), writes the other half, updates and deletes some, waits until ClickHouse matches
+# Postgres and prints both side by side.
 #
 # Env: QUICKSTART_RUNS   runs to write (default 400, split between the two tables)
 #      QUICKSTART_WAIT   seconds to wait for ClickHouse to match Postgres (default 90)
@@ -176,7 +177,38 @@ PY
 done
 note "clickhouse: $CLICKHOUSE_URL (schema from config/clickhouse)"
 
-# --- 4. the worker --------------------------------------------------------------------------------
+# --- 4. history: runs that exist before the worker -----------------------------------------------
+v1=$((runs * 3 / 5))
+v2=$((runs - v1))
+# INSERTs of runs $1..$2 of each table (of $v1 and $v2), one statement per 10 runs.
+insert_runs() {
+  local from=$1 to=$2
+  echo "CREATE TEMP TABLE IF NOT EXISTS statuses AS SELECT ARRAY['PENDING','EXECUTING','DELAYED','WAITING_TO_RESUME','COMPLETED_SUCCESSFULLY','COMPLETED_WITH_ERRORS','CANCELED','CRASHED']::\"TaskRunStatus\"[] AS s;"
+  echo "CREATE TEMP TABLE IF NOT EXISTS envs AS SELECT ARRAY['PRODUCTION','STAGING','DEVELOPMENT']::\"RuntimeEnvironmentType\"[] AS e;"
+  for spec in "\"TaskRun\" cm 25 $v1" "task_run_v2 2v 27 $v2"; do
+    read -r tbl prefix idlen n <<<"$spec"
+    local last=$((to * n / runs))
+    for ((start = from * n / runs + 1; start <= last; start += 10)); do
+      end=$((start + 9 < last ? start + 9 : last))
+      cat <<SQL
+INSERT INTO $tbl ("id", "friendlyId", "engine", "status", "taskIdentifier", "payload", "traceId",
+  "spanId", "runtimeEnvironmentId", "environmentType", "projectId", "organizationId", "queue",
+  "createdAt", "updatedAt", "runTags", "attemptNumber", "startedAt", "machinePreset")
+SELECT id, 'run_' || id, 'V2', (SELECT s[1 + i % 8] FROM statuses), 'task-' || (i % 5),
+  json_build_object('orderId', i, 'items', i % 7)::text, md5('t' || id), substr(md5('s' || id), 1, 16),
+  'env_' || (i % 3), (SELECT e[1 + i % 3] FROM envs), 'proj_demo', 'org_demo', 'task/task-' || (i % 5),
+  now() - make_interval(secs => i), now(), ARRAY['demo', 'batch-' || (i / 10)], 1,
+  CASE WHEN i % 8 >= 1 THEN now() END, 'small-1x'
+FROM (SELECT i, '$prefix' || substr(md5('$prefix' || i), 1, $idlen - length('$prefix')) AS id
+      FROM generate_series($start, $end) i) r;
+SQL
+    done
+  done
+}
+say "Writing $((runs / 2)) runs before the worker starts (its bootstrap copies them)"
+insert_runs 0 $((runs / 2)) | pg -d trigger >/dev/null
+
+# --- 5. the worker --------------------------------------------------------------------------------
 say "Starting the worker"
 metrics_port=$(free_port)
 cat >"$tmp/runs-replicator.toml" <<EOF
@@ -189,6 +221,9 @@ url = "$CLICKHOUSE_URL"
 flush_interval_ms = 200
 [metrics]
 listen = "127.0.0.1:$metrics_port"
+[backfill]
+# The worker creates its slot at its first start: it copies the runs that exist before it first.
+on_slot_create = true
 EOF
 # The environment overrides the file: keep the caller's DATABASE_URL, RUN_REPLICATION_* and
 # RUNS_REPLICATOR_* (say, of a trigger.dev checkout) away from this demo.
@@ -206,32 +241,11 @@ for i in $(seq 1 600); do
 done
 note "worker: pid $worker_pid, ready ($metrics_url/readyz), log $tmp/worker.log"
 
-# --- 5. sample data -------------------------------------------------------------------------------
-v1=$((runs * 3 / 5))
-v2=$((runs - v1))
-say "Writing $runs runs ($v1 into \"TaskRun\", $v2 into task_run_v2), then updating and deleting some"
+# --- 6. live changes -------------------------------------------------------------------------------
+say "Writing $((runs - runs / 2)) more runs while the worker streams (of $runs: $v1 in \"TaskRun\", $v2 in task_run_v2), then updating and deleting some"
 # One transaction per 10 runs (psql autocommits each statement).
 {
-  echo "CREATE TEMP TABLE statuses AS SELECT ARRAY['PENDING','EXECUTING','DELAYED','WAITING_TO_RESUME','COMPLETED_SUCCESSFULLY','COMPLETED_WITH_ERRORS','CANCELED','CRASHED']::\"TaskRunStatus\"[] AS s;"
-  echo "CREATE TEMP TABLE envs AS SELECT ARRAY['PRODUCTION','STAGING','DEVELOPMENT']::\"RuntimeEnvironmentType\"[] AS e;"
-  for spec in "\"TaskRun\" cm 25 $v1" "task_run_v2 2v 27 $v2"; do
-    read -r tbl prefix idlen n <<<"$spec"
-    for ((start = 1; start <= n; start += 10)); do
-      end=$((start + 9 < n ? start + 9 : n))
-      cat <<SQL
-INSERT INTO $tbl ("id", "friendlyId", "engine", "status", "taskIdentifier", "payload", "traceId",
-  "spanId", "runtimeEnvironmentId", "environmentType", "projectId", "organizationId", "queue",
-  "createdAt", "updatedAt", "runTags", "attemptNumber", "startedAt", "machinePreset")
-SELECT id, 'run_' || id, 'V2', (SELECT s[1 + i % 8] FROM statuses), 'task-' || (i % 5),
-  json_build_object('orderId', i, 'items', i % 7)::text, md5('t' || id), substr(md5('s' || id), 1, 16),
-  'env_' || (i % 3), (SELECT e[1 + i % 3] FROM envs), 'proj_demo', 'org_demo', 'task/task-' || (i % 5),
-  now() - make_interval(secs => i), now(), ARRAY['demo', 'batch-' || (i / 10)], 1,
-  CASE WHEN i % 8 >= 1 THEN now() END, 'small-1x'
-FROM (SELECT i, '$prefix' || substr(md5('$prefix' || i), 1, $idlen - length('$prefix')) AS id
-      FROM generate_series($start, $end) i) r;
-SQL
-    done
-  done
+  insert_runs $((runs / 2)) "$runs"
   for spec in "\"TaskRun\" v1 25" "task_run_v2 v2 27"; do
     read -r tbl tblkey idlen <<<"$spec"
     cat <<SQL
@@ -276,7 +290,7 @@ ch_counts() {
 }
 note "now $(pg -d trigger -At -c 'SELECT count(*) FROM "TaskRun"') runs in \"TaskRun\", $(pg -d trigger -At -c 'SELECT count(*) FROM task_run_v2') in task_run_v2"
 
-# --- 6. wait until ClickHouse matches -------------------------------------------------------------
+# --- 7. wait until ClickHouse matches -------------------------------------------------------------
 say "Waiting for ClickHouse to match Postgres"
 expected=$(pg_counts)
 # Every change is in: the slot's confirmed position (the worker acknowledges only what ClickHouse
@@ -317,7 +331,7 @@ print(f"    {'total':<{w}} | {sum(pg.values()):>8} | {sum(ch.values()):>10}")
 PY
 echo
 
-# --- 7. metrics -----------------------------------------------------------------------------------
+# --- 8. metrics -----------------------------------------------------------------------------------
 say "Metrics: $metrics_url/metrics"
 http GET "$metrics_url/metrics" | "$py" -c '
 import re, sys

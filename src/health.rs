@@ -29,6 +29,9 @@ struct StreamState {
     last_error: Option<String>,
     /// Since when the stream has not been streaming (for the interruption metric and body).
     down_since: Option<Instant>,
+    /// Changes repaired so far while the stream replays changes made when a table could not
+    /// be replicated completely.
+    repairing: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -71,6 +74,7 @@ impl Health {
                                 hard_stop: None,
                                 last_error: None,
                                 down_since: Some(now),
+                                repairing: None,
                             },
                         )
                     })
@@ -123,7 +127,18 @@ impl Health {
     }
 
     pub fn set_role(&self, stream: &str, role: Role) {
-        self.update(stream, |s| s.role = role);
+        self.update(stream, |s| {
+            if role != Role::Leader {
+                s.repairing = None;
+            }
+            s.role = role;
+        });
+    }
+
+    /// How many changes the stream has repaired so far, or `None` once it streams complete
+    /// rows again. Ready either way: the stream makes progress, and the body says so.
+    pub fn set_repair(&self, stream: &str, repaired: Option<u64>) {
+        self.update(stream, |s| s.repairing = repaired);
     }
 
     /// Streaming stopped for a reason an operator must fix. `kind` is a short label for metrics.
@@ -244,7 +259,16 @@ fn stream_verdict(s: &StreamState) -> (bool, String) {
         return (false, format!("hard stop: {reason}"));
     }
     match s.role {
-        Role::Leader => (true, "leader, streaming".into()),
+        Role::Leader => match s.repairing {
+            None => (true, "leader, streaming".into()),
+            Some(n) => (
+                true,
+                format!(
+                    "leader, streaming; repairing the changes made while a table could not be \
+                     replicated completely: {n} so far"
+                ),
+            ),
+        },
         Role::Standby => (true, "standby, waiting for the leader lock".into()),
         Role::Starting => (
             false,

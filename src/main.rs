@@ -90,7 +90,8 @@ struct BackfillArgs {
     #[arg(long = "table", value_name = "TABLE")]
     tables: Vec<String>,
 
-    /// The source to copy from; today only `default` (the [postgres] section).
+    /// Only this source (its name: postgres.name, or a [[postgres.sources]] entry's). Default:
+    /// every source, one after the other.
     #[arg(long, value_name = "NAME")]
     source: Option<String>,
 
@@ -102,6 +103,11 @@ struct BackfillArgs {
     /// Only runs created before this time.
     #[arg(long, value_name = "TIME")]
     until: Option<String>,
+
+    /// Only runs updated at or after this time: the gap a lost slot left (the daemon's hard stop
+    /// for a lost slot names the time to give).
+    #[arg(long, value_name = "TIME")]
+    updated_since: Option<String>,
 
     /// Connections copying at once (overrides backfill.parallel).
     #[arg(long, value_name = "N")]
@@ -287,6 +293,8 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
         tables: args.tables.clone(),
         since: args.since.clone(),
         until: args.until.clone(),
+        updated_since: args.updated_since.clone(),
+        shard: None,
         payloads: args.payloads,
         parallel: config.backfill.parallel,
         restart: args.restart,

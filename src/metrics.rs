@@ -18,6 +18,12 @@ pub const INSERT_ERRORS: &str = "runs_replicator_insert_errors_total";
 pub const ROWS_SKIPPED: &str = "runs_replicator_rows_skipped_total";
 pub const ROWS_REJECTED: &str = "runs_replicator_rows_rejected_total";
 pub const FIELDS_NEUTRALISED: &str = "runs_replicator_fields_neutralised_total";
+pub const FIELDS_EMPTIED: &str = "runs_replicator_fields_emptied_total";
+pub const REPAIRED_CHANGES: &str = "runs_replicator_repaired_changes_total";
+pub const REPAIR_LOOKUPS: &str = "runs_replicator_repair_lookups_total";
+pub const REPAIR_LOOKUP_RUNS: &str = "runs_replicator_repair_lookup_runs_total";
+pub const REPAIR_TOMBSTONES: &str = "runs_replicator_repair_tombstones_total";
+pub const REPAIR_LOOKUP_SECONDS: &str = "runs_replicator_repair_lookup_seconds";
 pub const TRUNCATES: &str = "runs_replicator_truncates_received_total";
 pub const COMMIT_LATENCY: &str = "runs_replicator_commit_to_clickhouse_seconds";
 pub const RECEIVED_LSN: &str = "runs_replicator_received_lsn";
@@ -71,6 +77,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets_for_metric(Matcher::Full(BATCH_ROWS.into()), ROW_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(FLUSH_DURATION.into()), FLUSH_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(COMMIT_LATENCY.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(REPAIR_LOOKUP_SECONDS.into()), FLUSH_BUCKETS)?
         .install_recorder()?;
     describe();
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -113,6 +120,30 @@ fn describe() {
     describe_counter!(
         FIELDS_NEUTRALISED,
         "JSON fields replaced by {} so ClickHouse accepts the row, by column."
+    );
+    describe_counter!(
+        FIELDS_EMPTIED,
+        "JSON fields the transform stored empty although the source had a value, by column and reason (too_deep, not_json, bad_json_strings, lone_surrogate, unreadable_superjson); each is logged with its run id."
+    );
+    describe_counter!(
+        REPAIRED_CHANGES,
+        "Changes replayed through a repair because their table was incomplete (REPLICA IDENTITY DEFAULT, a missing column) when they were made, by source."
+    );
+    describe_counter!(
+        REPAIR_LOOKUPS,
+        "Batched reads of ClickHouse by repairs (one per transaction or spilled part that needs them), by source."
+    );
+    describe_counter!(
+        REPAIR_LOOKUP_RUNS,
+        "Runs read by repair lookups, by source."
+    );
+    describe_counter!(
+        REPAIR_TOMBSTONES,
+        "Rows repairs tombstoned because ClickHouse showed them under a key the change left stale, by source."
+    );
+    describe_histogram!(
+        REPAIR_LOOKUP_SECONDS,
+        "Time of one repair lookup, the flush before it included, by source."
     );
     describe_counter!(
         TRUNCATES,
@@ -220,6 +251,7 @@ pub fn register_defaults(config: &crate::config::Config) {
             }
             metrics::counter!(TRUNCATES, "source" => source.clone(), "table" => table.clone())
                 .absolute(0);
+            metrics::counter!(BACKFILL_ROWS, "table" => table.clone()).absolute(0);
         }
         for cause in ["postgres", "clickhouse", "slot_active", "lock_lost"] {
             metrics::counter!(RECONNECTS, "source" => source.clone(), "cause" => cause).absolute(0);

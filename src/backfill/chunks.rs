@@ -18,11 +18,18 @@ use crate::pg::{quote_ident, quote_literal};
 use crate::rows::Col;
 
 /// A `createdAt` window: `since` inclusive, `until` exclusive, as canonical UTC timestamps
-/// (`2026-11-20 10:00:00.000`); `None` is unbounded.
+/// (`2026-11-20 10:00:00.000`); `None` is unbounded. `updated_since` also keeps only runs
+/// updated at or after it (the gap a lost slot left: see `daemon::bootstrap`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     pub since: Option<String>,
     pub until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_since: Option<String>,
+    /// One shard's rows only: its publication's row filter (a sharded stream bootstraps its
+    /// own slice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 }
 
 impl Window {
@@ -40,6 +47,15 @@ impl Window {
                 "\"createdAt\" < {}::timestamp",
                 quote_literal(until)
             ));
+        }
+        if let Some(updated) = &self.updated_since {
+            out.push(format!(
+                "\"updatedAt\" >= {}::timestamp",
+                quote_literal(updated)
+            ));
+        }
+        if let Some(filter) = &self.shard {
+            out.push(format!("({filter})"));
         }
         out
     }

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::config::{Config, Source};
 use crate::pg::catalog;
 use crate::pipeline::changes::ChangeError;
 use crate::pipeline::sink::{Sink, SinkError};
@@ -39,9 +39,6 @@ pub use chunks::Window;
 pub use progress::Display;
 pub use report::{Outcome, Summary};
 pub use snapshot::{Snapshot, SnapshotSource};
-
-/// The name of the one source there is today (the `[postgres]` section).
-pub const DEFAULT_SOURCE: &str = "default";
 
 /// Why a backfill cannot run or stopped. Progress made before is checkpointed.
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +63,17 @@ pub enum BackfillError {
 /// What to copy, and how.
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// `None` or [`DEFAULT_SOURCE`].
+    /// One source by name; `None` for every source, one after the other.
     pub source: Option<String>,
     /// Tables to copy; empty for every configured one.
     pub tables: Vec<String>,
     /// `createdAt` bounds as given (any text Postgres reads as a timestamptz; UTC when no zone).
     pub since: Option<String>,
     pub until: Option<String>,
+    /// Only runs updated at or after this time (the gap a lost slot left).
+    pub updated_since: Option<String>,
+    /// Only one shard's runs: its row filter.
+    pub shard: Option<String>,
     /// Payload rows too.
     pub payloads: bool,
     /// Connections copying at once.
@@ -82,15 +83,31 @@ pub struct Request {
     pub display: Display,
 }
 
-/// Checks the request against the configuration and the database, and returns the job it is.
-pub async fn prepare(config: &Config, request: &Request) -> Result<JobSpec, BackfillError> {
-    let source = request.source.as_deref().unwrap_or(DEFAULT_SOURCE);
-    if source != DEFAULT_SOURCE {
-        return Err(BackfillError::Request(format!(
-            "unknown source {source:?}: only {DEFAULT_SOURCE:?} (the [postgres] section) is configured"
-        )));
+/// The sources a request names: the one `--source` names, or every configured one.
+pub fn sources(config: &Config, request: &Request) -> Result<Vec<Arc<Source>>, BackfillError> {
+    let all = config.sources();
+    match &request.source {
+        None => Ok(all),
+        Some(name) => match all.iter().find(|s| &s.name == name) {
+            Some(s) => Ok(vec![s.clone()]),
+            None => Err(BackfillError::Request(format!(
+                "unknown source {name:?}: the configured sources are {}",
+                all.iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        },
     }
-    let configured = &config.postgres.tables;
+}
+
+/// Checks the request against `source` and its database, and returns the job it is.
+pub async fn prepare(
+    config: &Config,
+    request: &Request,
+    source: &Source,
+) -> Result<JobSpec, BackfillError> {
+    let configured = &source.tables;
     let mut tables = Vec::new();
     for t in &request.tables {
         if !configured.contains(t) {
@@ -106,8 +123,8 @@ pub async fn prepare(config: &Config, request: &Request) -> Result<JobSpec, Back
     if tables.is_empty() {
         tables = configured.clone();
     }
-    let client = snapshot::connect(config).await?;
-    let schema = &config.postgres.schema;
+    let client = snapshot::connect(config, source).await?;
+    let schema = &source.schema;
     let found = catalog::read_tables(&client, schema, &tables)
         .await
         .map_err(|e| BackfillError::Postgres {
@@ -135,6 +152,9 @@ pub async fn prepare(config: &Config, request: &Request) -> Result<JobSpec, Back
     let window = Window {
         since: canonical_time(&client, "--since", request.since.as_deref()).await?,
         until: canonical_time(&client, "--until", request.until.as_deref()).await?,
+        updated_since: canonical_time(&client, "updated since", request.updated_since.as_deref())
+            .await?,
+        shard: request.shard.clone(),
     };
     if let (Some(s), Some(u)) = (&window.since, &window.until)
         && s >= u
@@ -143,9 +163,9 @@ pub async fn prepare(config: &Config, request: &Request) -> Result<JobSpec, Back
             "--since {s} is not before --until {u}"
         )));
     }
-    let url = &config.postgres.url;
+    let url = &source.url;
     Ok(JobSpec {
-        source: source.to_string(),
+        source: source.name.clone(),
         database: format!("{}:{}/{}", url.host, url.port, url.dbname),
         schema: schema.clone(),
         tables,
@@ -179,15 +199,45 @@ async fn canonical_time(
     Ok(Some(row.get(0)))
 }
 
-/// The `backfill` command: resumes (or with `restart`, starts over) the job the request is,
-/// from a fresh snapshot. A finished job is left alone unless `restart`.
+/// The `backfill` command: for each source the request names, resumes (or with `restart`,
+/// starts over) the job the request is, from a fresh snapshot. A finished job is left alone
+/// unless `restart`. One summary; with several sources its tables are named `source.table`.
 pub async fn run<S: Sink>(
     config: Arc<Config>,
     request: &Request,
     sink: Arc<S>,
     store: Arc<StateStore>,
 ) -> Result<Summary, BackfillError> {
-    let spec = prepare(&config, request).await?;
+    let sources = sources(&config, request)?;
+    let mut specs = Vec::new();
+    for source in &sources {
+        specs.push(prepare(&config, request, source).await?);
+    }
+    let mut summaries = Vec::new();
+    for (source, spec) in sources.iter().zip(specs) {
+        let summary = run_source(
+            config.clone(),
+            request,
+            source,
+            spec,
+            sink.clone(),
+            store.clone(),
+        )
+        .await?;
+        summaries.push((source.name.clone(), summary));
+    }
+    Ok(report::combine(summaries))
+}
+
+/// One source's job, from a fresh snapshot.
+pub async fn run_source<S: Sink>(
+    config: Arc<Config>,
+    request: &Request,
+    source: &Arc<Source>,
+    spec: JobSpec,
+    sink: Arc<S>,
+    store: Arc<StateStore>,
+) -> Result<Summary, BackfillError> {
     store.ensure().await?;
     let checkpoints = Checkpoints::new(store.clone(), &spec);
     if !request.restart
@@ -202,8 +252,8 @@ pub async fn run<S: Sink>(
             return Ok(summary);
         }
     }
-    let snapshot = Snapshot::open(&config, SnapshotSource::Fresh, request.parallel).await?;
-    copy(config, spec, request, snapshot, sink, store).await
+    let snapshot = Snapshot::open(&config, source, SnapshotSource::Fresh, request.parallel).await?;
+    copy(config, source.clone(), spec, request, snapshot, sink, store).await
 }
 
 /// Copies the chunks of the job `spec` still to do from `snapshot`: plans the job first when it
@@ -211,6 +261,7 @@ pub async fn run<S: Sink>(
 /// chunk done once its rows are stored.
 pub async fn copy<S: Sink>(
     config: Arc<Config>,
+    source: Arc<Source>,
     spec: JobSpec,
     request: &Request,
     snapshot: Snapshot,
@@ -275,6 +326,7 @@ pub async fn copy<S: Sink>(
     for client in snapshot.into_connections() {
         let worker = Worker {
             config: config.clone(),
+            source: source.clone(),
             sink: sink.clone(),
             checkpoints: checkpoints.clone(),
             progress: progress.clone(),
@@ -328,6 +380,7 @@ fn table_summaries(
 /// One copying connection: takes chunks from the shared queue until it is empty.
 struct Worker<S: Sink> {
     config: Arc<Config>,
+    source: Arc<Source>,
     sink: Arc<S>,
     checkpoints: Checkpoints,
     progress: Arc<progress::Progress>,
@@ -361,9 +414,9 @@ impl<S: Sink> Worker<S> {
             let Some(chunk) = next else { break };
             self.progress.chunk_started();
             let binding = TableBinding::selected(
-                &config.postgres.schema,
+                &self.source.schema,
                 &chunk.table,
-                config.generation(&chunk.table),
+                self.source.generation(&chunk.table),
             );
             let mut adder = copier::RowAdder::new(
                 binding,
@@ -372,7 +425,7 @@ impl<S: Sink> Worker<S> {
                 self.payloads,
                 self.lsn,
             );
-            let sql = chunks::copy_sql(&config.postgres.schema, &chunk, &self.window);
+            let sql = chunks::copy_sql(&self.source.schema, &chunk, &self.window);
             let progress = self.progress.clone();
             let table = chunk.table.clone();
             let on_rows = move |n| progress.rows(&table, n);

@@ -72,6 +72,47 @@ pub struct Summary {
     pub total: TableSummary,
 }
 
+/// One summary of several sources' jobs: one of them alone as it is; several with their
+/// tables named `source.table`, job ids and `L`s joined, and an outcome that is complete only
+/// when every job already was.
+pub fn combine(mut summaries: Vec<(String, Summary)>) -> Summary {
+    if summaries.len() == 1 {
+        return summaries.remove(0).1;
+    }
+    let all_complete = summaries
+        .iter()
+        .all(|(_, s)| s.outcome == Outcome::AlreadyComplete);
+    let mut out = Summary::new(
+        summaries
+            .iter()
+            .map(|(_, s)| s.job_id.clone())
+            .collect::<Vec<_>>()
+            .join(","),
+        if all_complete {
+            Outcome::AlreadyComplete
+        } else {
+            Outcome::Complete
+        },
+        None,
+    );
+    let lsns: Vec<String> = summaries
+        .iter()
+        .filter_map(|(name, s)| s.lsn.as_ref().map(|l| format!("{name}:{l}")))
+        .collect();
+    out.lsn = (!lsns.is_empty()).then(|| lsns.join(","));
+    let mut wall = 0.0;
+    for (name, s) in summaries {
+        wall += s.total.seconds;
+        out.snapshot_wait_s += s.snapshot_wait_s;
+        out.tables.extend(s.tables.into_iter().map(|mut t| {
+            t.table = format!("{name}.{}", t.table);
+            t
+        }));
+    }
+    out.close(wall);
+    out
+}
+
 impl Summary {
     pub fn new(job_id: String, outcome: Outcome, lsn: Option<u64>) -> Summary {
         Summary {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::BackfillError;
-use crate::config::Config;
+use crate::config::{Config, Source};
 
 /// Session settings of every copy connection: the walsender's text rendering
 /// (`source::stream::PINNED_OPTIONS`), so COPY writes each value exactly as pgoutput sends it, plus
@@ -84,11 +84,11 @@ fn pg_error(what: &'static str) -> impl Fn(tokio_postgres::Error) -> BackfillErr
     }
 }
 
-/// One connection with the copy session settings.
-pub async fn connect(config: &Config) -> Result<Client, BackfillError> {
+/// One connection to `source`'s database with the copy session settings.
+pub async fn connect(config: &Config, source: &Source) -> Result<Client, BackfillError> {
     crate::pg::connect_with_options(
-        &config.postgres.url,
-        config.connect_timeout(),
+        &source.url,
+        config.connect_timeout_of(&source.url),
         Some(&session_options()),
     )
     .await
@@ -102,11 +102,12 @@ impl Snapshot {
     /// Opens `connections` (at least one) connections reading the snapshot.
     pub async fn open(
         config: &Config,
-        source: SnapshotSource,
+        source: &Source,
+        origin: SnapshotSource,
         connections: usize,
     ) -> Result<Snapshot, BackfillError> {
-        let first = connect(config).await?;
-        let (lsn, name, waited) = match source {
+        let first = connect(config, source).await?;
+        let (lsn, name, waited) = match origin {
             SnapshotSource::Fresh => {
                 let lsn = current_lsn(&first).await?;
                 let waited = wait_for_running(&first).await?;
@@ -128,7 +129,7 @@ impl Snapshot {
         };
         let mut all = vec![first];
         for _ in 1..connections.max(1) {
-            let client = connect(config).await?;
+            let client = connect(config, source).await?;
             import(&client, &name).await?;
             all.push(client);
         }

@@ -16,6 +16,8 @@ fn spec() -> JobSpec {
         window: Window {
             since: Some("2026-11-01 00:00:00.000000".into()),
             until: None,
+            updated_since: None,
+            shard: None,
         },
         payloads: false,
     }
@@ -102,6 +104,8 @@ fn copy_sql_selects_every_column_in_order_with_quoted_bounds_and_window() {
     let window = Window {
         since: Some("2026-11-01 00:00:00.000000".into()),
         until: Some("2026-11-02 00:00:00.000000".into()),
+        updated_since: None,
+        shard: None,
     };
     let sql = copy_sql("public", &chunk, &window);
     let columns: Vec<String> = Col::ALL

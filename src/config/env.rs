@@ -54,6 +54,8 @@ pub const KEYS: &[&str] = &[
     "backfill.parallel",
     "backfill.chunk_rows",
     "backfill.max_bytes",
+    "backfill.on_slot_create",
+    "backfill.gap_margin_s",
 ];
 
 /// How a trigger.dev variable maps onto a key.

@@ -236,6 +236,8 @@ impl Config {
             "backfill.parallel" => self.backfill.parallel = number(v)?,
             "backfill.chunk_rows" => self.backfill.chunk_rows = number(v)?,
             "backfill.max_bytes" => self.backfill.max_bytes = number(v)?,
+            "backfill.on_slot_create" => self.backfill.on_slot_create = boolean(v)?,
+            "backfill.gap_margin_s" => self.backfill.gap_margin_s = number(v)?,
             other => return Err(format!("{other} is not a configuration key")),
         }
         Ok(())

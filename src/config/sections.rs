@@ -228,6 +228,11 @@ pub struct BackfillConfig {
     pub chunk_rows: u64,
     /// Bytes of rows one connection buffers before it writes them to ClickHouse.
     pub max_bytes: u64,
+    /// When the daemon creates a slot, copy the snapshot the slot exports first (bootstrap).
+    pub on_slot_create: bool,
+    /// How far before the last position known safe a lost slot's gap backfill starts: covers
+    /// transactions open across it and clock skew between the app and the database.
+    pub gap_margin_s: u64,
 }
 
 impl Default for BackfillConfig {
@@ -236,6 +241,8 @@ impl Default for BackfillConfig {
             parallel: 2,
             chunk_rows: 50_000,
             max_bytes: 16 << 20,
+            on_slot_create: false,
+            gap_margin_s: 900,
         }
     }
 }

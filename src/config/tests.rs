@@ -135,6 +135,8 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("backfill.parallel", "4"),
         ("backfill.chunk_rows", "1000"),
         ("backfill.max_bytes", "1048576"),
+        ("backfill.on_slot_create", "true"),
+        ("backfill.gap_margin_s", "60"),
     ];
     assert_eq!(values.len(), env::KEYS.len());
     let names: Vec<(String, &str)> = values.iter().map(|(k, v)| (env::own_name(k), *v)).collect();

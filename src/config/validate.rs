@@ -392,6 +392,13 @@ impl Config {
             1 << 16,
             1 << 34,
         )?;
+        range(
+            self,
+            "backfill.gap_margin_s",
+            self.backfill.gap_margin_s,
+            0,
+            30 * 86_400,
+        )?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(self.invalid(
                 "log.level",

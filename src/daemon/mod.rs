@@ -7,7 +7,9 @@
 //! on its own; the others keep streaming. The loop reaches Postgres' control plane through
 //! `control::PgControl`.
 
+mod bootstrap;
 mod control;
+mod marker;
 mod session;
 mod supervisor;
 
@@ -24,6 +26,7 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::metrics as m;
 use crate::pipeline::replicator::Replicator;
+use crate::sink::state::StateStore;
 use crate::sink::{self, insert::ClickHouseSink};
 
 pub async fn run(config: Config) -> ExitCode {
@@ -85,6 +88,10 @@ pub async fn run(config: Config) -> ExitCode {
         );
     }
 
+    let store = Arc::new(StateStore::new(
+        ch.clone(),
+        Duration::from_millis(config.clickhouse.request_timeout_ms),
+    ));
     let sink = Arc::new(ClickHouseSink::new(&config, ch, health.clone()));
     let (attach_tx, mut attach_rx) = mpsc::channel(streams.len());
     let mut supervisors = JoinSet::new();
@@ -94,7 +101,12 @@ pub async fn run(config: Config) -> ExitCode {
             stream,
             health: health.clone(),
             attach: attach_tx.clone(),
+            sink: sink.clone(),
+            store: store.clone(),
             slot_seen: false,
+            recreate_requested: false,
+            marker: None,
+            progress: marker::Progress::default(),
         };
         supervisors.spawn(supervisor.run(stop.subscribe()));
     }

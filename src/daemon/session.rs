@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::control::PgControl;
+use super::marker;
 use super::supervisor::{Failing, Supervisor, pause};
 use crate::health::Role;
 use crate::leader::{Candidate, LeaderLock};
@@ -193,46 +194,117 @@ impl Supervisor {
         }
     }
 
-    async fn ensure_slot(&self, session: &tokio_postgres::Client) -> Result<(), SessionEnd> {
-        let config = &self.config;
-        let stream = &self.stream;
+    /// Makes sure the stream has its slot, and owes no copy, before it streams.
+    ///
+    /// The slot's marker (`marker`) tells a slot never made from one that was lost: missing
+    /// with a marker, it was lost — a hard stop, or with `recreate_lost_slot` a new slot and a
+    /// backfill of the gap. Missing without one, it is created (with `on_slot_create`, together
+    /// with a copy of everything before it). Present, it simply continues.
+    async fn ensure_slot(&mut self, session: &tokio_postgres::Client) -> Result<(), SessionEnd> {
+        let config = self.config.clone();
+        let stream = self.stream.clone();
         let slot = stream.slot.clone();
-        let may_create =
-            stream.source.create_slot && (!self.slot_seen || config.postgres.recreate_lost_slot);
-        let state = setup::ensure_slot(session, stream, may_create)
+        let clickhouse = |e: String| SessionEnd::Retry {
+            cause: "clickhouse",
+            error: e,
+        };
+        let postgres = |e: setup::SetupError| SessionEnd::Retry {
+            cause: "postgres",
+            error: e.to_string(),
+        };
+        self.store
+            .ensure()
             .await
-            .map_err(|e| SessionEnd::Retry {
-                cause: "postgres",
-                error: e.to_string(),
-            })?;
-        match state {
-            SlotState::Created { lsn } => {
-                tracing::warn!(
+            .map_err(|e| clickhouse(e.to_string()))?;
+        let mut marker = marker::read(&self.store, &stream)
+            .await
+            .map_err(clickhouse)?;
+        let state = setup::ensure_slot(session, &stream, false)
+            .await
+            .map_err(postgres)?;
+        let lost = match state {
+            SlotState::Exists { wal_status } if wal_status.as_deref() == Some("lost") => {
+                if !config.postgres.recreate_lost_slot {
+                    return Err(end_of(PipelineError::HardStop(HardStop::SlotInvalidated {
+                        slot,
+                    })));
+                }
+                tracing::error!(stream = %stream.name, %slot, "the slot was invalidated; recreating it (postgres.recreate_lost_slot) and backfilling the gap");
+                setup::drop_slot(session, &stream).await.map_err(postgres)?;
+                true
+            }
+            SlotState::Exists { .. } | SlotState::Created { .. } => {
+                let mut m = marker.take().unwrap_or_else(|| marker::new(&stream));
+                self.copy_pending(&mut m).await.map_err(clickhouse)?;
+                marker::write(&self.store, &stream, &m)
+                    .await
+                    .map_err(clickhouse)?;
+                self.marker = Some(m);
+                return Ok(());
+            }
+            SlotState::Missing => marker.is_some() || self.slot_seen || self.recreate_requested,
+        };
+        if lost {
+            let mut m = marker.unwrap_or_else(|| marker::new(&stream));
+            let recreate =
+                config.postgres.recreate_lost_slot || std::mem::take(&mut self.recreate_requested);
+            if !recreate {
+                let since = m.safe_since.map(|t| {
+                    marker::timestamp_text(t.saturating_sub(config.backfill.gap_margin_s))
+                });
+                return Err(SessionEnd::HardStop {
+                    kind: "slot_missing",
+                    reason: format!(
+                        "{}; once it is recreated, copy the gap: runs-replicator backfill --source {} --payloads{}",
+                        HardStop::SlotMissing { slot },
+                        stream.source.name,
+                        since
+                            .map(|t| format!(" --updated-since '{t}'"))
+                            .unwrap_or_default()
+                    ),
+                });
+            }
+            let created = setup::ensure_slot(session, &stream, true)
+                .await
+                .map_err(postgres)?;
+            tracing::error!(stream = %stream.name, %slot, ?created, "the slot was lost; created a new one; copying the runs changed in the gap");
+            m.pending = Some(self.gap(&m));
+            m.safe_since = Some(marker::unix_now());
+            marker::write(&self.store, &stream, &m)
+                .await
+                .map_err(clickhouse)?;
+            self.copy_pending(&mut m).await.map_err(clickhouse)?;
+            self.marker = Some(m);
+            return Ok(());
+        }
+        // Never made (as far as anything durable says): the first start.
+        if !stream.source.create_slot {
+            return Err(end_of(PipelineError::HardStop(HardStop::SlotMissing {
+                slot,
+            })));
+        }
+        let mut m = marker::new(&stream);
+        if config.backfill.on_slot_create {
+            self.bootstrap(&mut m).await.map_err(clickhouse)?;
+        } else {
+            match setup::ensure_slot(session, &stream, true)
+                .await
+                .map_err(postgres)?
+            {
+                SlotState::Created { lsn } => tracing::warn!(
                     stream = %stream.name,
                     %slot, %lsn,
-                    "created the replication slot: changes committed before {lsn} are not replicated: copy them with `runs-replicator backfill`"
-                );
-                Ok(())
-            }
-            SlotState::Exists { wal_status } if wal_status.as_deref() == Some("lost") => {
-                if config.postgres.recreate_lost_slot {
-                    tracing::error!(stream = %stream.name, %slot, "the slot was invalidated; recreating it (postgres.recreate_lost_slot): changes in the gap must be backfilled (`runs-replicator backfill --since <time of the last acknowledged commit>`)");
-                    setup::drop_slot(session, stream)
-                        .await
-                        .map_err(|e| SessionEnd::Retry {
-                            cause: "postgres",
-                            error: e.to_string(),
-                        })?;
-                    return Box::pin(self.ensure_slot(session)).await;
+                    "created the replication slot: changes committed before {lsn} are not replicated: copy them with `runs-replicator backfill` (or set backfill.on_slot_create)"
+                ),
+                other => {
+                    tracing::info!(stream = %stream.name, %slot, ?other, "the slot appeared meanwhile")
                 }
-                Err(end_of(PipelineError::HardStop(HardStop::SlotInvalidated {
-                    slot,
-                })))
             }
-            SlotState::Exists { .. } => Ok(()),
-            SlotState::Missing => Err(end_of(PipelineError::HardStop(HardStop::SlotMissing {
-                slot,
-            }))),
+            marker::write(&self.store, &stream, &m)
+                .await
+                .map_err(clickhouse)?;
         }
+        self.marker = Some(m);
+        Ok(())
     }
 }

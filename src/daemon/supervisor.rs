@@ -18,12 +18,16 @@ use pgwire_replication::ReplicationClient;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::control::PgControl;
+use super::marker;
 use super::session::SessionEnd;
 use crate::config::{Config, Stream, scrub};
 use crate::health::{Health, Role};
 use crate::metrics as m;
 use crate::pg::catalog;
+use crate::pipeline::control::Control;
 use crate::pipeline::replicator::Attach;
+use crate::sink::insert::ClickHouseSink;
+use crate::sink::state::StateStore;
 
 /// How a supervisor ended.
 pub enum Outcome {
@@ -37,8 +41,19 @@ pub struct Supervisor {
     pub(super) stream: Stream,
     pub(super) health: Arc<Health>,
     pub(super) attach: mpsc::Sender<Attach<ReplicationClient, PgControl>>,
-    /// The slot was streamed from in this process: if it disappears, that is a loss, not a setup.
+    /// The ClickHouse sink and state table, for the copies a stream owes (`bootstrap`) and its
+    /// slot's marker (`marker`).
+    pub(super) sink: Arc<ClickHouseSink>,
+    pub(super) store: Arc<StateStore>,
+    /// The slot was streamed from in this process: if it disappears, that is a loss, not a setup
+    /// (the marker says the same across restarts).
     pub(super) slot_seen: bool,
+    /// An operator dropped the invalidated slot this stream stopped on: that asks for a new
+    /// slot, and the worker copies the gap the lost one leaves (as with `recreate_lost_slot`).
+    pub(super) recreate_requested: bool,
+    /// The slot's marker as last read or written in this process.
+    pub(super) marker: Option<marker::Marker>,
+    pub(super) progress: marker::Progress,
 }
 
 /// Sleeps for `d` unless shutdown is requested first; returns false on shutdown.
@@ -104,9 +119,10 @@ impl Supervisor {
                     delays = reconnect_backoff();
                 }
                 SessionEnd::HardStop {
-                    kind: "slot_invalidated",
+                    kind: "slot_invalidated" | "slot_missing",
                     reason,
                 } if self.config.postgres.recreate_lost_slot => {
+                    // The next session recreates it and backfills the gap (`bootstrap`).
                     tracing::error!(stream = %self.name(), "{reason}; recreating it (postgres.recreate_lost_slot)");
                 }
                 SessionEnd::HardStop { kind, reason } => {
@@ -174,7 +190,8 @@ impl Supervisor {
 
     /// Re-checks what stopped streaming, every 3 s at first and at most every minute later, with
     /// one log line a minute: the preflight passes again; for a lost slot, an operator recreated
-    /// it (or dropped an invalidated one, which the worker then creates anew); for a change that
+    /// it (or dropped an invalidated one, which the worker then creates anew, copying the gap);
+    /// for a change that
     /// would stop the next session again, the slot was moved past it. Returns false on shutdown.
     async fn wait_until_fixed(
         &mut self,
@@ -221,7 +238,7 @@ impl Supervisor {
                 {
                     if kind == "slot_invalidated" && slot.is_none() {
                         // The operator dropped the invalidated slot: a new one is what they asked for.
-                        self.slot_seen = false;
+                        self.recreate_requested = true;
                     }
                     tracing::info!(stream = %self.name(), "fixed: preflight passes again; resuming");
                     return true;
@@ -246,27 +263,58 @@ impl Supervisor {
             .map_err(|e| e.to_string())
     }
 
-    /// Attaches a started stream to the loop and waits until the loop says how it ended.
+    /// Attaches a started stream to the loop and waits until the loop says how it ended,
+    /// refreshing the slot's marker meanwhile.
     pub(super) async fn stream_until_ended(
         &mut self,
         events: ReplicationClient,
         control: PgControl,
     ) -> SessionEnd {
-        let (ended, ended_rx) = oneshot::channel();
+        let (ended, mut ended_rx) = oneshot::channel();
+        let control = Arc::new(control);
         let attach = Attach {
             name: self.stream.name.clone(),
             slot: self.stream.slot.clone(),
             source: self.stream.source.clone(),
             events,
-            control: Arc::new(control),
+            control: control.clone(),
             ended,
+            health: Some(self.health.clone()),
         };
         if self.attach.send(attach).await.is_err() {
             return SessionEnd::Shutdown;
         }
-        match ended_rx.await {
-            Ok(Ok(())) | Err(_) => SessionEnd::Shutdown,
-            Ok(Err(e)) => super::session::end_of(e),
+        let mut refresh = tokio::time::interval(marker::REFRESH);
+        loop {
+            tokio::select! {
+                ended = &mut ended_rx => {
+                    return match ended {
+                        Ok(Ok(())) | Err(_) => SessionEnd::Shutdown,
+                        Ok(Err(e)) => super::session::end_of(e),
+                    };
+                }
+                _ = refresh.tick() => self.refresh_marker(&control).await,
+            }
+        }
+    }
+
+    /// Records how far the slot is safe (see `marker`). A failure only delays the record.
+    async fn refresh_marker(&mut self, control: &PgControl) {
+        let Ok(Some(reading)) = control.slot().await else {
+            return;
+        };
+        let mut marker = self
+            .marker
+            .clone()
+            .unwrap_or_else(|| marker::new(&self.stream));
+        if let Some(safe) = self.progress.observe(marker::unix_now(), &reading) {
+            marker.safe_since = Some(safe);
+        }
+        match marker::write(&self.store, &self.stream, &marker).await {
+            Ok(()) => self.marker = Some(marker),
+            Err(e) => {
+                tracing::debug!(stream = %self.name(), error = %e, "could not refresh the slot's marker")
+            }
         }
     }
 }

@@ -57,6 +57,11 @@ impl SourceState {
         }
     }
 
+    /// Changes of some table are being repaired: its Relation said its rows are incomplete.
+    pub fn repairing(&self) -> bool {
+        self.relations.has_defects()
+    }
+
     /// Opens a transaction (a Begin).
     pub fn begin(&mut self, xid: u32, final_lsn: u64) {
         self.txn = Some(Transaction::new(xid, final_lsn));

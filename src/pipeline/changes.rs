@@ -10,10 +10,11 @@
 //! Rows without organizationId or environmentType produce nothing and are counted.
 
 use super::transaction::Transaction;
-use crate::rows::{Col, SourceRow};
+use crate::metrics as m;
+use crate::rows::{Col, RunRow, SourceRow};
 use crate::source::pgoutput::{OldTuple, OldTupleKind, Tuple};
 use crate::source::relation::{RelationError, TableBinding};
-use crate::transform::{self, SkipReason, TransformError, TransformOptions};
+use crate::transform::{self, EmptiedField, SkipReason, TransformError, TransformOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -83,8 +84,21 @@ pub fn add_row(
     };
     match transform::run_row(row, deleted, s.transform) {
         Ok(run) => {
-            if with_payload && s.payloads {
-                txn.add_payload(transform::payload_row(row).map_err(fail)?);
+            let payload = if with_payload && s.payloads {
+                Some(transform::payload_row(row).map_err(fail)?)
+            } else {
+                None
+            };
+            // A tombstone's fields are never read; its live row was reported when it came.
+            if !deleted {
+                report_emptied(
+                    binding,
+                    &run,
+                    &transform::emptied_fields(row, &run, payload.as_ref()),
+                );
+            }
+            if let Some(payload) = payload {
+                txn.add_payload(payload);
             }
             txn.add_row(binding.generation, run);
         }
@@ -92,6 +106,23 @@ pub fn add_row(
         Err(e) => return Err(fail(e)),
     }
     Ok(())
+}
+
+/// One WARN line per emptied field, with the run and the reason (upstream logs these too), and
+/// `runs_replicator_fields_emptied_total`: the value itself is not logged (it may be megabytes,
+/// and it is the customer's data).
+fn report_emptied(binding: &TableBinding, run: &RunRow, fields: &[EmptiedField]) {
+    for f in fields {
+        metrics::counter!(m::FIELDS_EMPTIED, "column" => f.column, "reason" => f.reason.label())
+            .increment(1);
+        tracing::warn!(
+            table = %binding.table,
+            run_id = %run.run_id,
+            column = f.column,
+            reason = f.reason.label(),
+            "stored {{}} for a JSON field the transform cannot pass on"
+        );
+    }
 }
 
 /// The columns that make up a run's ClickHouse identity (the ORDER BY key).

@@ -184,6 +184,11 @@ impl CollapsedRows {
         }
     }
 
+    /// Whether a row with `row`'s ClickHouse key is here.
+    pub fn contains_key(&mut self, row: &RunRow) -> bool {
+        self.position(row).is_some()
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }

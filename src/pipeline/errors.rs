@@ -28,8 +28,8 @@ pub enum HardStop {
     Decode(#[from] DecodeError),
     #[error(
         "replication slot {slot} was invalidated (wal_status = lost): Postgres removed WAL it still needed; \
-         drop it (SELECT pg_drop_replication_slot('{slot}')) and the worker creates a new one; \
-         then backfill the runs changed in the gap"
+         drop it (SELECT pg_drop_replication_slot('{slot}')): the worker then creates a new one and \
+         copies the runs changed in the gap (postgres.recreate_lost_slot = true does both without asking)"
     )]
     SlotInvalidated { slot: String },
     #[error(

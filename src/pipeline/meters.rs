@@ -33,6 +33,12 @@ pub struct StreamMeters {
     pub acknowledged_lsn: metrics::Gauge,
     /// Per table (plain name): the changes counters for insert, update, delete.
     changes: Vec<(String, [metrics::Counter; 3])>,
+    /// Changes replayed through a repair (their table was incomplete when they were made).
+    pub repaired: metrics::Counter,
+    repair_lookups: metrics::Counter,
+    repair_lookup_runs: metrics::Counter,
+    repair_tombstones: metrics::Counter,
+    repair_lookup_seconds: metrics::Histogram,
 }
 
 impl StreamMeters {
@@ -43,8 +49,22 @@ impl StreamMeters {
             received_lsn: metrics::gauge!(m::RECEIVED_LSN, "source" => source.clone()),
             acknowledged_lsn: metrics::gauge!(m::ACKNOWLEDGED_LSN, "source" => source.clone()),
             changes: Vec::new(),
+            repaired: metrics::counter!(m::REPAIRED_CHANGES, "source" => source.clone()),
+            repair_lookups: metrics::counter!(m::REPAIR_LOOKUPS, "source" => source.clone()),
+            repair_lookup_runs: metrics::counter!(m::REPAIR_LOOKUP_RUNS, "source" => source.clone()),
+            repair_tombstones: metrics::counter!(m::REPAIR_TOMBSTONES, "source" => source.clone()),
+            repair_lookup_seconds: metrics::histogram!(m::REPAIR_LOOKUP_SECONDS, "source" => source.clone()),
             source,
         }
+    }
+
+    /// One batched lookup of a repair: how many runs it read, how many rows it tombstoned, and
+    /// how long it took (the flush before it included).
+    pub fn repair_lookup(&self, runs: usize, tombstoned: usize, took: std::time::Duration) {
+        self.repair_lookups.increment(1);
+        self.repair_lookup_runs.increment(runs as u64);
+        self.repair_tombstones.increment(tombstoned as u64);
+        self.repair_lookup_seconds.record(took.as_secs_f64());
     }
 
     /// The changes counter of `table` and `op`.

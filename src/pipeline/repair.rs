@@ -11,13 +11,19 @@
 //!   the change, but every later change is still ahead in the stream, so the final state is
 //!   right. If the row is gone, a later DELETE in the stream supersedes the change, which is
 //!   skipped.
-//! - a DELETE (or a key change) tombstones the rows of that run that the sink shows, after
-//!   everything before it has been stored.
+//! - a DELETE, or an UPDATE whose old row the stream does not carry whole, may leave rows of
+//!   the run in ClickHouse under a key the stream cannot name (a deleted run's, or the old key
+//!   of a run whose organization, project, environment or createdAt changed). The run is marked
+//!   for a lookup; before the transaction's rows are handed over, [`resolve`] waits until
+//!   everything before is stored, reads the marked runs from the sink in one query, and
+//!   tombstones every row under a key the transaction holds no row for. One flush and one read
+//!   per transaction (or spilled part), however many changes it repairs.
 
 use super::apply::SourceState;
-use super::changes::{ChangeError, IDENTITY};
+use super::changes::ChangeError;
 use super::control::Control;
 use super::errors::{HardStop, PipelineError};
+use super::meters::StreamMeters;
 use super::sink::Sink;
 use super::writer::{Acks, BatchWriter};
 use crate::rows::{Col, SourceRow};
@@ -48,30 +54,14 @@ pub async fn defect(
 }
 
 /// The pieces of the loop a repair works with.
-pub struct Repair<'a, S: Sink, C: Control> {
-    /// The stream whose change this is.
-    pub stream: u64,
+pub struct Repair<'a, C: Control> {
     pub state: &'a mut SourceState,
-    pub writer: &'a mut BatchWriter<S>,
     pub control: &'a C,
-    /// Positions that became acknowledgeable while the repair waited for the writes before it.
-    pub acks: Acks,
 }
 
-impl<'a, S: Sink, C: Control> Repair<'a, S, C> {
-    pub fn new(
-        stream: u64,
-        state: &'a mut SourceState,
-        writer: &'a mut BatchWriter<S>,
-        control: &'a C,
-    ) -> Self {
-        Repair {
-            stream,
-            state,
-            writer,
-            control,
-            acks: Acks::new(),
-        }
+impl<'a, C: Control> Repair<'a, C> {
+    pub fn new(state: &'a mut SourceState, control: &'a C) -> Self {
+        Repair { state, control }
     }
 
     /// A change of a table whose stream shape is incomplete.
@@ -92,28 +82,26 @@ impl<'a, S: Sink, C: Control> Repair<'a, S, C> {
                     .as_ref()
                     .filter(|o| o.kind == OldTupleKind::Full)
                     .map(|o| &o.tuple);
-                let new_id = binding.run_id(&u.new).map(str::to_string);
-                if let Some(old) = &u.old {
-                    let old_id = binding.run_id(&old.tuple).map(str::to_string);
-                    let identity_changed = match old_full {
-                        Some(old) => {
-                            let (before, _) = binding.row_partial(old, None)?;
-                            let (after, _) = binding.row_partial(&u.new, Some(old))?;
-                            IDENTITY.iter().any(|c| before.get(*c) != after.get(*c))
-                        }
-                        None => old_id != new_id,
-                    };
-                    if identity_changed && let Some(old_id) = old_id {
-                        self.tombstone_run(binding, &old_id).await?;
-                    }
+                // Without the full old row, the stream does not say whether the run's identity
+                // (organization, project, environment, createdAt) changed: whatever ClickHouse
+                // shows of the run under another key is looked up before the commit.
+                if let Some(old) = &u.old
+                    && let Some(old_id) = binding.run_id(&old.tuple)
+                    && binding.run_id(&u.new) != Some(old_id)
+                {
+                    let old_id = old_id.to_string();
+                    self.tombstone_run(binding, &old_id);
                 }
                 if let Some(values) = self.complete(binding, &u.new, old_full).await? {
                     self.add(binding, &values, false)?;
+                    if let Some(id) = binding.run_id(&u.new) {
+                        self.look_up_later(binding, id);
+                    }
                 }
             }
             Message::Delete(d) => {
                 if let Some(id) = binding.run_id(&d.old.tuple).map(str::to_string) {
-                    self.tombstone_run(binding, &id).await?;
+                    self.tombstone_run(binding, &id);
                 }
             }
             _ => {}
@@ -172,28 +160,62 @@ impl<'a, S: Sink, C: Control> Repair<'a, S, C> {
         self.state.add_completed(binding, &row, insert)
     }
 
-    /// Tombstones every row of run `id` that this transaction or the sink shows, after
-    /// everything received before it has been stored.
-    async fn tombstone_run(
-        &mut self,
-        binding: &TableBinding,
-        id: &str,
-    ) -> Result<(), PipelineError> {
-        let mut rows = self
-            .state
-            .txn()
-            .map(|t| t.visible_rows(id))
-            .unwrap_or_default();
-        self.acks.extend(self.writer.flush_and_wait().await?);
-        rows.extend(self.writer.sink().visible_rows(id).await?);
+    /// Tombstones the rows of run `id` this transaction holds now, and marks the run for a
+    /// lookup of what the sink shows ([`resolve`]).
+    fn tombstone_run(&mut self, binding: &TableBinding, id: &str) {
         let txn = self
             .state
             .txn_mut()
             .expect("a change is inside a transaction");
-        for mut row in rows {
+        for mut row in txn.visible_rows(id) {
             row._is_deleted = 1;
             txn.add_row(binding.generation, row);
         }
-        Ok(())
+        txn.look_up_later(id, binding.generation);
     }
+
+    /// Marks run `id` for a lookup when this transaction holds a row of it (the transform may
+    /// have skipped it; then what ClickHouse shows stays as it is, as upstream leaves it).
+    fn look_up_later(&mut self, binding: &TableBinding, id: &str) {
+        let txn = self
+            .state
+            .txn_mut()
+            .expect("a change is inside a transaction");
+        if !txn.visible_rows(id).is_empty() {
+            txn.look_up_later(id, binding.generation);
+        }
+    }
+}
+
+/// The lookups repaired changes of the open transaction asked for, done together: once
+/// everything received before is stored, one read of the sink for all those runs, and a
+/// tombstone for each row it shows under a key the transaction holds no row for. Called before
+/// the transaction's rows are handed over (its commit, or a spilled part). Returns positions
+/// that became acknowledgeable while it waited.
+pub async fn resolve<S: Sink>(
+    state: &mut SourceState,
+    writer: &mut BatchWriter<S>,
+    meters: &StreamMeters,
+) -> Result<Acks, PipelineError> {
+    let Some(lookups) = state
+        .txn_mut()
+        .map(|t| t.take_lookups())
+        .filter(|l| !l.is_empty())
+    else {
+        return Ok(Acks::new());
+    };
+    let started = std::time::Instant::now();
+    let acks = writer.flush_and_wait().await?;
+    let ids: Vec<String> = lookups.keys().cloned().collect();
+    let shown = writer.sink().visible_rows(&ids).await?;
+    let txn = state.txn_mut().expect("checked above");
+    let tombstoned = txn.tombstone_stale(&lookups, shown);
+    meters.repair_lookup(ids.len(), tombstoned, started.elapsed());
+    tracing::debug!(
+        runs = ids.len(),
+        tombstoned,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "looked up the runs repaired changes may have left stale rows of"
+    );
+    Ok(acks)
 }

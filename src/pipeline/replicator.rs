@@ -42,6 +42,7 @@ use super::repair::{self, Repair};
 use super::sink::Sink;
 use super::writer::{Acks, BatchWriter};
 use crate::config::{Config, Source};
+use crate::health::Health;
 use crate::metrics as m;
 use crate::source::pgoutput;
 use crate::source::stream::EventStream;
@@ -49,6 +50,9 @@ use crate::source::stream::EventStream;
 /// Events of one stream handled in a row before the loop looks at timers, inserts, other
 /// streams and shutdown again.
 const BURST: usize = 256;
+
+/// How often `/readyz` hears how far a repair got.
+const REPAIR_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a shutdown waits for the last writes. A sink may wait out a ClickHouse outage
 /// indefinitely; a stopping worker does not: what is not stored stays in the slots.
@@ -67,6 +71,9 @@ pub struct Attach<E, C> {
     pub control: Arc<C>,
     /// Told how the session ended: a graceful stop or why it failed.
     pub ended: oneshot::Sender<Ended>,
+    /// Where the loop reports the stream's repair progress for `/readyz` (none in tests that
+    /// do not look at it).
+    pub health: Option<Arc<Health>>,
 }
 
 /// An attached stream.
@@ -84,6 +91,65 @@ struct Attached<E, C> {
     /// The walsender is sending a backlog: its last change was sent more than `flush_interval`
     /// after its transaction committed (both times by the server's clock).
     behind: bool,
+    health: Option<Arc<Health>>,
+    /// Changes repaired since the stream started replaying an incomplete table's changes.
+    repair: Option<RepairEpisode>,
+}
+
+/// A stretch of repaired changes, reported to `/readyz` about once a second.
+struct RepairEpisode {
+    repaired: u64,
+    /// When `/readyz` last heard; `None` before the first report.
+    reported: Option<Instant>,
+    /// A change of the open transaction was repaired.
+    in_txn: bool,
+}
+
+impl<E, C> Attached<E, C> {
+    /// One more change repaired.
+    fn repaired(&mut self) {
+        self.meters.repaired.increment(1);
+        let episode = self.repair.get_or_insert(RepairEpisode {
+            repaired: 0,
+            reported: None,
+            in_txn: false,
+        });
+        episode.repaired += 1;
+        episode.in_txn = true;
+        if episode
+            .reported
+            .is_none_or(|t| t.elapsed() >= REPAIR_REPORT_EVERY)
+        {
+            episode.reported = Some(Instant::now());
+            if let Some(h) = &self.health {
+                h.set_repair(&self.name, Some(episode.repaired));
+            }
+        }
+    }
+
+    /// After a commit, or idle: the episode ends once every table's rows are complete again,
+    /// or a transaction needed no repair, or the stream caught up.
+    fn repair_done_unless(&mut self, still: bool) {
+        let Some(episode) = &mut self.repair else {
+            return;
+        };
+        if still && std::mem::take(&mut episode.in_txn) && self.state.repairing() {
+            if let Some(h) = &self.health {
+                h.set_repair(&self.name, Some(episode.repaired));
+            }
+            return;
+        }
+        let repaired = episode.repaired;
+        self.repair = None;
+        tracing::info!(
+            stream = %self.name,
+            repaired,
+            "repaired the changes made while a table could not be replicated completely"
+        );
+        if let Some(h) = &self.health {
+            h.set_repair(&self.name, None);
+        }
+    }
 }
 
 /// Resolves at `at`, and then only once the replication readers had their turn. The loop polls
@@ -254,6 +320,8 @@ impl<S: Sink> Replicator<S> {
             watch,
             commit_time: 0,
             behind: false,
+            health: new.health,
+            repair: None,
         }
     }
 
@@ -365,10 +433,10 @@ impl<S: Sink> Replicator<S> {
                         repair::defect(&*stream.control, &binding, defect).await?
                     }
                     Applied::Repair(binding) => {
-                        let mut repair =
-                            Repair::new(id, &mut stream.state, &mut self.writer, &*stream.control);
-                        repair.change(&binding, &message).await?;
-                        acks.extend(repair.acks);
+                        Repair::new(&mut stream.state, &*stream.control)
+                            .change(&binding, &message)
+                            .await?;
+                        stream.repaired();
                     }
                 }
                 acks.extend(self.spill_if_large(stream).await?);
@@ -383,12 +451,17 @@ impl<S: Sink> Replicator<S> {
                     .meters
                     .received_lsn
                     .set(m::lsn_value(end_lsn.as_u64()));
+                acks.extend(
+                    repair::resolve(&mut stream.state, &mut self.writer, &stream.meters).await?,
+                );
                 if stream.state.txn().is_some_and(|t| t.is_spilled()) {
-                    // The rest of a spilled transaction shares its parts' version: with equal
-                    // versions ClickHouse keeps the row inserted last, so it goes in after them.
+                    // The rest of a spilled transaction goes in after its parts. Its version is
+                    // above theirs anyway; parts past `SPILL_VERSIONS` share one, and with equal
+                    // versions ClickHouse keeps the row inserted last.
                     acks.extend(self.writer.wait_for_inflight().await?);
                 }
                 let committed = stream.state.commit(end_lsn.as_u64(), commit_time_micros)?;
+                stream.repair_done_unless(true);
                 if let Some(lsn) = self.writer.add(id, committed) {
                     acks.push((id, lsn));
                 }
@@ -397,10 +470,11 @@ impl<S: Sink> Replicator<S> {
                 // The walsender sends a keepalive when it waits for more WAL (or to ask for a
                 // reply): it has sent everything it had.
                 stream.behind = false;
-                if stream.state.txn().is_none()
-                    && let Some(lsn) = self.writer.idle_at(id, wal_end.as_u64())
-                {
-                    acks.push((id, lsn));
+                if stream.state.txn().is_none() {
+                    stream.repair_done_unless(false);
+                    if let Some(lsn) = self.writer.idle_at(id, wal_end.as_u64()) {
+                        acks.push((id, lsn));
+                    }
                 }
             }
             ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
@@ -409,8 +483,10 @@ impl<S: Sink> Replicator<S> {
     }
 
     /// Bounds the memory of one transaction: past `max_rows` rows or a batch's share of
-    /// `max_bytes`, the rows so far are inserted before the Commit arrives (see `pipeline::transaction`). Parts of one transaction share a
-    /// version, so each waits for everything in flight: ClickHouse keeps the row inserted last.
+    /// `max_bytes`, the rows so far are inserted before the Commit arrives (see
+    /// `pipeline::transaction`). Each part has a higher version than the one before (up to
+    /// `SPILL_VERSIONS` parts; later ones share the last), and waits for everything in flight,
+    /// so parts also land in order.
     async fn spill_if_large<E, C>(
         &mut self,
         stream: &mut Attached<E, C>,
@@ -422,7 +498,8 @@ impl<S: Sink> Replicator<S> {
         {
             return Ok(Acks::new());
         }
-        let acks = self.writer.wait_for_inflight().await?;
+        let mut acks = repair::resolve(&mut stream.state, &mut self.writer, &stream.meters).await?;
+        acks.extend(self.writer.wait_for_inflight().await?);
         let txn = stream.state.txn_mut().expect("checked above");
         let (rows, payloads) = txn.spill();
         tracing::debug!(

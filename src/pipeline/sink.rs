@@ -60,10 +60,12 @@ pub trait Sink: Send + Sync + 'static {
         payloads: &[PayloadRow],
     ) -> impl Future<Output = Result<Written, SinkError>> + Send;
 
-    /// The rows of `run_id` that a reader sees now (ClickHouse: under `FINAL`), tombstones
-    /// excluded. Repairs tombstone them when the stream cannot say which rows a change removed.
+    /// The rows of the runs `run_ids` that a reader sees now (ClickHouse: under `FINAL`),
+    /// tombstones excluded, in any order. Repairs tombstone those the stream cannot say a change
+    /// removed. One call per batch of runs, answered within the sink's read timeout (an `Err`
+    /// otherwise): the caller asks once per transaction, not once per change.
     fn visible_rows(
         &self,
-        run_id: &str,
+        run_ids: &[String],
     ) -> impl Future<Output = Result<Vec<RunRow>, SinkError>> + Send;
 }

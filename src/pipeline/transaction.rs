@@ -6,13 +6,27 @@
 //! generation until then and are stamped in [`Transaction::commit`].
 //!
 //! A transaction too large to hold (more rows than a batch) is spilled: its rows so far are
-//! stamped and handed over before the Commit arrives. Their version then uses the LSN of the
-//! commit record plus one, known from Begin, instead of its end: both lie strictly between the
-//! end of the previous transaction's commit record and the end of this one's, so the version
-//! orders the same way against every other transaction.
+//! stamped and handed over before the Commit arrives, as parts. Part `k` gets the commit record's
+//! LSN (known from Begin) plus `1 + k`, and the rows left at the Commit get its end LSN. All of
+//! these lie strictly between the end of the previous transaction's commit record and the end
+//! of this one's, so they order the same way against every other transaction; and inside the
+//! transaction each later state has a higher version than every earlier one. So no intermediate
+//! state can win under `FINAL`, whatever the order its insert lands in: an insert whose client
+//! gave up but which the server committed later (after the next part) loses on its version,
+//! not on timing. The room is the commit record's size: at least 40 bytes in PostgreSQL (a
+//! 24-byte record header, a 2-byte data header and the 8-byte commit time, aligned to 8), so
+//! parts use at most [`SPILL_VERSIONS`] of it; parts past that share the last one (a transaction
+//! of more than 32 batches) and rely on landing in order, which the pipeline waits for.
+
+use std::collections::BTreeMap;
 
 use super::collapse::{CollapsedRows, payload_bytes};
 use crate::rows::{PayloadRow, RunRow};
+
+/// Distinct versions spilled parts may use after the commit record's LSN: fewer than the
+/// smallest commit record (40 bytes), so the rows left at the Commit, stamped with its end,
+/// stay above every part.
+pub const SPILL_VERSIONS: u64 = 32;
 
 /// `_version` holds the LSN in its low 56 bits; the top 8 hold the generation.
 const LSN_MASK: u64 = (1 << 56) - 1;
@@ -42,14 +56,18 @@ pub struct Transaction {
     pub xid: u32,
     /// LSN of the commit record, from Begin.
     final_lsn: u64,
-    /// Rows were handed over before the Commit; all of them use the spilled version.
-    spilled: bool,
+    /// Parts handed over before the Commit (spilled).
+    parts: u64,
     rows: CollapsedRows,
     payloads: Vec<PayloadRow>,
     /// [`payload_bytes`] of `payloads`.
     payloads_bytes: usize,
     /// Row changes seen, including skipped ones.
     pub changes: u64,
+    /// Runs whose rows in ClickHouse a repaired change may have made stale, without saying
+    /// which: looked up together before the rows are handed over ([`Self::take_lookups`]).
+    /// Run id → the generation of the table whose change asked.
+    lookups: BTreeMap<String, u8>,
 }
 
 /// A committed transaction, its rows stamped with their versions.
@@ -75,11 +93,12 @@ impl Transaction {
         Transaction {
             xid,
             final_lsn,
-            spilled: false,
+            parts: 0,
             rows: CollapsedRows::default(),
             payloads: Vec::new(),
             payloads_bytes: 0,
             changes: 0,
+            lookups: Default::default(),
         }
     }
 
@@ -89,6 +108,40 @@ impl Transaction {
     pub fn add_row(&mut self, generation: u8, mut row: RunRow) {
         row._version = (generation as u64) << 56;
         self.rows.upsert(row);
+    }
+
+    /// Marks run `id` for a lookup: before this transaction's rows are handed over, every row
+    /// of the run that ClickHouse shows under a key this transaction holds no row for gets a
+    /// tombstone ([`Self::tombstone_stale`]).
+    pub fn look_up_later(&mut self, id: &str, generation: u8) {
+        if !self.lookups.contains_key(id) {
+            self.lookups.insert(id.to_string(), generation);
+        }
+    }
+
+    /// The runs marked by [`Self::look_up_later`] since the last call, with the generation
+    /// their tombstones get.
+    pub fn take_lookups(&mut self) -> BTreeMap<String, u8> {
+        std::mem::take(&mut self.lookups)
+    }
+
+    /// Tombstones each of `shown` (rows a reader sees now of the runs in `lookups`) whose key
+    /// this transaction holds no row for: the transaction's rows are the run's latest state,
+    /// any other key of the run is stale. Returns how many it tombstoned.
+    pub fn tombstone_stale(&mut self, lookups: &BTreeMap<String, u8>, shown: Vec<RunRow>) -> usize {
+        let mut n = 0;
+        for mut row in shown {
+            let Some(&generation) = lookups.get(&row.run_id) else {
+                continue;
+            };
+            if self.rows.contains_key(&row) {
+                continue;
+            }
+            row._is_deleted = 1;
+            self.add_row(generation, row);
+            n += 1;
+        }
+        n
     }
 
     pub fn add_payload(&mut self, payload: PayloadRow) {
@@ -115,22 +168,28 @@ impl Transaction {
     }
 
     pub fn is_spilled(&self) -> bool {
-        self.spilled
+        self.parts > 0
     }
 
-    /// Whether the spilled version (the commit LSN plus one) fits in `_version`; the commit's
-    /// end LSN is checked by [`Self::commit`]. The pipeline calls it before a change enters the
-    /// transaction, so [`Self::spill`] never meets an LSN that does not fit.
+    /// The version part `k` is stamped with (its low bits).
+    fn part_lsn(&self, k: u64) -> u64 {
+        self.final_lsn.saturating_add(1 + k.min(SPILL_VERSIONS - 1))
+    }
+
+    /// Whether every spilled version fits in `_version`; the commit's end LSN is checked by
+    /// [`Self::commit`]. The pipeline calls it before a change enters the transaction, so
+    /// [`Self::spill`] never meets an LSN that does not fit.
     pub fn check_lsn(&self) -> Result<(), LsnOverflow> {
-        version(0, self.final_lsn.saturating_add(1)).map(drop)
+        version(0, self.part_lsn(SPILL_VERSIONS)).map(drop)
     }
 
-    /// Takes the rows so far, stamped with the spilled version, for insertion before the Commit.
-    /// Only called after [`Self::check_lsn`] passed for a change of this transaction.
+    /// Takes the rows so far, stamped with the next part's version, for insertion before the
+    /// Commit. Only called after [`Self::check_lsn`] passed for a change of this transaction.
     pub fn spill(&mut self) -> (CollapsedRows, Vec<PayloadRow>) {
-        self.spilled = true;
+        let lsn = self.part_lsn(self.parts);
+        self.parts += 1;
         let mut rows = std::mem::take(&mut self.rows);
-        let stamped = Self::stamp(&mut rows, self.final_lsn.saturating_add(1));
+        let stamped = Self::stamp(&mut rows, lsn);
         debug_assert!(stamped.is_ok(), "check_lsn passed before any row was added");
         self.payloads_bytes = 0;
         (rows, std::mem::take(&mut self.payloads))
@@ -142,8 +201,11 @@ impl Transaction {
         end_lsn: u64,
         commit_time_micros: i64,
     ) -> Result<Committed, LsnOverflow> {
-        let lsn = if self.spilled {
-            self.final_lsn.saturating_add(1)
+        // Above every part (see SPILL_VERSIONS). A commit record shorter than a PostgreSQL
+        // one (never seen from a server) would put the rest at the last part's version: a tie
+        // ClickHouse breaks by insert order, which the pipeline keeps.
+        let lsn = if self.is_spilled() {
+            end_lsn.max(self.part_lsn(self.parts.saturating_sub(1)))
         } else {
             end_lsn
         };

@@ -390,4 +390,17 @@ fn a_shard_publication_needs_its_row_filter() {
         m.row_filter = true;
     }
     assert!(all_pass(&verdicts::publication(&shard, Some(&p))));
+
+    // Missing, with create_publication off: the fix creates it with the shard's filter.
+    let mut source = (*shard.source).clone();
+    source.create_publication = false;
+    let shard = std::sync::Arc::new(source).streams().remove(1);
+    let c = verdicts::publication(&shard, None);
+    let fix = c[0].fix.as_deref().unwrap();
+    assert_eq!(
+        fix.matches("WHERE ((hashtext(id) & 2147483647) % 2 = 1)")
+            .count(),
+        2,
+        "both tables filtered: {fix}"
+    );
 }

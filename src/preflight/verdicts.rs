@@ -147,10 +147,15 @@ pub fn publication(stream: &Stream, reading: Option<&PublicationReading>) -> Vec
     let pg = &stream.source;
     let name = quote_ident(&stream.publication);
     let target = format!("publication {name}");
+    // A shard's publication needs its row filter on every table.
+    let filter = stream
+        .shard
+        .map(|s| format!(" WHERE ({})", s.row_filter()))
+        .unwrap_or_default();
     let all_tables = pg
         .tables
         .iter()
-        .map(|t| qualified(&pg.schema, t))
+        .map(|t| format!("{}{filter}", qualified(&pg.schema, t)))
         .collect::<Vec<_>>()
         .join(", ");
     let Some(p) = reading else {

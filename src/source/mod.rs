@@ -1,6 +1,7 @@
 //! The Postgres side of the data path: the replication stream, the pgoutput decoder, the
 //! relation cache, and the publication and slot the stream reads from.
 
+pub mod exported_slot;
 pub mod pgoutput;
 pub mod relation;
 pub mod setup;

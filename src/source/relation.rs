@@ -157,6 +157,13 @@ impl RelationCache {
         }
     }
 
+    /// Some replicated table's rows would be incomplete (its changes are being repaired).
+    pub fn has_defects(&self) -> bool {
+        self.by_oid
+            .values()
+            .any(|b| b.as_ref().is_some_and(|b| b.defect.is_some()))
+    }
+
     /// The name of a relation in messages (for TRUNCATE of tables that are not replicated, too).
     pub fn is_known(&self, oid: u32) -> bool {
         self.by_oid.contains_key(&oid)

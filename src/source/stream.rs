@@ -111,7 +111,7 @@ pub enum StreamError {
 }
 
 impl StreamError {
-    fn classify(stream: &Stream, e: pgwire_replication::PgWireError) -> StreamError {
+    pub(crate) fn classify(stream: &Stream, e: pgwire_replication::PgWireError) -> StreamError {
         let slot = stream.slot.clone();
         let detail = e
             .to_string()
@@ -141,9 +141,9 @@ impl StreamError {
     }
 }
 
-/// Opens `stream`'s replication connection and waits until the server accepted
-/// START_REPLICATION. The stream resumes at the slot's confirmed position.
-pub async fn start(config: &Config, stream: &Stream) -> Result<ReplicationClient, StreamError> {
+/// The replication connection settings of `stream`: its server, slot and publication, TLS,
+/// status interval, and the pinned text rendering.
+pub(crate) fn replication_config(config: &Config, stream: &Stream) -> ReplicationConfig {
     let url = &stream.source.url;
     let tls = match url.tls_mode() {
         SslMode::Disable => TlsConfig::disabled(),
@@ -157,7 +157,7 @@ pub async fn start(config: &Config, stream: &Stream) -> Result<ReplicationClient
             TlsConfig::verify_full(url.sslrootcert.clone()).with_sni_hostname(url.host.clone())
         }
     };
-    let cfg = ReplicationConfig::new(
+    ReplicationConfig::new(
         url.host.clone(),
         url.user.clone(),
         url.password.expose().to_string(),
@@ -172,7 +172,14 @@ pub async fn start(config: &Config, stream: &Stream) -> Result<ReplicationClient
     // The first stage of backpressure, and memory the byte bound does not see: see `event_buffer`.
     .with_buffer_size(event_buffer(config))
     .with_options(PINNED_OPTIONS)
-    .with_application_name(APPLICATION_NAME);
+    .with_application_name(APPLICATION_NAME)
+}
+
+/// Opens `stream`'s replication connection and waits until the server accepted
+/// START_REPLICATION. The stream resumes at the slot's confirmed position.
+pub async fn start(config: &Config, stream: &Stream) -> Result<ReplicationClient, StreamError> {
+    let url = &stream.source.url;
+    let cfg = replication_config(config, stream);
     let timeout = config.connect_timeout_of(url);
     let connect = async {
         let mut client = ReplicationClient::connect(cfg).await?;

@@ -124,11 +124,15 @@ pub fn xlog(data: Bytes) -> ReplicationEvent {
     }
 }
 
+/// The size of the commit records the feed makes: PostgreSQL's smallest (a 24-byte record header,
+/// a 2-byte data header and the 8-byte commit time, aligned to 8).
+pub const COMMIT_RECORD: u64 = 40;
+
 /// The Commit of a transaction whose commit record is at `commit_lsn`.
 pub fn commit(commit_lsn: u64) -> ReplicationEvent {
     ReplicationEvent::Commit {
         lsn: Lsn::from_u64(commit_lsn),
-        end_lsn: Lsn::from_u64(commit_lsn + 1),
+        end_lsn: Lsn::from_u64(commit_lsn + COMMIT_RECORD),
         commit_time_micros: 0,
     }
 }

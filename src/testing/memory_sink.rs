@@ -21,6 +21,10 @@ pub enum Fault {
     Fail(String),
     /// Waits until the [`Gate`] opens, then stores.
     Hang(Gate),
+    /// Stores and succeeds, and stores the same rows once more when the [`Gate`] opens: an
+    /// attempt the client gave up on (a timeout) and retried, which the server committed
+    /// after all, later than anything written meanwhile.
+    LandsAgainLater(Gate),
 }
 
 /// Holds back a hanging write until [`Gate::open`].
@@ -52,6 +56,8 @@ struct Inner {
     refused: Vec<String>,
     /// Writes started, including failed and hanging ones.
     started: usize,
+    /// Calls of `visible_rows`.
+    lookups: usize,
 }
 
 #[derive(Default, Clone)]
@@ -92,6 +98,11 @@ impl MemorySink {
     }
 
     /// Writes that started, including failed and still hanging ones.
+    /// How many times `visible_rows` was asked (repairs batch their lookups per transaction).
+    pub fn lookups(&self) -> usize {
+        self.lock().lookups
+    }
+
     pub fn started(&self) -> usize {
         self.lock().started
     }
@@ -160,6 +171,20 @@ impl Sink for MemorySink {
         match fault {
             Some(Fault::Hang(gate)) => gate.0.notified().await,
             Some(Fault::Fail(reason)) => failed = Some(reason),
+            Some(Fault::LandsAgainLater(gate)) => {
+                let late = Write {
+                    runs: runs.to_vec(),
+                    payloads: payloads.to_vec(),
+                    stored: true,
+                    started,
+                };
+                let sink = self.clone();
+                tokio::spawn(async move {
+                    gate.0.notified().await;
+                    sink.lock().writes.push(late);
+                    sink.stored.notify_waiters();
+                });
+            }
             None => {}
         }
         let mut inner = self.lock();
@@ -205,11 +230,12 @@ impl Sink for MemorySink {
         Ok(written)
     }
 
-    async fn visible_rows(&self, run_id: &str) -> Result<Vec<RunRow>, SinkError> {
+    async fn visible_rows(&self, run_ids: &[String]) -> Result<Vec<RunRow>, SinkError> {
+        self.lock().lookups += 1;
         Ok(self
             .final_rows()
             .into_values()
-            .filter(|r| r.run_id == run_id)
+            .filter(|r| run_ids.contains(&r.run_id))
             .collect())
     }
 }

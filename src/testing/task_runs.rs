@@ -91,6 +91,16 @@ pub fn update(oid: u32, old: &RunValues, new: &RunValues) -> Bytes {
     }))
 }
 
+/// An UPDATE without an old row, as REPLICA IDENTITY DEFAULT sends it when the key did not
+/// change (the run's other identity columns may have).
+pub fn update_without_old(oid: u32, new: &RunValues) -> Bytes {
+    encode(&Message::Update(Update {
+        relation_id: oid,
+        old: None,
+        new: text_tuple(&new.0),
+    }))
+}
+
 /// A DELETE with the whole old row (REPLICA IDENTITY FULL).
 pub fn delete(oid: u32, old: &RunValues) -> Bytes {
     encode(&Message::Delete(Delete {

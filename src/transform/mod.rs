@@ -24,7 +24,7 @@ mod superjson;
 mod values;
 
 use crate::rows::{Col, PayloadRow, RunRow, SourceRow};
-pub use packet::prepare_json;
+pub use packet::{Emptied, prepare_json};
 pub use values::{TIMESTAMP_INFINITY_MS, TIMESTAMP_NEG_INFINITY_MS};
 
 /// Switches of the transform that come from configuration.
@@ -197,6 +197,43 @@ pub fn payload_row(row: &SourceRow<'_>) -> Result<PayloadRow, TransformError> {
         created_at: required_timestamp(row, Col::CreatedAt)?,
         payload: prepare_json(row.get(Col::Payload), row.get(Col::PayloadType)),
     })
+}
+
+/// A JSON field of a transformed row that holds no data although its source value was there.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct EmptiedField {
+    /// The ClickHouse column.
+    pub column: &'static str,
+    pub reason: Emptied,
+}
+
+/// The JSON fields of `run` (and `payload`) the transform emptied, and why. Cheap when there
+/// are none: only a field stored empty is looked at again.
+pub fn emptied_fields(
+    row: &SourceRow<'_>,
+    run: &RunRow,
+    payload: Option<&PayloadRow>,
+) -> Vec<EmptiedField> {
+    let mut out = Vec::new();
+    let mut check = |column, stored: &str, empty: &str, why: &dyn Fn() -> Option<Emptied>| {
+        if stored == empty
+            && let Some(reason) = why()
+        {
+            out.push(EmptiedField { column, reason });
+        }
+    };
+    check("output", &run.output, "{}", &|| {
+        packet::why_json_emptied(row.get(Col::Output), row.get(Col::OutputType))
+    });
+    check("error", &run.error, r#"{"data":null}"#, &|| {
+        packet::why_error_emptied(row.get(Col::Error))
+    });
+    if let Some(p) = payload {
+        check("payload", &p.payload, "{}", &|| {
+            packet::why_json_emptied(row.get(Col::Payload), row.get(Col::PayloadType))
+        });
+    }
+    out
 }
 
 /// `(organizationId, environmentType)`, or the reason the row is skipped.

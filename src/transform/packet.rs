@@ -122,6 +122,69 @@ pub fn prepare_error(error: Option<&str>) -> Result<String, Reject> {
     }
 }
 
+/// Why the transform stored no data (`{}`, or `{"data":null}` for `error`) for a value that
+/// was there. A plain text type (`text/plain`) is not one: upstream never stores those.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Emptied {
+    /// Upstream's `detectBadJsonStrings` fired (upstream logs "Detected bad JSON strings").
+    BadJsonStrings,
+    /// Not JSON `JSON.parse` accepts (upstream logs "Error parsing packet").
+    NotJson,
+    /// A lone UTF-16 surrogate escape the byte scan misses; ClickHouse would refuse it.
+    LoneSurrogate,
+    /// Nested deeper than ClickHouse can store.
+    TooDeep,
+    /// `application/super+json` that superjson cannot read.
+    UnreadableSuperJson,
+}
+
+impl Emptied {
+    /// The `reason` label of `runs_replicator_fields_emptied_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Emptied::BadJsonStrings => "bad_json_strings",
+            Emptied::NotJson => "not_json",
+            Emptied::LoneSurrogate => "lone_surrogate",
+            Emptied::TooDeep => "too_deep",
+            Emptied::UnreadableSuperJson => "unreadable_superjson",
+        }
+    }
+
+    fn from_reject(r: Reject) -> Emptied {
+        match r {
+            Reject::Syntax => Emptied::NotJson,
+            Reject::LoneSurrogate => Emptied::LoneSurrogate,
+            Reject::TooDeep => Emptied::TooDeep,
+        }
+    }
+}
+
+/// Why [`prepare_json`] gives `{}` for this value, when it was a JSON value that is dropped.
+/// Repeats [`prepare_json`]'s steps, so it is only worth calling when that gave `{}`.
+pub fn why_json_emptied(data: Option<&str>, data_type: Option<&str>) -> Option<Emptied> {
+    let data = data.filter(|d| !d.is_empty())?;
+    if !matches!(data_type, Some(APPLICATION_JSON | APPLICATION_SUPER_JSON)) {
+        return None;
+    }
+    if detect_bad_json_strings(data) {
+        return Some(Emptied::BadJsonStrings);
+    }
+    match data_type {
+        Some(APPLICATION_JSON) => json::normalize(data, Numbers::Json, json::MAX_DEPTH)
+            .err()
+            .map(Emptied::from_reject),
+        _ => matches!(superjson::superjson_data(data), SuperJsonData::Unreadable)
+            .then_some(Emptied::UnreadableSuperJson),
+    }
+}
+
+/// Why [`prepare_error`] gives `{"data":null}` for a non-NULL error.
+pub fn why_error_emptied(error: Option<&str>) -> Option<Emptied> {
+    json::normalize(error?, Numbers::Json, json::MAX_DEPTH)
+        .err()
+        .map(Emptied::from_reject)
+}
+
 fn wrap(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 9);
     out.push_str("{\"data\":");

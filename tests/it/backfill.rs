@@ -633,8 +633,10 @@ async fn bootstrap_copies_the_snapshot_a_new_slot_exports_no_gap_no_overlap() {
     let path = env.write_config(process::free_port(), "");
     let config =
         Arc::new(runs_replicator::config::Config::load(Some(&path), &|_| None, &[]).unwrap());
+    let source = config.sources().remove(0);
     let snapshot = Snapshot::open(
         &config,
+        &source,
         SnapshotSource::Exported {
             name: snapshot_name,
             lsn,
@@ -652,12 +654,14 @@ async fn bootstrap_copies_the_snapshot_a_new_slot_exports_no_gap_no_overlap() {
         tables: Vec::new(),
         since: None,
         until: None,
+        updated_since: None,
+        shard: None,
         payloads: false,
         parallel: 2,
         restart: false,
         display: backfill::Display::Lines,
     };
-    let spec = backfill::prepare(&config, &request).await.unwrap();
+    let spec = backfill::prepare(&config, &request, &source).await.unwrap();
     let client = runs_replicator::sink::client::build(&config).unwrap();
     let health = Arc::new(runs_replicator::health::Health::new(
         Duration::from_secs(30),
@@ -672,7 +676,7 @@ async fn bootstrap_copies_the_snapshot_a_new_slot_exports_no_gap_no_overlap() {
         client,
         Duration::from_secs(30),
     ));
-    let summary = backfill::copy(config, spec, &request, snapshot, sink, store)
+    let summary = backfill::copy(config, source, spec, &request, snapshot, sink, store)
         .await
         .unwrap();
     println!("bootstrap copied: {}", summary.render_json());

@@ -165,6 +165,142 @@ async fn streaming_resumes_within_two_seconds_of_clickhouse_answering_again() {
     assert_converges(&env, CONVERGE).await;
 }
 
+#[tokio::test]
+async fn a_field_the_transform_empties_is_logged_with_its_run_and_reason() {
+    let env = TestEnv::new("emptied").await;
+    let worker = start_worker(&env, "").await;
+    let pg = env.pg_client().await;
+    let deep = format!("{}1{}", "{\"a\":".repeat(1500), "}".repeat(1500));
+    insert(
+        &pg,
+        "\"TaskRun\"",
+        "run_deep_output",
+        &[("output", crate::support::runs::lit(&deep))],
+    )
+    .await;
+    insert(
+        &pg,
+        "task_run_v2",
+        "run_bad_payload",
+        &[(
+            "payload",
+            crate::support::runs::lit(r#"{"title":"\ud800 cut"}"#),
+        )],
+    )
+    .await;
+    insert(&pg, "\"TaskRun\"", "run_fine", &[]).await;
+    println!(
+        "injected: a run whose output nests 1,500 levels deep, a run whose payload has a lone \
+         surrogate escape (upstream's detectBadJsonStrings), a plain run"
+    );
+    assert_converges(&env, CONVERGE).await;
+    let log = worker.log_text();
+    let line = |run: &str| {
+        log.lines()
+            .find(|l| l.contains("JSON field") && l.contains(run))
+            .unwrap_or_else(|| panic!("no line for {run}:\n{log}"))
+            .to_string()
+    };
+    let deep_line = line("run_deep_output");
+    assert!(
+        deep_line.contains("column=\"output\"") || deep_line.contains("column=output"),
+        "{deep_line}"
+    );
+    assert!(deep_line.contains("too_deep"), "{deep_line}");
+    let bad_line = line("run_bad_payload");
+    assert!(
+        bad_line.contains("payload") && bad_line.contains("bad_json_strings"),
+        "{bad_line}"
+    );
+    assert!(
+        !log.contains("cut\"") && !log.contains("{\"a\":{\"a\""),
+        "the value itself is not logged"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("JSON field") && l.contains("run_fine")),
+        "nothing for a run whose fields pass"
+    );
+    println!("checked: one WARN line each: {deep_line} | {bad_line}");
+    let (_, metrics) = worker.get("/metrics").unwrap();
+    for (column, reason) in [("output", "too_deep"), ("payload", "bad_json_strings")] {
+        assert_eq!(
+            metric_with(
+                &metrics,
+                "runs_replicator_fields_emptied_total",
+                &[("column", column), ("reason", reason)]
+            ),
+            Some(1.0),
+            "{column} {reason}"
+        );
+    }
+    println!("checked: runs_replicator_fields_emptied_total counts each by column and reason");
+}
+
+#[tokio::test]
+async fn repairs_after_replica_identity_default_batch_their_lookups_and_leave_no_stale_key() {
+    let env = TestEnv::new("repair_batch").await;
+    let worker = start_worker(&env, "").await;
+    let pg = env.pg_client().await;
+    let ids: Vec<String> = (0..200).map(|i| format!("run_r_{i:03}")).collect();
+    pg.batch_execute(&crate::support::runs::insert_many_sql(
+        "\"TaskRun\"",
+        &ids,
+        &[],
+    ))
+    .await
+    .unwrap();
+    assert_converges(&env, CONVERGE).await;
+
+    pg.batch_execute(
+        "ALTER TABLE \"TaskRun\" REPLICA IDENTITY DEFAULT; \
+         BEGIN; \
+         DELETE FROM \"TaskRun\" WHERE id < 'run_r_150'; \
+         UPDATE \"TaskRun\" SET \"createdAt\" = \"createdAt\" - interval '1 day', \
+           \"projectId\" = 'proj_moved', status = 'EXECUTING' WHERE id = 'run_r_190'; \
+         COMMIT; \
+         UPDATE \"TaskRun\" SET status = 'EXECUTING' WHERE id BETWEEN 'run_r_150' AND 'run_r_180';",
+    )
+    .await
+    .unwrap();
+    println!(
+        "injected: REPLICA IDENTITY DEFAULT, then one transaction deleting 150 runs and moving \
+         run_r_190 to another project and createdAt (no old row in the stream), then 31 updates"
+    );
+    wait_unready(&worker, "REPLICA IDENTITY DEFAULT", Duration::from_secs(20)).await;
+    pg.batch_execute("ALTER TABLE \"TaskRun\" REPLICA IDENTITY FULL")
+        .await
+        .unwrap();
+    println!("fixed: REPLICA IDENTITY FULL");
+    wait_ready(&worker, Duration::from_secs(90)).await;
+    assert_converges(&env, CONVERGE).await;
+    println!("checked: ClickHouse equals Postgres: no run_r_190 left under its old key");
+    let (_, metrics) = worker.get("/metrics").unwrap();
+    let get = |name: &str| metric_with(&metrics, name, &[("source", "default")]).unwrap_or(0.0);
+    let repaired = get("runs_replicator_repaired_changes_total");
+    let lookups = get("runs_replicator_repair_lookups_total");
+    let runs = get("runs_replicator_repair_lookup_runs_total");
+    let tombstones = get("runs_replicator_repair_tombstones_total");
+    println!(
+        "checked: {repaired} changes repaired with {lookups} lookups of {runs} runs, \
+         {tombstones} stale rows tombstoned"
+    );
+    assert!(repaired >= 182.0, "{metrics}");
+    assert!(
+        (1.0..=2.0).contains(&lookups),
+        "one lookup per transaction that needs one (the deletes' and the updates'), not one per change: {lookups}"
+    );
+    assert!(
+        tombstones >= 151.0,
+        "150 deleted runs and run_r_190's old key: {tombstones}"
+    );
+    let log = worker.log_text();
+    assert!(
+        log.contains("repaired the changes made while a table could not be replicated completely"),
+        "{log}"
+    );
+}
+
 /// VmHWM (peak RSS) of a live process, in KiB.
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -6,6 +6,7 @@
 mod support;
 
 mod backfill;
+mod bootstrap;
 mod clickhouse_front;
 mod config;
 mod durability;
@@ -16,3 +17,4 @@ mod preflight;
 mod reliability;
 mod replication;
 mod security;
+mod sources;

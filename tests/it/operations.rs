@@ -94,7 +94,11 @@ async fn endpoints_answer_as_documented() {
         metrics.contains("runs_replicator_build_info{version=\""),
         "{metrics}"
     );
-    assert!(metrics.contains("runs_replicator_leader 1"), "{metrics}");
+    // Its series, not its HELP line ("# HELP runs_replicator_leader 1 while ...").
+    assert!(
+        metrics.contains("\nruns_replicator_leader{source=\"default\"} 1\n"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("# TYPE runs_replicator_flush_duration_seconds histogram")
             || !metrics.contains("runs_replicator_flush_duration_seconds")

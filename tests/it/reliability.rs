@@ -375,6 +375,15 @@ async fn an_invalidated_slot_is_a_hard_stop_until_it_is_dropped() {
     insert(&pg, "\"TaskRun\"", "run_inv_1", &[]).await;
     assert_converges(&env, CONVERGE).await;
     assert_eq!(worker.terminate().code(), Some(0));
+    // A change the slot will lose with its WAL (`updatedAt` is the time of the write, as
+    // trigger.dev writes it).
+    insert(
+        &pg,
+        "\"TaskRun\"",
+        "run_inv_gap",
+        &[("updatedAt", "now()".into())],
+    )
+    .await;
     // With the worker gone, write far more WAL than the slot may keep, and checkpoint.
     for _ in 0..6 {
         pg.batch_execute(
@@ -414,8 +423,18 @@ async fn an_invalidated_slot_is_a_hard_stop_until_it_is_dropped() {
             .then_some(())
     })
     .await;
-    assert!(worker.log_text().contains("created the replication slot"));
-    println!("checked: a new slot was created and streaming resumed");
+    assert_converges(&env, CONVERGE).await;
+    assert!(
+        worker
+            .log_text()
+            .contains("the slot was lost; created a new one; copying the runs changed in the gap"),
+        "{}",
+        worker.log_text()
+    );
+    println!(
+        "checked: a new slot was created, the run written while the old one lost its WAL was \
+         copied (the gap), and streaming resumed: ClickHouse equals Postgres"
+    );
 }
 
 #[tokio::test]
@@ -530,10 +549,20 @@ async fn poison_rows_are_isolated_and_the_stream_moves_on() {
         "{metrics}"
     );
     let log = worker.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("run_neutralised") && l.contains("stored a row"))
+        .unwrap_or_else(|| panic!("{log}"));
+    // Once, with the run, the field and ClickHouse's reason.
     assert!(
+        line.contains("\"output\"") && line.contains("Code:"),
+        "{line}"
+    );
+    assert_eq!(
         log.lines()
-            .any(|l| l.contains("run_neutralised") && l.contains("stored a row")),
-        "{log}"
+            .filter(|l| l.contains("run_neutralised") && l.contains("stored a row"))
+            .count(),
+        1
     );
     assert!(
         log.lines()

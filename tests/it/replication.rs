@@ -583,4 +583,30 @@ async fn a_transaction_larger_than_a_batch_is_inserted_in_parts() {
             .contains("inserting part of a large transaction before its commit"),
         "the transaction was spilled in parts"
     );
+    // Each later part has a higher version, and the rows left at the Commit the highest (its
+    // end LSN): no earlier state can win under FINAL, whatever order the parts landed in.
+    // The LSN part (run_big_legacy is in "TaskRun", generation 0; the others generation 1).
+    let v = |id: &str| rows[id]._version & ((1 << 56) - 1);
+    assert!(
+        v("run_big_100") < v("run_big_020") && v("run_big_020") < v("run_big_005"),
+        "part versions increase: {} {} {}",
+        v("run_big_100"),
+        v("run_big_020"),
+        v("run_big_005")
+    );
+    assert_eq!(
+        v("run_big_005"),
+        v("run_big_legacy"),
+        "both left at the Commit"
+    );
+    assert!(
+        v("run_big_legacy") - v("run_big_100") < 64,
+        "inside the commit record"
+    );
+    println!(
+        "checked: versions of one spilled transaction: an early part {:#x}, a later part {:#x}, its rest {:#x}",
+        v("run_big_100"),
+        v("run_big_020"),
+        v("run_big_legacy")
+    );
 }

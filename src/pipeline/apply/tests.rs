@@ -8,6 +8,7 @@ use crate::rows::Col;
 use crate::source::pgoutput::{Cell, Insert, RelationColumn, ReplicaIdentity, Tuple};
 
 const LSN_MASK: u64 = (1 << 56) - 1;
+use crate::pipeline::transaction::SPILL_VERSIONS;
 
 fn task_run() -> Relation {
     Relation {
@@ -58,11 +59,19 @@ fn an_lsn_past_56_bits_is_a_hard_stop_not_a_wrapped_version() {
         state.apply(&Message::Relation(rel.clone()), &mut meters),
         Ok(Applied::Done)
     ));
-    // A change of a transaction whose spilled version (commit LSN + 1) would not fit: refused
-    // before it enters the transaction, so a spill never stamps a wrapped version.
-    state.begin(1, LSN_MASK);
+    // A change of a transaction whose highest spilled version (commit LSN + SPILL_VERSIONS)
+    // would not fit: refused before it enters the transaction, so a spill never stamps a
+    // wrapped version.
+    let last = LSN_MASK - SPILL_VERSIONS;
+    state.begin(1, last + 1);
     is_lsn_overflow(state.apply(&insert(&rel), &mut meters), 1 << 56);
     assert!(state.txn().unwrap().is_empty());
+    state.begin(4, last);
+    let r = state.apply(&insert(&rel), &mut meters);
+    assert!(
+        !matches!(r, Err(PipelineError::HardStop(HardStop::LsnOverflow(_)))),
+        "just fits: {r:?}"
+    );
     // A commit whose end LSN does not fit.
     state.begin(2, LSN_MASK - 0x100);
     is_lsn_overflow(state.commit(1 << 56, 0), 1 << 56);

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Source};
+use crate::health::Health;
 use crate::pipeline::errors::PipelineError;
 use crate::pipeline::replicator::{Attach, Ended, Replicator};
 use crate::source::pgoutput::ReplicaIdentity;
@@ -65,6 +66,8 @@ pub struct Bench {
     /// The first stream.
     pub first: Stream,
     pub sink: MemorySink,
+    /// What the loop reports for `/readyz` (the first stream is "default").
+    pub health: Arc<Health>,
     config: Arc<Config>,
     attach: mpsc::Sender<Attach<FrameFeed, FakeControl>>,
     shutdown: watch::Sender<bool>,
@@ -112,6 +115,10 @@ impl Bench {
                 ended: None,
             },
             sink,
+            health: Arc::new(Health::new(
+                Duration::from_secs(1),
+                &["default".to_string()],
+            )),
             config,
             attach,
             shutdown,
@@ -134,6 +141,7 @@ impl Bench {
                 events,
                 control: control.clone(),
                 ended,
+                health: Some(self.health.clone()),
             })
             .expect("the loop takes it");
         let stream = Stream {

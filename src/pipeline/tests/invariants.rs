@@ -7,9 +7,9 @@ use crate::source::pgoutput::ReplicaIdentity;
 use crate::testing::memory_sink::Fault;
 use crate::testing::task_runs::{self, RunValues};
 
-/// A Commit at `lsn` is acknowledged as `lsn + 1` (its end).
+/// A Commit at `lsn` is acknowledged at its end.
 const fn end(lsn: u64) -> u64 {
-    lsn + 1
+    lsn + crate::testing::feed::COMMIT_RECORD
 }
 
 #[tokio::test(start_paused = true)]
@@ -162,9 +162,57 @@ async fn parts_of_a_large_transaction_land_in_order_and_its_final_state_wins() {
     assert!(writes.len() >= 3, "written in parts: {}", writes.len());
     let run = bench.sink.run("run_x").expect("run_x is visible once");
     assert_eq!(run.status, "COMPLETED_SUCCESSFULLY");
-    assert_eq!(run._version, 501, "the spilled version: the commit LSN + 1");
+    assert_eq!(
+        run._version,
+        end(500),
+        "the rows left at the Commit get its end, above every part"
+    );
     assert_eq!(bench.sink.final_rows().len(), 4);
     assert_eq!(bench.feed.acked(), end(500));
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_part_that_lands_again_after_the_commit_does_not_bring_back_an_earlier_state() {
+    // Batches of two rows: run_x's PENDING state goes out in the first part, its later states
+    // in later parts and at the Commit. The first part's insert is also committed again by the
+    // server after everything else (a timed-out attempt the sink retried).
+    let bench = Bench::start(config(2, 2, 1000));
+    let gate = crate::testing::memory_sink::Gate::default();
+    bench.sink.push_fault(Fault::LandsAgainLater(gate.clone()));
+    let mut messages = vec![
+        task_runs::insert(TASK_RUN, &RunValues::new("run_x")),
+        task_runs::insert(TASK_RUN, &RunValues::new("run_y")),
+    ];
+    let mut old = RunValues::new("run_x");
+    for (n, status) in ["DEQUEUED", "EXECUTING", "COMPLETED_SUCCESSFULLY"]
+        .iter()
+        .enumerate()
+    {
+        messages.push(task_runs::insert(
+            TASK_RUN,
+            &RunValues::new(&format!("run_other_{n}")),
+        ));
+        let new = old.clone().status(status);
+        messages.push(task_runs::update(TASK_RUN, &old, &new));
+        old = new;
+    }
+    bench.txn(500, &messages);
+    bench.run_for(1100).await;
+    assert_eq!(bench.feed.acked(), end(500));
+    gate.open();
+    bench.run_for(100).await;
+    let writes = bench.sink.writes();
+    let first = &writes[0];
+    assert!(
+        writes.last().unwrap().runs == first.runs && writes.len() >= 4,
+        "the first part landed again, last"
+    );
+    let run = bench.sink.run("run_x").expect("run_x is visible once");
+    assert_eq!(
+        run.status, "COMPLETED_SUCCESSFULLY",
+        "a later state has a higher version than every earlier part"
+    );
     bench.stop().await.unwrap();
 }
 
@@ -203,6 +251,84 @@ async fn once_the_table_is_fixed_a_key_only_delete_tombstones_what_the_sink_show
     assert!(bench.sink.run("run_a").is_none(), "tombstoned");
     assert!(bench.sink.run("run_b").is_some());
     assert_eq!(bench.feed.acked(), end(200));
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_repaired_deletes_of_one_transaction_share_one_lookup() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    bench
+        .health
+        .set_role("default", crate::health::Role::Leader);
+    let ids: Vec<String> = (0..50).map(|i| format!("run_{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        bench.insert(100 + i as u64, id);
+    }
+    bench.run_for(200).await;
+    assert_eq!(bench.sink.final_rows().len(), 50);
+
+    bench.control.set_complete("TaskRun", true);
+    bench.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Default);
+    let deletes: Vec<_> = ids[..40]
+        .iter()
+        .map(|id| task_runs::delete_by_key(TASK_RUN, id))
+        .collect();
+    bench.txn(500, &deletes);
+    bench.run_for(200).await;
+    assert_eq!(bench.sink.final_rows().len(), 10, "40 runs tombstoned");
+    assert_eq!(
+        bench.sink.lookups(),
+        1,
+        "one read of the sink for 40 deletes"
+    );
+    assert_eq!(bench.feed.acked(), end(500));
+    let ready = bench.health.readiness();
+    assert!(
+        ready.ready && ready.detail.contains("repairing") && ready.detail.contains("40 so far"),
+        "{ready:?}"
+    );
+    // The table is complete again: the next transaction needs no repair.
+    bench.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Full);
+    bench.insert(600, "run_new");
+    bench.run_for(200).await;
+    let ready = bench.health.readiness();
+    assert!(!ready.detail.contains("repairing"), "{ready:?}");
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_without_its_old_row_that_moves_the_run_tombstones_its_old_key() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    bench.insert(100, "run_a");
+    bench.insert(110, "run_b");
+    bench.run_for(200).await;
+
+    bench.control.set_complete("TaskRun", true);
+    bench.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Default);
+    // DEFAULT identity sends no old row when the key (id) is unchanged, even though the
+    // run's createdAt and project (part of the ClickHouse key) changed.
+    let moved = RunValues::new("run_a")
+        .with(Col::CreatedAt, Some("2026-11-02 09:00:00.000"))
+        .with(Col::ProjectId, Some("proj_2"))
+        .status("EXECUTING");
+    let same = RunValues::new("run_b").status("EXECUTING");
+    bench.txn(
+        200,
+        &[
+            task_runs::update_without_old(TASK_RUN, &moved),
+            task_runs::update_without_old(TASK_RUN, &same),
+        ],
+    );
+    bench.run_for(200).await;
+    let rows = bench.sink.final_rows();
+    let a: Vec<_> = rows.values().filter(|r| r.run_id == "run_a").collect();
+    assert_eq!(a.len(), 1, "one row of run_a under FINAL: {a:?}");
+    assert_eq!(a[0].project_id, "proj_2");
+    assert_eq!(a[0].status, "EXECUTING");
+    let b: Vec<_> = rows.values().filter(|r| r.run_id == "run_b").collect();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].status, "EXECUTING", "an unmoved run keeps its one row");
+    assert_eq!(bench.sink.lookups(), 1);
     bench.stop().await.unwrap();
 }
 

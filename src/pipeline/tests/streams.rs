@@ -3,6 +3,11 @@
 
 use std::sync::Arc;
 
+/// A Commit at `lsn` is acknowledged at its end.
+const fn end(lsn: u64) -> u64 {
+    lsn + crate::testing::feed::COMMIT_RECORD
+}
+
 use super::bench::{Bench, TASK_RUN, config};
 use crate::config::Source;
 use crate::pipeline::errors::PipelineError;
@@ -52,13 +57,13 @@ async fn a_run_in_both_sources_ends_as_the_higher_generations_copy_in_either_ord
         let run = bench.sink.run("run_same").expect("one row under FINAL");
         assert_eq!(
             (run.status.as_str(), run._version),
-            ("COMPLETED_SUCCESSFULLY", (1 << 56) | 0x101),
+            ("COMPLETED_SUCCESSFULLY", (1 << 56) | end(0x100)),
             "run-ops first: {run_ops_first}"
         );
         assert!(bench.sink.run("run_legacy_only").is_some());
         assert!(bench.sink.run("run_new_only").is_some());
-        assert_eq!(bench.feed.acked(), 0x9101);
-        assert_eq!(new.feed.acked(), 0x201);
+        assert_eq!(bench.feed.acked(), end(0x9100));
+        assert_eq!(new.feed.acked(), end(0x200));
         bench.stop().await.unwrap();
     }
 }
@@ -70,7 +75,7 @@ async fn a_hard_stopped_stream_leaves_the_others_streaming() {
     bench.insert(100, "run_a");
     new.insert(100, "run_b");
     bench.run_for(200).await;
-    assert_eq!((bench.feed.acked(), new.feed.acked()), (101, 101));
+    assert_eq!((bench.feed.acked(), new.feed.acked()), (end(100), end(100)));
 
     new.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Default);
     new.txn(200, &[task_runs::delete_by_key(TASK_RUN, "run_b")]);
@@ -81,11 +86,11 @@ async fn a_hard_stopped_stream_leaves_the_others_streaming() {
         bench.insert(300 + n * 10, &format!("run_after_{n}"));
     }
     bench.run_for(200).await;
-    assert_eq!(bench.feed.acked(), 341, "the legacy stream goes on");
+    assert_eq!(bench.feed.acked(), end(340), "the legacy stream goes on");
     assert!(bench.sink.run("run_after_4").is_some());
     assert_eq!(
         new.feed.acked(),
-        101,
+        end(100),
         "nothing past the stop for the stopped one"
     );
     assert!(bench.sink.run("run_b").is_some(), "its run is not touched");
@@ -100,22 +105,26 @@ async fn a_silent_stream_never_holds_back_anothers_acknowledgements() {
     bench.insert(100, "run_a");
     new.insert(50, "run_b");
     bench.run_for(200).await;
-    assert_eq!((bench.feed.acked(), new.feed.acked()), (101, 51));
+    assert_eq!((bench.feed.acked(), new.feed.acked()), (end(100), end(50)));
     for n in 0..20u64 {
         bench.insert(200 + n, &format!("run_{n}"));
         bench.run_for(150).await;
-        assert_eq!(bench.feed.acked(), 201 + n, "acknowledged within one batch");
+        assert_eq!(
+            bench.feed.acked(),
+            end(200 + n),
+            "acknowledged within one batch"
+        );
     }
     assert_eq!(
         new.feed.acked(),
-        51,
+        end(50),
         "the silent stream keeps its own position"
     );
-    new.feed.keepalive(60);
+    new.feed.keepalive(end(50) + 10);
     bench.run_for(10).await;
     assert_eq!(
         new.feed.acked(),
-        60,
+        end(50) + 10,
         "and confirms its idle position on its own"
     );
     bench.stop().await.unwrap();

@@ -18,23 +18,27 @@ fn an_lsn_of_2_pow_56_or_more_is_refused_not_wrapped() {
         assert_eq!(version(0, lsn), Err(LsnOverflow { lsn }));
     }
     // At commit: the end LSN.
-    let mut t = Transaction::new(1, LSN_MASK - 0x10);
+    let mut t = Transaction::new(1, LSN_MASK - 0x30);
     assert_eq!(t.check_lsn(), Ok(()));
     t.add_row(1, run_row("run_1"));
     assert_eq!(
         t.commit(1 << 56, 0).unwrap_err(),
         LsnOverflow { lsn: 1 << 56 }
     );
-    // Before a change enters a transaction whose spilled version would not fit.
-    let t = Transaction::new(2, LSN_MASK);
+    // Before a change enters a transaction whose highest spilled version would not fit.
+    let t = Transaction::new(2, LSN_MASK - SPILL_VERSIONS + 1);
     assert_eq!(t.check_lsn(), Err(LsnOverflow { lsn: 1 << 56 }));
     let t = Transaction::new(3, u64::MAX);
     assert_eq!(t.check_lsn(), Err(LsnOverflow { lsn: u64::MAX }));
-    // A spilled transaction commits with its spilled version, which must fit too.
-    let mut t = Transaction::new(4, LSN_MASK - 1);
+    // A spilled transaction's parts and its rest must fit too.
+    let mut t = Transaction::new(4, LSN_MASK - SPILL_VERSIONS);
+    assert_eq!(t.check_lsn(), Ok(()));
     t.add_row(0, run_row("run_2"));
     let (rows, _) = t.spill();
-    assert_eq!(rows.into_sorted()[0]._version, LSN_MASK);
+    assert_eq!(
+        rows.into_sorted()[0]._version,
+        LSN_MASK - SPILL_VERSIONS + 1
+    );
     assert!(t.commit(LSN_MASK, 0).is_ok());
     let message = LsnOverflow { lsn: 1 << 56 }.to_string();
     assert!(
@@ -65,7 +69,7 @@ fn the_final_state_of_each_run_wins_and_payloads_are_kept() {
 }
 
 #[test]
-fn a_spilled_transaction_uses_its_commit_lsn_plus_one_for_every_row() {
+fn spilled_parts_get_increasing_versions_and_the_rest_the_commit_end() {
     let mut t = Transaction::new(3, 0x500);
     t.add_row(0, run_row("run_1"));
     t.add_row(1, run_row("run_2"));
@@ -75,15 +79,37 @@ fn a_spilled_transaction_uses_its_commit_lsn_plus_one_for_every_row() {
     assert_eq!(early[0]._version, 0x501);
     assert_eq!(early[1]._version, (1 << 56) | 0x501);
     assert!(t.is_empty() && t.is_spilled());
+    // The same run again in the next part: a higher version, whatever order the parts land in.
+    t.add_row(0, run_row("run_1").with_status("EXECUTING"));
+    let (second, _) = t.spill();
+    assert_eq!(second.into_sorted()[0]._version, 0x502);
     t.add_row(0, run_row("run_3"));
-    let c = t.commit(0x540, 0).unwrap();
+    let c = t.commit(0x528, 0).unwrap();
     assert_eq!(
-        c.end_lsn, 0x540,
+        c.end_lsn, 0x528,
         "acknowledged at the commit's end as always"
     );
-    assert_eq!(c.rows.into_sorted()[0]._version, 0x501);
+    assert_eq!(c.rows.into_sorted()[0]._version, 0x528, "the rest: the end");
     // Between the previous transaction's end (at most 0x500) and this one's end.
-    assert!(version(0, 0x500).unwrap() < 0x501 && 0x501 < version(0, 0x540).unwrap());
+    assert!(version(0, 0x500).unwrap() < 0x501 && 0x502 < version(0, 0x528).unwrap());
+}
+
+#[test]
+fn parts_past_the_room_of_the_commit_record_share_the_last_version() {
+    let mut t = Transaction::new(3, 0x500);
+    let mut last = 0;
+    for k in 0..(SPILL_VERSIONS + 5) {
+        t.add_row(0, run_row(&format!("run_{k}")));
+        let (rows, _) = t.spill();
+        let v = rows.into_sorted()[0]._version;
+        assert!(v >= last, "never lower than an earlier part");
+        assert!(v < 0x500 + 40, "inside the smallest commit record: {v:#x}");
+        last = v;
+    }
+    assert_eq!(last, 0x500 + SPILL_VERSIONS);
+    t.add_row(0, run_row("run_rest"));
+    let c = t.commit(0x500 + 40, 0).unwrap();
+    assert_eq!(c.rows.into_sorted()[0]._version, 0x500 + 40);
 }
 
 #[test]

@@ -460,3 +460,46 @@ fn error_column() {
     let deep_then_broken = format!("{}]", "[".repeat(json::MAX_DEPTH + 1));
     assert_eq!(prepare_error(Some(&deep_then_broken)), Err(Reject::Syntax));
 }
+
+#[test]
+fn why_emptied_names_the_reason_for_every_dropped_json_value() {
+    let objects = |n: usize| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
+    let deep = objects(json::MAX_DEPTH + 1);
+    let s = Some(APPLICATION_SUPER_JSON);
+    let cases: &[(&str, Option<&str>, Option<Emptied>)] = &[
+        (r#"{"a":1}"#, J, None),
+        (r#"{"a":1}"#, Some("text/plain"), None),
+        ("", J, None),
+        (&deep, J, Some(Emptied::TooDeep)),
+        (r#"{"t":"\ud800"}"#, J, Some(Emptied::BadJsonStrings)),
+        (r#"{"title":"\uD835"}"#, J, Some(Emptied::LoneSurrogate)),
+        ("{not json", J, Some(Emptied::NotJson)),
+        (r#"{"json":{"a":1}}"#, s, None),
+        ("not superjson", s, Some(Emptied::UnreadableSuperJson)),
+    ];
+    for (data, ty, want) in cases {
+        assert_eq!(
+            why_json_emptied(Some(data), *ty),
+            *want,
+            "{data:.40} {ty:?}"
+        );
+        // The reason is given exactly when prepare_json dropped a JSON value.
+        let dropped = prepare_json(Some(data), *ty) == "{}"
+            && !data.is_empty()
+            && matches!(ty, Some(APPLICATION_JSON | APPLICATION_SUPER_JSON));
+        assert_eq!(want.is_some(), dropped, "{data:.40} {ty:?}");
+    }
+    for (data, ty, _) in GOLDEN {
+        let dropped = prepare_json(*data, *ty) == "{}"
+            && data.is_some_and(|d| !d.is_empty())
+            && matches!(ty, Some(APPLICATION_JSON | APPLICATION_SUPER_JSON));
+        assert_eq!(
+            why_json_emptied(*data, *ty).is_some(),
+            dropped,
+            "{data:?} {ty:?}"
+        );
+    }
+    assert_eq!(why_error_emptied(Some(&deep)), Some(Emptied::TooDeep));
+    assert_eq!(why_error_emptied(Some("null")), None);
+    assert_eq!(why_error_emptied(None), None);
+}

@@ -14,11 +14,23 @@ use runs_replicator::testing::wait::poll;
 use runs_replicator::transform::{self, TransformError, TransformOptions};
 
 use super::TestEnv;
-use super::runs::TABLES;
 
-/// The expected runs-table rows, keyed by run id, from the current Postgres state.
+/// The expected runs-table rows, keyed by run id, from the current Postgres state of every
+/// source: a run present twice is its higher generation's copy.
 pub async fn expected_rows(env: &TestEnv) -> BTreeMap<String, RunRow> {
-    let client = env.pg_client().await;
+    let mut out: BTreeMap<String, (u8, RunRow)> = BTreeMap::new();
+    add_rows(&env.pg_client().await, &env.tables, &mut out).await;
+    for source in &env.sources {
+        add_rows(&source.client().await, &source.tables, &mut out).await;
+    }
+    out.into_iter().map(|(k, (_, r))| (k, r)).collect()
+}
+
+async fn add_rows(
+    client: &tokio_postgres::Client,
+    tables: &[(&str, u8)],
+    out: &mut BTreeMap<String, (u8, RunRow)>,
+) {
     client
         .batch_execute(
             "SET datestyle = 'ISO, YMD'; SET timezone = 'UTC'; SET extra_float_digits = 3",
@@ -29,8 +41,7 @@ pub async fn expected_rows(env: &TestEnv) -> BTreeMap<String, RunRow> {
         .iter()
         .map(|c| format!("\"{}\"::text", c.pg_name()))
         .collect();
-    let mut out: BTreeMap<String, (u8, RunRow)> = BTreeMap::new();
-    for (table, generation) in TABLES {
+    for &(table, generation) in tables {
         let rows = client
             .query(&format!("SELECT {} FROM {table}", select.join(", ")), &[])
             .await
@@ -54,7 +65,6 @@ pub async fn expected_rows(env: &TestEnv) -> BTreeMap<String, RunRow> {
             }
         }
     }
-    out.into_iter().map(|(k, (_, r))| (k, r)).collect()
 }
 
 /// The runs table under FINAL, keyed by run id.
@@ -176,6 +186,42 @@ pub async fn assert_converges(env: &TestEnv, timeout: Duration) {
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join("\n")
+        );
+    }
+}
+
+/// Like [`assert_converges`], for the runs of the primary source only, whose id `only`
+/// accepts; the other sources are not read (they may be down).
+pub async fn assert_primary_converges_for(
+    env: &TestEnv,
+    timeout: Duration,
+    only: impl Fn(&str) -> bool,
+) {
+    let converged = poll(timeout, Duration::from_millis(200), || async {
+        let mut expected = BTreeMap::new();
+        add_rows(&env.pg_client().await, &env.tables, &mut expected).await;
+        let actual = actual_rows(env).await;
+        let problems: Vec<String> = expected
+            .iter()
+            .filter(|(id, _)| only(id))
+            .filter_map(|(id, (_, e))| match actual.get(id) {
+                None => Some(format!("run {id}: missing in ClickHouse")),
+                Some(a) => {
+                    let d = diff(e, a);
+                    (!d.is_empty()).then(|| format!("run {id}: {d}"))
+                }
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    })
+    .await;
+    if let Err(problems) = converged {
+        panic!(
+            "ClickHouse does not equal Postgres for the runs checked after {timeout:?}: {problems:?}"
         );
     }
 }

@@ -50,6 +50,27 @@ pub struct TestEnv {
     pub publication: String,
     /// Extra TOML appended to the generated config (later keys win within a section).
     pub extra_toml: String,
+    /// The first source's tables and generations (the `[postgres]` section).
+    pub tables: Vec<(&'static str, u8)>,
+    /// Further sources (`[[postgres.sources]]`), each a database of its own.
+    pub sources: Vec<ExtraSource>,
+}
+
+/// A second (third, …) source of a test: a database on some cluster, with its tables.
+pub struct ExtraSource {
+    pub name: String,
+    pub pg: &'static PgCluster,
+    pub db: String,
+    /// (SQL table name, generation).
+    pub tables: Vec<(&'static str, u8)>,
+    pub slot: String,
+    pub publication: String,
+}
+
+impl ExtraSource {
+    pub async fn client(&self) -> tokio_postgres::Client {
+        self.pg.connect(&self.db).await
+    }
 }
 
 impl TestEnv {
@@ -67,7 +88,31 @@ impl TestEnv {
             pg_db,
             ch_db,
             extra_toml: String::new(),
+            tables: runs::TABLES.to_vec(),
+            sources: Vec::new(),
         }
+    }
+
+    /// Adds a source: a new database on `pg` (with the shipped schema), streamed as `name` with
+    /// `tables` at their generations. The first source keeps `first_tables`.
+    pub async fn add_source(
+        &mut self,
+        name: &str,
+        pg: &'static PgCluster,
+        tables: &[(&'static str, u8)],
+        first_tables: &[(&'static str, u8)],
+    ) -> &ExtraSource {
+        let db = pg.create_database(&format!("{}_{name}", self.label)).await;
+        self.tables = first_tables.to_vec();
+        self.sources.push(ExtraSource {
+            name: name.to_string(),
+            pg,
+            slot: format!("{db}_slot"),
+            publication: format!("{db}_pub"),
+            db,
+            tables: tables.to_vec(),
+        });
+        self.sources.last().unwrap()
     }
 
     pub async fn pg_client(&self) -> tokio_postgres::Client {
@@ -83,6 +128,8 @@ impl TestEnv {
         format!(
             r#"[postgres]
 url = "{pg_url}"
+tables = [{tables}]
+generations = {{ {generations} }}
 publication = "{publication}"
 slot = "{slot}"
 status_interval_ms = 200
@@ -107,11 +154,52 @@ clickhouse_unready_after_ms = 2000
 level = "info,runs_replicator=debug"
 "#,
             pg_url = self.pg.url(&self.pg_db),
+            tables = self
+                .tables
+                .iter()
+                .map(|(n, _)| format!("\"{}\"", n.trim_matches('"')))
+                .collect::<Vec<_>>()
+                .join(", "),
+            generations = self
+                .tables
+                .iter()
+                .map(|(n, g)| format!("\"{}\" = {g}", n.trim_matches('"')))
+                .collect::<Vec<_>>()
+                .join(", "),
             publication = self.publication,
             slot = self.slot,
             ch_url = self.ch.url,
             ch_db = self.ch_db,
-        )
+        ) + &self.sources_toml()
+    }
+
+    /// A `[[postgres.sources]]` entry per further source.
+    fn sources_toml(&self) -> String {
+        let names = |t: &[(&str, u8)]| {
+            t.iter()
+                .map(|(n, _)| format!("\"{}\"", n.trim_matches('"')))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let gens = |t: &[(&str, u8)]| {
+            t.iter()
+                .map(|(n, g)| format!("\"{}\" = {g}", n.trim_matches('"')))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = String::new();
+        for s in &self.sources {
+            out.push_str(&format!(
+                "\n[[postgres.sources]]\nname = \"{}\"\nurl = \"{}\"\ntables = [{}]\ngenerations = {{ {} }}\nslot = \"{}\"\npublication = \"{}\"\n",
+                s.name,
+                s.pg.url(&s.db),
+                names(&s.tables),
+                gens(&s.tables),
+                s.slot,
+                s.publication
+            ));
+        }
+        out
     }
 
     /// Writes a config file for this environment and returns its path.

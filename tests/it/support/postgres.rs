@@ -248,6 +248,16 @@ impl PgCluster {
         }
     }
 
+    /// Stops the server the way a crash does (immediate shutdown: no checkpoint, clients cut
+    /// off mid-stream) and waits for it to exit. [`PgCluster::restart`] starts it again.
+    pub fn kill(&self) {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut child) = child {
+            process::signal(child.id(), libc::SIGQUIT);
+            let _ = child.wait();
+        }
+    }
+
     /// Stops and starts the server on the same port and data directory.
     pub fn restart(&self) {
         self.stop();

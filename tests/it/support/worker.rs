@@ -35,10 +35,27 @@ pub struct Worker {
 impl Worker {
     /// Starts the daemon with `config`, logging to a file in the config's directory.
     pub fn start(config: &Path, metrics_port: u16, envs: &[(&str, &str)]) -> Worker {
-        let dir = config.parent().unwrap();
+        Worker::spawn(
+            command(config),
+            config.parent().unwrap(),
+            metrics_port,
+            envs,
+        )
+    }
+
+    /// Starts the daemon with no config file, configured by `envs` alone, in `dir` (which
+    /// holds no `config/runs-replicator.toml`), logging to a file there.
+    pub fn start_from_env(dir: &Path, metrics_port: u16, envs: &[(&str, &str)]) -> Worker {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .current_dir(dir);
+        Worker::spawn(cmd, dir, metrics_port, envs)
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path, metrics_port: u16, envs: &[(&str, &str)]) -> Worker {
         let log = dir.join(format!("worker-{}.log", process::free_port()));
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = command(config);
         cmd.envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
