@@ -311,20 +311,24 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Runs in the backlog of `memory_is_bounded_by_bytes_draining_runs_with_megabyte_outputs`:
-/// `RUNS_REPLICATOR_BIG_OUTPUT_RUNS`, 1,000 by default (the issue's 10,000 is recorded in
-/// RELIABILITY.md; it takes minutes).
-fn big_output_runs() -> usize {
-    std::env::var("RUNS_REPLICATOR_BIG_OUTPUT_RUNS")
+/// The backlog of `memory_is_bounded_by_bytes_draining_runs_with_megabyte_outputs`: by default
+/// 200 updates with `batch.max_bytes` at 32 MiB, so that the rows (400 MiB decoded) are twelve
+/// times the bound and the test takes well under a minute. `RUNS_REPLICATOR_BIG_OUTPUT_RUNS=10000`
+/// is the issue's full figure with the default `max_bytes` (several minutes; in BENCHMARKS.md).
+fn big_output_backlog() -> (usize, Option<u64>) {
+    match std::env::var("RUNS_REPLICATOR_BIG_OUTPUT_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000)
+    {
+        Some(runs) => (runs, None),
+        None => (200, Some(32 << 20)),
+    }
 }
 
 #[tokio::test]
 async fn memory_is_bounded_by_bytes_draining_runs_with_megabyte_outputs() {
     const MIB: usize = 1 << 20;
-    let runs = big_output_runs();
+    let (runs, max_bytes) = big_output_backlog();
     let env = TestEnv::new("big_outputs").await;
     let pg = env.pg_client().await;
     // Each run gets an output of 1 MiB of text. Repetitive, so Postgres stores it compressed and
@@ -354,13 +358,19 @@ async fn memory_is_bounded_by_bytes_draining_runs_with_megabyte_outputs() {
         pg.batch_execute(&sql.join(";\n")).await.unwrap();
     }
     // The worker's first start creates the slot: the backlog is what is written after it.
-    let config = "[batch]\nmax_rows = 10000\nflush_interval_ms = 1000\n";
+    let mut config = "[batch]\nmax_rows = 10000\nflush_interval_ms = 1000\n".to_string();
+    if let Some(b) = max_bytes {
+        config.push_str(&format!("max_bytes = {b}\n"));
+    }
+    let config = config.as_str();
     let mut worker = start_worker(&env, config).await;
+    // What a ready worker holds before any backlog (its code, runtime, connections).
+    let at_start = crate::reliability::rss_kib(worker.child.id()).unwrap_or(0);
     assert_eq!(worker.terminate().code(), Some(0));
     // Every run completed: with REPLICA IDENTITY FULL each UPDATE carries the old row with its
     // megabyte, and the unchanged output again in the new one. One transaction per run, except
-    // the last 100 runs, updated in one transaction (spilled by bytes, not held whole).
-    let last_batch = runs.saturating_sub(100);
+    // the last tenth, updated in one transaction (spilled by bytes, not held whole).
+    let last_batch = runs - runs / 10;
     for i in 0..last_batch {
         let table = if i % 2 == 0 {
             "\"TaskRun\""
@@ -385,8 +395,11 @@ async fn memory_is_bounded_by_bytes_draining_runs_with_megabyte_outputs() {
     let end = wal_insert_lsn(&env).await;
     println!(
         "injected: a backlog of {runs} updates of runs with 1 MiB outputs (about {} MiB of decoded \
-         rows, old and new), {last_batch} in transactions of their own and 100 in one",
-        runs * 2
+         rows, old and new), {last_batch} in transactions of their own and {} in one; \
+         batch.max_bytes {} MiB",
+        runs * 2,
+        runs - last_batch,
+        max_bytes.unwrap_or(128 << 20) >> 20
     );
 
     let port = crate::support::process::free_port();
@@ -423,6 +436,24 @@ async fn memory_is_bounded_by_bytes_draining_runs_with_megabyte_outputs() {
         "peak RSS stays under 300 MB with megabyte rows: {} MiB",
         peak / 1024
     );
+    if let Some(bound) = max_bytes {
+        // What max_bytes bounds (the batch and the inserts in flight, an open transaction's
+        // share) plus what it sizes (the reader channel: a quarter of it in 1 MiB events, at
+        // least 16, and an UPDATE under FULL is two rows), an insert's encoding block and the
+        // allocator's slack: within three times the bound above the worker's start.
+        let grown = peak.saturating_sub(at_start);
+        println!(
+            "checked: RSS grew {} MiB over the {} MiB at start, bound 3 × max_bytes = {} MiB",
+            grown / 1024,
+            at_start / 1024,
+            3 * (bound >> 20)
+        );
+        assert!(
+            grown < 3 * bound / 1024,
+            "RSS growth within 3 × batch.max_bytes: {} MiB",
+            grown / 1024
+        );
+    }
     let (stored, smallest): (u64, u64) = env
         .ch_client()
         .query(
