@@ -40,12 +40,26 @@ async fn a_trickle_is_written_at_most_once_per_min_insert_interval() {
     c.batch.min_insert_interval_ms = 100;
     let bench = Bench::start(c);
     // 100 transactions a second for a second, each one alone on the wire.
+    let mut sent = std::collections::HashMap::new();
     for n in 0..100u64 {
-        bench.insert(100 + n * 10, &format!("run_{n}"));
+        let id = format!("run_{n}");
+        sent.insert(id.clone(), Instant::now());
+        bench.insert(100 + n * 10, &id);
         bench.run_for(10).await;
     }
     bench.run_for(200).await;
     let writes = bench.sink.writes();
+    // Promptly: a change waits for the gap, not for the 1 s flush interval.
+    let sent = &sent;
+    let waits: Vec<Duration> = writes
+        .iter()
+        .flat_map(|w| w.runs.iter().map(move |r| w.started - sent[&r.run_id]))
+        .collect();
+    let longest = waits.iter().max().copied().unwrap_or_default();
+    assert!(
+        longest <= Duration::from_millis(110),
+        "every change is written within min_insert_interval of arriving: {longest:?}"
+    );
     let gaps: Vec<Duration> = writes
         .windows(2)
         .map(|w| w[1].started - w[0].started)
