@@ -52,7 +52,7 @@ impl FeedHandle {
     }
 
     /// One transaction: Begin, one XLogData per message, Commit. Its commit record is at
-    /// `commit_lsn` and ends at `commit_lsn + 1`, so transactions pushed with increasing
+    /// `commit_lsn` and ends at `commit_lsn + COMMIT_RECORD`, so transactions pushed with increasing
     /// `commit_lsn` are ordered as a server would send them.
     pub fn transaction(&self, xid: u32, commit_lsn: u64, messages: &[Bytes]) {
         self.transaction_sent(xid, commit_lsn, messages, 0, 0);
@@ -84,7 +84,7 @@ impl FeedHandle {
         }
         self.push(ReplicationEvent::Commit {
             lsn: Lsn::from_u64(commit_lsn),
-            end_lsn: Lsn::from_u64(commit_lsn + 1),
+            end_lsn: Lsn::from_u64(commit_lsn + COMMIT_RECORD),
             commit_time_micros,
         });
     }

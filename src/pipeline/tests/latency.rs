@@ -8,9 +8,9 @@ use tokio::time::Instant;
 use super::bench::{Bench, TASK_RUN, config};
 use crate::testing::task_runs::{self, RunValues};
 
-/// A Commit at `lsn` is acknowledged as `lsn + 1` (its end).
+/// A Commit at `lsn` is acknowledged at its end.
 const fn end(lsn: u64) -> u64 {
-    lsn + 1
+    lsn + crate::testing::feed::COMMIT_RECORD
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,7 +4,7 @@
 use super::bench::{Bench, TASK_RUN, config};
 use crate::pipeline::collapse::{payload_bytes, run_bytes};
 use crate::rows::Col;
-use crate::testing::feed::{commit, xlog};
+use crate::testing::feed::{COMMIT_RECORD, commit, xlog};
 use crate::testing::task_runs::{self, RunValues};
 
 const MIB: u64 = 1 << 20;
@@ -76,7 +76,7 @@ async fn reading_stops_while_the_batch_and_the_inserts_in_flight_hold_max_bytes(
         "read again as inserts finish"
     );
     assert_eq!(bench.sink.final_rows().len(), 20);
-    assert_eq!(bench.feed.acked(), 100 + 19 + 1);
+    assert_eq!(bench.feed.acked(), 100 + 19 + COMMIT_RECORD);
     bench.stop().await.unwrap();
 }
 
@@ -110,8 +110,11 @@ async fn a_transaction_past_its_byte_share_is_written_in_parts_before_its_commit
     bench.feed.push(commit(500));
     bench.run_for(100).await;
     assert_eq!(bench.sink.final_rows().len(), 10);
-    assert_eq!(bench.feed.acked(), 501);
+    assert_eq!(bench.feed.acked(), 500 + COMMIT_RECORD);
     let run = bench.sink.run("run_0").unwrap();
-    assert_eq!(run._version, 501, "the spilled version: the commit LSN + 1");
+    assert_eq!(
+        run._version, 501,
+        "the first part's version: the commit LSN + 1"
+    );
     bench.stop().await.unwrap();
 }
