@@ -341,14 +341,15 @@ impl Config {
             1,
             3_600_000,
         )?;
-        // flush_interval_ms stays the upper bound of a batch's wait; a larger gap would never
-        // let a caught-up stream flush early.
+        // Not bounded by flush_interval_ms: a short flush interval (tests, or an operator who
+        // lowered only that) must not turn the default gap into a refusal. The writer uses the
+        // smaller of the two, since flush_interval_ms bounds a batch's wait anyway.
         range(
             self,
             "batch.min_insert_interval_ms",
             self.batch.min_insert_interval_ms,
             0,
-            self.batch.flush_interval_ms,
+            3_600_000,
         )?;
         range(
             self,

@@ -93,7 +93,10 @@ impl<S: Sink> BatchWriter<S> {
             max_rows: config.max_rows,
             max_inflight: config.max_inflight,
             flush_interval: Duration::from_millis(config.flush_interval_ms),
-            min_insert_interval: Duration::from_millis(config.min_insert_interval_ms),
+            // Never longer than flush_interval, the upper bound of any wait.
+            min_insert_interval: Duration::from_millis(
+                config.min_insert_interval_ms.min(config.flush_interval_ms),
+            ),
             max_bytes,
             // The batch being filled plus max_inflight sealed ones fit in max_bytes.
             share_bytes: (max_bytes / (config.max_inflight + 1)).max(1),
