@@ -356,8 +356,8 @@ fn every_rejected_value_says_key_value_origin_and_what_is_allowed() {
         ("RUNS_REPLICATOR_BATCH_MAX_INFLIGHT", "65", "from 1 to 64"),
         (
             "RUNS_REPLICATOR_BATCH_MIN_INSERT_INTERVAL_MS",
-            "1001",
-            "from 0 to 1000",
+            "3600001",
+            "from 0 to 3600000",
         ),
         ("RUNS_REPLICATOR_BATCH_MAX_BYTES", "1000", "from 1048576"),
         (
