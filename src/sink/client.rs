@@ -21,6 +21,14 @@ pub const INSERT_SETTINGS: &[(&str, &str)] = &[
     // Upstream normalises duplicate keys through JSON.parse; the server does the same here
     // instead of failing the whole insert.
     ("type_json_skip_duplicated_paths", "1"),
+    // No cap on the partitions one insert touches. The default (100) is a guard against a wrong
+    // partition key, but upstream's error_occurrences_v1, which every insert into the runs table
+    // feeds, partitions by day: a batch whose failed runs were created on more than 100 days (a
+    // backfill, a bulk timeout of old runs) is refused there while the runs table (by month)
+    // takes it. The refusal is not about the data, so the batch would be retried forever, and
+    // every attempt stores the runs and adds them to errors_v1 again before the day view fails.
+    // A batch holds at most `batch.max_rows` rows, which bounds its partitions anyway.
+    ("max_partitions_per_insert_block", "0"),
 ];
 
 /// Builds the client for the configured endpoint, user and database.

@@ -1,6 +1,7 @@
 //! [`ClickHouseSink`]: the pipeline's [`Sink`] over ClickHouse. A batch is inserted runs first,
 //! then payloads; the policy for each insert is in `sink::attempts` (transient failures and
-//! outages) and `sink::isolate` (refused data).
+//! outages) and `sink::isolate` (refused data), and on a payload table that keeps copies
+//! `sink::payload_once` leaves out the payloads of runs it already holds.
 //!
 //! It never gives up on an insert: an outage is waited out (`attempts`), a systemic refusal is
 //! retried with backoff, and either keeps the batch — and every position after it —
@@ -15,6 +16,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use super::attempts::{Attempts, Failure};
 use super::client::{INSERT_SETTINGS, describe, exception_code};
 use super::isolate::{self, Isolated, Refused, TryInsert};
+use super::payload_once::PayloadOnce;
 use super::row::SinkRow;
 use super::rowbinary;
 use crate::config::Config;
@@ -39,6 +41,9 @@ pub struct ClickHouseSink {
     client: clickhouse::Client,
     runs_table: String,
     payloads_table: Option<String>,
+    /// Keeps a replay from writing a run's payload row twice on a payload table that keeps
+    /// copies (trigger.dev's plain MergeTree); see `sink::payload_once`.
+    payload_once: Option<PayloadOnce>,
     settings: Vec<(&'static str, String)>,
     attempts: Attempts,
     timeout: Duration,
@@ -195,6 +200,8 @@ impl ClickHouseSink {
             client,
             runs_table: ch.runs_table.clone(),
             payloads_table: (!ch.payloads_table.is_empty()).then(|| ch.payloads_table.clone()),
+            payload_once: (!ch.payloads_table.is_empty())
+                .then(|| PayloadOnce::new(&ch.payloads_table, timeout)),
             settings,
             timeout,
             health,
@@ -356,12 +363,35 @@ impl ClickHouseSink {
         table: &str,
         rows: &[T],
     ) -> Result<(), InsertError> {
+        let keep = match &self.payload_once {
+            Some(once) if !self.null && self.payloads_table.as_deref() == Some(table) => once
+                .unstored(&self.client, rows)
+                .await
+                .map_err(|e| InsertError {
+                    data: false,
+                    text: e.to_string(),
+                })?,
+            _ => None,
+        };
+        if keep.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(());
+        }
         let mut body = self
             .buffers
             .lock()
             .expect("not poisoned")
             .pop()
             .unwrap_or_default();
+        // Only the payloads not stored yet (upstream's plain MergeTree, `payload_once`): a copy,
+        // on that rare path, so that the body is still encoded a block at a time.
+        let kept: Vec<T>;
+        let rows: &[T] = match &keep {
+            Some(keep) => {
+                kept = keep.iter().map(|&i| rows[i].clone()).collect();
+                &kept
+            }
+            None => rows,
+        };
         if self.null {
             let mut rest = rows;
             while !rest.is_empty() {

@@ -13,6 +13,13 @@
 //! [`Isolated::Systemic`]: dropping the rows would lose the batch, so the sink treats it like an
 //! outage (retry, never acknowledge).
 //!
+//! A refusal raised inside a materialized view on the table ([`refusing_view`], such as
+//! trigger.dev's `errors_mv_v1`, which reads every insert into the runs table) is systemic at
+//! once, without splitting: the view is what is broken, not the row. The canary cannot tell,
+//! since it is a row the view may never look at (the error views skip runs that did not fail),
+//! so such rows would otherwise be rejected one by one; and every split insert that succeeds
+//! feeds the healthy views again (they count inserted rows), at every retry.
+//!
 //! Bounds: each rejected row costs at most two inserts per level of halving, one per neutralisable
 //! field, the canary and one last try of the row, and isolation stops at `budget + 1` rejected
 //! rows, so a refused batch of `n` rows costs at most `(budget + 1) · (2·⌈log2 n⌉ +
@@ -80,6 +87,12 @@ pub async fn isolate<T: SinkRow, I: TryInsert<T>>(
     // one row, the left half first.
     let mut suspects: Vec<(Range<usize>, Refused)> = vec![(0..rows.len(), first)];
     while let Some((range, reason)) = suspects.pop() {
+        if let Some(view) = refusing_view(&reason.text) {
+            return Isolated::Systemic {
+                reason: format!("materialized view {view} refuses the rows: {}", reason.text),
+                inserts,
+            };
+        }
         if range.len() == 1 {
             let (row, tries) = salvage(ins, &rows[range.start], reason).await;
             inserts += tries;
@@ -127,6 +140,18 @@ pub async fn isolate<T: SinkRow, I: TryInsert<T>>(
         salvaged,
         inserts,
     }
+}
+
+/// The materialized view a refusal was raised in, as ClickHouse names it in the exception
+/// ("…: while pushing to view db.view (uuid). (CODE)"); the innermost view comes first.
+pub fn refusing_view(text: &str) -> Option<&str> {
+    const MARK: &str = "while pushing to view ";
+    let at = text.find(MARK)? + MARK.len();
+    let name = text[at..]
+        .split(|c: char| c.is_whitespace() || c == ':' || c == ',')
+        .next()?
+        .trim_end_matches('.');
+    (!name.is_empty()).then_some(name)
 }
 
 /// One refused row: neutralise its JSON fields one at a time until ClickHouse takes it.

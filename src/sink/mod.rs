@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod client;
 pub mod insert;
 mod isolate;
+mod payload_once;
 pub mod row;
 pub mod rowbinary;
 pub mod state;

@@ -17,6 +17,10 @@ pub trait SinkRow: RowOwned + EncodeRow + Clone + Send + Sync + 'static {
 
     fn run_id(&self) -> &str;
 
+    /// The run's `created_at` (ms), the partition key of both tables: it narrows a lookup of
+    /// rows already stored (`sink::payload_once`) to the partitions that can hold them.
+    fn created_at(&self) -> i64;
+
     /// The row as a runs-table row, when it is one: runs rows serve as canaries (`sink::isolate`)
     /// because storing one again changes nothing a reader sees. Payload rows do not: the payload
     /// table may be a plain MergeTree (upstream's), where a second copy is a second row.
@@ -50,6 +54,10 @@ impl SinkRow for RunRow {
     fn run_id(&self) -> &str {
         &self.run_id
     }
+
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
 }
 
 impl SinkRow for PayloadRow {
@@ -64,5 +72,9 @@ impl SinkRow for PayloadRow {
 
     fn run_id(&self) -> &str {
         &self.run_id
+    }
+
+    fn created_at(&self) -> i64 {
+        self.created_at
     }
 }

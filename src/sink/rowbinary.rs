@@ -30,9 +30,14 @@ fn column_list(columns: &[(&str, &str)]) -> String {
 }
 
 /// Encodes `rows` into `out` (cleared first), one RowBinary body.
-pub fn encode_all<T: EncodeRow>(rows: &[T], out: &mut Vec<u8>) {
+pub fn encode_all<'a, T: EncodeRow + 'a, I>(rows: I, out: &mut Vec<u8>)
+where
+    I: IntoIterator<Item = &'a T>,
+    I::IntoIter: Clone,
+{
+    let rows = rows.into_iter();
     out.clear();
-    out.reserve(rows.iter().map(T::size_hint).sum());
+    out.reserve(rows.clone().map(T::size_hint).sum());
     for row in rows {
         row.encode(out);
     }

@@ -460,6 +460,21 @@ async fn the_snapshot_waits_for_a_commit_written_before_l_but_not_yet_visible() 
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut child = process::spawn(cmd).expect("start backfill");
+    // Seen waiting (its query on the transactions in flight), then given 1.5 s more: a start that
+    // is slow on a loaded machine does not count against the wait.
+    runs_replicator::testing::wait::wait_for("the backfill to wait for it", CONVERGE, || async {
+        let n: i64 = pg
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = 'runs-replicator' AND query LIKE '%age(transactionid)%'",
+                &[],
+            )
+            .await
+            .ok()?
+            .get(0);
+        (n > 0).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         child.try_wait().unwrap().is_none(),

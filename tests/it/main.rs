@@ -18,3 +18,4 @@ mod reliability;
 mod replication;
 mod security;
 mod sources;
+mod upstream_schema;

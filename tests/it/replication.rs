@@ -12,12 +12,13 @@ use crate::support::{TestEnv, Worker, process};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
-/// Starts the worker for `env` and waits until it streams.
+/// Starts the worker for `env` and waits until it streams (a bootstrap copy comes first, and a
+/// loaded test machine makes every start-up step slow: the bound is generous, the wait is not).
 pub async fn start_worker(env: &TestEnv, overrides: &str) -> Worker {
     let port = process::free_port();
     let config = env.write_config(port, overrides);
     let mut worker = Worker::start(&config, port, &[]);
-    worker.wait_ready(Duration::from_secs(30)).await;
+    worker.wait_ready(Duration::from_secs(90)).await;
     worker
 }
 

@@ -225,3 +225,45 @@ async fn a_row_refused_just_before_the_table_is_fixed_is_stored_not_rejected() {
         "the whole row"
     );
 }
+
+#[test]
+fn the_refusing_view_is_read_from_clickhouses_exception() {
+    // chDB 26.9, as the integration tests see it.
+    let embedded = "Code: 469. DB::Exception: Constraint `short_titles` for table trigger_dev.errors_v1 \
+         is violated at row 1. Expression: (length(error_message) <= 10): while pushing to view \
+         trigger_dev.errors_mv_v1. (VIOLATED_CONSTRAINT)";
+    assert_eq!(refusing_view(embedded), Some("trigger_dev.errors_mv_v1"));
+    // A server names the view with its UUID; a view feeding another is named innermost first.
+    let server = "Code: 395. DB::Exception: broken: while executing 'FUNCTION throwIf(...)': while \
+         pushing to view db.inner_mv (5b8a1e0c-0c8f-4c47-9d3b-0d0f3c2c4f55): while pushing to view \
+         db.outer_mv (0d0f3c2c-4f55-4c47-9d3b-5b8a1e0c0c8f). (FUNCTION_THROW_IF_VALUE_IS_NON_ZERO) \
+         (version 26.9.2.1)";
+    assert_eq!(refusing_view(server), Some("db.inner_mv"));
+    assert_eq!(
+        refusing_view("Code: 117. DB::Exception: Cannot parse JSON object. (INCORRECT_DATA)"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_view_refusing_some_rows_is_systemic_without_splitting() {
+    // trigger.dev's errors_mv_v1 broken: it refuses the failed runs only, so the canary (a run
+    // that did not fail) still goes in and would have the failed runs rejected as poison.
+    let fake = Fake::new(|r: &RunRow| r.run_id.ends_with('7'));
+    let first = Refused {
+        text: "Code: 469. DB::Exception: Constraint `c` for table db.errors_v1 is violated at \
+               row 1: while pushing to view db.errors_mv_v1. (VIOLATED_CONSTRAINT)"
+            .into(),
+    };
+    let result = isolate(&fake, &batch(100), first, 2).await;
+    let Isolated::Systemic { reason, inserts } = result else {
+        panic!("a view's refusal is not a poison row: {result:?}")
+    };
+    assert!(
+        reason.starts_with("materialized view db.errors_mv_v1 refuses the rows: Code: 469."),
+        "{reason}"
+    );
+    assert_eq!(inserts, 0, "no split insert feeds the other views again");
+    assert_eq!(*fake.inserts.lock().unwrap(), 0);
+    assert!(fake.stored.lock().unwrap().is_empty());
+}
