@@ -20,7 +20,8 @@
 //!   [`health`] and [`http`] (what operators see), [`logging`].
 //! - The top: [`daemon`] wires a session together (stream, control plane, sink, loop) and
 //!   supervises it; [`backfill`] copies the current rows through the same transform and sink
-//!   (SPEC §9); `main.rs` is the command line.
+//!   (SPEC §9); [`verify`] compares ClickHouse with the transform of Postgres and repairs it
+//!   through the backfill path (SPEC §10); `main.rs` is the command line.
 //! - [`testing`]: in-memory parts and builders for tests and benchmarks, never in the worker.
 
 pub mod backfill;
@@ -42,3 +43,4 @@ pub mod source;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod transform;
+pub mod verify;

@@ -1,6 +1,6 @@
 //! The `runs-replicator` binary: parses the command line, loads the configuration, and runs the
-//! daemon, the one-shot preflight or a subcommand (`backfill`). Errors are reported here, once,
-//! as one line.
+//! daemon, the one-shot preflight or a subcommand (`backfill`, `verify`). Errors are reported
+//! here, once, as one line.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use runs_replicator::config::{Config, FlagOverride, replication_disabled_by, scrub};
-use runs_replicator::{backfill, daemon, logging, preflight};
+use runs_replicator::{backfill, daemon, logging, preflight, verify};
 
 /// Keeps ClickHouse `trigger_dev.task_runs_v2` equal to Postgres "TaskRun" and task_run_v2 by
 /// consuming logical replication.
@@ -82,6 +82,40 @@ enum Command {
     /// daemon streams; resumable. Exit 0 done (or already complete), 1 rows were rejected,
     /// 2 it cannot run.
     Backfill(BackfillArgs),
+    /// Compare ClickHouse (FINAL) with the transform of the current Postgres rows, column by
+    /// column, for the runs created in a window (SPEC §10), while the daemon streams; --repair
+    /// fixes what differs. Exit 0 in sync, 1 drift found, 2 it cannot check.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// Only runs created at or after this time ("2026-11-20", "2026-11-20T10:00:00Z"; UTC when
+    /// no zone is given). Default: every run.
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+
+    /// Only runs created before this time.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+
+    /// Only this source (its name: postgres.name, or a [[postgres.sources]] entry's). Default:
+    /// every source, a run present in two resolving to the higher generation's copy.
+    #[arg(long, value_name = "NAME")]
+    source: Option<String>,
+
+    /// Rewrite drifted runs through the backfill path (versions that never beat a live change)
+    /// and tombstone runs Postgres does not have.
+    #[arg(long)]
+    repair: bool,
+
+    /// Drifted runs listed in the report.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    max_report: usize,
+
+    /// Connections reading each source's snapshot (overrides backfill.parallel).
+    #[arg(long, value_name = "N")]
+    parallel: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -239,6 +273,9 @@ fn main() -> ExitCode {
     if let Some(Command::Backfill(args)) = &cli.command {
         return run_backfill(config, args, &cli);
     }
+    if let Some(Command::Verify(args)) = &cli.command {
+        return run_verify(config, args, &cli);
+    }
     if cli.health_check {
         return health_check(&config);
     }
@@ -259,6 +296,17 @@ fn main() -> ExitCode {
     runtime.block_on(daemon::run(config))
 }
 
+/// The runtime of a one-shot copy (backfill, verify). Decoding and transforming COPY rows is CPU
+/// work: one thread per copying connection, at most one per core (the daemon itself stays on one
+/// thread).
+fn copying_runtime(parallel: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(parallel.min(cores).max(1))
+        .enable_all()
+        .build()
+}
+
 fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode {
     if let Some(n) = args.parallel {
         if !(1..=64).contains(&n) {
@@ -269,14 +317,7 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
     }
     config.clickhouse.null_sink = cli.null_sink;
     logging::init(&config.log);
-    // Decoding and transforming COPY rows is CPU work: one thread per copying connection, at most
-    // one per core (the daemon itself stays on one thread).
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.backfill.parallel.min(cores).max(1))
-        .enable_all()
-        .build()
-    {
+    let runtime = match copying_runtime(config.backfill.parallel) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("runs-replicator: cannot start the async runtime: {e}");
@@ -354,6 +395,79 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
             }
             ExitCode::from(EXIT_CANNOT_RUN)
         }
+    }
+}
+
+/// One line on stderr (and an `{"ok": false}` object on stdout for JSON): secrets scrubbed.
+fn cannot_run(
+    command: &str,
+    error: &str,
+    secrets: &[runs_replicator::config::Secret],
+    format: Format,
+) -> ExitCode {
+    let secrets: Vec<_> = secrets.iter().collect();
+    let line = scrub(error, &secrets);
+    let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    eprintln!("runs-replicator: {command}: {line}");
+    if format == Format::Json {
+        println!("{}", serde_json::json!({ "ok": false, "error": line }));
+    }
+    ExitCode::from(EXIT_CANNOT_RUN)
+}
+
+fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
+    let secrets: Vec<_> = config.secrets().into_iter().cloned().collect();
+    if let Some(n) = args.parallel {
+        if !(1..=64).contains(&n) {
+            let e = format!("invalid --parallel {n}: expected 1 to 64");
+            return cannot_run("verify", &e, &secrets, cli.format);
+        }
+        config.backfill.parallel = n;
+    }
+    logging::init(&config.log);
+    let runtime = match copying_runtime(config.backfill.parallel) {
+        Ok(r) => r,
+        Err(e) => {
+            let e = format!("cannot start the async runtime: {e}");
+            return cannot_run("verify", &e, &secrets, cli.format);
+        }
+    };
+    let request = verify::Request {
+        source: args.source.clone(),
+        since: args.since.clone().map(verify::Bound::At),
+        until: args.until.clone().map(verify::Bound::At),
+        repair: args.repair,
+        parallel: config.backfill.parallel,
+        pause: std::time::Duration::ZERO,
+        max_report: args.max_report,
+    };
+    let result = runtime.block_on(async move {
+        let config = Arc::new(config);
+        let client = runs_replicator::sink::client::build(&config)?;
+        let reads = Arc::new(runs_replicator::sink::verify_reads::VerifyReads::new(
+            &config,
+            client.clone(),
+        ));
+        let health = Arc::new(runs_replicator::health::Health::new(
+            std::time::Duration::from_millis(config.metrics.clickhouse_unready_after_ms),
+            &[],
+        ));
+        let sink = Arc::new(runs_replicator::sink::insert::ClickHouseSink::new(
+            &config, client, health,
+        ));
+        verify::run(config, &request, reads, sink)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(report) => {
+            match cli.format {
+                Format::Text => print!("{}", report.render_text()),
+                Format::Json => println!("{}", report.render_json()),
+            }
+            ExitCode::from(report.exit_code())
+        }
+        Err(e) => cannot_run("verify", &e, &secrets, cli.format),
     }
 }
 

@@ -50,6 +50,17 @@ pub const CLICKHOUSE_REFUSING: &str = "runs_replicator_clickhouse_refusing";
 pub const BACKFILL_ROWS: &str = "runs_replicator_backfill_rows_total";
 pub const BACKFILL_CHUNKS: &str = "runs_replicator_backfill_chunks";
 pub const BACKFILL_RUNNING: &str = "runs_replicator_backfill_running";
+pub const DRIFT_ROWS: &str = "runs_replicator_drift_rows";
+pub const VERIFY_LAST_SUCCESS: &str = "runs_replicator_verify_last_success_timestamp_seconds";
+pub const VERIFY_RUNS: &str = "runs_replicator_verify_runs_compared";
+pub const VERIFY_DURATION: &str = "runs_replicator_verify_duration_seconds";
+pub const VERIFY_INTERVAL: &str = "runs_replicator_verify_interval_seconds";
+pub const VERIFY_REPAIRS: &str = "runs_replicator_verify_repairs_total";
+
+/// Every `kind` label of the drift gauge (`verify::compare::Kind`).
+pub const DRIFT_KINDS: &[&str] = &["missing", "extra", "stale", "missing_payload"];
+/// Every `action` label of the repair counter.
+pub const REPAIR_ACTIONS: &[&str] = &["rewritten", "tombstoned"];
 
 /// Every `state` label of the backfill chunk gauge.
 pub const BACKFILL_CHUNK_STATES: &[&str] = &["pending", "running", "done"];
@@ -236,6 +247,33 @@ fn describe() {
         "Chunks of the running backfill, by state (pending, running, done; done includes chunks finished by an earlier run of the job)."
     );
     describe_gauge!(BACKFILL_RUNNING, "1 while a backfill copies.");
+    describe_gauge!(
+        DRIFT_ROWS,
+        "Runs the last background verify found drifted (settled, not changes in flight), by kind (missing, extra, stale, missing_payload); before its repair, if verify.repair."
+    );
+    describe_gauge!(
+        VERIFY_LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time the last background verify completed (0: none yet)."
+    );
+    describe_gauge!(
+        VERIFY_RUNS,
+        "Runs the last background verify compared (its window, both sides)."
+    );
+    describe_gauge!(
+        VERIFY_DURATION,
+        Unit::Seconds,
+        "How long the last background verify took."
+    );
+    describe_gauge!(
+        VERIFY_INTERVAL,
+        Unit::Seconds,
+        "verify.interval: how often the daemon verifies in the background (0: off)."
+    );
+    describe_counter!(
+        VERIFY_REPAIRS,
+        "Runs the background verify repaired (verify.repair), by action (rewritten from Postgres, tombstoned)."
+    );
 }
 
 /// Registers every series whose labels are known up front, at zero, so dashboards and alerts
@@ -297,6 +335,13 @@ pub fn register_defaults(config: &crate::config::Config) {
     for state in BACKFILL_CHUNK_STATES {
         metrics::gauge!(BACKFILL_CHUNKS, "state" => *state).set(0.0);
     }
+    for kind in DRIFT_KINDS {
+        metrics::gauge!(DRIFT_ROWS, "kind" => *kind).set(0.0);
+    }
+    for action in REPAIR_ACTIONS {
+        metrics::counter!(VERIFY_REPAIRS, "action" => *action).absolute(0);
+    }
+    metrics::gauge!(VERIFY_INTERVAL).set(config.verify.interval.as_secs_f64());
     for gauge in [
         CLICKHOUSE_OUTAGE,
         CLICKHOUSE_LAST_OUTAGE,
@@ -305,6 +350,9 @@ pub fn register_defaults(config: &crate::config::Config) {
         BACKPRESSURE,
         READY,
         BACKFILL_RUNNING,
+        VERIFY_LAST_SUCCESS,
+        VERIFY_RUNS,
+        VERIFY_DURATION,
     ] {
         metrics::gauge!(gauge).set(0.0);
     }

@@ -181,3 +181,22 @@ pub fn copy_sql(schema: &str, chunk: &Chunk, window: &Window) -> String {
         quote_ident(&chunk.table)
     )
 }
+
+/// `COPY (SELECT <every Col> FROM schema.table WHERE id IN (<ids>) [AND <window>]) TO STDOUT`:
+/// the rows of a few runs (a verify's re-check, a repair). Literals, as COPY takes no parameters;
+/// the primary key finds them.
+pub fn ids_copy_sql(schema: &str, table: &str, ids: &[String], window: Option<&Window>) -> String {
+    let columns: Vec<String> = Col::ALL.iter().map(|c| quote_ident(c.pg_name())).collect();
+    let list: Vec<String> = ids.iter().map(|id| quote_literal(id)).collect();
+    let mut conditions = vec![format!("id IN ({})", list.join(", "))];
+    if let Some(window) = window {
+        conditions.extend(window.condition());
+    }
+    format!(
+        "COPY (SELECT {} FROM {}.{} WHERE {}) TO STDOUT",
+        columns.join(", "),
+        quote_ident(schema),
+        quote_ident(table),
+        conditions.join(" AND ")
+    )
+}

@@ -116,17 +116,27 @@ pub struct Limits {
     pub max_rows: usize,
 }
 
-/// Copies the chunk that `sql` selects through `adder` into `sink`; `on_rows` hears of rows as
-/// they are read (progress).
-pub async fn copy_chunk<S: Sink>(
+/// Where the committed rows of a COPY go: into the sink (a backfill, a repair), or into a
+/// digest (a verify). Called with at most `Limits` worth of rows at a time; the COPY stream is not
+/// read while it runs.
+pub trait Consumer {
+    fn consume(
+        &mut self,
+        rows: Committed,
+    ) -> impl std::future::Future<Output = Result<(), BackfillError>> + Send;
+}
+
+/// Reads the COPY `sql` through `adder` (the transform input path) and hands the committed rows
+/// to `consumer` whenever `limits` is reached and at the end; `on_rows` hears of rows as they are
+/// read. Returns the rows read and skipped (the consumer counts what it did with them).
+pub async fn copy_rows<C: Consumer + Send>(
     client: &Client,
     sql: &str,
     adder: &mut RowAdder<'_>,
-    sink: &Arc<S>,
     limits: Limits,
     on_rows: &(dyn Fn(u64) + Send + Sync),
-) -> Result<ChunkDone, BackfillError> {
-    let started = Instant::now();
+    consumer: &mut C,
+) -> Result<(), BackfillError> {
     let table = adder.binding.table.to_string();
     let copy_failed = |e: tokio_postgres::Error| BackfillError::Postgres {
         what: format!("copying {table}"),
@@ -134,17 +144,12 @@ pub async fn copy_chunk<S: Sink>(
     };
     let mut stream = pin!(client.copy_out(sql).await.map_err(copy_failed)?);
     let mut lines = Lines::default();
-    let mut batch = Batch::default();
-    let mut done = ChunkDone {
-        lsn: adder.lsn,
-        ..ChunkDone::default()
-    };
-    let mut reported = 0;
+    let mut reported = adder.rows_read;
     while let Some(data) = stream.next().await {
         let data = data.map_err(copy_failed)?;
         lines.feed(&data, |line| adder.add_line(line))?;
         if adder.bytes >= limits.max_bytes || adder.buffered() >= limits.max_rows {
-            write(&mut batch, adder, sink, &mut done).await?;
+            consumer.consume(adder.take()?).await?;
         }
         if adder.rows_read - reported >= 256 {
             on_rows(adder.rows_read - reported);
@@ -157,29 +162,66 @@ pub async fn copy_chunk<S: Sink>(
             reason: "the COPY stream ended inside a row".into(),
         });
     }
-    write(&mut batch, adder, sink, &mut done).await?;
+    if adder.buffered() > 0 {
+        consumer.consume(adder.take()?).await?;
+    }
     on_rows(adder.rows_read - reported);
-    done.rows_read = adder.rows_read;
-    done.skipped = adder.skipped;
-    done.seconds = started.elapsed().as_secs_f64();
-    Ok(done)
+    Ok(())
 }
 
-/// Writes what `adder` holds through the batch (collapsed and sorted as every batch is).
-async fn write<S: Sink>(
-    batch: &mut Batch,
+/// Writes committed rows through a batch (collapsed and sorted as every batch is) into a sink.
+pub struct SinkWriter<'a, S: Sink> {
+    sink: &'a Arc<S>,
+    batch: Batch,
+    pub rows_written: u64,
+    pub payloads_written: u64,
+    pub rejected: u64,
+}
+
+impl<'a, S: Sink> SinkWriter<'a, S> {
+    pub fn new(sink: &'a Arc<S>) -> SinkWriter<'a, S> {
+        SinkWriter {
+            sink,
+            batch: Batch::default(),
+            rows_written: 0,
+            payloads_written: 0,
+            rejected: 0,
+        }
+    }
+}
+
+impl<S: Sink> Consumer for SinkWriter<'_, S> {
+    async fn consume(&mut self, rows: Committed) -> Result<(), BackfillError> {
+        self.batch.add(0, rows, Instant::now());
+        let sealed = self.batch.seal();
+        let written = self.sink.write(&sealed.runs, &sealed.payloads).await?;
+        self.rows_written += written.runs as u64;
+        self.payloads_written += written.payloads as u64;
+        self.rejected += written.rejected as u64;
+        self.batch.recycle(sealed.runs);
+        Ok(())
+    }
+}
+
+/// Copies the chunk that `sql` selects through `adder` into `sink`; `on_rows` hears of rows as
+/// they are read (progress).
+pub async fn copy_chunk<S: Sink>(
+    client: &Client,
+    sql: &str,
     adder: &mut RowAdder<'_>,
     sink: &Arc<S>,
-    done: &mut ChunkDone,
-) -> Result<(), BackfillError> {
-    if adder.buffered() == 0 {
-        return Ok(());
-    }
-    batch.add(0, adder.take()?, Instant::now());
-    let sealed = batch.seal();
-    let written = sink.write(&sealed.runs, &sealed.payloads).await?;
-    done.rows_written += written.runs as u64;
-    done.rejected += written.rejected as u64;
-    batch.recycle(sealed.runs);
-    Ok(())
+    limits: Limits,
+    on_rows: &(dyn Fn(u64) + Send + Sync),
+) -> Result<ChunkDone, BackfillError> {
+    let started = Instant::now();
+    let mut writer = SinkWriter::new(sink);
+    copy_rows(client, sql, adder, limits, on_rows, &mut writer).await?;
+    Ok(ChunkDone {
+        lsn: adder.lsn,
+        rows_read: adder.rows_read,
+        rows_written: writer.rows_written,
+        skipped: adder.skipped,
+        rejected: writer.rejected,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }

@@ -53,6 +53,10 @@ pub enum SnapshotSource {
 /// and the `L` their rows are stamped with.
 pub struct Snapshot {
     pub lsn: u64,
+    /// A WAL position read once the snapshot was taken: every transaction the snapshot shows has
+    /// its commit record before it. A slot confirmed past `upper` has delivered all of them (a
+    /// verify waits for that before it reads ClickHouse). `lsn` for an exported snapshot.
+    pub upper: u64,
     /// How long `open` waited for transactions in flight at `L` (zero for an exported one).
     pub waited: Duration,
     connections: Vec<Client>,
@@ -99,7 +103,7 @@ pub async fn connect(config: &Config, source: &Source) -> Result<Client, Backfil
 }
 
 impl Snapshot {
-    /// Opens `connections` (at least one) connections reading the snapshot.
+    /// Opens `connections` (at least one) connections reading a snapshot of `source`'s database.
     pub async fn open(
         config: &Config,
         source: &Source,
@@ -107,7 +111,7 @@ impl Snapshot {
         connections: usize,
     ) -> Result<Snapshot, BackfillError> {
         let first = connect(config, source).await?;
-        let (lsn, name, waited) = match origin {
+        let (lsn, name, waited, upper) = match origin {
             SnapshotSource::Fresh => {
                 let lsn = current_lsn(&first).await?;
                 let waited = wait_for_running(&first).await?;
@@ -120,11 +124,14 @@ impl Snapshot {
                     .await
                     .map_err(pg_error("exporting the copy snapshot"))?
                     .get(0);
-                (lsn, name, waited)
+                // Read once the snapshot exists (the function reads shared memory, not the
+                // snapshot): every commit the snapshot shows was inserted before this position.
+                let upper = current_lsn(&first).await?.max(lsn);
+                (lsn, name, waited, upper)
             }
             SnapshotSource::Exported { name, lsn } => {
                 import(&first, &name).await?;
-                (lsn, name, Duration::ZERO)
+                (lsn, name, Duration::ZERO, lsn)
             }
         };
         let mut all = vec![first];
@@ -135,6 +142,7 @@ impl Snapshot {
         }
         Ok(Snapshot {
             lsn,
+            upper,
             waited,
             connections: all,
         })

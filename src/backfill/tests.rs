@@ -1,5 +1,5 @@
 use super::checkpoint::{ChunkDone, JobRecord, JobSpec};
-use super::chunks::{Chunk, TablePlan, Window, copy_sql};
+use super::chunks::{Chunk, TablePlan, Window, copy_sql, ids_copy_sql};
 use super::copier::RowAdder;
 use super::report::{Outcome, Summary, TableSummary};
 use crate::pipeline::transaction::version;
@@ -130,6 +130,28 @@ fn copy_sql_selects_every_column_in_order_with_quoted_bounds_and_window() {
         copy_sql("public", &open, &Window::default())
             .ends_with("FROM \"public\".\"TaskRun\") TO STDOUT")
     );
+}
+
+#[test]
+fn ids_copy_sql_selects_the_listed_runs_quoted_within_the_window() {
+    let ids = vec!["run_a".to_string(), "run_b'x".to_string()];
+    let window = Window {
+        since: Some("2026-11-01 00:00:00.000000".into()),
+        until: None,
+        updated_since: None,
+        shard: None,
+    };
+    let sql = ids_copy_sql("public", "task_run_v2", &ids, Some(&window));
+    assert!(
+        sql.ends_with(
+            "FROM \"public\".\"task_run_v2\" WHERE id IN ('run_a', 'run_b''x') \
+             AND \"createdAt\" >= '2026-11-01 00:00:00.000000'::timestamp) TO STDOUT"
+        ),
+        "{sql}"
+    );
+    assert!(sql.starts_with("COPY (SELECT \"id\", "), "{sql}");
+    let any = ids_copy_sql("public", "TaskRun", &ids[..1], None);
+    assert!(any.ends_with("WHERE id IN ('run_a')) TO STDOUT"), "{any}");
 }
 
 #[test]

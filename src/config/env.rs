@@ -56,6 +56,14 @@ pub const KEYS: &[&str] = &[
     "backfill.max_bytes",
     "backfill.on_slot_create",
     "backfill.gap_margin_s",
+    "verify.interval",
+    "verify.window",
+    "verify.repair",
+    "verify.payloads",
+    "verify.chunk_rows",
+    "verify.pause_ms",
+    "verify.wait_timeout_ms",
+    "verify.rounds",
 ];
 
 /// How a trigger.dev variable maps onto a key.

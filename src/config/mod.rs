@@ -25,16 +25,18 @@ use serde::Deserialize;
 
 pub use clickhouse_url::ChUrl;
 pub use env::disabled_by as replication_disabled_by;
+pub use parse::duration_text;
 pub use postgres_url::{PgUrl, SslMode};
 pub use secret::{Secret, scrub};
 pub use sections::{
     BackfillConfig, BatchConfig, ClickHouseConfig, Compression, LogConfig, LogFormat,
-    MetricsConfig, PostgresConfig, PreflightConfig, TransformConfig,
+    MetricsConfig, PostgresConfig, PreflightConfig, TransformConfig, VerifyConfig,
 };
 pub use sources::{Shard, Source, SourceConfig, Stream};
 
 use parse::{
-    boolean, generations, generations_text, list, number, one_line, one_line_toml_error, redact_url,
+    boolean, duration, generations, generations_text, list, number, one_line, one_line_toml_error,
+    redact_url,
 };
 
 /// The documented default location of the config file.
@@ -51,6 +53,7 @@ pub struct Config {
     pub log: LogConfig,
     pub preflight: PreflightConfig,
     pub backfill: BackfillConfig,
+    pub verify: VerifyConfig,
     /// Where each non-default value came from, for error messages.
     #[serde(skip)]
     origins: BTreeMap<String, String>,
@@ -238,6 +241,14 @@ impl Config {
             "backfill.max_bytes" => self.backfill.max_bytes = number(v)?,
             "backfill.on_slot_create" => self.backfill.on_slot_create = boolean(v)?,
             "backfill.gap_margin_s" => self.backfill.gap_margin_s = number(v)?,
+            "verify.interval" => self.verify.interval = duration(v)?,
+            "verify.window" => self.verify.window = duration(v)?,
+            "verify.repair" => self.verify.repair = boolean(v)?,
+            "verify.payloads" => self.verify.payloads = boolean(v)?,
+            "verify.chunk_rows" => self.verify.chunk_rows = number(v)?,
+            "verify.pause_ms" => self.verify.pause_ms = number(v)?,
+            "verify.wait_timeout_ms" => self.verify.wait_timeout_ms = number(v)?,
+            "verify.rounds" => self.verify.rounds = number(v)?,
             other => return Err(format!("{other} is not a configuration key")),
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! in messages.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::{Config, ConfigError};
 
@@ -90,4 +91,42 @@ pub(super) fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
         }
         None => one_line(e.message()),
     }
+}
+
+/// A duration: `0` or `off`, a number of seconds, or a number with a unit (`ms`, `s`, `m`, `h`,
+/// `d`), e.g. `90s`, `15m`, `6h`.
+pub(super) fn duration(v: &str) -> Result<Duration, String> {
+    let allowed = || "expected a duration like 90s, 15m, 6h or 1d (0 or off: none)".to_string();
+    let v = v.trim();
+    if v.eq_ignore_ascii_case("off") {
+        return Ok(Duration::ZERO);
+    }
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| allowed())?;
+    let ms = match unit.trim() {
+        "" | "s" => n.checked_mul(1000),
+        "ms" => Some(n),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => None,
+    };
+    ms.map(Duration::from_millis).ok_or_else(allowed)
+}
+
+/// A duration as a person reads it back: `6h`, `15m`, `90s`, `500ms`.
+pub fn duration_text(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -244,5 +245,59 @@ impl Default for BackfillConfig {
             on_slot_create: false,
             gap_margin_s: 900,
         }
+    }
+}
+
+/// `runs-replicator verify` and the daemon's background verify (SPEC §10).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// How often the daemon verifies a recent window in the background; zero is off.
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    /// How far back the background verify looks: runs created in the last `window`.
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    /// The background verify repairs what it finds (as `verify --repair`).
+    pub repair: bool,
+    /// Check that every run has its row in the payloads table too.
+    pub payloads: bool,
+    /// Rows per COPY chunk of the Postgres side.
+    pub chunk_rows: u64,
+    /// The background verify sleeps this long between chunks, so the stream keeps the CPU.
+    pub pause_ms: u64,
+    /// How long a verify waits for a slot to pass its snapshot before it reports anyway.
+    pub wait_timeout_ms: u64,
+    /// Re-checks of the differing runs, each from a fresh snapshot, before a difference that
+    /// keeps moving is set aside as unsettled.
+    pub rounds: u32,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig {
+            interval: Duration::ZERO,
+            window: Duration::from_secs(6 * 3600),
+            repair: false,
+            payloads: true,
+            chunk_rows: 20_000,
+            pause_ms: 50,
+            wait_timeout_ms: 30_000,
+            rounds: 4,
+        }
+    }
+}
+
+/// A duration as TOML gives it: a number of seconds, or text such as `"90s"`, `"15m"`, `"6h"`.
+pub(super) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Seconds(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => super::parse::duration(&t).map_err(serde::de::Error::custom),
     }
 }

@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use super::*;
 
@@ -137,6 +138,14 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("backfill.max_bytes", "1048576"),
         ("backfill.on_slot_create", "true"),
         ("backfill.gap_margin_s", "60"),
+        ("verify.interval", "15m"),
+        ("verify.window", "2h"),
+        ("verify.repair", "true"),
+        ("verify.payloads", "false"),
+        ("verify.chunk_rows", "500"),
+        ("verify.pause_ms", "7"),
+        ("verify.wait_timeout_ms", "900"),
+        ("verify.rounds", "3"),
     ];
     assert_eq!(values.len(), env::KEYS.len());
     let names: Vec<(String, &str)> = values.iter().map(|(k, v)| (env::own_name(k), *v)).collect();
@@ -183,6 +192,16 @@ fn every_key_can_be_set_from_its_own_env_name() {
             c.backfill.max_bytes
         ),
         (4, 1000, 1 << 20)
+    );
+    let v = &c.verify;
+    assert_eq!(
+        (v.interval, v.window),
+        (Duration::from_secs(900), Duration::from_secs(7200))
+    );
+    assert!(v.repair && !v.payloads);
+    assert_eq!(
+        (v.chunk_rows, v.pause_ms, v.wait_timeout_ms, v.rounds),
+        (500, 7, 900, 3)
     );
     assert_eq!(
         (
@@ -1053,4 +1072,42 @@ fn a_publication_may_have_any_name_postgres_keeps_whole() {
             "{what}: {e}"
         );
     }
+}
+
+#[test]
+fn verify_durations_read_as_text_or_seconds_and_are_checked() {
+    let c = load_toml("[verify]\ninterval = \"15m\"\nwindow = 7200\n", &[], &[]).unwrap();
+    assert_eq!(c.verify.interval, Duration::from_secs(900));
+    assert_eq!(c.verify.window, Duration::from_secs(7200));
+    let off = load_toml("[verify]\ninterval = \"off\"\n", &[], &[]).unwrap();
+    assert!(off.verify.interval.is_zero());
+    assert!(
+        Config::default().verify.interval.is_zero(),
+        "off by default"
+    );
+    for (text, want) in [
+        ("500ms", 500),
+        ("90s", 90_000),
+        ("90", 90_000),
+        ("6h", 21_600_000),
+        ("1d", 86_400_000),
+        ("0", 0),
+    ] {
+        assert_eq!(
+            parse::duration(text),
+            Ok(Duration::from_millis(want)),
+            "{text}"
+        );
+    }
+    for bad in ["", "6 hours", "-1s", "1.5h", "h"] {
+        assert!(parse::duration(bad).is_err(), "{bad}");
+    }
+    assert_eq!(duration_text(Duration::from_secs(21_600)), "6h");
+    assert_eq!(duration_text(Duration::from_millis(1500)), "1500ms");
+    let e = err("[verify]\ninterval = \"2s\"\n", &[]);
+    assert!(e.contains("verify.interval") && e.contains("10s"), "{e}");
+    let e = err("[verify]\nwindow = \"soon\"\n", &[]);
+    assert!(e.contains("verify.window") && e.contains("duration"), "{e}");
+    let e = err("", &[("RUNS_REPLICATOR_VERIFY_ROUNDS", "0")]);
+    assert!(e.contains("verify.rounds"), "{e}");
 }

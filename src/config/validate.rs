@@ -2,8 +2,9 @@
 //! naming the key, the value, where it came from and what is allowed.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use super::parse::{ch_ident_ok, generations_text, range};
+use super::parse::{ch_ident_ok, duration_text, generations_text, range};
 use super::sources::Source;
 use super::{Config, ConfigError};
 
@@ -249,6 +250,38 @@ impl Config {
         Ok(())
     }
 
+    fn validate_verify(&self) -> Result<(), ConfigError> {
+        let v = &self.verify;
+        let too_short = |key: &str, value: Duration, min: &str| {
+            self.invalid(
+                key,
+                duration_text(value),
+                &format!("expected at least {min} (or 0 for off)"),
+            )
+        };
+        if !v.interval.is_zero() && v.interval < Duration::from_secs(10) {
+            return Err(too_short("verify.interval", v.interval, "10s"));
+        }
+        if v.window < Duration::from_secs(1) {
+            return Err(self.invalid(
+                "verify.window",
+                duration_text(v.window),
+                "expected a duration of at least 1s, like 6h",
+            ));
+        }
+        range(self, "verify.chunk_rows", v.chunk_rows, 1, 100_000_000)?;
+        range(self, "verify.pause_ms", v.pause_ms, 0, 60_000)?;
+        range(
+            self,
+            "verify.wait_timeout_ms",
+            v.wait_timeout_ms,
+            0,
+            3_600_000,
+        )?;
+        range(self, "verify.rounds", v.rounds as u64, 1, 20)?;
+        Ok(())
+    }
+
     /// Range and consistency checks that the types alone do not express.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let pg = &self.postgres;
@@ -400,6 +433,7 @@ impl Config {
             0,
             30 * 86_400,
         )?;
+        self.validate_verify()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(self.invalid(
                 "log.level",

@@ -88,6 +88,8 @@ pub async fn run(config: Config) -> ExitCode {
         );
     }
 
+    // The background verify (verify.interval): a task of its own beside the streams it checks.
+    crate::verify::continuous::spawn(&config, &ch, &stop);
     let store = Arc::new(StateStore::new(
         ch.clone(),
         Duration::from_millis(config.clickhouse.request_timeout_ms),

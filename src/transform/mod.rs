@@ -25,7 +25,7 @@ mod values;
 
 use crate::rows::{Col, PayloadRow, RunRow, SourceRow};
 pub use packet::{Emptied, prepare_json};
-pub use values::{TIMESTAMP_INFINITY_MS, TIMESTAMP_NEG_INFINITY_MS};
+pub use values::{TIMESTAMP_INFINITY_MS, TIMESTAMP_NEG_INFINITY_MS, civil_from_days};
 
 /// Switches of the transform that come from configuration.
 #[derive(Clone, Debug)]

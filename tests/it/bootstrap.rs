@@ -7,10 +7,10 @@ use runs_replicator::testing::wait::wait_for;
 
 use crate::reliability::{wait_ready, wait_unready};
 use crate::replication::start_worker;
-use crate::support::TestEnv;
 use crate::support::expect::assert_converges;
 use crate::support::load::Rng;
 use crate::support::runs::{insert, insert_many_sql, lit};
+use crate::support::{TestEnv, Worker, process};
 
 const CONVERGE: Duration = Duration::from_secs(120);
 
@@ -90,7 +90,12 @@ async fn bootstrap_copies_what_existed_before_the_slot_while_a_writer_keeps_chan
         }
         (updates, deletes)
     });
-    let worker = start_worker(&env, "[backfill]\non_slot_create = true\n").await;
+    // Not gated on /readyz within a bound: streaming starts only after the copy of 50,000 runs,
+    // which a loaded machine makes slow; convergence below is the bound that matters.
+    let port = process::free_port();
+    let config = env.write_config(port, "[backfill]\non_slot_create = true\n");
+    let mut worker = Worker::start(&config, port, &[]);
+    worker.wait_ready(CONVERGE).await;
     let (updates, deletes) = writer.await.unwrap();
     println!(
         "injected: a writer made {updates} updates and {deletes} deletes of those runs while the worker bootstrapped"

@@ -19,3 +19,4 @@ mod replication;
 mod security;
 mod sources;
 mod upstream_schema;
+mod verify;

@@ -7,6 +7,19 @@ fn ms(y: i64, mo: u32, d: u32, h: i64, mi: i64, s: i64, milli: i64) -> i64 {
 }
 
 #[test]
+fn civil_from_days_inverts_days_from_civil() {
+    for days in (-800_000..800_000)
+        .step_by(97)
+        .chain([-719_528, -1, 0, 11_017, 20_783])
+    {
+        let (y, m, d) = civil_from_days(days);
+        assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        assert!((1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m));
+    }
+    assert_eq!(civil_from_days(20_783), (2026, 11, 26));
+}
+
+#[test]
 fn civil_days_anchor_points() {
     assert_eq!(days_from_civil(1970, 1, 1), 0);
     assert_eq!(days_from_civil(1969, 12, 31), -1);

@@ -127,10 +127,14 @@ class Engine:
                 if first_word == "USE":  # the session's database changed under us
                     self.current_db = None
             out = res.bytes()
+            # A server's read_rows counts the rows its storage read; chDB's rows_read() counts
+            # the rows of the result, and storage_rows_read() (chdb-core 26) what a server says.
+            read_rows = res.storage_rows_read() if hasattr(res, "storage_rows_read") else res.rows_read()
+            read_bytes = res.storage_bytes_read() if hasattr(res, "storage_bytes_read") else res.bytes_read()
             return out, {
-                "read_rows": str(res.rows_read()), "read_bytes": str(res.bytes_read()),
+                "read_rows": str(read_rows), "read_bytes": str(read_bytes),
                 "written_rows": str(res.rows_written()), "written_bytes": str(res.bytes_written()),
-                "total_rows_to_read": str(res.rows_read()),
+                "total_rows_to_read": str(read_rows),
                 "result_bytes": str(len(out)),
                 "elapsed_ns": str(int(res.elapsed() * 1e9)),
             }

@@ -23,6 +23,14 @@ class TestQuery(ServerTestCase):
         self.assertEqual(json.loads(r.body)["data"], [[2]])
         self.assertEqual(r.headers["X-ClickHouse-Format"], "JSONCompact")
 
+    def test_summary_counts_the_rows_storage_read(self):
+        # As a server does: read_rows is what the table scan read, not the size of the result.
+        self.q("CREATE TABLE summary_rows (k UInt32) ENGINE = MergeTree ORDER BY k")
+        self.q("INSERT INTO summary_rows SELECT number FROM numbers(1000)")
+        r = self.ok(self.server.query("SELECT count() FROM summary_rows WHERE k % 7 = 0"))
+        self.assertEqual(r.text, "143\n")
+        self.assertEqual(json.loads(r.headers["X-ClickHouse-Summary"])["read_rows"], "1000")
+
     def test_unknown_setting_is_115(self):
         r = self.server.query("SELECT 1", params={"no_such_setting_xyz": "1"})
         self.assertCHError(r, 115, 404, "UNKNOWN_SETTING")

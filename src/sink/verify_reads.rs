@@ -1,0 +1,353 @@
+//! What a verify reads from ClickHouse (SPEC §10): per hash range a count and a sum of row
+//! hashes, the row hashes of a few ranges, and the rows of a few runs — under `FINAL`, within
+//! a `created_at` window — plus the newest version of a run including tombstones, whether runs
+//! have payload rows, and ClickHouse's own rendering of JSON values.
+//!
+//! The hash expression comes from the caller (`verify::canonical`, where its Rust twin lives);
+//! this file owns the tables, the window and the settings that make ClickHouse print JSON the
+//! way the twin expects. Every query counts the rows ClickHouse read (its `X-ClickHouse-Summary`,
+//! complete with `wait_end_of_query=1`), so a verify can show what it cost.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clickhouse::Row;
+use clickhouse::query::Query;
+use serde::Deserialize;
+
+use super::catalog::answer;
+use super::client::INSERT_SETTINGS;
+use crate::config::Config;
+use crate::pipeline::sink::SinkError;
+use crate::rows::RunRow;
+
+/// Stands for "this run has a payload row" in a hash expression; replaced by the query over the
+/// payloads table (within the window).
+pub const PAYLOAD_PRESENT: &str = "{payload_present}";
+
+/// How ClickHouse prints JSON in a verify's reads: 64-bit numbers unquoted and `/` escaped, set
+/// explicitly because the defaults differ between server versions.
+const JSON_OUTPUT: &[(&str, &str)] = &[
+    ("output_format_json_quote_64bit_integers", "0"),
+    ("output_format_json_quote_64bit_floats", "0"),
+    ("output_format_json_escape_forward_slashes", "1"),
+    ("output_format_binary_write_json_as_string", "1"),
+];
+
+/// Runs per `IN (…)` list: bounded statements whatever the number of runs asked about.
+const IDS_PER_QUERY: usize = 5000;
+
+/// Which rows of the runs table a verify looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// `created_at` bounds in epoch milliseconds: since inclusive, until exclusive.
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Only rows whose `_version` carries one of these generations (one source's tables).
+    pub generations: Option<Vec<u8>>,
+}
+
+impl Scope {
+    fn time(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(ms) = self.since_ms {
+            out.push(format!(
+                "created_at >= fromUnixTimestamp64Milli(toInt64({ms}))"
+            ));
+        }
+        if let Some(ms) = self.until_ms {
+            out.push(format!(
+                "created_at < fromUnixTimestamp64Milli(toInt64({ms}))"
+            ));
+        }
+        out
+    }
+
+    /// The condition on the runs table. The generation is read from `_version`, a column outside
+    /// the sorting key, so ClickHouse applies it after `FINAL` picked each run's newest row.
+    fn runs(&self) -> String {
+        let mut out = self.time();
+        if let Some(gens) = &self.generations {
+            let list: Vec<String> = gens.iter().map(u8::to_string).collect();
+            out.push(format!(
+                "bitShiftRight(_version, 56) IN ({})",
+                list.join(", ")
+            ));
+        }
+        if out.is_empty() {
+            "1".into()
+        } else {
+            out.join(" AND ")
+        }
+    }
+}
+
+/// One hash range as ClickHouse sums it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Row, Deserialize)]
+pub struct RangeSum {
+    pub range: u32,
+    pub runs: u64,
+    /// Wrapping sum of the row hashes.
+    pub sum: u64,
+}
+
+/// The reads, with what they cost.
+pub struct VerifyReads {
+    client: clickhouse::Client,
+    database: String,
+    runs_table: String,
+    payloads_table: Option<String>,
+    timeout: Duration,
+    rows_read: AtomicU64,
+}
+
+fn failed(what: String) -> impl Fn(super::catalog::ChReadError) -> SinkError {
+    move |e| SinkError::Read {
+        what: what.clone(),
+        reason: e.reason,
+    }
+}
+
+impl VerifyReads {
+    pub fn new(config: &Config, client: clickhouse::Client) -> VerifyReads {
+        let ch = &config.clickhouse;
+        VerifyReads {
+            client,
+            database: ch.database.clone(),
+            runs_table: ch.runs_table.clone(),
+            payloads_table: (!ch.payloads_table.is_empty()).then(|| ch.payloads_table.clone()),
+            timeout: Duration::from_millis(ch.request_timeout_ms),
+            rows_read: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the runs table exists: the first question, so an unreachable server or a wrong
+    /// database fails before the Postgres side is read.
+    pub async fn runs_table_exists(&self) -> Result<bool, SinkError> {
+        let found = super::catalog::read_table(
+            &self.client,
+            &self.database,
+            &self.runs_table,
+            self.timeout,
+        )
+        .await
+        .map_err(failed(format!(
+            "table {}.{}",
+            self.database, self.runs_table
+        )))?;
+        Ok(found.is_some())
+    }
+
+    /// Rows ClickHouse read for this verify so far, as it reports them.
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read.load(Ordering::Relaxed)
+    }
+
+    pub fn runs_table(&self) -> &str {
+        &self.runs_table
+    }
+
+    pub fn payloads_table(&self) -> Option<&str> {
+        self.payloads_table.as_deref()
+    }
+
+    fn query(&self, sql: &str) -> Query {
+        let mut q = self
+            .client
+            .query(sql)
+            .with_setting("wait_end_of_query", "1");
+        for (k, v) in JSON_OUTPUT {
+            q = q.with_setting(*k, *v);
+        }
+        q
+    }
+
+    /// Fetches every row of `query`, adding the rows ClickHouse read to the count.
+    async fn fetch<T>(&self, what: &str, query: Query) -> Result<Vec<T>, SinkError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        let read = async {
+            let mut cursor = query.fetch::<T>()?;
+            let mut out = Vec::new();
+            while let Some(row) = cursor.next().await? {
+                out.push(row);
+            }
+            let read = cursor.summary().and_then(|s| s.read_rows()).unwrap_or(0);
+            Ok((out, read))
+        };
+        let (rows, read) = answer("a verify read", self.timeout, read)
+            .await
+            .map_err(failed(what.to_string()))?;
+        self.rows_read.fetch_add(read, Ordering::Relaxed);
+        Ok(rows)
+    }
+
+    /// `digest_sql` with its payload marker bound to the payloads table within the scope's
+    /// window (a run without a payloads table never has one).
+    fn with_payloads(&self, digest_sql: &str, scope: &Scope) -> String {
+        let present = match &self.payloads_table {
+            Some(table) => {
+                let time = scope.time();
+                let filter = if time.is_empty() {
+                    String::new()
+                } else {
+                    format!(" WHERE {}", time.join(" AND "))
+                };
+                format!("run_id IN (SELECT run_id FROM `{table}`{filter})")
+            }
+            None => "0".into(),
+        };
+        digest_sql.replace(PAYLOAD_PRESENT, &present)
+    }
+
+    /// Per hash range (`range_sql`): the runs under `FINAL` in scope and the wrapping sum of
+    /// their `digest_sql`.
+    pub async fn range_sums(
+        &self,
+        scope: &Scope,
+        range_sql: &str,
+        digest_sql: &str,
+    ) -> Result<Vec<RangeSum>, SinkError> {
+        let sql = format!(
+            "SELECT v_range, count(), sumWithOverflow(v_digest) FROM (\
+               SELECT toUInt32({range_sql}) AS v_range, {digest} AS v_digest \
+               FROM `{table}` FINAL WHERE {scope}\
+             ) GROUP BY v_range ORDER BY v_range",
+            digest = self.with_payloads(digest_sql, scope),
+            table = self.runs_table,
+            scope = scope.runs(),
+        );
+        self.fetch("the range sums", self.query(&sql)).await
+    }
+
+    /// `(run_id, digest)` of every run in scope whose range is one of `ranges`.
+    pub async fn run_digests(
+        &self,
+        scope: &Scope,
+        range_sql: &str,
+        ranges: &[u32],
+        digest_sql: &str,
+    ) -> Result<Vec<(String, u64)>, SinkError> {
+        let mut out = Vec::new();
+        for part in ranges.chunks(IDS_PER_QUERY) {
+            let list: Vec<String> = part.iter().map(u32::to_string).collect();
+            let sql = format!(
+                "SELECT run_id, {digest} FROM `{table}` FINAL \
+                 WHERE {scope} AND {range_sql} IN ({list})",
+                digest = self.with_payloads(digest_sql, scope),
+                table = self.runs_table,
+                scope = scope.runs(),
+                list = list.join(", "),
+            );
+            out.extend(self.fetch("the run hashes", self.query(&sql)).await?);
+        }
+        Ok(out)
+    }
+
+    /// The rows of `ids` a reader sees (`FINAL`, tombstones hidden) in scope.
+    pub async fn visible_rows(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+    ) -> Result<Vec<RunRow>, SinkError> {
+        let mut out = Vec::new();
+        for part in ids.chunks(IDS_PER_QUERY) {
+            let sql = format!(
+                "SELECT ?fields FROM `{}` FINAL WHERE {} AND run_id IN ?",
+                self.runs_table,
+                scope.runs()
+            );
+            let q = self.query(&sql).bind(part);
+            out.extend(self.fetch("the runs' rows", q).await?);
+        }
+        Ok(out)
+    }
+
+    /// The highest `_version` of each of `ids` in the window, tombstones included (without
+    /// `FINAL`, which hides them): how recent ClickHouse's knowledge of the run is.
+    pub async fn newest_versions(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+    ) -> Result<Vec<(String, u64)>, SinkError> {
+        let time = Scope {
+            generations: None,
+            ..scope.clone()
+        };
+        let mut out = Vec::new();
+        for part in ids.chunks(IDS_PER_QUERY) {
+            let sql = format!(
+                "SELECT run_id, max(_version) FROM `{}` WHERE {} AND run_id IN ? GROUP BY run_id",
+                self.runs_table,
+                time.runs()
+            );
+            let q = self.query(&sql).bind(part);
+            out.extend(self.fetch("the runs' versions", q).await?);
+        }
+        Ok(out)
+    }
+
+    /// Which of `ids` have a payload row within the scope's window (the payloads table is
+    /// partitioned by `created_at` and ordered by run id).
+    pub async fn payload_runs(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+    ) -> Result<HashSet<String>, SinkError> {
+        let Some(table) = &self.payloads_table else {
+            return Ok(HashSet::new());
+        };
+        let mut filter = scope.time();
+        filter.push("run_id IN ?".into());
+        let mut out = HashSet::new();
+        for part in ids.chunks(IDS_PER_QUERY) {
+            let sql = format!(
+                "SELECT DISTINCT run_id FROM `{table}` WHERE {}",
+                filter.join(" AND ")
+            );
+            let q = self.query(&sql).bind(part);
+            let found: Vec<String> = self.fetch("the payload rows", q).await?;
+            out.extend(found);
+        }
+        Ok(out)
+    }
+
+    /// ClickHouse's own rendering of JSON texts as the runs table's `column` would store them
+    /// (parsed with the insert settings, printed as the hash prints them). `Err` when ClickHouse
+    /// refuses one of them.
+    pub async fn render_json(
+        &self,
+        column: &str,
+        texts: &[String],
+    ) -> Result<Vec<String>, SinkError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let what = format!("column {column} of {}", self.runs_table);
+        let ty: String = answer(
+            "a column's type",
+            self.timeout,
+            self.client
+                .query(
+                    "SELECT type FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+                )
+                .bind(&self.database)
+                .bind(&self.runs_table)
+                .bind(column)
+                .fetch_one(),
+        )
+        .await
+        .map_err(failed(what.clone()))?;
+        let mut q = self
+            .query("SELECT arrayMap(v_text -> toJSONString(CAST(v_text, ?)), ?)")
+            .bind(ty)
+            .bind(texts);
+        for (k, v) in INSERT_SETTINGS {
+            q = q.with_setting(*k, *v);
+        }
+        let rendered: Vec<Vec<String>> = self.fetch(&what, q).await?;
+        Ok(rendered.into_iter().next().unwrap_or_default())
+    }
+}

@@ -1,0 +1,134 @@
+//! The daemon's background verify (`verify.interval`): every interval, the runs created in the
+//! last `verify.window` are verified as `runs-replicator verify --since <now - window>` would,
+//! with `--repair` when `verify.repair`, and the outcome is published as metrics
+//! (`runs_replicator_drift_rows{kind}`, `runs_replicator_verify_last_success_timestamp_seconds`,
+//! …) and logged.
+//!
+//! At low priority: one connection per source, a sleep of `verify.pause_ms` between COPY chunks of
+//! `verify.chunk_rows` rows, a yield every few hundred rows (the stream shares the daemon's one
+//! thread), and one verify at a time. A verify that fails is logged and retried at the next
+//! interval; it never touches the streams. Shutdown abandons a verify in progress: it writes
+//! nothing but its repair, and a repair's rows are harmless to write again.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use super::compare::Kind;
+use super::{Bound, Report, Request};
+use crate::config::{Config, duration_text};
+use crate::health::Health;
+use crate::metrics as m;
+use crate::sink::insert::ClickHouseSink;
+use crate::sink::verify_reads::VerifyReads;
+
+/// The first background verify starts this long after the daemon (or `verify.interval`, if
+/// shorter): soon enough that the metrics say something, late enough for the streams to start.
+const FIRST_AFTER: Duration = Duration::from_secs(60);
+
+/// Drifted runs named in the log line of a verify that found drift.
+const LOGGED_RUNS: usize = 10;
+
+/// Starts the background verify when `verify.interval` is set.
+pub fn spawn(config: &Arc<Config>, client: &clickhouse::Client, stop: &watch::Sender<bool>) {
+    if config.verify.interval.is_zero() {
+        return;
+    }
+    tokio::spawn(run(config.clone(), client.clone(), stop.subscribe()));
+}
+
+async fn run(config: Arc<Config>, client: clickhouse::Client, mut stop: watch::Receiver<bool>) {
+    let interval = config.verify.interval;
+    tracing::info!(
+        interval = %duration_text(interval),
+        window = %duration_text(config.verify.window),
+        repair = config.verify.repair,
+        "background verify on"
+    );
+    // Its own health: a repair's inserts must not move the streams' /readyz.
+    let health = Arc::new(Health::new(Duration::from_secs(3600), &[]));
+    let sink = Arc::new(ClickHouseSink::new(&config, client.clone(), health));
+    let mut wait = interval.min(FIRST_AFTER);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        wait = interval;
+        let request = Request {
+            source: None,
+            since: Some(Bound::Ago(config.verify.window)),
+            until: None,
+            repair: config.verify.repair,
+            parallel: 1,
+            pause: Duration::from_millis(config.verify.pause_ms),
+            max_report: LOGGED_RUNS,
+        };
+        let reads = Arc::new(VerifyReads::new(&config, client.clone()));
+        let outcome = tokio::select! {
+            r = super::run(config.clone(), &request, reads, sink.clone()) => r,
+            _ = stop.changed() => return,
+        };
+        match outcome {
+            Ok(report) => record(&report),
+            Err(e) => tracing::warn!(
+                error = %crate::config::scrub(&e.to_string(), &config.secrets()),
+                "background verify could not check; next attempt in {}",
+                duration_text(interval)
+            ),
+        }
+    }
+}
+
+/// Publishes a verify's outcome as metrics and one log line.
+pub fn record(report: &Report) {
+    for kind in Kind::ALL {
+        metrics::gauge!(m::DRIFT_ROWS, "kind" => kind.label()).set(report.drift.get(kind) as f64);
+    }
+    metrics::gauge!(m::VERIFY_RUNS).set(report.runs_compared as f64);
+    metrics::gauge!(m::VERIFY_DURATION).set(report.seconds);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    metrics::gauge!(m::VERIFY_LAST_SUCCESS).set(now);
+    if let Some(r) = &report.repair {
+        metrics::counter!(m::VERIFY_REPAIRS, "action" => "rewritten").increment(r.rewritten);
+        metrics::counter!(m::VERIFY_REPAIRS, "action" => "tombstoned").increment(r.tombstoned);
+    }
+    let d = &report.drift;
+    if report.in_sync {
+        tracing::info!(
+            runs = report.runs_compared,
+            seconds = report.seconds,
+            changed_meanwhile = report.changed_meanwhile,
+            unsettled = report.unsettled.len(),
+            "background verify: ClickHouse equals Postgres ({})",
+            report.window
+        );
+        return;
+    }
+    let runs: Vec<String> = report
+        .drifted
+        .iter()
+        .map(|f| {
+            let kinds: Vec<&str> = f.kinds.iter().map(|k| k.label()).collect();
+            format!("{} ({})", f.run_id, kinds.join(", "))
+        })
+        .collect();
+    tracing::warn!(
+        drifted = d.runs,
+        missing = d.missing,
+        extra = d.extra,
+        stale = d.stale,
+        missing_payload = d.missing_payload,
+        repaired = report
+            .repair
+            .as_ref()
+            .map_or(0, |r| r.rewritten + r.tombstoned),
+        unconfirmed = report.unconfirmed,
+        "background verify: ClickHouse differs from Postgres ({}): {}",
+        report.window,
+        runs.join(", ")
+    );
+}

@@ -1,0 +1,134 @@
+//! The daemon's background verify (`verify.interval`): drift planted in ClickHouse is found within
+//! one interval and `/metrics` says so; with `verify.repair` it is repaired, and the next verify
+//! finds nothing.
+
+use std::time::{Duration, Instant};
+
+use runs_replicator::testing::metrics::value_with as metric_with;
+use runs_replicator::testing::wait::poll;
+
+use super::{load, plant};
+use crate::replication::start_worker;
+use crate::support::expect::{actual_rows, assert_converges};
+use crate::support::runs::insert_many_sql;
+use crate::support::{TestEnv, Worker};
+
+const INTERVAL: Duration = Duration::from_secs(10);
+
+fn drift(worker: &Worker, kind: &str) -> Option<f64> {
+    let (_, text) = worker.get("/metrics")?;
+    metric_with(&text, "runs_replicator_drift_rows", &[("kind", kind)])
+}
+
+fn metric(worker: &Worker, name: &str) -> Option<f64> {
+    let (_, text) = worker.get("/metrics")?;
+    metric_with(&text, name, &[])
+}
+
+#[tokio::test]
+async fn the_background_verify_finds_drift_within_an_interval_and_repairs_it() {
+    let env = TestEnv::new("vf_bg").await;
+    let worker = start_worker(
+        &env,
+        "[verify]\ninterval = \"10s\"\nwindow = \"1h\"\nrepair = true\nwait_timeout_ms = 5000\n",
+    )
+    .await;
+    let pg = env.pg_client().await;
+    let ids: Vec<String> = (0..30).map(|i| format!("run_bg_{i:02}")).collect();
+    pg.batch_execute(&insert_many_sql(
+        "task_run_v2",
+        &ids,
+        &[("createdAt", "now()".into())],
+    ))
+    .await
+    .unwrap();
+    assert_converges(&env, Duration::from_secs(60)).await;
+    assert_eq!(
+        metric(&worker, "runs_replicator_verify_interval_seconds"),
+        Some(10.0)
+    );
+
+    // The first background verify: in sync.
+    let first = poll(
+        Duration::from_secs(40),
+        Duration::from_millis(200),
+        || async {
+            match metric(
+                &worker,
+                "runs_replicator_verify_last_success_timestamp_seconds",
+            ) {
+                Some(t) if t > 0.0 => Ok(t),
+                other => Err(other),
+            }
+        },
+    )
+    .await
+    .expect("a background verify completes");
+    assert_eq!(drift(&worker, "stale"), Some(0.0));
+    assert_eq!(
+        metric(&worker, "runs_replicator_verify_runs_compared"),
+        Some(30.0)
+    );
+    println!("first background verify done at {first}: in sync, 30 runs");
+
+    // Drift: a stale status and a run Postgres never had.
+    let config = load(&env.write_config(crate::support::process::free_port(), ""));
+    let rows = actual_rows(&env).await;
+    let mut stale = rows["run_bg_07"].clone();
+    stale.status = "CANCELED".into();
+    stale._version += 1;
+    let mut ghost = rows["run_bg_08"].clone();
+    ghost.run_id = "run_bg_ghost".into();
+    plant(&config, vec![stale, ghost]).await;
+    let planted = Instant::now();
+    println!("planted: a stale status, an extra run");
+
+    poll(INTERVAL * 3, Duration::from_millis(100), || async {
+        match (drift(&worker, "stale"), drift(&worker, "extra")) {
+            (Some(1.0), Some(1.0)) => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await
+    .unwrap_or_else(|seen| panic!("the drift gauges say {seen:?}:\n{}", worker.log_text()));
+    let found = planted.elapsed();
+    println!("runs_replicator_drift_rows says stale 1, extra 1, {found:?} after planting");
+    // The first verify to start after the planting finds it: at most the rest of one already
+    // running, the interval's pause, then the verify itself (each about as long as this one).
+    let took = Duration::from_secs_f64(
+        metric(&worker, "runs_replicator_verify_duration_seconds").unwrap_or(0.0),
+    );
+    let bound = INTERVAL + took * 2 + Duration::from_secs(2);
+    assert!(
+        found < bound,
+        "found within one interval of a verify: {found:?} (a verify took {took:?})"
+    );
+    assert_eq!(drift(&worker, "missing"), Some(0.0));
+    let (_, text) = worker.get("/metrics").unwrap();
+    let repaired = |action| {
+        metric_with(
+            &text,
+            "runs_replicator_verify_repairs_total",
+            &[("action", action)],
+        )
+    };
+    assert_eq!(repaired("rewritten"), Some(1.0));
+    assert_eq!(repaired("tombstoned"), Some(1.0));
+    assert!(
+        worker
+            .log_text()
+            .contains("background verify: ClickHouse differs from Postgres")
+    );
+
+    // verify.repair put it right: ClickHouse equals Postgres, and the next verify says so.
+    assert_converges(&env, Duration::from_secs(10)).await;
+    poll(INTERVAL * 3, Duration::from_millis(200), || async {
+        match (drift(&worker, "stale"), drift(&worker, "extra")) {
+            (Some(0.0), Some(0.0)) => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await
+    .expect("the next background verify finds no drift");
+    println!("repaired by the background verify; the next one finds none");
+}
