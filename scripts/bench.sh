@@ -6,7 +6,9 @@
 #   scripts/bench.sh --changes 20000 --steady-secs 10 --out /tmp/b.md   a quick check
 #   scripts/bench.sh --ch-on-disk           keep ClickHouse's data on disk instead of tmpfs
 #
-# Other options (passed to benches/e2e): --steady-rate N (2000), --max-rows N (10000),
+# Other options (passed to benches/e2e): --steady-rates LIST (200,2000,20000; one load each),
+# --async-rate N (2000: that load again with clickhouse.async_insert; 0: not), --max-rows N (10000),
+# --min-insert-interval-ms N, --max-bytes N (unset: the defaults; never given to the baseline),
 # --flush-interval-ms N (1000), --max-inflight N (2), --label TEXT (shown under the table),
 # --baseline-worker PATH (another build of the worker, drained side by side on its own slots),
 # --perf-dir DIR (a system-wide `perf record` around each drain, one file per drain).

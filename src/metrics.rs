@@ -74,10 +74,12 @@ const ROW_BUCKETS: &[f64] = &[
 const FLUSH_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
-// Finer steps just above the default 1 s flush interval, where a healthy worker's latency sits.
+// Steps of 25 ms up to 200 ms: a caught-up worker writes a change within
+// `batch.min_insert_interval_ms` (100) plus one insert, so a healthy p99 sits there (BENCHMARKS.md:
+// ~150–250 ms at 2,000 changes/s); coarser above, up to the 1 s flush interval and the alerts' 60 s.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.1, 1.2, 1.3, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
-    60.0, 300.0,
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0,
+    1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
 /// Installs the global recorder and returns the handle that renders `/metrics`.

@@ -33,8 +33,15 @@ struct Args {
     ch_pid: Option<u32>,
     worker: PathBuf,
     changes: u32,
-    steady_rate: u32,
+    /// Steady loads, one after the other, changes per second.
+    steady_rates: Vec<u32>,
     steady_secs: u32,
+    /// The steady load at this rate again with `clickhouse.async_insert` (0: not run).
+    async_rate: u32,
+    /// `batch.min_insert_interval_ms` and `batch.max_bytes` for this build (never for the baseline,
+    /// which may not know them); unset: the worker's defaults.
+    min_insert_interval_ms: Option<u64>,
+    max_bytes: Option<u64>,
     rss_changes: u32,
     out: Option<PathBuf>,
     machine: String,
@@ -68,8 +75,17 @@ fn parse_args() -> Option<Args> {
         ch_pid: get("--ch-pid").map(|p| p.parse().expect("--ch-pid")),
         worker: get("--worker").expect("--worker").into(),
         changes: num("--changes", 200_000) as u32,
-        steady_rate: num("--steady-rate", 2000) as u32,
+        steady_rates: get("--steady-rates")
+            .or_else(|| get("--steady-rate"))
+            .unwrap_or_else(|| "200,2000,20000".into())
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(|r| r.trim().parse().expect("--steady-rates"))
+            .collect(),
         steady_secs: num("--steady-secs", 60) as u32,
+        async_rate: num("--async-rate", 2000) as u32,
+        min_insert_interval_ms: get("--min-insert-interval-ms").map(|v| v.parse().expect("ms")),
+        max_bytes: get("--max-bytes").map(|v| v.parse().expect("bytes")),
         rss_changes: num("--rss-changes", 0) as u32,
         out: get("--out").map(PathBuf::from),
         machine: get("--machine").unwrap_or_default(),
@@ -355,18 +371,39 @@ struct Worker {
     log: PathBuf,
 }
 
+/// How a worker is started.
+#[derive(Clone, Copy, Default)]
+struct Opts {
+    /// The build given with --baseline-worker.
+    baseline: bool,
+    null_sink: bool,
+    /// `clickhouse.compression = "none"` (default: lz4).
+    plain: bool,
+    /// `clickhouse.async_insert = true` (with wait_for_async_insert = 1).
+    async_insert: bool,
+}
+
 impl Worker {
-    fn start(
-        a: &Args,
-        bin: &std::path::Path,
-        slot: &str,
-        null_sink: bool,
-        compression: &str,
-    ) -> Worker {
+    fn start(a: &Args, slot: &str, o: Opts) -> Worker {
+        let bin = if o.baseline {
+            a.baseline.as_ref().expect("--baseline-worker")
+        } else {
+            &a.worker
+        };
         let port = procs::free_port();
         let dir = a.work_dir.join(format!("worker-{slot}"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("runs-replicator.toml");
+        // Keys the baseline may not know are written only for this build, and only when given.
+        let mut batch_extra = String::new();
+        if !o.baseline {
+            if let Some(ms) = a.min_insert_interval_ms {
+                batch_extra.push_str(&format!("min_insert_interval_ms = {ms}\n"));
+            }
+            if let Some(b) = a.max_bytes {
+                batch_extra.push_str(&format!("max_bytes = {b}\n"));
+            }
+        }
         std::fs::write(
             &config,
             format!(
@@ -377,28 +414,32 @@ slot = "{slot}"
 [clickhouse]
 url = "{ch}"
 compression = "{compression}"
+async_insert = {async_insert}
 [batch]
 max_rows = {max_rows}
 flush_interval_ms = {flush}
 max_inflight = {inflight}
-[metrics]
+{batch_extra}[metrics]
 listen = "127.0.0.1:{port}"
 "#,
                 pg = a.pg_url,
                 ch = a.ch_url,
+                compression = if o.plain { "none" } else { "lz4" },
+                async_insert = o.async_insert,
                 max_rows = a.max_rows,
                 flush = a.flush_interval_ms,
                 inflight = a.max_inflight,
             ),
         )
         .unwrap();
-        let log = dir.join(if null_sink {
+        let log = dir.join(if o.null_sink {
             "worker-null.log"
         } else {
             "worker.log"
         });
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(bin);
+        let null_sink = o.null_sink;
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("NO_COLOR", "1")
@@ -464,26 +505,12 @@ listen = "127.0.0.1:{port}"
     }
 }
 
-/// `plain`: the worker with `clickhouse.compression = "none"` (default: lz4).
-async fn drain_worker(
-    a: &Args,
-    b: &Backlog,
-    slot: &str,
-    null_sink: bool,
-    baseline: bool,
-    plain: bool,
-) -> Drain {
-    let bin = if baseline {
-        a.baseline.as_ref().expect("--baseline-worker")
-    } else {
-        &a.worker
-    };
+async fn drain_worker(a: &Args, b: &Backlog, slot: &str, o: Opts) -> Drain {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ws = walsender_sampler(a.pg_url.clone(), slot.to_string(), stop.clone());
     let ch0 = a.ch_pid.and_then(cpu_seconds);
     let started = Instant::now();
-    let compression = if plain { "none" } else { "lz4" };
-    let mut w = Worker::start(a, bin, slot, null_sink, compression);
+    let mut w = Worker::start(a, slot, o);
     let pid = w.pid();
     let (mut cpu, mut hwm) = (0.0, 0.0);
     let mut ready_at = None;
@@ -509,7 +536,9 @@ async fn drain_worker(
             started.elapsed() < Duration::from_secs(3600),
             "drain did not finish"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Every scrape renders every metric in the worker: often enough to time the end of the
+        // drain to 1% of a second, not so often that the scrapes weigh in its CPU.
+        tokio::time::sleep(Duration::from_millis(25)).await;
     };
     // Figures at the end of the drain, before the worker is stopped.
     cpu = cpu_seconds(pid).unwrap_or(cpu);
@@ -526,9 +555,11 @@ async fn drain_worker(
         &[("result", "ok")],
     )
     .unwrap_or(f64::NAN);
+    let rows_per_insert = metric(&metrics, "runs_replicator_batch_rows_sum").unwrap_or(f64::NAN)
+        / metric(&metrics, "runs_replicator_batch_rows_count").unwrap_or(f64::NAN);
     let exit = w.stop().expect("worker stops on SIGTERM");
     assert!(exit.success, "worker exited with an error");
-    let name = match (baseline, null_sink, plain) {
+    let name = match (o.baseline, o.null_sink, o.plain) {
         (false, true, _) => "worker --null-sink",
         (false, false, false) => "worker → ClickHouse",
         (false, false, true) => "worker → ClickHouse, compression none",
@@ -545,7 +576,7 @@ async fn drain_worker(
         walsender_cpu_s,
         clickhouse_cpu_s,
         note: format!(
-            "walsender: {walsender_waits}; ready after {:.2} s; {batches} batches; backpressure {:.0}% of the time, {:.1} inserts in flight on average",
+            "walsender: {walsender_waits}; ready after {:.2} s; {batches} batches of {rows_per_insert:.0} rows on average; backpressure {:.0}% of the time, {:.1} inserts in flight on average",
             ready_at.unwrap_or(f64::NAN),
             100.0 * pressed as f64 / samples.max(1) as f64,
             inflight / samples.max(1) as f64
@@ -583,7 +614,9 @@ async fn ch_counts(a: &Args) -> (u64, u64) {
 }
 
 struct Steady {
-    changes: u64,
+    /// Which worker, and how it inserts.
+    name: String,
+    target_rate: u32,
     achieved_rate: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -591,21 +624,50 @@ struct Steady {
     hist_p50: Option<f64>,
     hist_p99: Option<f64>,
     worker_cpu_per_s: f64,
+    /// Worker CPU per change during the load, µs.
+    cpu_us_per_change: f64,
+    /// Batches written per second over the load: one insert into each table a batch has rows
+    /// for, so the inserts per second of either table are at most this.
+    inserts_per_s: f64,
+    /// Rows (runs and payloads) per batch.
+    rows_per_insert: f64,
     /// Mean and bucket-p99 of one batch insert (runs and payloads), seconds.
     flush_mean: f64,
     flush_p99: Option<f64>,
 }
 
-/// `rate` changes/s for `secs` s (alternating inserts of new runs and updates of runs inserted
-/// about a second earlier), each its own transaction with "updatedAt" = the client's clock;
-/// visibility is polled in ClickHouse as max(updated_at).
-async fn steady(a: &Args, slot: &str, first: i32) -> Steady {
-    let mut w = Worker::start(a, &a.worker, slot, false, "lz4");
+/// A counter or histogram sum of the worker's `/metrics` text.
+fn scraped(m: &str, name: &str) -> f64 {
+    metric(m, name).unwrap_or(0.0)
+}
+
+/// `rate` changes/s for `steady_secs` s (alternating inserts of new runs and updates of runs
+/// inserted about a second earlier), each its own transaction with "updatedAt" = the client's
+/// clock; visibility is polled in ClickHouse as max(updated_at).
+async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady {
+    let mut w = Worker::start(a, slot, o);
     tokio::task::block_in_place(|| w.wait_ready());
     let pid = w.pid();
     let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
-    let conns = 4;
-    let mut clients = Vec::new();
+    let m0 = w.scrape().unwrap_or_default();
+    let batches0 =
+        metric_with(&m0, "runs_replicator_batches_total", &[("result", "ok")]).unwrap_or(0.0);
+    let (rows0, count0) = (
+        scraped(&m0, "runs_replicator_batch_rows_sum"),
+        scraped(&m0, "runs_replicator_batch_rows_count"),
+    );
+    // A commit takes a round trip and a WAL flush; enough sessions that the load keeps its rate.
+    // Each session runs one change at a time, taken from a queue filled at the load's pace, so a
+    // change's clock starts when its statement is sent, not while it waits behind others; enough
+    // sessions that a commit (a round trip and a WAL flush) keeps up with the rate.
+    let conns = (rate as usize / 200).clamp(4, 48);
+    let start_ms = now_ms();
+    let t0 = Instant::now();
+    let total = rate as u64 * a.steady_secs as u64;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
+    let (jobs, queue) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let queue = std::sync::Arc::new(tokio::sync::Mutex::new(queue));
+    let mut sessions = tokio::task::JoinSet::new();
     for _ in 0..conns {
         let c = pg(&a.pg_url).await;
         // The cluster runs with synchronous_commit = off to load backlogs quickly; then a commit
@@ -614,38 +676,44 @@ async fn steady(a: &Args, slot: &str, first: i32) -> Steady {
         c.batch_execute("SET synchronous_commit = on")
             .await
             .unwrap();
-        clients.push(std::sync::Arc::new(c));
-    }
-    let start_ms = now_ms();
-    let t0 = Instant::now();
-    let total = (a.rate_total()) as u64;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
-    let writer = {
-        let clients = clients.clone();
-        let rate = a.steady_rate as u64;
-        tokio::spawn(async move {
-            let mut inflight = tokio::task::JoinSet::new();
-            for k in 0..total {
-                let due = t0 + Duration::from_micros(k * 1_000_000 / rate);
-                tokio::time::sleep_until(due.into()).await;
-                let c = clients[(k % conns as u64) as usize].clone();
-                let tx = tx.clone();
-                let (op, t, i) = steady_change(k, first);
-                inflight.spawn(async move {
-                    let ts = now_ms();
-                    c.execute(
+        let (queue, tx) = (queue.clone(), tx.clone());
+        let rate = rate as u64;
+        sessions.spawn(async move {
+            loop {
+                let Some(k) = queue.lock().await.recv().await else {
+                    return;
+                };
+                let (op, t, i) = steady_change(k, first, rate);
+                let ts = now_ms();
+                let row = c
+                    .query_one(
                         &format!(
-                            "SELECT bench_{op}_{t}($1, (to_timestamp($2::float8 / 1000) AT TIME ZONE 'UTC')::timestamp(3))"
+                            "SELECT bench_{op}_{t}($1, (to_timestamp($2::float8 / 1000) AT TIME ZONE 'UTC')::timestamp(3))::text"
                         ),
                         &[&i, &(ts as f64)],
                     )
                     .await
                     .unwrap_or_else(|e| panic!("steady change: {e}"));
+                // An update whose run's insert has not committed yet (a commit a second earlier
+                // still waiting) changes nothing, and nothing becomes visible.
+                if op == "insert" || row.get::<_, Option<String>>(0).as_deref() == Some("1") {
                     let _ = tx.send(ts);
-                });
-                while inflight.try_join_next().is_some() {}
+                }
             }
-            while inflight.join_next().await.is_some() {}
+        });
+    }
+    drop(tx);
+    let writer = {
+        let rate = rate as u64;
+        tokio::spawn(async move {
+            for k in 0..total {
+                let due = t0 + Duration::from_micros(k * 1_000_000 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                let _ = jobs.send(k);
+            }
+            drop(jobs);
+            while sessions.join_next().await.is_some() {}
+            t0.elapsed()
         })
     };
     let client = clickhouse::Client::default()
@@ -658,9 +726,28 @@ async fn steady(a: &Args, slot: &str, first: i32) -> Steady {
          WHERE updated_at >= fromUnixTimestamp64Milli(toInt64({start_ms}))"
     );
     let deadline = t0 + Duration::from_secs(a.steady_secs as u64 + 60);
-    while (latencies.len() as u64) < total && Instant::now() < deadline {
-        while let Ok(ts) = rx.try_recv() {
-            pending.push_back(ts);
+    let mut changed = 0u64;
+    let mut sent_all = false;
+    let mut at_end = String::new();
+    let mut cpu_end = None;
+    while !(sent_all && pending.is_empty()) && Instant::now() < deadline {
+        loop {
+            match rx.try_recv() {
+                Ok(ts) => {
+                    pending.push_back(ts);
+                    changed += 1;
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    if !sent_all {
+                        // The load is over: what the worker wrote during it.
+                        at_end = w.scrape().unwrap_or_default();
+                        cpu_end = cpu_seconds(pid);
+                    }
+                    sent_all = true;
+                    break;
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+            }
         }
         let mut sorted: Vec<i64> = pending.drain(..).collect();
         sorted.sort_unstable();
@@ -673,56 +760,76 @@ async fn steady(a: &Args, slot: &str, first: i32) -> Steady {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    writer.await.unwrap();
-    let load_s = t0.elapsed().as_secs_f64().min(a.steady_secs as f64 + 60.0);
-    let cpu = cpu_seconds(pid).unwrap_or(0.0) - cpu0;
+    let load = writer.await.unwrap();
+    let load_s = load.as_secs_f64();
+    let cpu = cpu_end.or_else(|| cpu_seconds(pid)).unwrap_or(0.0) - cpu0;
     let metrics = w.scrape().unwrap_or_default();
     let hist = buckets(&metrics, "runs_replicator_commit_to_clickhouse_seconds");
     let flush = buckets(&metrics, "runs_replicator_flush_duration_seconds");
     let flush_mean = metric(&metrics, "runs_replicator_flush_duration_seconds_sum")
         .unwrap_or(f64::NAN)
         / metric(&metrics, "runs_replicator_flush_duration_seconds_count").unwrap_or(f64::NAN);
+    let batches = metric_with(
+        &at_end,
+        "runs_replicator_batches_total",
+        &[("result", "ok")],
+    )
+    .unwrap_or(0.0)
+        - batches0;
+    let rows = scraped(&at_end, "runs_replicator_batch_rows_sum") - rows0;
+    let counted = scraped(&at_end, "runs_replicator_batch_rows_count") - count0;
     let _ = w.stop();
-    assert_eq!(
-        latencies.len() as u64,
-        total,
-        "not every steady change became visible"
+    assert!(
+        sent_all && latencies.len() as u64 == changed,
+        "not every steady change became visible: {} of {changed} ({total} sent)",
+        latencies.len()
     );
+    if changed < total {
+        eprintln!(
+            "  {} updates found their run not yet inserted and changed nothing",
+            total - changed
+        );
+    }
     latencies.sort_by(|x, y| x.partial_cmp(y).unwrap());
     let q = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let name = match (o.baseline, o.async_insert) {
+        (true, _) => "baseline worker",
+        (false, true) => "worker, async_insert",
+        (false, false) => "worker",
+    };
     Steady {
-        changes: total,
-        achieved_rate: total as f64 / a.steady_secs as f64,
+        name: name.into(),
+        target_rate: rate,
+        achieved_rate: total as f64 / load.as_secs_f64(),
         p50_ms: q(0.50),
         p99_ms: q(0.99),
         max_ms: *latencies.last().unwrap(),
         hist_p50: procs::bucket_quantile(&hist, 0.5),
         hist_p99: procs::bucket_quantile(&hist, 0.99),
         worker_cpu_per_s: cpu / load_s,
+        cpu_us_per_change: cpu * 1e6 / total as f64,
+        inserts_per_s: batches / load_s,
+        rows_per_insert: rows / counted.max(1.0),
         flush_mean,
         flush_p99: procs::bucket_quantile(&flush, 0.99),
     }
 }
 
-impl Args {
-    fn rate_total(&self) -> u32 {
-        self.steady_rate * self.steady_secs
-    }
-}
-
-/// Change `k` of the steady load: even k inserts run `first + k/2`, odd k updates the run
-/// inserted 2,000 changes (one second at 2,000/s) earlier. Runs alternate between the tables.
-fn steady_change(k: u64, first: i32) -> (&'static str, &'static str, i32) {
+/// Change `k` of the steady load at `rate` changes/s: even k inserts run `first + k/2`, odd k
+/// updates the run inserted `rate` changes (one second) earlier; in the first second odd k insert
+/// runs of their own. Runs alternate between the tables.
+fn steady_change(k: u64, first: i32, rate: u64) -> (&'static str, &'static str, i32) {
     let run = |n: u64| first + n as i32;
     let table = |i: i32| if i % 2 == 0 { "v1" } else { "v2" };
+    let back = (rate / 2).max(1);
     if k.is_multiple_of(2) {
         let i = run(k / 2);
         ("insert", table(i), i)
-    } else if k / 2 < 1000 {
-        let i = run(1_000_000 + k);
+    } else if k / 2 < back {
+        let i = run(2_000_000 + k);
         ("insert", table(i), i)
     } else {
-        let i = run(k / 2 - 1000);
+        let i = run(k / 2 - back);
         ("update", table(i), i)
     }
 }
@@ -737,7 +844,11 @@ async fn drain_into_clickhouse(
 ) -> Drain {
     empty_clickhouse(a).await;
     let perf = Perf::start(a, perf_name);
-    let drain = drain_worker(a, b, slot, false, false, plain).await;
+    let o = Opts {
+        plain,
+        ..Opts::default()
+    };
+    let drain = drain_worker(a, b, slot, o).await;
     perf.stop();
     eprintln!("  {:.0} changes/s", drain.rate);
     let (rows, pending) = ch_counts(a).await;
@@ -780,8 +891,16 @@ async fn run(a: Args) {
     if a.baseline.is_some() {
         eprintln!("== baseline worker → ClickHouse, --null-sink");
         empty_clickhouse(&a).await;
-        drains.push(drain_worker(&a, &b, "bench_base_ch", false, true, false).await);
-        drains.push(drain_worker(&a, &b, "bench_base_null", true, true, false).await);
+        let base = Opts {
+            baseline: true,
+            ..Opts::default()
+        };
+        drains.push(drain_worker(&a, &b, "bench_base_ch", base).await);
+        let null = Opts {
+            null_sink: true,
+            ..base
+        };
+        drains.push(drain_worker(&a, &b, "bench_base_null", null).await);
     }
 
     eprintln!("== 3. worker → ClickHouse");
@@ -793,21 +912,53 @@ async fn run(a: Args) {
 
     eprintln!("== 4. worker --null-sink");
     let perf = Perf::start(&a, "worker-null");
-    let null = drain_worker(&a, &b, "bench_null", true, false, false).await;
+    let o = Opts {
+        null_sink: true,
+        ..Opts::default()
+    };
+    let null = drain_worker(&a, &b, "bench_null", o).await;
     perf.stop();
     eprintln!("  {:.0} changes/s", null.rate);
     drains.push(null);
 
-    eprintln!(
-        "== 5. steady load: {}/s for {} s",
-        a.steady_rate, a.steady_secs
-    );
-    let steady_first = 10_000_000;
-    let st = steady(&a, "bench_ch", steady_first).await;
-    eprintln!(
-        "  p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        st.p50_ms, st.p99_ms, st.max_ms
-    );
+    // Each load writes runs of its own: 5,000,000 ids apart, above the backlogs' (0.., 20,000,000..).
+    let mut loads: Vec<(u32, Opts)> = Vec::new();
+    for &rate in &a.steady_rates {
+        if rate == a.async_rate && a.baseline.is_some() {
+            loads.push((
+                rate,
+                Opts {
+                    baseline: true,
+                    ..Opts::default()
+                },
+            ));
+        }
+        loads.push((rate, Opts::default()));
+        if rate == a.async_rate {
+            loads.push((
+                rate,
+                Opts {
+                    async_insert: true,
+                    ..Opts::default()
+                },
+            ));
+        }
+    }
+    let mut steadies = Vec::new();
+    for (n, (rate, o)) in loads.into_iter().enumerate() {
+        eprintln!(
+            "== 5.{n}. steady load: {rate}/s for {} s{}{}",
+            a.steady_secs,
+            if o.baseline { ", baseline worker" } else { "" },
+            if o.async_insert { ", async_insert" } else { "" }
+        );
+        let st = steady(&a, "bench_ch", 30_000_000 + 5_000_000 * n as i32, rate, o).await;
+        eprintln!(
+            "  {:.0}/s: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms, {:.1} inserts/s of {:.0} rows",
+            st.achieved_rate, st.p50_ms, st.p99_ms, st.max_ms, st.inserts_per_s, st.rows_per_insert
+        );
+        steadies.push(st);
+    }
 
     let mut rss = None;
     if a.rss_changes > 0 {
@@ -816,7 +967,7 @@ async fn run(a: Args) {
             a.rss_changes
         );
         let big = load_backlog(&a, &["bench_rss"], a.rss_changes, 20_000_000).await;
-        let d = drain_worker(&a, &big, "bench_rss", false, false, false).await;
+        let d = drain_worker(&a, &big, "bench_rss", Opts::default()).await;
         eprintln!(
             "  {:.0} changes/s, peak RSS {:.0} MiB",
             d.rate, d.peak_rss_mib
@@ -824,7 +975,7 @@ async fn run(a: Args) {
         rss = Some((big, d));
     }
 
-    let report = render(&a, &b, &drains, &st, rss.as_ref());
+    let report = render(&a, &b, &drains, &steadies, rss.as_ref());
     println!("{report}");
     if let Some(out) = &a.out {
         write_report(out, &report);
@@ -860,7 +1011,7 @@ fn render(
     a: &Args,
     b: &Backlog,
     drains: &[Drain],
-    st: &Steady,
+    steadies: &[Steady],
     rss: Option<&(Backlog, Drain)>,
 ) -> String {
     let mut s = String::new();
@@ -872,12 +1023,16 @@ fn render(
         b.changes / 2,
         b.load_s
     );
+    let extra =
+        |name: &str, v: Option<u64>| v.map_or(String::new(), |v| format!(", batch.{name} {v}"));
     let _ = writeln!(
         s,
-        "Worker settings: batch.max_rows {}, batch.flush_interval_ms {}, batch.max_inflight {}.{}\n",
+        "Worker settings: batch.max_rows {}, batch.flush_interval_ms {}, batch.max_inflight {}{}{} (otherwise the defaults).{}\n",
         a.max_rows,
         a.flush_interval_ms,
         a.max_inflight,
+        extra("min_insert_interval_ms", a.min_insert_interval_ms),
+        extra("max_bytes", a.max_bytes),
         if a.label.is_empty() {
             String::new()
         } else {
@@ -886,17 +1041,18 @@ fn render(
     );
     let _ = writeln!(
         s,
-        "| drain | seconds | changes/s | ÷ pg_recvlogical | process CPU s (kernel) | CPU s per s of drain | peak RSS MiB | walsender CPU s | ClickHouse CPU s | notes |"
+        "| drain | seconds | changes/s | ÷ pg_recvlogical | process CPU s (kernel) | CPU µs per change | CPU s per s of drain | peak RSS MiB | walsender CPU s | ClickHouse CPU s | notes |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    let mut row = |d: &Drain, name: &str, ratio: &str, note: &str| {
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let mut row = |d: &Drain, changes: u32, name: &str, ratio: &str, note: &str| {
         let _ = writeln!(
             s,
-            "| {name} | {:.2} | {:.0} | {ratio} | {:.2} ({:.2}) | {:.3} | {:.0} | {:.2} | {:.2} | {note} |",
+            "| {name} | {:.2} | {:.0} | {ratio} | {:.2} ({:.2}) | {:.2} | {:.3} | {:.0} | {:.2} | {:.2} | {note} |",
             d.seconds,
             d.rate,
             d.cpu_s,
             d.sys_s,
+            d.cpu_s * 1e6 / changes as f64,
             d.cpu_s / d.seconds,
             d.peak_rss_mib,
             d.walsender_cpu_s,
@@ -905,30 +1061,52 @@ fn render(
     };
     let recv_rate = drains[0].rate;
     for d in drains {
-        row(d, &d.name, &format!("{:.2}", d.rate / recv_rate), &d.note);
+        row(
+            d,
+            b.changes,
+            &d.name,
+            &format!("{:.2}", d.rate / recv_rate),
+            &d.note,
+        );
     }
     if let Some((big, d)) = rss {
         let name = format!("worker → ClickHouse, {} changes", big.changes);
         let note = format!("{} (backlog loaded in {:.0} s)", d.note, big.load_s);
-        row(d, &name, "–", &note);
+        row(d, big.changes, &name, "–", &note);
     }
     let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("≤ {:.0}", v * 1000.0));
     let _ = writeln!(
         s,
-        "\nSteady load: {} changes at {:.0}/s; commit-to-visible latency (client clock at commit → first poll, every 20 ms, that shows it): \
-         p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms. Worker histogram (commit → insert accepted, bucket bounds): p50 {} ms, p99 {} ms. \
-         One batch insert (runs, then payloads): mean {:.0} ms, p99 {} ms. Worker CPU {:.3} s per s.",
-        st.changes,
-        st.achieved_rate,
-        st.p50_ms,
-        st.p99_ms,
-        st.max_ms,
-        ms(st.hist_p50),
-        ms(st.hist_p99),
-        st.flush_mean * 1000.0,
-        ms(st.flush_p99),
-        st.worker_cpu_per_s
+        "\nSteady loads, {} s each: commit-to-visible latency (client clock at commit → first poll, every 20 ms, that shows the change); \
+         the worker's own histogram (`runs_replicator_commit_to_clickhouse_seconds`, commit → insert accepted, bucket bounds); \
+         batches written per second (each one insert per table it has rows for) and rows per batch; one batch insert (runs, then payloads).\n",
+        a.steady_secs
     );
+    let _ = writeln!(
+        s,
+        "| worker | changes/s (achieved) | p50 ms | p99 ms | max ms | histogram p50 / p99 ms | inserts/s | rows per insert | insert mean / p99 ms | worker CPU s per s | CPU µs per change |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for st in steadies {
+        let _ = writeln!(
+            s,
+            "| {} | {} ({:.0}) | {:.0} | {:.0} | {:.0} | {} / {} | {:.1} | {:.0} | {:.0} / {} | {:.3} | {:.1} |",
+            st.name,
+            st.target_rate,
+            st.achieved_rate,
+            st.p50_ms,
+            st.p99_ms,
+            st.max_ms,
+            ms(st.hist_p50),
+            ms(st.hist_p99),
+            st.inserts_per_s,
+            st.rows_per_insert,
+            st.flush_mean * 1000.0,
+            ms(st.flush_p99),
+            st.worker_cpu_per_s,
+            st.cpu_us_per_change,
+        );
+    }
     if !a.machine.is_empty() {
         let _ = writeln!(s, "\nMachine: {}", a.machine);
     }

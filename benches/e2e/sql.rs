@@ -2,6 +2,7 @@
 //! loading is limited by Postgres, not by the client.
 //!
 //! Run `i` of a table is always the same row, so an update finds it again by recomputing its id.
+//! `bench_update_<t>` returns the rows it changed (0 when the run is not there yet).
 //! Inserts: a new PENDING run with a ~220-byte payload, 0 to 3 tags, annotations, idempotency
 //! options on every other run, parent/root ids on two runs in three. Updates: the run completes,
 //! 90% successfully with an output (~200 bytes, ~8 KB for i % 20 = 1), 10% with an error.
@@ -44,8 +45,9 @@ SELECT {id}, 'run_' || substr(md5('f{t}' || i), 1, 21), 'V2', 'PENDING', 'email-
   CASE WHEN i % 7 = 0 THEN 'batch_' || (i / 100) END
 $f$;
 
-CREATE OR REPLACE FUNCTION bench_update_{t}(i int, ts timestamp) RETURNS void LANGUAGE sql AS $f$
-UPDATE {table} SET
+DROP FUNCTION IF EXISTS bench_update_{t}(int, timestamp);
+CREATE FUNCTION bench_update_{t}(i int, ts timestamp) RETURNS bigint LANGUAGE sql AS $f$
+WITH changed AS (UPDATE {table} SET
   "status" = CASE WHEN i % 10 = 0 THEN 'COMPLETED_WITH_ERRORS' ELSE 'COMPLETED_SUCCESSFULLY' END::"TaskRunStatus",
   "updatedAt" = ts, "startedAt" = ts - interval '2 seconds', "executedAt" = ts - interval '2 seconds',
   "completedAt" = ts, "attemptNumber" = 1, "usageDurationMs" = 1000 + i % 5000,
@@ -62,7 +64,8 @@ UPDATE {table} SET
     'message', 'Cannot read properties of undefined (reading ''id'') while sending order ' || i,
     'stackTrace', E'TypeError: Cannot read properties of undefined (reading ''id'')\n    at sendEmail (src/trigger/email.ts:42:17)\n    at async run (src/trigger/email.ts:12:5)')
   END
-WHERE "id" = {id}
+WHERE "id" = {id} RETURNING 1)
+SELECT count(*) FROM changed
 $f$;
 "#
         ));

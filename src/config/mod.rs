@@ -215,7 +215,9 @@ impl Config {
             "clickhouse.ca_file" => ch.ca_file = (!v.is_empty()).then(|| PathBuf::from(v)),
             "batch.max_rows" => self.batch.max_rows = number(v)?,
             "batch.flush_interval_ms" => self.batch.flush_interval_ms = number(v)?,
+            "batch.min_insert_interval_ms" => self.batch.min_insert_interval_ms = number(v)?,
             "batch.max_inflight" => self.batch.max_inflight = number(v)?,
+            "batch.max_bytes" => self.batch.max_bytes = number(v)?,
             "transform.fingerprint_errors" => self.transform.fingerprint_errors = boolean(v)?,
             "metrics.listen" => {
                 self.metrics.listen = v

@@ -68,7 +68,14 @@ pub struct ClickHouseConfig {
 pub struct BatchConfig {
     pub max_rows: usize,
     pub flush_interval_ms: u64,
+    /// The shortest time between the starts of two inserts made because the stream caught up
+    /// (a full batch or `flush_interval_ms` do not wait for it).
+    pub min_insert_interval_ms: u64,
     pub max_inflight: usize,
+    /// Bytes of rows (estimated from their strings) the batch being filled and the inserts in
+    /// flight may hold together; a batch is sealed at its share, and an open transaction is
+    /// spilled at the same share.
+    pub max_bytes: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -165,7 +172,9 @@ impl Default for BatchConfig {
         BatchConfig {
             max_rows: 10_000,
             flush_interval_ms: 1000,
+            min_insert_interval_ms: 100,
             max_inflight: 2,
+            max_bytes: 128 << 20,
         }
     }
 }

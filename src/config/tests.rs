@@ -124,7 +124,9 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("clickhouse.ca_file", "/ca.pem"),
         ("batch.max_rows", "5"),
         ("batch.flush_interval_ms", "6"),
+        ("batch.min_insert_interval_ms", "4"),
         ("batch.max_inflight", "3"),
+        ("batch.max_bytes", "2097152"),
         ("transform.fingerprint_errors", "false"),
         ("metrics.listen", "127.0.0.1:1"),
         ("metrics.clickhouse_unready_after_ms", "5"),
@@ -215,9 +217,11 @@ fn every_key_can_be_set_from_its_own_env_name() {
         (
             c.batch.max_rows,
             c.batch.flush_interval_ms,
-            c.batch.max_inflight
+            c.batch.min_insert_interval_ms,
+            c.batch.max_inflight,
+            c.batch.max_bytes
         ),
-        (5, 6, 3)
+        (5, 6, 4, 3, 2 << 20)
     );
     assert!(!c.transform.fingerprint_errors);
     assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:1");
@@ -369,6 +373,12 @@ fn every_rejected_value_says_key_value_origin_and_what_is_allowed() {
         ("RUNS_REPLICATOR_BATCH_FLUSH_INTERVAL_MS", "0", "from 1"),
         ("RUNS_REPLICATOR_BATCH_MAX_INFLIGHT", "0", "from 1 to 64"),
         ("RUNS_REPLICATOR_BATCH_MAX_INFLIGHT", "65", "from 1 to 64"),
+        (
+            "RUNS_REPLICATOR_BATCH_MIN_INSERT_INTERVAL_MS",
+            "3600001",
+            "from 0 to 3600000",
+        ),
+        ("RUNS_REPLICATOR_BATCH_MAX_BYTES", "1000", "from 1048576"),
         (
             "RUNS_REPLICATOR_POSTGRES_SLOT",
             "Bad-Slot",

@@ -374,12 +374,29 @@ impl Config {
             1,
             3_600_000,
         )?;
+        // Not bounded by flush_interval_ms: a short flush interval (tests, or an operator who
+        // lowered only that) must not turn the default gap into a refusal. The writer uses the
+        // smaller of the two, since flush_interval_ms bounds a batch's wait anyway.
+        range(
+            self,
+            "batch.min_insert_interval_ms",
+            self.batch.min_insert_interval_ms,
+            0,
+            3_600_000,
+        )?;
         range(
             self,
             "batch.max_inflight",
             self.batch.max_inflight as u64,
             1,
             64,
+        )?;
+        range(
+            self,
+            "batch.max_bytes",
+            self.batch.max_bytes,
+            1 << 20,
+            1 << 40,
         )?;
         range(
             self,

@@ -4,8 +4,9 @@
 //! updated in many transactions between two flushes is written once. A batch may hold the
 //! transactions of several streams (sources, shards); for each it remembers the end LSN of the
 //! last transaction it holds: once ClickHouse has accepted the batch, that LSN may be
-//! acknowledged to that stream's slot. It is flushed when it holds `max_rows` rows or its oldest
-//! row is `flush_interval` old.
+//! acknowledged to that stream's slot. It is sealed when it holds `max_rows` rows or its share
+//! of `max_bytes`, when its oldest row is `flush_interval` old, or earlier when the streams
+//! caught up (`pipeline::writer`).
 
 use std::time::{Duration, Instant};
 
@@ -17,14 +18,17 @@ use crate::rows::{PayloadRow, RunRow};
 pub struct Batch {
     rows: CollapsedRows,
     payloads: Vec<PayloadRow>,
+    /// `collapse::payload_bytes` of `payloads`.
+    payloads_bytes: usize,
     /// (stream, end LSN of its last transaction here), one entry per stream.
     ends: Vec<(u64, u64)>,
     commit_times: Vec<i64>,
     opened_at: Option<Instant>,
-    /// The rows vector of an inserted batch, for the next one: a batch's rows are megabytes, and
-    /// growing a fresh vector for each batch was page faults in the kernel (zeroing pages was the
-    /// largest single symbol of the worker's CPU in a drain's profile).
-    spare: Option<Vec<RunRow>>,
+    /// The rows vector of an inserted batch, for the next one to be sealed into: a batch's rows
+    /// are megabytes, and a fresh vector for each batch was page faults in the kernel (zeroing
+    /// pages was the largest single symbol of the worker's CPU in a drain's profile).
+    /// Two of them: with two inserts in flight, the batches alternate between two vectors.
+    spares: Vec<Vec<RunRow>>,
 }
 
 /// A batch ready to insert, rows sorted by the runs table's ORDER BY key.
@@ -36,6 +40,9 @@ pub struct Sealed {
     pub ends: Vec<(u64, u64)>,
     /// Commit time (µs since 2000-01-01) of each transaction in the batch.
     pub commit_times: Vec<i64>,
+    /// Estimated bytes of the rows (`collapse::run_bytes`), what the batch counted against
+    /// `batch.max_bytes`; they stay counted while the batch is in flight.
+    pub bytes: usize,
 }
 
 impl Batch {
@@ -52,14 +59,25 @@ impl Batch {
         self.commit_times.push(txn.commit_time_micros);
         let mut rows = txn.rows;
         for row in rows.drain() {
-            self.rows.upsert(row);
+            self.rows.upsert_boxed(row);
         }
         self.payloads.extend(txn.payloads);
+        self.payloads_bytes += txn.payloads_bytes;
     }
 
     /// Rows waiting, runs and payloads.
     pub fn len(&self) -> usize {
         self.rows.len() + self.payloads.len()
+    }
+
+    /// It holds a row: its deadline runs.
+    pub fn is_open(&self) -> bool {
+        self.opened_at.is_some()
+    }
+
+    /// Estimated bytes of the rows waiting (`collapse::run_bytes`).
+    pub fn bytes(&self) -> usize {
+        self.rows.bytes() + self.payloads_bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -76,9 +94,7 @@ impl Batch {
         self.opened_at.map(|t| t + interval)
     }
 
-    /// Makes room for `rows` rows before the batch fills: grown by doubling instead, a batch of
-    /// updates (all runs, no payloads) outgrew the recycled vector of a batch of inserts, and the
-    /// fresh pages of every regrowth showed in the profile.
+    /// Makes room for `rows` rows before the batch fills (and sizes its index once).
     pub fn reserve(&mut self, rows: usize) {
         self.rows.reserve(rows.saturating_sub(self.rows.len()));
     }
@@ -86,32 +102,28 @@ impl Batch {
     /// Hands back the rows vector of an inserted batch (its rows are dropped here).
     pub fn recycle(&mut self, mut runs: Vec<RunRow>) {
         runs.clear();
-        if self.rows.is_empty() {
-            self.rows = CollapsedRows::with_buffer(runs);
-        } else if self
-            .spare
-            .as_ref()
-            .is_none_or(|s| s.capacity() < runs.capacity())
-        {
-            self.spare = Some(runs);
+        self.spares.push(runs);
+        if self.spares.len() > 2 {
+            self.spares.sort_by_key(|s| std::cmp::Reverse(s.capacity()));
+            self.spares.truncate(2);
         }
     }
 
     /// Takes the rows out for insertion, leaving an empty batch.
     pub fn seal(&mut self) -> Sealed {
-        let spare = self.spare.take();
-        let mut taken = std::mem::take(self);
-        if let Some(spare) = spare {
-            self.rows = CollapsedRows::with_buffer(spare);
-        }
-        taken.spare = None;
+        let spare = self.spares.pop().unwrap_or_default();
+        let spares = std::mem::take(&mut self.spares);
+        let taken = std::mem::take(self);
+        self.spares = spares;
+        let bytes = taken.bytes();
         let mut payloads = taken.payloads;
         payloads.sort_by(|a, b| a.run_id.cmp(&b.run_id));
         Sealed {
-            runs: taken.rows.into_sorted(),
+            runs: taken.rows.into_sorted_with(spare),
             payloads,
             ends: taken.ends,
             commit_times: taken.commit_times,
+            bytes,
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
 
-use crate::rows::RunRow;
+use crate::rows::{PayloadRow, RunRow};
 
 /// Below this many rows a set is searched linearly: most transactions hold one row, and hashing
 /// its key would cost more than comparing it.
@@ -16,9 +16,16 @@ const LINEAR: usize = 8;
 /// Rows in arrival order, found by their sort key without copying it: the index maps the key's
 /// hash to the row's position. Keys used to be owned copies (four `String`s per row, per set the
 /// row passed through), which a drain's profile showed among the top allocation sites.
+///
+/// Rows are boxed: a `RunRow` is over a kilobyte, and on its way from the transform to a sealed
+/// batch it moved six to eight times (into the transaction, out of it into the batch, the swaps
+/// of the sort); `memmove` was 12% of a drain's CPU. Boxed, each move is a pointer, and a row is
+/// copied once more, into the sealed batch, in sorted order.
 #[derive(Debug, Default)]
 pub struct CollapsedRows {
-    rows: Vec<RunRow>,
+    // Boxed on purpose (see above): clippy's vec_box assumes small elements.
+    #[allow(clippy::vec_box)]
+    rows: Vec<Box<RunRow>>,
     /// Hash of a row's sort key → its position; empty while the set is small.
     index: HashMap<u64, usize, BuildHasherDefault<IdentityHasher>>,
     /// Positions of rows whose key hash another key already took (in practice never; it keeps
@@ -26,6 +33,62 @@ pub struct CollapsedRows {
     collided: Vec<usize>,
     /// Rows `..indexed` are in the index (it is built once the set outgrows `LINEAR`).
     indexed: usize,
+    /// [`run_bytes`] of the rows here, kept as they come and go.
+    bytes: usize,
+}
+
+/// What a row costs in memory, estimated cheaply: the struct and the bytes of its strings
+/// (lengths, not capacities: the transform sizes them to fit). Memory is bounded with it
+/// (`batch.max_bytes`), so a run with a megabyte of output counts as a megabyte, not as one row.
+pub fn run_bytes(r: &RunRow) -> usize {
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|s| s.len() + size_of::<String>())
+            .sum::<usize>()
+    };
+    size_of::<RunRow>()
+        + r.environment_id.len()
+        + r.organization_id.len()
+        + r.project_id.len()
+        + r.run_id.len()
+        + r.status.len()
+        + r.environment_type.len()
+        + r.friendly_id.len()
+        + r.engine.len()
+        + r.task_identifier.len()
+        + r.queue.len()
+        + r.schedule_id.len()
+        + r.batch_id.len()
+        + r.output.len()
+        + r.error.len()
+        + r.error_fingerprint.len()
+        + list(&r.tags)
+        + r.task_version.len()
+        + r.sdk_version.len()
+        + r.cli_version.len()
+        + r.machine_preset.len()
+        + r.root_run_id.len()
+        + r.parent_run_id.len()
+        + r.span_id.len()
+        + r.trace_id.len()
+        + r.idempotency_key.len()
+        + r.idempotency_key_user.len()
+        + r.idempotency_key_scope.len()
+        + r.expiration_ttl.len()
+        + r.concurrency_key.len()
+        + list(&r.bulk_action_group_ids)
+        + r.worker_queue.len()
+        + r.region.len()
+        + r.plan_type.len()
+        + r.trigger_source.len()
+        + r.root_trigger_source.len()
+        + r.task_kind.len()
+        + r.external_deployment_id.len()
+}
+
+/// [`run_bytes`] for a payload row.
+pub fn payload_bytes(p: &PayloadRow) -> usize {
+    size_of::<PayloadRow>() + p.run_id.len() + p.payload.len()
 }
 
 /// The index's keys are already hashes.
@@ -57,31 +120,41 @@ fn key_hash(row: &RunRow) -> u64 {
 }
 
 impl CollapsedRows {
-    /// An empty set that fills `buffer` (emptied first) instead of a new allocation.
-    pub fn with_buffer(mut buffer: Vec<RunRow>) -> CollapsedRows {
-        buffer.clear();
-        CollapsedRows {
-            rows: buffer,
-            ..CollapsedRows::default()
-        }
-    }
-
     /// Adds `row` unless a row with the same key and a higher `_version` is already here.
     pub fn upsert(&mut self, row: RunRow) {
+        self.upsert_boxed(Box::new(row));
+    }
+
+    /// [`Self::upsert`] of a row already boxed (one moving from another set).
+    pub fn upsert_boxed(&mut self, row: Box<RunRow>) {
         match self.position(&row) {
             Some(i) => {
                 if row._version >= self.rows[i]._version {
+                    self.bytes = self.bytes - run_bytes(&self.rows[i]) + run_bytes(&row);
                     self.rows[i] = row;
                 }
             }
-            None => self.push(row),
+            None => {
+                self.bytes += run_bytes(&row);
+                self.push(row);
+            }
         }
+    }
+
+    /// [`run_bytes`] of the rows here.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     fn position(&mut self, row: &RunRow) -> Option<usize> {
         let key = row.sort_key();
         if self.rows.len() <= LINEAR {
             return self.rows.iter().position(|r| r.sort_key() == key);
+        }
+        if self.indexed == 0 {
+            // Sized once for what the set has room for (a batch reserves max_rows), instead of
+            // rehashing as it doubles.
+            self.index.reserve(self.rows.capacity());
         }
         while self.indexed < self.rows.len() {
             self.index_row(self.indexed);
@@ -98,7 +171,7 @@ impl CollapsedRows {
         }
     }
 
-    fn push(&mut self, row: RunRow) {
+    fn push(&mut self, row: Box<RunRow>) {
         self.rows.push(row);
     }
 
@@ -134,31 +207,37 @@ impl CollapsedRows {
         self.rows
             .iter()
             .filter(|r| r.run_id == id && r._is_deleted == 0)
-            .cloned()
+            .map(|r| RunRow::clone(r))
             .collect()
     }
 
     /// Every row, for re-collapsing into another set.
-    pub fn drain(&mut self) -> impl Iterator<Item = RunRow> + '_ {
+    pub fn drain(&mut self) -> impl Iterator<Item = Box<RunRow>> + '_ {
         self.index.clear();
         self.collided.clear();
         self.indexed = 0;
+        self.bytes = 0;
         self.rows.drain(..)
     }
 
     /// Every row, to change in place something that is not part of the key.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut RunRow> + '_ {
-        self.rows.iter_mut()
+        self.rows.iter_mut().map(|r| &mut **r)
     }
 
     /// The rows sorted by the table's ORDER BY key, the order ClickHouse stores them in.
     pub fn into_sorted(self) -> Vec<RunRow> {
+        self.into_sorted_with(Vec::new())
+    }
+
+    /// [`Self::into_sorted`] into `buffer` (emptied first): the rows vector of an inserted batch,
+    /// reused, since a fresh multi-megabyte vector per batch was page faults in the profile.
+    pub fn into_sorted_with(self, mut buffer: Vec<RunRow>) -> Vec<RunRow> {
         // Comparing whole keys costs three string comparisons per step, and most rows of a batch
         // share their organization, project and environment: group by those three (one hash per
-        // row), order the few groups, and sort each group by (created_at, run_id). And a RunRow
-        // is over a kilobyte, so positions are sorted, then rows are swapped into place. (Sorting
-        // the rows themselves by the full key was most of a seal in the profile.)
-        let mut rows = self.rows;
+        // row), order the few groups, and sort each group by (created_at, run_id), on positions.
+        // (Sorting the rows themselves by the full key was most of a seal in the profile.)
+        let rows = self.rows;
         let mut groups: rustc_hash::FxHashMap<(&str, &str, &str), Vec<u32>> = Default::default();
         for (i, r) in rows.iter().enumerate() {
             groups
@@ -176,24 +255,13 @@ impl CollapsedRows {
             });
             order.extend(members);
         }
-        permute(&mut rows, order);
-        rows
-    }
-}
-
-/// Reorders `rows` in place so that position k holds what was at `order[k]`, following each
-/// cycle with swaps. In place, because a second vector of a whole batch's rows is megabytes of
-/// fresh memory, and the page faults it caused showed in the profile.
-fn permute(rows: &mut [RunRow], mut order: Vec<u32>) {
-    for start in 0..order.len() {
-        let mut k = start;
-        while order[k] as usize != start {
-            let src = order[k] as usize;
-            order[k] = k as u32;
-            rows.swap(k, src);
-            k = src;
+        let mut rows: Vec<Option<Box<RunRow>>> = rows.into_iter().map(Some).collect();
+        buffer.clear();
+        buffer.reserve(rows.len());
+        for i in order {
+            buffer.push(*rows[i as usize].take().expect("each position once"));
         }
-        order[k] = k as u32;
+        buffer
     }
 }
 

@@ -5,10 +5,20 @@
 //! ([`Attach`]): its events, its control connection, and a channel on which the loop reports how
 //! the session ended. One task reads every attached stream, applies each message to that stream's
 //! state ([`SourceState::apply`]), moves committed transactions into the shared [`BatchWriter`],
-//! and seals the batch when it is full or old enough; the [`Sink`] writes sealed batches on up
-//! to `max_inflight` tasks. When the batch is full and every insert slot is busy, no stream is
-//! read (backpressure): the readers' bounded channels fill, then the servers wait, and memory
-//! stays bounded.
+//! and seals the batch when it is full, old enough, or the streams caught up; the [`Sink`]
+//! writes sealed batches on up to `max_inflight` tasks while the next batch fills. When the
+//! batch is full and every insert slot is busy, or the batch and the inserts in flight hold
+//! `batch.max_bytes`, no stream is read (backpressure): the readers' bounded channels fill,
+//! then the servers wait, and memory stays bounded.
+//!
+//! **Caught up.** A batch need not wait out `flush_interval` when nothing more is coming: when
+//! no stream has an event ready even after its reader task had a turn ([`caught_up`]), the
+//! batch is sealed at once — at most one insert per `min_insert_interval`, so a trickle of
+//! changes does not become an insert per transaction. A stream whose walsender sends
+//! transactions committed longer ago than `flush_interval` is draining a backlog, not keeping
+//! up: it never counts as caught up (a gap in its data is the walsender decoding, not the end of
+//! it), so a backlog drains in full batches. A keepalive from the walsender (which it sends when
+//! it has no more WAL to decode) marks its stream live again.
 //!
 //! A stream that fails (its connection, a hard stop, lost leadership, its slot gone) is
 //! detached alone: the others stream on, and its session is restarted by the daemon from its
@@ -76,6 +86,11 @@ struct Attached<E, C> {
     meters: StreamMeters,
     ended: Option<oneshot::Sender<Ended>>,
     watch: tokio::task::JoinHandle<()>,
+    /// Commit time of the open transaction (µs since 2000-01-01, the server's clock).
+    commit_time: i64,
+    /// The walsender is sending a backlog: its last change was sent more than `flush_interval`
+    /// after its transaction committed (both times by the server's clock).
+    behind: bool,
     health: Option<Arc<Health>>,
     /// Changes repaired since the stream started replaying an incomplete table's changes.
     repair: Option<RepairEpisode>,
@@ -137,6 +152,19 @@ impl<E, C> Attached<E, C> {
     }
 }
 
+/// Resolves at `at`, and then only once the replication readers had their turn. The loop polls
+/// the streams before this future (a biased select), so when it resolves, no stream had an
+/// event ready even after its reader read what its socket held: the walsender has nothing more
+/// to send right now.
+async fn caught_up(at: Instant) {
+    tokio::time::sleep_until(at.into()).await;
+    // Twice: the loop may be the runtime's `block_on` future, which is polled before the tasks
+    // the I/O driver has just woken; after the second yield every reader whose socket had data
+    // has run.
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
+}
+
 /// The output of `future` if it is ready without waiting (mpsc `recv` is cancel-safe).
 fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
     let mut future = std::pin::pin!(future);
@@ -172,12 +200,15 @@ pub struct Replicator<S: Sink> {
     writer: BatchWriter<S>,
     meters: Meters,
     next_id: u64,
+    /// A stream whose changes are sent this long after their commit is draining a backlog.
+    behind_after_micros: i64,
 }
 
 impl<S: Sink> Replicator<S> {
     pub fn new(config: Arc<Config>, sink: Arc<S>) -> Replicator<S> {
         Replicator {
             writer: BatchWriter::new(sink, &config.batch),
+            behind_after_micros: config.batch.flush_interval_ms.saturating_mul(1000) as i64,
             config,
             meters: Meters::default(),
             next_id: 0,
@@ -206,12 +237,20 @@ impl<S: Sink> Replicator<S> {
                 self.writer.flush();
                 continue;
             }
-            // Backpressure: the batch is full and every insert slot is busy.
-            let read = !full && !streams.is_empty();
+            // Backpressure: the batch is full and every insert slot is busy, or the batch and
+            // the inserts in flight hold max_bytes.
+            let pressed = full || self.writer.must_wait();
+            let read = !pressed && !streams.is_empty();
             self.meters
                 .backpressure
-                .set(if full && !slots_free { 1.0 } else { 0.0 });
+                .set(if pressed { 1.0 } else { 0.0 });
             let deadline = self.writer.deadline();
+            // Sealed early only while reading (a stream not read may well have more) and when
+            // no stream is draining a backlog.
+            let early = self
+                .writer
+                .early_flush_at()
+                .filter(|_| slots_free && !pressed && streams.iter().all(|s| !s.behind));
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {}
@@ -239,6 +278,10 @@ impl<S: Sink> Replicator<S> {
                             self.detach(&mut streams, id, Err(e));
                         }
                     }
+                }
+                // After the streams: it resolves only when none of them had an event ready.
+                _ = caught_up(early.unwrap_or(far)), if early.is_some() => {
+                    self.writer.flush();
                 }
             }
             self.meters.buffered_rows.set(self.writer.buffered() as f64);
@@ -275,6 +318,8 @@ impl<S: Sink> Replicator<S> {
             control: new.control,
             ended: Some(new.ended),
             watch,
+            commit_time: 0,
+            behind: false,
             health: new.health,
             repair: None,
         }
@@ -344,7 +389,11 @@ impl<S: Sink> Replicator<S> {
             // finished insert or a shutdown waits at most BURST events. Once the reader task
             // ended, recv awaits its exit status: that is left to the select, which does not
             // drop it half-way.
-            if handled == BURST || self.writer.is_full() || !stream.events.is_running() {
+            if handled == BURST
+                || self.writer.is_full()
+                || self.writer.must_wait()
+                || !stream.events.is_running()
+            {
                 return Ok(acks);
             }
             match ready_now(stream.events.recv()) {
@@ -362,10 +411,21 @@ impl<S: Sink> Replicator<S> {
         let id = stream.id;
         let mut acks = Acks::new();
         match event {
-            ReplicationEvent::Begin { xid, final_lsn, .. } => {
+            ReplicationEvent::Begin {
+                xid,
+                final_lsn,
+                commit_time_micros,
+            } => {
                 stream.state.begin(xid, final_lsn.as_u64());
+                stream.commit_time = commit_time_micros;
             }
-            ReplicationEvent::XLogData { data, .. } => {
+            ReplicationEvent::XLogData {
+                data,
+                server_time_micros,
+                ..
+            } => {
+                stream.behind = server_time_micros.saturating_sub(stream.commit_time)
+                    > self.behind_after_micros;
                 let message = pgoutput::decode(&data)?;
                 match stream.state.apply(&message, &mut stream.meters)? {
                     Applied::Done => {}
@@ -407,6 +467,9 @@ impl<S: Sink> Replicator<S> {
                 }
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
+                // The walsender sends a keepalive when it waits for more WAL (or to ask for a
+                // reply): it has sent everything it had.
+                stream.behind = false;
                 if stream.state.txn().is_none() {
                     stream.repair_done_unless(false);
                     if let Some(lsn) = self.writer.idle_at(id, wal_end.as_u64()) {
@@ -419,16 +482,20 @@ impl<S: Sink> Replicator<S> {
         Ok(acks)
     }
 
-    /// Bounds the memory of one transaction: past `max_rows` rows, the rows so far are inserted
-    /// before the Commit arrives (see `pipeline::transaction`). Each part has a higher version
-    /// than the one before (up to `SPILL_VERSIONS` parts; later ones share the last), and waits
-    /// for everything in flight, so parts also land in order.
+    /// Bounds the memory of one transaction: past `max_rows` rows or a batch's share of
+    /// `max_bytes`, the rows so far are inserted before the Commit arrives (see
+    /// `pipeline::transaction`). Each part has a higher version than the one before (up to
+    /// `SPILL_VERSIONS` parts; later ones share the last), and waits for everything in flight,
+    /// so parts also land in order.
     async fn spill_if_large<E, C>(
         &mut self,
         stream: &mut Attached<E, C>,
     ) -> Result<Acks, PipelineError> {
-        let max_rows = self.config.batch.max_rows;
-        if stream.state.txn().is_none_or(|t| t.len() < max_rows) {
+        if stream
+            .state
+            .txn()
+            .is_none_or(|t| !self.writer.should_spill(t))
+        {
             return Ok(Acks::new());
         }
         let mut acks = repair::resolve(&mut stream.state, &mut self.writer, &stream.meters).await?;

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use super::collapse::CollapsedRows;
+use super::collapse::{CollapsedRows, payload_bytes};
 use crate::rows::{PayloadRow, RunRow};
 
 /// Distinct versions spilled parts may use after the commit record's LSN: fewer than the
@@ -60,6 +60,8 @@ pub struct Transaction {
     parts: u64,
     rows: CollapsedRows,
     payloads: Vec<PayloadRow>,
+    /// [`payload_bytes`] of `payloads`.
+    payloads_bytes: usize,
     /// Row changes seen, including skipped ones.
     pub changes: u64,
     /// Runs whose rows in ClickHouse a repaired change may have made stale, without saying
@@ -76,6 +78,8 @@ pub struct Committed {
     pub commit_time_micros: i64,
     pub rows: CollapsedRows,
     pub payloads: Vec<PayloadRow>,
+    /// [`payload_bytes`] of `payloads`.
+    pub payloads_bytes: usize,
 }
 
 impl Committed {
@@ -92,6 +96,7 @@ impl Transaction {
             parts: 0,
             rows: CollapsedRows::default(),
             payloads: Vec::new(),
+            payloads_bytes: 0,
             changes: 0,
             lookups: Default::default(),
         }
@@ -140,6 +145,7 @@ impl Transaction {
     }
 
     pub fn add_payload(&mut self, payload: PayloadRow) {
+        self.payloads_bytes += payload_bytes(&payload);
         self.payloads.push(payload);
     }
 
@@ -154,6 +160,11 @@ impl Transaction {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Estimated bytes of the rows held (`collapse::run_bytes`), counted as they are added.
+    pub fn bytes(&self) -> usize {
+        self.rows.bytes() + self.payloads_bytes
     }
 
     pub fn is_spilled(&self) -> bool {
@@ -180,6 +191,7 @@ impl Transaction {
         let mut rows = std::mem::take(&mut self.rows);
         let stamped = Self::stamp(&mut rows, lsn);
         debug_assert!(stamped.is_ok(), "check_lsn passed before any row was added");
+        self.payloads_bytes = 0;
         (rows, std::mem::take(&mut self.payloads))
     }
 
@@ -203,6 +215,7 @@ impl Transaction {
             commit_time_micros,
             rows: self.rows,
             payloads: self.payloads,
+            payloads_bytes: self.payloads_bytes,
         })
     }
 

@@ -11,6 +11,20 @@
 //! A stream here is an *attachment*: one streaming session of one slot, numbered by the loop.
 //! A session that ends takes its tracker with it; a new session of the same slot starts over
 //! from the slot's confirmed position.
+//!
+//! **When a batch is sealed.** When it holds `max_rows` rows or its share of `max_bytes`
+//! (a backlog: full batches, as few parts as possible), when its oldest row is
+//! `flush_interval` old (the upper bound of any wait), and — the usual case under a steady
+//! load — as soon as the loop finds every stream caught up, but never sooner than
+//! `min_insert_interval` after the previous insert started ([`BatchWriter::early_flush_at`]):
+//! a trickle of changes then costs at most one insert per table per gap instead of one per
+//! transaction.
+//!
+//! **Memory.** Rows are counted in bytes as well as rows (`collapse::run_bytes`, an estimate
+//! from their strings): the batch is sealed at `max_bytes / (max_inflight + 1)`, a transaction
+//! is spilled at the same share, and the loop stops reading while the batch and the inserts in
+//! flight together hold `max_bytes` ([`BatchWriter::must_wait`]). A run with a megabyte of
+//! output then weighs a megabyte, not one row among ten thousand.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +37,7 @@ use super::batch::{Batch, Sealed};
 use super::collapse::CollapsedRows;
 use super::errors::PipelineError;
 use super::sink::{Sink, SinkError, Written};
-use super::transaction::Committed;
+use super::transaction::{Committed, Transaction};
 use crate::config::BatchConfig;
 use crate::metrics as m;
 use crate::rows::{PayloadRow, RunRow};
@@ -40,6 +54,8 @@ pub struct Finished {
     entries: Vec<(u64, u64)>,
     commit_times: Vec<i64>,
     runs: Vec<RunRow>,
+    /// What the insert counted against `max_bytes`.
+    bytes: usize,
     result: Result<Written, SinkError>,
 }
 
@@ -52,11 +68,23 @@ pub struct BatchWriter<S: Sink> {
     max_rows: usize,
     max_inflight: usize,
     flush_interval: Duration,
+    min_insert_interval: Duration,
+    /// Bytes the batch and the inserts in flight may hold together.
+    max_bytes: usize,
+    /// A batch's (and an open transaction's) share of `max_bytes`.
+    share_bytes: usize,
+    /// Bytes of the rows being inserted.
+    inflight_bytes: usize,
+    /// When the last insert (a batch or a part of a transaction) started.
+    last_insert: Option<Instant>,
+    /// When the batch being filled received its first row.
+    opened: Instant,
     commit_latency: metrics::Histogram,
 }
 
 impl<S: Sink> BatchWriter<S> {
     pub fn new(sink: Arc<S>, config: &BatchConfig) -> Self {
+        let max_bytes = usize::try_from(config.max_bytes).unwrap_or(usize::MAX);
         BatchWriter {
             sink,
             batch: Batch::default(),
@@ -65,6 +93,16 @@ impl<S: Sink> BatchWriter<S> {
             max_rows: config.max_rows,
             max_inflight: config.max_inflight,
             flush_interval: Duration::from_millis(config.flush_interval_ms),
+            // Never longer than flush_interval, the upper bound of any wait.
+            min_insert_interval: Duration::from_millis(
+                config.min_insert_interval_ms.min(config.flush_interval_ms),
+            ),
+            max_bytes,
+            // The batch being filled plus max_inflight sealed ones fit in max_bytes.
+            share_bytes: (max_bytes / (config.max_inflight + 1)).max(1),
+            inflight_bytes: 0,
+            last_insert: None,
+            opened: now(),
             commit_latency: metrics::histogram!(m::COMMIT_LATENCY),
         }
     }
@@ -93,9 +131,44 @@ impl<S: Sink> BatchWriter<S> {
         self.batch.is_empty()
     }
 
-    /// The batch holds `max_rows` rows.
+    /// Estimated bytes of the rows in the batch being filled.
+    pub fn buffered_bytes(&self) -> usize {
+        self.batch.bytes()
+    }
+
+    /// Estimated bytes of the rows being inserted.
+    pub fn inflight_bytes(&self) -> usize {
+        self.inflight_bytes
+    }
+
+    /// The batch holds `max_rows` rows or its share of `max_bytes`.
     pub fn is_full(&self) -> bool {
-        self.batch.len() >= self.max_rows
+        self.batch.len() >= self.max_rows || self.batch.bytes() >= self.share_bytes
+    }
+
+    /// The batch and the inserts in flight hold `max_bytes` between them: nothing more may be
+    /// read until an insert finishes. (Never while nothing is in flight: the batch can always
+    /// be sealed and written.)
+    pub fn must_wait(&self) -> bool {
+        !self.inserts.is_empty() && self.batch.bytes() + self.inflight_bytes >= self.max_bytes
+    }
+
+    /// An open transaction this large is inserted in parts before its Commit: past `max_rows`
+    /// rows, or past a batch's share of `max_bytes`.
+    pub fn should_spill(&self, txn: &Transaction) -> bool {
+        txn.len() >= self.max_rows || txn.bytes() >= self.share_bytes
+    }
+
+    /// When the batch may be sealed because the streams caught up: at once, or
+    /// `min_insert_interval` after the last insert started. `None` while it is empty.
+    pub fn early_flush_at(&self) -> Option<Instant> {
+        if self.batch.is_empty() {
+            return None;
+        }
+        Some(match self.last_insert {
+            Some(t) => t + self.min_insert_interval,
+            None => now(),
+        })
     }
 
     /// Another insert may start.
@@ -130,7 +203,12 @@ impl<S: Sink> BatchWriter<S> {
         if self.batch.is_empty() {
             self.batch.reserve(self.max_rows);
         }
-        self.batch.add(stream, committed, Instant::now());
+        // The clock only when it opens the batch: read per transaction, it was a few percent of
+        // a drain's CPU on this VM, whose clock source makes every read a system call.
+        if !self.batch.is_open() {
+            self.opened = now();
+        }
+        self.batch.add(stream, committed, self.opened);
         None
     }
 
@@ -170,23 +248,32 @@ impl<S: Sink> BatchWriter<S> {
             .get_mut(&stream)
             .map(|t| vec![(stream, t.register(0))])
             .unwrap_or_default();
+        let bytes = rows.bytes()
+            + payloads
+                .iter()
+                .map(super::collapse::payload_bytes)
+                .sum::<usize>();
         let sealed = Sealed {
             runs: rows.into_sorted(),
             payloads,
             ends: Vec::new(),
             commit_times: Vec::new(),
+            bytes,
         };
         self.spawn(entries, sealed);
     }
 
     fn spawn(&mut self, entries: Vec<(u64, u64)>, sealed: Sealed) {
         let sink = self.sink.clone();
+        self.inflight_bytes += sealed.bytes;
+        self.last_insert = Some(now());
         self.inserts.spawn(async move {
             let result = sink.write(&sealed.runs, &sealed.payloads).await;
             Finished {
                 entries,
                 commit_times: sealed.commit_times,
                 runs: sealed.runs,
+                bytes: sealed.bytes,
                 result,
             }
         });
@@ -204,8 +291,10 @@ impl<S: Sink> BatchWriter<S> {
             entries,
             commit_times,
             runs,
+            bytes,
             result,
         } = done;
+        self.inflight_bytes = self.inflight_bytes.saturating_sub(bytes);
         self.batch.recycle(runs);
         result?;
         let now_micros = unix_micros();
@@ -251,7 +340,14 @@ impl<S: Sink> BatchWriter<S> {
         self.inserts.abort_all();
         self.batch = Batch::default();
         self.trackers.clear();
+        self.inflight_bytes = 0;
     }
+}
+
+/// Tokio's clock (the paused clock of the loop's tests; the system's monotonic clock otherwise),
+/// the one the loop's timers run on.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 fn unix_micros() -> i64 {

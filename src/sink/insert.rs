@@ -349,10 +349,11 @@ impl ClickHouseSink {
     }
 
     /// Keeps an encoding buffer for a later insert; as many as can be in use at once (two tables
-    /// per batch in flight) are worth keeping, more would only hold memory.
+    /// per batch in flight) are worth keeping, more would only hold memory. One grown past a few
+    /// blocks by a huge row is let go: kept, it would hold that memory for good.
     fn recycle(&self, body: Vec<u8>) {
         let mut buffers = self.buffers.lock().expect("not poisoned");
-        if buffers.len() < 4 {
+        if buffers.len() < 4 && body.capacity() <= 4 * BLOCK {
             buffers.push(body);
         }
     }
@@ -381,12 +382,22 @@ impl ClickHouseSink {
             .expect("not poisoned")
             .pop()
             .unwrap_or_default();
-        match &keep {
-            Some(keep) => rowbinary::encode_all(keep.iter().map(|&i| &rows[i]), &mut body),
-            None => rowbinary::encode_all(rows, &mut body),
-        }
+        // Only the payloads not stored yet (upstream's plain MergeTree, `payload_once`): a copy,
+        // on that rare path, so that the body is still encoded a block at a time.
+        let kept: Vec<T>;
+        let rows: &[T] = match &keep {
+            Some(keep) => {
+                kept = keep.iter().map(|&i| rows[i].clone()).collect();
+                &kept
+            }
+            None => rows,
+        };
         if self.null {
-            std::hint::black_box(&body);
+            let mut rest = rows;
+            while !rest.is_empty() {
+                rest = &rest[rowbinary::encode_some(rest, &mut body, BLOCK)..];
+                std::hint::black_box(&body);
+            }
             self.recycle(body);
             return Ok(());
         }
@@ -398,17 +409,21 @@ impl ClickHouseSink {
             for (k, v) in &self.settings {
                 insert = insert.with_setting(*k, v.as_str());
             }
-            for block in body.chunks(BLOCK) {
+            // Encoded a block at a time into one small buffer, each block sent before the next
+            // is encoded: memory per insert is a block, not the batch (see `encode_some`).
+            let mut rest = rows;
+            while !rest.is_empty() {
+                rest = &rest[rowbinary::encode_some(rest, &mut body, BLOCK)..];
                 if self.compress {
                     // Compressed straight from the buffer, without copying it first.
                     insert
                         .send_compressed(clickhouse::insert_formatted::CompressedData::new(
-                            block,
+                            &body,
                             clickhouse::Compression::Lz4,
                         )?)
                         .await?;
                 } else {
-                    insert.send(bytes::Bytes::copy_from_slice(block)).await?;
+                    insert.send(bytes::Bytes::copy_from_slice(&body)).await?;
                 }
             }
             insert.end().await

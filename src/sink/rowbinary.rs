@@ -43,6 +43,26 @@ where
     }
 }
 
+/// Encodes the first rows of `rows` into `out` (cleared first) until it holds `limit` bytes or
+/// more (at least one row, when there is one); returns how many rows it took. A body sent in such
+/// pieces never needs a buffer the size of the batch: a batch of runs with a megabyte of output
+/// each is tens of megabytes, and a body buffer per insert in flight would double that.
+pub fn encode_some<T: EncodeRow>(rows: &[T], out: &mut Vec<u8>, limit: usize) -> usize {
+    out.clear();
+    // Room for a piece and a typical row past it; a larger row grows the buffer once. (A size
+    // hint per row cost more than the reservations it saved: 1.3% of a drain's CPU.)
+    out.reserve(limit + 4096);
+    let mut taken = 0;
+    for row in rows {
+        if taken > 0 && out.len() >= limit {
+            break;
+        }
+        row.encode(out);
+        taken += 1;
+    }
+    taken
+}
+
 #[inline]
 fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {

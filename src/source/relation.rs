@@ -170,6 +170,18 @@ impl RelationCache {
     }
 }
 
+/// `bytes` as text. Nearly every cell is ASCII (ids, timestamps, enums, most JSON), and checking
+/// that a word at a time costs a fraction of a full UTF-8 validation per cell, which was 9% of the
+/// hot path's instructions (callgrind, 55 cells per row).
+fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes)
+    }
+}
+
 fn text<'a>(
     cell: &'a Cell<'_>,
     binding: &TableBinding,
@@ -177,14 +189,12 @@ fn text<'a>(
 ) -> Result<Option<&'a str>, RelationError> {
     match cell {
         Cell::Null => Ok(None),
-        Cell::Text(bytes) => {
-            std::str::from_utf8(bytes)
-                .map(Some)
-                .map_err(|_| RelationError::InvalidUtf8 {
-                    table: binding.table.to_string(),
-                    column: col.pg_name(),
-                })
-        }
+        Cell::Text(bytes) => utf8(bytes)
+            .map(Some)
+            .map_err(|_| RelationError::InvalidUtf8 {
+                table: binding.table.to_string(),
+                column: col.pg_name(),
+            }),
         Cell::Binary(_) => Err(RelationError::BinaryValue {
             table: binding.table.to_string(),
             column: col.pg_name(),

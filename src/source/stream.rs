@@ -25,6 +25,20 @@ pub fn publication_names(publication: &str) -> String {
     quote_ident(publication)
 }
 
+/// An event as large as the channel is sized for: an UPDATE under REPLICA IDENTITY FULL of a run
+/// whose output is at trigger.dev's offload threshold (512 KB; larger packets go to object
+/// storage) carries it twice, old and new row.
+const LARGE_EVENT: u64 = 1 << 20;
+
+/// How many events pgwire-replication may hold between its reader and the loop. Its channel is
+/// bounded by a count, and while the loop does not read (backpressure) it fills with whatever
+/// comes: 4096 events of a megabyte each would be 4 GiB. Sized so that a full channel of large
+/// events is a quarter of `batch.max_bytes` (32 at the default 128 MiB), which costs nothing
+/// measurable on small events (BENCHMARKS.md: the drain with 32 against 4096).
+pub fn event_buffer(config: &Config) -> usize {
+    (config.batch.max_bytes / 4 / LARGE_EVENT).clamp(16, 4096) as usize
+}
+
 /// What the streaming loop needs of a replication stream: events in, acknowledgements out.
 /// Implemented by pgwire-replication's client, and by `testing::FrameFeed` for the loop's
 /// in-process tests.
@@ -155,8 +169,8 @@ pub(crate) fn replication_config(config: &Config, stream: &Stream) -> Replicatio
     .with_tls(tls)
     .with_status_interval(config.status_interval())
     .with_wakeup_interval(config.status_interval().max(Duration::from_secs(1)))
-    // Decoded events are small; a bounded channel is the first stage of backpressure.
-    .with_buffer_size(4096)
+    // The first stage of backpressure, and memory the byte bound does not see: see `event_buffer`.
+    .with_buffer_size(event_buffer(config))
     .with_options(PINNED_OPTIONS)
     .with_application_name(APPLICATION_NAME)
 }

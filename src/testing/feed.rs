@@ -52,18 +52,41 @@ impl FeedHandle {
     }
 
     /// One transaction: Begin, one XLogData per message, Commit. Its commit record is at
-    /// `commit_lsn` and ends at `commit_lsn + 1`, so transactions pushed with increasing
+    /// `commit_lsn` and ends at `commit_lsn + COMMIT_RECORD`, so transactions pushed with increasing
     /// `commit_lsn` are ordered as a server would send them.
     pub fn transaction(&self, xid: u32, commit_lsn: u64, messages: &[Bytes]) {
+        self.transaction_sent(xid, commit_lsn, messages, 0, 0);
+    }
+
+    /// [`Self::transaction`] committed at `commit_time_micros` and sent by the walsender at
+    /// `sent_micros` (both µs since 2000-01-01, the server's clock): sent long after its commit,
+    /// it is part of a backlog.
+    pub fn transaction_sent(
+        &self,
+        xid: u32,
+        commit_lsn: u64,
+        messages: &[Bytes],
+        commit_time_micros: i64,
+        sent_micros: i64,
+    ) {
         self.push(ReplicationEvent::Begin {
             final_lsn: Lsn::from_u64(commit_lsn),
             xid,
-            commit_time_micros: 0,
+            commit_time_micros,
         });
         for data in messages {
-            self.push(xlog(data.clone()));
+            self.push(ReplicationEvent::XLogData {
+                wal_start: Lsn::from_u64(0),
+                wal_end: Lsn::from_u64(0),
+                server_time_micros: sent_micros,
+                data: data.clone(),
+            });
         }
-        self.push(commit(commit_lsn));
+        self.push(ReplicationEvent::Commit {
+            lsn: Lsn::from_u64(commit_lsn),
+            end_lsn: Lsn::from_u64(commit_lsn + COMMIT_RECORD),
+            commit_time_micros,
+        });
     }
 
     /// A keepalive with the server's WAL end at `wal_end`.

@@ -44,6 +44,8 @@ pub struct Write {
     pub payloads: Vec<PayloadRow>,
     /// It was stored (false for a failed write).
     pub stored: bool,
+    /// When the write started (the paused clock of the loop's tests).
+    pub started: tokio::time::Instant,
 }
 
 #[derive(Default)]
@@ -159,6 +161,7 @@ impl MemorySink {
 
 impl Sink for MemorySink {
     async fn write(&self, runs: &[RunRow], payloads: &[PayloadRow]) -> Result<Written, SinkError> {
+        let started = tokio::time::Instant::now();
         let fault = {
             let mut inner = self.lock();
             inner.started += 1;
@@ -173,6 +176,7 @@ impl Sink for MemorySink {
                     runs: runs.to_vec(),
                     payloads: payloads.to_vec(),
                     stored: true,
+                    started,
                 };
                 let sink = self.clone();
                 tokio::spawn(async move {
@@ -189,6 +193,7 @@ impl Sink for MemorySink {
                 runs: runs.to_vec(),
                 payloads: payloads.to_vec(),
                 stored: false,
+                started,
             });
             drop(inner);
             self.stored.notify_waiters();
@@ -218,6 +223,7 @@ impl Sink for MemorySink {
             runs: kept,
             payloads: kept_payloads,
             stored: true,
+            started,
         });
         drop(inner);
         self.stored.notify_waiters();

@@ -127,7 +127,7 @@ struct Rows(Vec<RunRow>);
 
 impl Consumer for Rows {
     async fn consume(&mut self, mut rows: Committed) -> Result<(), BackfillError> {
-        self.0.extend(rows.rows.drain());
+        self.0.extend(rows.rows.drain().map(|r| *r));
         Ok(())
     }
 }

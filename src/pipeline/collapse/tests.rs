@@ -16,11 +16,18 @@ fn highest_version_wins_and_ties_go_to_the_later_row() {
 }
 
 #[test]
-fn permutation_in_place() {
-    let mut rows: Vec<RunRow> = (0..7).map(|i| run_row(&format!("r{i}"))).collect();
-    permute(&mut rows, vec![3, 0, 6, 1, 2, 5, 4]);
+fn sorted_rows_fill_the_buffer_given() {
+    let mut set = CollapsedRows::default();
+    for i in [3, 0, 6, 1, 2, 5, 4] {
+        set.upsert(run_row(&format!("r{i}")));
+    }
+    let mut buffer = Vec::with_capacity(64);
+    buffer.push(run_row("stale"));
+    let ptr = buffer.as_ptr();
+    let rows = set.into_sorted_with(buffer);
     let ids: Vec<&str> = rows.iter().map(|r| r.run_id.as_str()).collect();
-    assert_eq!(ids, ["r3", "r0", "r6", "r1", "r2", "r5", "r4"]);
+    assert_eq!(ids, ["r0", "r1", "r2", "r3", "r4", "r5", "r6"]);
+    assert_eq!(rows.as_ptr(), ptr, "the buffer is reused, not reallocated");
 }
 
 #[test]

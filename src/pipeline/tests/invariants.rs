@@ -68,15 +68,20 @@ async fn a_keepalive_is_acknowledged_only_when_nothing_is_pending() {
     bench.run_for(10).await;
     assert_eq!(bench.feed.acked(), 50, "idle: the server's position");
 
-    // A buffered row: the keepalive must not confirm past it.
+    // A row buffered, then being written: the keepalive must not confirm past it.
+    let gate = bench.sink.hang_next();
     bench.insert(100, "run_a");
     bench.feed.keepalive(150);
     bench.run_for(10).await;
     assert_eq!(bench.feed.acked(), 50, "a row is buffered, not stored");
+    bench.feed.keepalive(160);
+    bench.run_for(10).await;
+    assert_eq!(bench.feed.acked(), 50, "a row is being written, not stored");
 
-    // Stored after the flush interval; an open transaction also holds keepalives back.
-    bench.run_for(1000).await;
-    assert_eq!(bench.feed.acked(), end(100));
+    // Stored; an open transaction also holds keepalives back.
+    gate.open();
+    bench.run_for(10).await;
+    assert_eq!(bench.feed.acked(), 160);
     bench
         .feed
         .push(pgwire_replication::ReplicationEvent::Begin {
@@ -86,7 +91,7 @@ async fn a_keepalive_is_acknowledged_only_when_nothing_is_pending() {
         });
     bench.feed.keepalive(250);
     bench.run_for(10).await;
-    assert_eq!(bench.feed.acked(), end(100), "a transaction is open");
+    assert_eq!(bench.feed.acked(), 160, "a transaction is open");
     bench.feed.push(crate::testing::feed::commit(300));
     bench.feed.keepalive(400);
     bench.run_for(10).await;
@@ -399,7 +404,13 @@ async fn an_undecodable_message_is_a_hard_stop() {
 
 #[tokio::test(start_paused = true)]
 async fn a_graceful_stop_stores_what_was_committed_and_drops_the_open_transaction() {
-    let bench = Bench::start(config(10_000, 2, 60_000));
+    // An insert a moment ago: the next may only start a minute later.
+    let mut c = config(10_000, 2, 60_000);
+    c.batch.min_insert_interval_ms = 60_000;
+    let bench = Bench::start(c);
+    bench.insert(50, "run_before");
+    bench.run_for(10).await;
+    assert_eq!(bench.sink.writes().len(), 1);
     bench.insert(100, "run_a");
     bench
         .feed
@@ -415,8 +426,9 @@ async fn a_graceful_stop_stores_what_was_committed_and_drops_the_open_transactio
             &RunValues::new("run_open"),
         )));
     bench.run_for(10).await;
-    assert!(
-        bench.sink.writes().is_empty(),
+    assert_eq!(
+        bench.sink.writes().len(),
+        1,
         "the batch waits for its interval"
     );
     let feed = bench.feed.clone();

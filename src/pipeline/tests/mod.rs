@@ -9,4 +9,6 @@
 
 mod bench;
 mod invariants;
+mod latency;
+mod memory;
 mod streams;

@@ -129,3 +129,31 @@ async fn a_silent_stream_never_holds_back_anothers_acknowledgements() {
     );
     bench.stop().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_is_written_early_only_when_every_stream_caught_up() {
+    let mut c = legacy_config();
+    c.batch.min_insert_interval_ms = 0;
+    let bench = Bench::start(c);
+    let new = bench.attach("new", run_ops(&bench));
+    // The legacy stream drains a backlog (sent a minute after commit), the new one is live.
+    bench.feed.transaction_sent(
+        1,
+        100,
+        &[task_runs::insert(TASK_RUN, &RunValues::new("run_old"))],
+        0,
+        60_000_000,
+    );
+    new.insert(100, "run_live");
+    bench.run_for(50).await;
+    assert!(
+        bench.sink.writes().is_empty(),
+        "one stream still has more to send: not caught up"
+    );
+    // The legacy walsender reaches the end of its WAL.
+    bench.feed.keepalive(500);
+    bench.run_for(1).await;
+    assert_eq!(bench.sink.writes().len(), 1, "now every stream caught up");
+    assert_eq!((bench.feed.acked(), new.feed.acked()), (end(100), end(100)));
+    bench.stop().await.unwrap();
+}

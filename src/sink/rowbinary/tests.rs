@@ -166,3 +166,36 @@ fn the_encoding_follows_the_insert_column_list() {
     }
     assert_eq!(at, out.len(), "nothing after the last column");
 }
+
+#[test]
+fn a_body_encoded_in_pieces_is_the_body_encoded_at_once() {
+    let rows: Vec<RunRow> = (0..50)
+        .map(|i| {
+            let mut r = run_row(&format!("run_{i}"));
+            r.output = "x".repeat(i * 37);
+            r
+        })
+        .collect();
+    let mut whole = Vec::new();
+    encode_all(&rows, &mut whole);
+    for limit in [0, 1, 700, 4096, 1 << 20] {
+        let (mut pieces, mut buf, mut rest, mut blocks) = (Vec::new(), Vec::new(), &rows[..], 0);
+        while !rest.is_empty() {
+            let n = encode_some(rest, &mut buf, limit);
+            assert!(n >= 1, "at least one row per piece");
+            let mut before_last = Vec::new();
+            encode_all(&rest[..n - 1], &mut before_last);
+            assert!(
+                n == 1 || before_last.len() < limit,
+                "a piece takes another row only while it holds less than the limit"
+            );
+            pieces.extend_from_slice(&buf);
+            rest = &rest[n..];
+            blocks += 1;
+        }
+        assert_eq!(pieces, whole, "limit {limit}");
+        if limit == 0 {
+            assert_eq!(blocks, rows.len(), "one row per piece");
+        }
+    }
+}

@@ -8,10 +8,16 @@ use super::{http, process};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_runs-replicator");
 
+/// The daemon's binary: this build's, or `RUNS_REPLICATOR_TEST_WORKER` (a release build, for a
+/// long run such as the 10,000 megabyte-output updates of `hardening`).
+fn daemon_bin() -> String {
+    std::env::var("RUNS_REPLICATOR_TEST_WORKER").unwrap_or_else(|_| BIN.to_string())
+}
+
 /// A command for the binary with a clean environment (no inherited RUN_REPLICATION_* or
 /// DATABASE_URL from the developer's shell).
 pub fn command(config: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(daemon_bin());
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .arg("--config")
@@ -46,7 +52,7 @@ impl Worker {
     /// Starts the daemon with no config file, configured by `envs` alone, in `dir` (which
     /// holds no `config/runs-replicator.toml`), logging to a file there.
     pub fn start_from_env(dir: &Path, metrics_port: u16, envs: &[(&str, &str)]) -> Worker {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(daemon_bin());
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .current_dir(dir);
