@@ -24,8 +24,8 @@ use crate::config::{Config, Stream, scrub};
 use crate::health::{Health, Role};
 use crate::metrics as m;
 use crate::pg::catalog;
+use crate::pipeline::attached::Attach;
 use crate::pipeline::control::Control;
-use crate::pipeline::replicator::Attach;
 use crate::sink::insert::ClickHouseSink;
 use crate::sink::state::StateStore;
 

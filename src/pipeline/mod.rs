@@ -6,13 +6,15 @@
 //!   and across the transactions of a batch.
 //! - `writer` — the batch being filled, the inserts in flight, what may be acknowledged (`ack`).
 //! - `repair` — completing changes a once-broken table streamed incompletely.
-//! - `replicator` — the loop that drives them; `errors` and `meters` are its outcome and gauges.
+//! - `replicator` — the loop that drives them; `attached` — one stream as the loop holds it;
+//!   `errors` and `meters` are the loop's outcome and gauges.
 //! - `sink`, `control` — the seams to storage and to the Postgres control plane, as traits the
 //!   loop is written against (implemented by `sink::insert` and `daemon::control`, and in memory
 //!   by `testing`).
 
 pub mod ack;
 pub mod apply;
+pub mod attached;
 pub mod batch;
 pub mod changes;
 pub mod collapse;

@@ -32,17 +32,17 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use pgwire_replication::{Lsn, ReplicationEvent};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::apply::{Applied, SourceState};
+use super::attached::{Attach, Attached, Ended, deliver, next_event, watch_stream};
 use super::control::Control;
-use super::errors::{HardStop, PipelineError};
+use super::errors::PipelineError;
 use super::meters::{Meters, StreamMeters};
 use super::repair::{self, Repair};
 use super::sink::Sink;
 use super::writer::{Acks, BatchWriter};
-use crate::config::{Config, Source};
-use crate::health::Health;
+use crate::config::Config;
 use crate::metrics as m;
 use crate::source::pgoutput;
 use crate::source::stream::EventStream;
@@ -51,106 +51,9 @@ use crate::source::stream::EventStream;
 /// streams and shutdown again.
 const BURST: usize = 256;
 
-/// How often `/readyz` hears how far a repair got.
-const REPAIR_REPORT_EVERY: Duration = Duration::from_secs(1);
-
 /// How long a shutdown waits for the last writes. A sink may wait out a ClickHouse outage
 /// indefinitely; a stopping worker does not: what is not stored stays in the slots.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// How a stream's session ended, as the loop reports it to the daemon.
-pub type Ended = Result<(), PipelineError>;
-
-/// A started stream, handed to the loop.
-pub struct Attach<E, C> {
-    /// The stream's name: its metrics' `source` label.
-    pub name: String,
-    pub slot: String,
-    pub source: Arc<Source>,
-    pub events: E,
-    pub control: Arc<C>,
-    /// Told how the session ended: a graceful stop or why it failed.
-    pub ended: oneshot::Sender<Ended>,
-    /// Where the loop reports the stream's repair progress for `/readyz` (none in tests that
-    /// do not look at it).
-    pub health: Option<Arc<Health>>,
-}
-
-/// An attached stream.
-struct Attached<E, C> {
-    id: u64,
-    name: String,
-    events: E,
-    control: Arc<C>,
-    state: SourceState,
-    meters: StreamMeters,
-    ended: Option<oneshot::Sender<Ended>>,
-    watch: tokio::task::JoinHandle<()>,
-    /// Commit time of the open transaction (µs since 2000-01-01, the server's clock).
-    commit_time: i64,
-    /// The walsender is sending a backlog: its last change was sent more than `flush_interval`
-    /// after its transaction committed (both times by the server's clock).
-    behind: bool,
-    health: Option<Arc<Health>>,
-    /// Changes repaired since the stream started replaying an incomplete table's changes.
-    repair: Option<RepairEpisode>,
-}
-
-/// A stretch of repaired changes, reported to `/readyz` about once a second.
-struct RepairEpisode {
-    repaired: u64,
-    /// When `/readyz` last heard; `None` before the first report.
-    reported: Option<Instant>,
-    /// A change of the open transaction was repaired.
-    in_txn: bool,
-}
-
-impl<E, C> Attached<E, C> {
-    /// One more change repaired.
-    fn repaired(&mut self) {
-        self.meters.repaired.increment(1);
-        let episode = self.repair.get_or_insert(RepairEpisode {
-            repaired: 0,
-            reported: None,
-            in_txn: false,
-        });
-        episode.repaired += 1;
-        episode.in_txn = true;
-        if episode
-            .reported
-            .is_none_or(|t| t.elapsed() >= REPAIR_REPORT_EVERY)
-        {
-            episode.reported = Some(Instant::now());
-            if let Some(h) = &self.health {
-                h.set_repair(&self.name, Some(episode.repaired));
-            }
-        }
-    }
-
-    /// After a commit, or idle: the episode ends once every table's rows are complete again,
-    /// or a transaction needed no repair, or the stream caught up.
-    fn repair_done_unless(&mut self, still: bool) {
-        let Some(episode) = &mut self.repair else {
-            return;
-        };
-        if still && std::mem::take(&mut episode.in_txn) && self.state.repairing() {
-            if let Some(h) = &self.health {
-                h.set_repair(&self.name, Some(episode.repaired));
-            }
-            return;
-        }
-        let repaired = episode.repaired;
-        self.repair = None;
-        tracing::info!(
-            stream = %self.name,
-            repaired,
-            "repaired the changes made while a table could not be replicated completely"
-        );
-        if let Some(h) = &self.health {
-            h.set_repair(&self.name, None);
-        }
-    }
-}
 
 /// Resolves at `at`, and then only once the replication readers had their turn. The loop polls
 /// the streams before this future (a biased select), so when it resolves, no stream had an
@@ -173,26 +76,6 @@ fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
         Poll::Ready(output) => Some(output),
         Poll::Pending => None,
     }
-}
-
-/// The next event of any stream, the streams taken in turn from `start` so none starves.
-/// Cancel-safe: each `recv` is.
-async fn next_event<E: EventStream, C>(
-    streams: &mut [Attached<E, C>],
-    start: usize,
-) -> (usize, Result<Option<ReplicationEvent>, String>) {
-    std::future::poll_fn(|cx| {
-        let n = streams.len();
-        for k in 0..n {
-            let i = (start + k) % n;
-            let recv = std::pin::pin!(streams[i].events.recv());
-            if let Poll::Ready(event) = recv.poll(cx) {
-                return Poll::Ready((i, event));
-            }
-        }
-        Poll::Pending
-    })
-    .await
 }
 
 pub struct Replicator<S: Sink> {
@@ -544,54 +427,6 @@ impl<S: Sink> Replicator<S> {
             if let Some(ended) = stream.ended.take() {
                 let _ = ended.send(Ok(()));
             }
-        }
-    }
-}
-
-/// Tells each stream the positions it may now confirm.
-fn deliver<E: EventStream, C>(streams: &mut [Attached<E, C>], acks: Acks) {
-    for (id, lsn) in acks {
-        if let Some(stream) = streams.iter().find(|s| s.id == id) {
-            stream.events.acknowledge(lsn);
-            stream.meters.acknowledged_lsn.set(m::lsn_value(lsn));
-        }
-    }
-}
-
-/// Watches one stream's leadership and slot every `every`, on a task of its own so the checks
-/// fire on time however busy the loop is; raises an alarm (and stops) when streaming must stop.
-async fn watch_stream<C: Control>(
-    control: Arc<C>,
-    slot: String,
-    name: String,
-    every: Duration,
-    id: u64,
-    alarms: mpsc::UnboundedSender<(u64, PipelineError)>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if !control.leader_alive().await {
-            let _ = alarms.send((id, PipelineError::LockLost));
-            return;
-        }
-        match control.slot().await {
-            Ok(Some(reading)) => {
-                m::record_slot(&name, &reading);
-                if reading.is_lost() {
-                    let _ = alarms.send((
-                        id,
-                        PipelineError::HardStop(HardStop::SlotInvalidated { slot }),
-                    ));
-                    return;
-                }
-            }
-            Ok(None) => {
-                let _ = alarms.send((id, PipelineError::HardStop(HardStop::SlotMissing { slot })));
-                return;
-            }
-            Err(e) => tracing::debug!(stream = %name, error = %e, "could not read the slot"),
         }
     }
 }

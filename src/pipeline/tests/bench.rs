@@ -10,8 +10,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Source};
 use crate::health::Health;
+use crate::pipeline::attached::{Attach, Ended};
 use crate::pipeline::errors::PipelineError;
-use crate::pipeline::replicator::{Attach, Ended, Replicator};
+use crate::pipeline::replicator::Replicator;
 use crate::source::pgoutput::ReplicaIdentity;
 use crate::testing::control::FakeControl;
 use crate::testing::feed::{FeedHandle, FrameFeed, feed, xlog};
