@@ -17,10 +17,17 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use super::insert::InsertError;
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics as m;
+
+/// How an insert went, before the policy decides what to do about it.
+#[derive(Debug)]
+pub(super) struct InsertError {
+    /// ClickHouse refused the data (as opposed to: the attempt failed).
+    pub data: bool,
+    pub text: String,
+}
 
 /// Between two probes of a ClickHouse that stopped answering.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use super::attempts::{Attempts, Failure};
+use super::attempts::{Attempts, Failure, InsertError};
 use super::client::{INSERT_SETTINGS, describe, exception_code};
 use super::isolate::{self, Isolated, Refused, TryInsert};
 use super::payload_once::PayloadOnce;
@@ -62,14 +62,6 @@ pub struct ClickHouseSink {
 
 /// Uncompressed bytes per compressed block sent: the clickhouse crate's own chunk size.
 const BLOCK: usize = 1 << 18;
-
-/// How an insert went, before the policy decides what to do about it.
-#[derive(Debug)]
-pub(super) struct InsertError {
-    /// ClickHouse refused the data (as opposed to: the attempt failed).
-    pub data: bool,
-    pub text: String,
-}
 
 impl Sink for ClickHouseSink {
     async fn write(&self, runs: &[RunRow], payloads: &[PayloadRow]) -> Result<Written, SinkError> {
