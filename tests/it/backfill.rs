@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use crate::replication::start_worker;
-use crate::support::expect::{actual_rows, assert_converges};
+use crate::support::expect::{actual_rows, assert_cannot_run, assert_converges};
 use crate::support::load::write_mixed;
 use crate::support::runs::{insert_sql, lit};
 use crate::support::{TestEnv, process, worker};
@@ -259,23 +259,7 @@ async fn bad_input_exits_2_with_one_line_and_no_password() {
     for (what, overrides, args) in cases {
         let config = env.write_config(port, &overrides);
         let out = backfill(&config, &args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        println!(
-            "{what}: exit {:?}, stderr: {}",
-            out.status.code(),
-            stderr.trim()
-        );
-        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{what}: one line: {stderr}");
-        assert!(
-            stderr.starts_with("runs-replicator: backfill: "),
-            "{what}: {stderr}"
-        );
-        assert!(
-            !stderr.contains(password) && !stdout.contains(password),
-            "{what}: {stderr}"
-        );
+        assert_cannot_run(&out, "backfill", what, password);
     }
 }
 

@@ -225,3 +225,31 @@ pub async fn assert_primary_converges_for(
         );
     }
 }
+
+/// A one-shot mode (`backfill`, `verify`) that cannot run: exit 2, one line on stderr naming the
+/// mode, the password in neither output. Returns stderr.
+pub fn assert_cannot_run(
+    out: &std::process::Output,
+    mode: &str,
+    what: &str,
+    password: &str,
+) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!(
+        "{what}: exit {:?}, stderr: {}",
+        out.status.code(),
+        stderr.trim()
+    );
+    assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{what}: one line: {stderr}");
+    assert!(
+        stderr.starts_with(&format!("runs-replicator: {mode}: ")),
+        "{what}: {stderr}"
+    );
+    assert!(
+        !stderr.contains(password) && !stdout.contains(password),
+        "{what}: {stderr}"
+    );
+    stderr
+}

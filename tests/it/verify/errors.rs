@@ -2,6 +2,7 @@
 //! `{"ok": false}` object on stdout.
 
 use super::verify;
+use crate::support::expect::assert_cannot_run;
 use crate::support::{TestEnv, process};
 
 #[tokio::test]
@@ -44,23 +45,8 @@ async fn bad_input_exits_2_with_one_line_and_no_password() {
             let mut all = args.clone();
             all.extend(["--format", format]);
             let out = verify(&config, &all);
-            let stderr = String::from_utf8_lossy(&out.stderr);
             let stdout = String::from_utf8_lossy(&out.stdout);
-            println!(
-                "{what} ({format}): exit {:?}, stderr: {}",
-                out.status.code(),
-                stderr.trim()
-            );
-            assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
-            assert_eq!(stderr.lines().count(), 1, "{what}: one line: {stderr}");
-            assert!(
-                stderr.starts_with("runs-replicator: verify: "),
-                "{what}: {stderr}"
-            );
-            assert!(
-                !stderr.contains(password) && !stdout.contains(password),
-                "{what}: {stderr}"
-            );
+            assert_cannot_run(&out, "verify", &format!("{what} ({format})"), password);
             if format == "json" {
                 let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
                 assert_eq!(v["ok"], false, "{what}: {stdout}");
