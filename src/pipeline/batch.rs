@@ -28,13 +28,16 @@ pub struct Batch {
     /// are megabytes, and a fresh vector for each batch was page faults in the kernel (zeroing
     /// pages was the largest single symbol of the worker's CPU in a drain's profile).
     /// Two of them: with two inserts in flight, the batches alternate between two vectors.
-    spares: Vec<Vec<RunRow>>,
+    #[allow(clippy::vec_box)] // rows stay boxed (`collapse`)
+    spares: Vec<Vec<Box<RunRow>>>,
 }
 
 /// A batch ready to insert, rows sorted by the runs table's ORDER BY key.
 #[derive(Debug)]
 pub struct Sealed {
-    pub runs: Vec<RunRow>,
+    /// Boxed as they were collapsed (`collapse::CollapsedRows`): sealing moves pointers.
+    #[allow(clippy::vec_box)]
+    pub runs: Vec<Box<RunRow>>,
     pub payloads: Vec<PayloadRow>,
     /// (stream, end LSN) of each stream's last transaction in the batch.
     pub ends: Vec<(u64, u64)>,
@@ -100,7 +103,8 @@ impl Batch {
     }
 
     /// Hands back the rows vector of an inserted batch (its rows are dropped here).
-    pub fn recycle(&mut self, mut runs: Vec<RunRow>) {
+    #[allow(clippy::vec_box)] // rows stay boxed (`collapse`)
+    pub fn recycle(&mut self, mut runs: Vec<Box<RunRow>>) {
         runs.clear();
         self.spares.push(runs);
         if self.spares.len() > 2 {

@@ -53,10 +53,11 @@ pub enum SinkError {
 ///   runs first, then payloads. A caller that needs one write to land after another (parts of
 ///   one transaction that share a version) waits for the first to return.
 pub trait Sink: Send + Sync + 'static {
-    /// Stores `runs` (sorted by the runs table's ORDER BY) and `payloads`.
+    /// Stores `runs` (sorted by the runs table's ORDER BY) and `payloads`. Runs come boxed, as
+    /// the batch collapsed them (`collapse::CollapsedRows`).
     fn write(
         &self,
-        runs: &[RunRow],
+        runs: &[Box<RunRow>],
         payloads: &[PayloadRow],
     ) -> impl Future<Output = Result<Written, SinkError>> + Send;
 

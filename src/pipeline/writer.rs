@@ -53,7 +53,8 @@ pub type Acks = Vec<(u64, u64)>;
 pub struct Finished {
     entries: Vec<(u64, u64)>,
     commit_times: Vec<i64>,
-    runs: Vec<RunRow>,
+    #[allow(clippy::vec_box)] // rows stay boxed (`collapse`)
+    runs: Vec<Box<RunRow>>,
     /// What the insert counted against `max_bytes`.
     bytes: usize,
     result: Result<Written, SinkError>,

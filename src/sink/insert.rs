@@ -64,7 +64,11 @@ pub struct ClickHouseSink {
 const BLOCK: usize = 1 << 18;
 
 impl Sink for ClickHouseSink {
-    async fn write(&self, runs: &[RunRow], payloads: &[PayloadRow]) -> Result<Written, SinkError> {
+    async fn write(
+        &self,
+        runs: &[Box<RunRow>],
+        payloads: &[PayloadRow],
+    ) -> Result<Written, SinkError> {
         let started = Instant::now();
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(Duration::from_secs(1))
@@ -224,7 +228,7 @@ impl ClickHouseSink {
     /// One attempt at the batch: every row stored or isolated, or a systemic refusal.
     async fn write_once(
         &self,
-        runs: &[RunRow],
+        runs: &[Box<RunRow>],
         payloads: &[PayloadRow],
     ) -> Result<Written, Systemic> {
         let mut written = Written::default();

@@ -1,13 +1,11 @@
 //! [`SinkRow`]: what the sink needs of a row type beyond its encoding — neutralising its JSON
 //! fields one at a time when ClickHouse refuses the row, and naming the run in messages.
 
-use clickhouse::RowOwned;
-
 use super::rowbinary::EncodeRow;
 use crate::rows::{PayloadRow, RunRow};
 
 /// A row the sink can insert and, when ClickHouse refuses it, neutralise field by field.
-pub trait SinkRow: RowOwned + EncodeRow + Clone + Send + Sync + 'static {
+pub trait SinkRow: EncodeRow + Clone + Send + Sync + 'static {
     /// Replaces the `step`-th JSON field with `{}`; returns its column, or `None` when there is
     /// nothing left to neutralise.
     fn neutralise(&mut self, step: usize) -> Option<&'static str>;
@@ -76,5 +74,26 @@ impl SinkRow for PayloadRow {
 
     fn created_at(&self) -> i64 {
         self.created_at
+    }
+}
+
+/// A boxed row, as a sealed batch holds runs (`pipeline::collapse`): the row itself.
+impl<T: SinkRow> SinkRow for Box<T> {
+    const NEUTRALISABLE: usize = T::NEUTRALISABLE;
+
+    fn neutralise(&mut self, step: usize) -> Option<&'static str> {
+        (**self).neutralise(step)
+    }
+
+    fn run_id(&self) -> &str {
+        (**self).run_id()
+    }
+
+    fn created_at(&self) -> i64 {
+        (**self).created_at()
+    }
+
+    fn as_run(&self) -> Option<&RunRow> {
+        (**self).as_run()
     }
 }

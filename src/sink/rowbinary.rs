@@ -102,6 +102,21 @@ fn opt_i64(out: &mut Vec<u8>, v: Option<i64>) {
     }
 }
 
+/// A boxed row, as a sealed batch holds runs (`pipeline::collapse`): encoded where it is.
+impl<T: EncodeRow> EncodeRow for Box<T> {
+    fn columns() -> String {
+        T::columns()
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        (**self).encode(out)
+    }
+
+    fn size_hint(&self) -> usize {
+        (**self).size_hint()
+    }
+}
+
 impl EncodeRow for RunRow {
     fn columns() -> String {
         column_list(&RUN_COLUMNS)

@@ -160,7 +160,13 @@ impl MemorySink {
 }
 
 impl Sink for MemorySink {
-    async fn write(&self, runs: &[RunRow], payloads: &[PayloadRow]) -> Result<Written, SinkError> {
+    async fn write(
+        &self,
+        runs: &[Box<RunRow>],
+        payloads: &[PayloadRow],
+    ) -> Result<Written, SinkError> {
+        let runs: Vec<RunRow> = runs.iter().map(|r| RunRow::clone(r)).collect();
+        let runs = runs.as_slice();
         let started = tokio::time::Instant::now();
         let fault = {
             let mut inner = self.lock();

@@ -145,6 +145,7 @@ pub async fn repair<S: Sink>(
     }
     if !tombstones.is_empty() {
         tombstones.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        let tombstones: Vec<Box<RunRow>> = tombstones.into_iter().map(Box::new).collect();
         let written = sink.write(&tombstones, &[]).await?;
         done.tombstoned += written.runs as u64;
     }

@@ -22,7 +22,7 @@ fn sorted_rows_fill_the_buffer_given() {
         set.upsert(run_row(&format!("r{i}")));
     }
     let mut buffer = Vec::with_capacity(64);
-    buffer.push(run_row("stale"));
+    buffer.push(Box::new(run_row("stale")));
     let ptr = buffer.as_ptr();
     let rows = set.into_sorted_with(buffer);
     let ids: Vec<&str> = rows.iter().map(|r| r.run_id.as_str()).collect();
@@ -79,4 +79,34 @@ fn rows_with_different_keys_stay_apart_and_come_out_sorted() {
             ("org_b".into(), 1, "r1".into())
         ]
     );
+}
+
+/// The seal's order is exactly the ORDER BY key's, whatever order the rows and their
+/// (organization, project, environment) groups arrived in.
+#[test]
+fn a_sealed_set_is_in_sort_key_order() {
+    let mut set = CollapsedRows::default();
+    let mut expected = Vec::new();
+    // A fixed pseudo-random walk over 3 organizations × 2 projects × 2 environments, created_at
+    // in a few values so that ties fall to the run id.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for n in 0..500 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut r = run_row(&format!("run_{}", x % 997));
+        r.organization_id = format!("org_{}", x % 3);
+        r.project_id = format!("proj_{}", (x >> 8) % 2);
+        r.environment_id = format!("env_{}", (x >> 16) % 2);
+        r.created_at = ((x >> 24) % 5) as i64;
+        r._version = n;
+        expected.push(r.clone());
+        set.upsert(r);
+    }
+    let mut keys: Vec<_> = expected.iter().map(|r| r.sort_key()).collect();
+    keys.sort();
+    keys.dedup();
+    let rows = set.into_sorted();
+    let got: Vec<_> = rows.iter().map(|r| r.sort_key()).collect();
+    assert_eq!(got, keys);
 }

@@ -57,5 +57,6 @@ pub fn sink(config: &Config) -> Arc<ClickHouseSink> {
 /// Inserts `rows` into the runs table as they are (their versions decide what FINAL shows).
 pub async fn plant(config: &Config, mut rows: Vec<RunRow>) {
     rows.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let rows: Vec<Box<RunRow>> = rows.into_iter().map(Box::new).collect();
     sink(config).write(&rows, &[]).await.expect("plant rows");
 }
