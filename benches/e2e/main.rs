@@ -36,6 +36,8 @@ struct Args {
     /// Steady loads, one after the other, changes per second.
     steady_rates: Vec<u32>,
     steady_secs: u32,
+    /// How often the steady load asks ClickHouse what is visible.
+    poll_ms: u64,
     /// The steady load at this rate again with `clickhouse.async_insert` (0: not run).
     async_rate: u32,
     /// `batch.min_insert_interval_ms` and `batch.max_bytes` for this build (never for the baseline,
@@ -83,6 +85,7 @@ fn parse_args() -> Option<Args> {
             .map(|r| r.trim().parse().expect("--steady-rates"))
             .collect(),
         steady_secs: num("--steady-secs", 60) as u32,
+        poll_ms: num("--poll-ms", 20),
         async_rate: num("--async-rate", 2000) as u32,
         min_insert_interval_ms: get("--min-insert-interval-ms").map(|v| v.parse().expect("ms")),
         max_bytes: get("--max-bytes").map(|v| v.parse().expect("bytes")),
@@ -624,6 +627,11 @@ struct Steady {
     hist_p50: Option<f64>,
     hist_p99: Option<f64>,
     worker_cpu_per_s: f64,
+    /// The ClickHouse process's CPU seconds per second of load.
+    clickhouse_cpu_per_s: Option<f64>,
+    /// Cores the whole machine kept busy during the load (Postgres, the load driver, the worker,
+    /// ClickHouse, anything else running).
+    machine_busy: Option<f64>,
     /// Worker CPU per change during the load, µs.
     cpu_us_per_change: f64,
     /// Batches written per second over the load: one insert into each table a batch has rows
@@ -649,6 +657,8 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
     tokio::task::block_in_place(|| w.wait_ready());
     let pid = w.pid();
     let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
+    let ch0 = a.ch_pid.and_then(cpu_seconds);
+    let machine0 = procs::machine_cpu();
     let m0 = w.scrape().unwrap_or_default();
     let batches0 =
         metric_with(&m0, "runs_replicator_batches_total", &[("result", "ok")]).unwrap_or(0.0);
@@ -730,6 +740,7 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
     let mut sent_all = false;
     let mut at_end = String::new();
     let mut cpu_end = None;
+    let (mut ch_end, mut machine_end) = (None, None);
     while !(sent_all && pending.is_empty()) && Instant::now() < deadline {
         loop {
             match rx.try_recv() {
@@ -742,6 +753,8 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
                         // The load is over: what the worker wrote during it.
                         at_end = w.scrape().unwrap_or_default();
                         cpu_end = cpu_seconds(pid);
+                        ch_end = a.ch_pid.and_then(cpu_seconds);
+                        machine_end = procs::machine_cpu();
                     }
                     sent_all = true;
                     break;
@@ -758,9 +771,10 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
             let ts = pending.pop_front().unwrap();
             latencies.push((seen_at - ts) as f64);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(a.poll_ms)).await;
     }
     let load = writer.await.unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let load_s = load.as_secs_f64();
     let cpu = cpu_end.or_else(|| cpu_seconds(pid)).unwrap_or(0.0) - cpu0;
     let metrics = w.scrape().unwrap_or_default();
@@ -807,6 +821,15 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
         hist_p50: procs::bucket_quantile(&hist, 0.5),
         hist_p99: procs::bucket_quantile(&hist, 0.99),
         worker_cpu_per_s: cpu / load_s,
+        clickhouse_cpu_per_s: match (ch0, ch_end) {
+            (Some(a), Some(b)) => Some((b - a) / load_s),
+            _ => None,
+        },
+        machine_busy: match (machine0, machine_end) {
+            // /proc/stat sums every core: the busy share times the cores.
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) / (t1 - t0) * cores),
+            _ => None,
+        },
         cpu_us_per_change: cpu * 1e6 / total as f64,
         inserts_per_s: batches / load_s,
         rows_per_insert: rows / counted.max(1.0),
@@ -1077,20 +1100,26 @@ fn render(
     let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("≤ {:.0}", v * 1000.0));
     let _ = writeln!(
         s,
-        "\nSteady loads, {} s each: commit-to-visible latency (client clock at commit → first poll, every 20 ms, that shows the change); \
+        "\nSteady loads, {} s each: commit-to-visible latency (client clock at commit → first poll, every {} ms, that shows the change); \
          the worker's own histogram (`runs_replicator_commit_to_clickhouse_seconds`, commit → insert accepted, bucket bounds); \
-         batches written per second (each one insert per table it has rows for) and rows per batch; one batch insert (runs, then payloads).\n",
-        a.steady_secs
+         batches written per second (each one insert per table it has rows for) and rows per batch; one batch insert (runs, then payloads); \
+         CPU of the worker and of ClickHouse, and the cores the whole machine kept busy, over the load.\n",
+        a.steady_secs, a.poll_ms
     );
     let _ = writeln!(
         s,
-        "| worker | changes/s (achieved) | p50 ms | p99 ms | max ms | histogram p50 / p99 ms | inserts/s | rows per insert | insert mean / p99 ms | worker CPU s per s | CPU µs per change |"
+        "| worker | changes/s (achieved) | p50 ms | p99 ms | max ms | histogram p50 / p99 ms | inserts/s | rows per insert | insert mean / p99 ms | worker CPU s per s | CPU µs per change | ClickHouse CPU s per s | machine busy cores |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let opt =
+        |v: Option<f64>, digits: usize| v.map_or("–".to_string(), |v| format!("{v:.digits$}"));
     for st in steadies {
         let _ = writeln!(
             s,
-            "| {} | {} ({:.0}) | {:.0} | {:.0} | {:.0} | {} / {} | {:.1} | {:.0} | {:.0} / {} | {:.3} | {:.1} |",
+            "| {} | {} ({:.0}) | {:.0} | {:.0} | {:.0} | {} / {} | {:.1} | {:.0} | {:.0} / {} | {:.3} | {:.1} | {} | {} |",
             st.name,
             st.target_rate,
             st.achieved_rate,
@@ -1105,6 +1134,8 @@ fn render(
             ms(st.flush_p99),
             st.worker_cpu_per_s,
             st.cpu_us_per_change,
+            opt(st.clickhouse_cpu_per_s, 2),
+            opt(st.machine_busy, 2),
         );
     }
     if !a.machine.is_empty() {

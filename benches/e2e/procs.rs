@@ -23,6 +23,23 @@ pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {
     Some((utime / ticks(), stime / ticks()))
 }
 
+/// (busy, all) CPU seconds of the whole machine since boot, summed over its cores (/proc/stat):
+/// how much of the machine the processes of a run left idle.
+pub fn machine_cpu() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user already)
+    let all: f64 = f.iter().take(8).sum();
+    let idle = f.get(3)? + f.get(4).unwrap_or(&0.0);
+    Some(((all - idle) / ticks(), all / ticks()))
+}
+
 /// A `kB` line of /proc/<pid>/status (VmHWM: peak RSS, VmRSS: current), in MiB.
 pub fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
