@@ -125,6 +125,14 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// The postmaster's pid, from `postmaster.pid` in the cluster's data directory.
+async fn postmaster_pid(url: &str) -> Option<u32> {
+    let c = pg(url).await;
+    let dir: String = c.query_one("SHOW data_directory", &[]).await.ok()?.get(0);
+    let text = std::fs::read_to_string(format!("{dir}/postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
 async fn pg(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
@@ -629,6 +637,11 @@ struct Steady {
     worker_cpu_per_s: f64,
     /// The ClickHouse process's CPU seconds per second of load.
     clickhouse_cpu_per_s: Option<f64>,
+    /// The Postgres cluster's CPU seconds per second of load (the load's sessions, the
+    /// walsender, background processes).
+    postgres_cpu_per_s: Option<f64>,
+    /// The benchmark's own CPU seconds per second of load (the load driver and the poller).
+    driver_cpu_per_s: Option<f64>,
     /// Cores the whole machine kept busy during the load (Postgres, the load driver, the worker,
     /// ClickHouse, anything else running).
     machine_busy: Option<f64>,
@@ -659,6 +672,10 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
     let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
     let ch0 = a.ch_pid.and_then(cpu_seconds);
     let machine0 = procs::machine_cpu();
+    let postmaster = postmaster_pid(&a.pg_url).await;
+    let pg0 = postmaster.and_then(procs::cluster_cpu_seconds);
+    let me = std::process::id();
+    let me0 = cpu_seconds(me);
     let m0 = w.scrape().unwrap_or_default();
     let batches0 =
         metric_with(&m0, "runs_replicator_batches_total", &[("result", "ok")]).unwrap_or(0.0);
@@ -740,7 +757,7 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
     let mut sent_all = false;
     let mut at_end = String::new();
     let mut cpu_end = None;
-    let (mut ch_end, mut machine_end) = (None, None);
+    let (mut ch_end, mut machine_end, mut pg_end, mut me_end) = (None, None, None, None);
     while !(sent_all && pending.is_empty()) && Instant::now() < deadline {
         loop {
             match rx.try_recv() {
@@ -755,6 +772,8 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
                         cpu_end = cpu_seconds(pid);
                         ch_end = a.ch_pid.and_then(cpu_seconds);
                         machine_end = procs::machine_cpu();
+                        pg_end = postmaster.and_then(procs::cluster_cpu_seconds);
+                        me_end = cpu_seconds(me);
                     }
                     sent_all = true;
                     break;
@@ -776,6 +795,7 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
     let load = writer.await.unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let load_s = load.as_secs_f64();
+    let per_s = |a: Option<f64>, b: Option<f64>| Some((b? - a?) / load_s);
     let cpu = cpu_end.or_else(|| cpu_seconds(pid)).unwrap_or(0.0) - cpu0;
     let metrics = w.scrape().unwrap_or_default();
     let hist = buckets(&metrics, "runs_replicator_commit_to_clickhouse_seconds");
@@ -821,10 +841,9 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
         hist_p50: procs::bucket_quantile(&hist, 0.5),
         hist_p99: procs::bucket_quantile(&hist, 0.99),
         worker_cpu_per_s: cpu / load_s,
-        clickhouse_cpu_per_s: match (ch0, ch_end) {
-            (Some(a), Some(b)) => Some((b - a) / load_s),
-            _ => None,
-        },
+        clickhouse_cpu_per_s: per_s(ch0, ch_end),
+        postgres_cpu_per_s: per_s(pg0, pg_end),
+        driver_cpu_per_s: per_s(me0, me_end),
         machine_busy: match (machine0, machine_end) {
             // /proc/stat sums every core: the busy share times the cores.
             (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) / (t1 - t0) * cores),
@@ -1103,12 +1122,12 @@ fn render(
         "\nSteady loads, {} s each: commit-to-visible latency (client clock at commit → first poll, every {} ms, that shows the change); \
          the worker's own histogram (`runs_replicator_commit_to_clickhouse_seconds`, commit → insert accepted, bucket bounds); \
          batches written per second (each one insert per table it has rows for) and rows per batch; one batch insert (runs, then payloads); \
-         CPU of the worker and of ClickHouse, and the cores the whole machine kept busy, over the load.\n",
+         CPU of the worker, ClickHouse, Postgres (the load's sessions included) and the load driver, and the cores the whole machine kept busy, over the load.\n",
         a.steady_secs, a.poll_ms
     );
     let _ = writeln!(
         s,
-        "| worker | changes/s (achieved) | p50 ms | p99 ms | max ms | histogram p50 / p99 ms | inserts/s | rows per insert | insert mean / p99 ms | worker CPU s per s | CPU µs per change | ClickHouse CPU s per s | machine busy cores |"
+        "| worker | changes/s (achieved) | p50 ms | p99 ms | max ms | histogram p50 / p99 ms | inserts/s | rows per insert | insert mean / p99 ms | worker CPU s per s | CPU µs per change | CPU s per s: ClickHouse / Postgres / load driver | machine busy cores |"
     );
     let _ = writeln!(
         s,
@@ -1119,7 +1138,7 @@ fn render(
     for st in steadies {
         let _ = writeln!(
             s,
-            "| {} | {} ({:.0}) | {:.0} | {:.0} | {:.0} | {} / {} | {:.1} | {:.0} | {:.0} / {} | {:.3} | {:.1} | {} | {} |",
+            "| {} | {} ({:.0}) | {:.0} | {:.0} | {:.0} | {} / {} | {:.1} | {:.0} | {:.0} / {} | {:.3} | {:.1} | {} / {} / {} | {} |",
             st.name,
             st.target_rate,
             st.achieved_rate,
@@ -1135,6 +1154,8 @@ fn render(
             st.worker_cpu_per_s,
             st.cpu_us_per_change,
             opt(st.clickhouse_cpu_per_s, 2),
+            opt(st.postgres_cpu_per_s, 2),
+            opt(st.driver_cpu_per_s, 2),
             opt(st.machine_busy, 2),
         );
     }

@@ -40,6 +40,31 @@ pub fn machine_cpu() -> Option<(f64, f64)> {
     Some(((all - idle) / ticks(), all / ticks()))
 }
 
+/// CPU seconds of a Postgres cluster: its postmaster (`pid`) and every process it started that is
+/// still alive (the walsender, the load's sessions, the background workers).
+pub fn cluster_cpu_seconds(postmaster: u32) -> Option<f64> {
+    let mut total = cpu_seconds(postmaster)?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| {
+                let rest = st[st.rfind(')')? + 2..].to_string();
+                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+            });
+        if parent == Some(postmaster) {
+            total += cpu_seconds(pid).unwrap_or(0.0);
+        }
+    }
+    Some(total)
+}
+
 /// A `kB` line of /proc/<pid>/status (VmHWM: peak RSS, VmRSS: current), in MiB.
 pub fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
