@@ -752,7 +752,9 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
         "SELECT toUnixTimestamp64Milli(max(updated_at)) FROM trigger_dev.task_runs_v2 \
          WHERE updated_at >= fromUnixTimestamp64Milli(toInt64({start_ms}))"
     );
-    let deadline = t0 + Duration::from_secs(a.steady_secs as u64 + 60);
+    // A minute for the last changes to show once the load has been sent, however long sending
+    // it took (a rate the machine cannot sustain takes longer than steady_secs).
+    let mut deadline = t0 + Duration::from_secs(a.steady_secs as u64 + 60);
     let mut changed = 0u64;
     let mut sent_all = false;
     let mut at_end = String::new();
@@ -774,6 +776,7 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
                         machine_end = procs::machine_cpu();
                         pg_end = postmaster.and_then(procs::cluster_cpu_seconds);
                         me_end = cpu_seconds(me);
+                        deadline = deadline.max(Instant::now() + Duration::from_secs(60));
                     }
                     sent_all = true;
                     break;
