@@ -673,7 +673,8 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
     let ch0 = a.ch_pid.and_then(cpu_seconds);
     let machine0 = procs::machine_cpu();
     let postmaster = postmaster_pid(&a.pg_url).await;
-    let pg0 = postmaster.and_then(procs::cluster_cpu_seconds);
+    let mut cluster = postmaster.map(procs::ClusterCpu::new);
+    let mut sampled = Instant::now();
     let me = std::process::id();
     let me0 = cpu_seconds(me);
     let m0 = w.scrape().unwrap_or_default();
@@ -774,7 +775,10 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
                         cpu_end = cpu_seconds(pid);
                         ch_end = a.ch_pid.and_then(cpu_seconds);
                         machine_end = procs::machine_cpu();
-                        pg_end = postmaster.and_then(procs::cluster_cpu_seconds);
+                        if let Some(c) = cluster.as_mut() {
+                            c.sample();
+                            pg_end = Some(c.used());
+                        }
                         me_end = cpu_seconds(me);
                         deadline = deadline.max(Instant::now() + Duration::from_secs(60));
                     }
@@ -783,6 +787,12 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
                 }
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
             }
+        }
+        if sampled.elapsed() >= Duration::from_secs(1) {
+            if let (Some(c), false) = (cluster.as_mut(), sent_all) {
+                c.sample();
+            }
+            sampled = Instant::now();
         }
         let mut sorted: Vec<i64> = pending.drain(..).collect();
         sorted.sort_unstable();
@@ -845,7 +855,7 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
         hist_p99: procs::bucket_quantile(&hist, 0.99),
         worker_cpu_per_s: cpu / load_s,
         clickhouse_cpu_per_s: per_s(ch0, ch_end),
-        postgres_cpu_per_s: per_s(pg0, pg_end),
+        postgres_cpu_per_s: per_s(Some(0.0), pg_end),
         driver_cpu_per_s: per_s(me0, me_end),
         machine_busy: match (machine0, machine_end) {
             // /proc/stat sums every core: the busy share times the cores.
