@@ -36,6 +36,8 @@ struct Args {
     /// Steady loads, one after the other, changes per second.
     steady_rates: Vec<u32>,
     steady_secs: u32,
+    /// How often the steady load asks ClickHouse what is visible.
+    poll_ms: u64,
     /// The steady load at this rate again with `clickhouse.async_insert` (0: not run).
     async_rate: u32,
     /// `batch.min_insert_interval_ms` and `batch.max_bytes` for this build (never for the baseline,
@@ -83,6 +85,7 @@ fn parse_args() -> Option<Args> {
             .map(|r| r.trim().parse().expect("--steady-rates"))
             .collect(),
         steady_secs: num("--steady-secs", 60) as u32,
+        poll_ms: num("--poll-ms", 20),
         async_rate: num("--async-rate", 2000) as u32,
         min_insert_interval_ms: get("--min-insert-interval-ms").map(|v| v.parse().expect("ms")),
         max_bytes: get("--max-bytes").map(|v| v.parse().expect("bytes")),
@@ -120,6 +123,14 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// The postmaster's pid, from `postmaster.pid` in the cluster's data directory.
+async fn postmaster_pid(url: &str) -> Option<u32> {
+    let c = pg(url).await;
+    let dir: String = c.query_one("SHOW data_directory", &[]).await.ok()?.get(0);
+    let text = std::fs::read_to_string(format!("{dir}/postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok()
 }
 
 async fn pg(url: &str) -> tokio_postgres::Client {
@@ -624,6 +635,16 @@ struct Steady {
     hist_p50: Option<f64>,
     hist_p99: Option<f64>,
     worker_cpu_per_s: f64,
+    /// The ClickHouse process's CPU seconds per second of load.
+    clickhouse_cpu_per_s: Option<f64>,
+    /// The Postgres cluster's CPU seconds per second of load (the load's sessions, the
+    /// walsender, background processes).
+    postgres_cpu_per_s: Option<f64>,
+    /// The benchmark's own CPU seconds per second of load (the load driver and the poller).
+    driver_cpu_per_s: Option<f64>,
+    /// Cores the whole machine kept busy during the load (Postgres, the load driver, the worker,
+    /// ClickHouse, anything else running).
+    machine_busy: Option<f64>,
     /// Worker CPU per change during the load, µs.
     cpu_us_per_change: f64,
     /// Batches written per second over the load: one insert into each table a batch has rows
@@ -649,6 +670,13 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
     tokio::task::block_in_place(|| w.wait_ready());
     let pid = w.pid();
     let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
+    let ch0 = a.ch_pid.and_then(cpu_seconds);
+    let machine0 = procs::machine_cpu();
+    let postmaster = postmaster_pid(&a.pg_url).await;
+    let mut cluster = postmaster.map(procs::ClusterCpu::new);
+    let mut sampled = Instant::now();
+    let me = std::process::id();
+    let me0 = cpu_seconds(me);
     let m0 = w.scrape().unwrap_or_default();
     let batches0 =
         metric_with(&m0, "runs_replicator_batches_total", &[("result", "ok")]).unwrap_or(0.0);
@@ -725,11 +753,14 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
         "SELECT toUnixTimestamp64Milli(max(updated_at)) FROM trigger_dev.task_runs_v2 \
          WHERE updated_at >= fromUnixTimestamp64Milli(toInt64({start_ms}))"
     );
-    let deadline = t0 + Duration::from_secs(a.steady_secs as u64 + 60);
+    // A minute for the last changes to show once the load has been sent, however long sending
+    // it took (a rate the machine cannot sustain takes longer than steady_secs).
+    let mut deadline = t0 + Duration::from_secs(a.steady_secs as u64 + 60);
     let mut changed = 0u64;
     let mut sent_all = false;
     let mut at_end = String::new();
     let mut cpu_end = None;
+    let (mut ch_end, mut machine_end, mut pg_end, mut me_end) = (None, None, None, None);
     while !(sent_all && pending.is_empty()) && Instant::now() < deadline {
         loop {
             match rx.try_recv() {
@@ -742,12 +773,26 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
                         // The load is over: what the worker wrote during it.
                         at_end = w.scrape().unwrap_or_default();
                         cpu_end = cpu_seconds(pid);
+                        ch_end = a.ch_pid.and_then(cpu_seconds);
+                        machine_end = procs::machine_cpu();
+                        if let Some(c) = cluster.as_mut() {
+                            c.sample();
+                            pg_end = Some(c.used());
+                        }
+                        me_end = cpu_seconds(me);
+                        deadline = deadline.max(Instant::now() + Duration::from_secs(60));
                     }
                     sent_all = true;
                     break;
                 }
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
             }
+        }
+        if sampled.elapsed() >= Duration::from_secs(1) {
+            if let (Some(c), false) = (cluster.as_mut(), sent_all) {
+                c.sample();
+            }
+            sampled = Instant::now();
         }
         let mut sorted: Vec<i64> = pending.drain(..).collect();
         sorted.sort_unstable();
@@ -758,10 +803,12 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
             let ts = pending.pop_front().unwrap();
             latencies.push((seen_at - ts) as f64);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(a.poll_ms)).await;
     }
     let load = writer.await.unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let load_s = load.as_secs_f64();
+    let per_s = |a: Option<f64>, b: Option<f64>| Some((b? - a?) / load_s);
     let cpu = cpu_end.or_else(|| cpu_seconds(pid)).unwrap_or(0.0) - cpu0;
     let metrics = w.scrape().unwrap_or_default();
     let hist = buckets(&metrics, "runs_replicator_commit_to_clickhouse_seconds");
@@ -807,6 +854,14 @@ async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady 
         hist_p50: procs::bucket_quantile(&hist, 0.5),
         hist_p99: procs::bucket_quantile(&hist, 0.99),
         worker_cpu_per_s: cpu / load_s,
+        clickhouse_cpu_per_s: per_s(ch0, ch_end),
+        postgres_cpu_per_s: per_s(Some(0.0), pg_end),
+        driver_cpu_per_s: per_s(me0, me_end),
+        machine_busy: match (machine0, machine_end) {
+            // /proc/stat sums every core: the busy share times the cores.
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) / (t1 - t0) * cores),
+            _ => None,
+        },
         cpu_us_per_change: cpu * 1e6 / total as f64,
         inserts_per_s: batches / load_s,
         rows_per_insert: rows / counted.max(1.0),
@@ -1077,20 +1132,26 @@ fn render(
     let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("≤ {:.0}", v * 1000.0));
     let _ = writeln!(
         s,
-        "\nSteady loads, {} s each: commit-to-visible latency (client clock at commit → first poll, every 20 ms, that shows the change); \
+        "\nSteady loads, {} s each: commit-to-visible latency (client clock at commit → first poll, every {} ms, that shows the change); \
          the worker's own histogram (`runs_replicator_commit_to_clickhouse_seconds`, commit → insert accepted, bucket bounds); \
-         batches written per second (each one insert per table it has rows for) and rows per batch; one batch insert (runs, then payloads).\n",
-        a.steady_secs
+         batches written per second (each one insert per table it has rows for) and rows per batch; one batch insert (runs, then payloads); \
+         CPU of the worker, ClickHouse, Postgres (the load's sessions included) and the load driver, and the cores the whole machine kept busy, over the load.\n",
+        a.steady_secs, a.poll_ms
     );
     let _ = writeln!(
         s,
-        "| worker | changes/s (achieved) | p50 ms | p99 ms | max ms | histogram p50 / p99 ms | inserts/s | rows per insert | insert mean / p99 ms | worker CPU s per s | CPU µs per change |"
+        "| worker | changes/s (achieved) | p50 ms | p99 ms | max ms | histogram p50 / p99 ms | inserts/s | rows per insert | insert mean / p99 ms | worker CPU s per s | CPU µs per change | CPU s per s: ClickHouse / Postgres / load driver | machine busy cores |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let opt =
+        |v: Option<f64>, digits: usize| v.map_or("–".to_string(), |v| format!("{v:.digits$}"));
     for st in steadies {
         let _ = writeln!(
             s,
-            "| {} | {} ({:.0}) | {:.0} | {:.0} | {:.0} | {} / {} | {:.1} | {:.0} | {:.0} / {} | {:.3} | {:.1} |",
+            "| {} | {} ({:.0}) | {:.0} | {:.0} | {:.0} | {} / {} | {:.1} | {:.0} | {:.0} / {} | {:.3} | {:.1} | {} / {} / {} | {} |",
             st.name,
             st.target_rate,
             st.achieved_rate,
@@ -1105,6 +1166,10 @@ fn render(
             ms(st.flush_p99),
             st.worker_cpu_per_s,
             st.cpu_us_per_change,
+            opt(st.clickhouse_cpu_per_s, 2),
+            opt(st.postgres_cpu_per_s, 2),
+            opt(st.driver_cpu_per_s, 2),
+            opt(st.machine_busy, 2),
         );
     }
     if !a.machine.is_empty() {

@@ -23,6 +23,80 @@ pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {
     Some((utime / ticks(), stime / ticks()))
 }
 
+/// (busy, all) CPU seconds of the whole machine since boot, summed over its cores (/proc/stat):
+/// how much of the machine the processes of a run left idle.
+pub fn machine_cpu() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user already)
+    let all: f64 = f.iter().take(8).sum();
+    let idle = f.get(3)? + f.get(4).unwrap_or(&0.0);
+    Some(((all - idle) / ticks(), all / ticks()))
+}
+
+/// CPU seconds a Postgres cluster spent while watched: its postmaster (`pid`) and every process it
+/// started. A backend's time vanishes from /proc when it exits (the load's sessions end before
+/// the load is measured), so each process is sampled ([`ClusterCpu::sample`], about once a second)
+/// and what it used since it was first seen is kept.
+pub struct ClusterCpu {
+    postmaster: u32,
+    /// pid → (CPU seconds when first seen, when last seen).
+    seen: std::collections::HashMap<u32, (f64, f64)>,
+}
+
+impl ClusterCpu {
+    pub fn new(postmaster: u32) -> ClusterCpu {
+        let mut c = ClusterCpu {
+            postmaster,
+            seen: Default::default(),
+        };
+        c.sample();
+        c
+    }
+
+    pub fn sample(&mut self) {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| {
+                    let rest = st[st.rfind(')')? + 2..].to_string();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            if pid != self.postmaster && parent != Some(self.postmaster) {
+                continue;
+            }
+            if let Some(cpu) = cpu_seconds(pid) {
+                self.seen
+                    .entry(pid)
+                    .and_modify(|e| e.1 = cpu)
+                    .or_insert((cpu, cpu));
+            }
+        }
+    }
+
+    /// CPU seconds used since watching started (by processes alive at the last sample; one that
+    /// started after the first sample counts from when it was first seen).
+    pub fn used(&self) -> f64 {
+        self.seen.values().map(|(first, last)| last - first).sum()
+    }
+}
+
 /// A `kB` line of /proc/<pid>/status (VmHWM: peak RSS, VmRSS: current), in MiB.
 pub fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -16,9 +16,10 @@
 //! (a backlog: full batches, as few parts as possible), when its oldest row is
 //! `flush_interval` old (the upper bound of any wait), and — the usual case under a steady
 //! load — as soon as the loop finds every stream caught up, but never sooner than
-//! `min_insert_interval` after the previous insert started ([`BatchWriter::early_flush_at`]):
-//! a trickle of changes then costs at most one insert per table per gap instead of one per
-//! transaction.
+//! `min_insert_interval` after the previous insert started, and never while an insert is still
+//! in flight ([`BatchWriter::early_flush_at`]): a trickle of changes then costs at most one
+//! insert per table per gap instead of one per transaction, and a ClickHouse slower than the gap
+//! gets fewer, larger inserts rather than a queue of small ones.
 //!
 //! **Memory.** Rows are counted in bytes as well as rows (`collapse::run_bytes`, an estimate
 //! from their strings): the batch is sealed at `max_bytes / (max_inflight + 1)`, a transaction
@@ -161,9 +162,14 @@ impl<S: Sink> BatchWriter<S> {
     }
 
     /// When the batch may be sealed because the streams caught up: at once, or
-    /// `min_insert_interval` after the last insert started. `None` while it is empty.
+    /// `min_insert_interval` after the last insert started. `None` while it is empty, and while
+    /// an insert is in flight: as in Nagle's algorithm, a batch that is not full waits for the
+    /// insert before it to finish (or for `flush_interval`). While ClickHouse answers within the
+    /// gap this changes nothing; when an insert takes longer, the batches grow instead of small
+    /// inserts queueing up behind it, each adding a part and its fixed cost to a server that is
+    /// already the slowest stage.
     pub fn early_flush_at(&self) -> Option<Instant> {
-        if self.batch.is_empty() {
+        if self.batch.is_empty() || !self.inserts.is_empty() {
             return None;
         }
         Some(match self.last_insert {

@@ -126,11 +126,13 @@ async fn the_next_batch_fills_while_one_is_written_and_acknowledgements_keep_sto
     bench.insert(100, "run_a");
     bench.run_for(60).await;
     bench.insert(200, "run_b");
-    bench.run_for(60).await;
+    // Caught up, the second batch waits for the first insert (`a_caught_up_batch_waits_for_the_
+    // insert_in_flight`), but not beyond the flush interval (1 s after run_b arrived).
+    bench.run_for(1100).await;
     assert_eq!(
         bench.sink.started(),
         2,
-        "the second batch did not wait for the first"
+        "the second batch did not wait for the first past the flush interval"
     );
     assert!(bench.sink.run("run_b").is_some(), "the second is stored");
     assert_eq!(
@@ -141,5 +143,43 @@ async fn the_next_batch_fills_while_one_is_written_and_acknowledgements_keep_sto
     slow.open();
     bench.run_for(10).await;
     assert_eq!(bench.feed.acked(), end(200));
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caught_up_batch_waits_for_the_insert_in_flight_then_goes_at_once() {
+    let mut c = config(10_000, 2, 1000);
+    c.batch.min_insert_interval_ms = 50;
+    let bench = Bench::start(c);
+    let slow = bench.sink.hang_next();
+    bench.insert(100, "run_a");
+    bench.run_for(10).await;
+    // A steady trickle while the first insert takes 400 ms: one batch collects it all.
+    for n in 0..30u64 {
+        bench.insert(200 + n * 10, &format!("run_{n}"));
+        bench.run_for(10).await;
+    }
+    bench.run_for(90).await;
+    assert_eq!(
+        bench.sink.started(),
+        1,
+        "no small insert queued behind a slow one"
+    );
+    let opened = Instant::now();
+    slow.open();
+    bench.run_for(5).await;
+    let writes = bench.sink.writes();
+    assert_eq!(
+        writes.len(),
+        2,
+        "written as soon as the insert before it finished"
+    );
+    assert!(writes[1].started - opened < Duration::from_millis(5));
+    assert_eq!(
+        writes[1].runs.len(),
+        30,
+        "every change of the wait in one insert"
+    );
+    assert_eq!(bench.feed.acked(), end(200 + 29 * 10));
     bench.stop().await.unwrap();
 }
