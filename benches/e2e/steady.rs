@@ -1,0 +1,282 @@
+//! The steady load: changes at a fixed rate through a running worker, each its own transaction,
+//! and how long each takes to show in ClickHouse; with the CPU every process used meanwhile.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::procs::{self, cpu_seconds};
+use super::{Args, Opts, Worker, metric, metric_with, now_ms, pg};
+use runs_replicator::testing::metrics::buckets;
+
+/// The postmaster's pid, from `postmaster.pid` in the cluster's data directory.
+async fn postmaster_pid(url: &str) -> Option<u32> {
+    let c = pg(url).await;
+    let dir: String = c.query_one("SHOW data_directory", &[]).await.ok()?.get(0);
+    let text = std::fs::read_to_string(format!("{dir}/postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
+pub(crate) struct Steady {
+    /// Which worker, and how it inserts.
+    pub(crate) name: String,
+    pub(crate) target_rate: u32,
+    pub(crate) achieved_rate: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+    pub(crate) hist_p50: Option<f64>,
+    pub(crate) hist_p99: Option<f64>,
+    pub(crate) worker_cpu_per_s: f64,
+    /// The ClickHouse process's CPU seconds per second of load.
+    pub(crate) clickhouse_cpu_per_s: Option<f64>,
+    /// The Postgres cluster's CPU seconds per second of load (the load's sessions, the
+    /// walsender, background processes).
+    pub(crate) postgres_cpu_per_s: Option<f64>,
+    /// The benchmark's own CPU seconds per second of load (the load driver and the poller).
+    pub(crate) driver_cpu_per_s: Option<f64>,
+    /// Cores the whole machine kept busy during the load (Postgres, the load driver, the worker,
+    /// ClickHouse, anything else running).
+    pub(crate) machine_busy: Option<f64>,
+    /// Worker CPU per change during the load, µs.
+    pub(crate) cpu_us_per_change: f64,
+    /// Batches written per second over the load: one insert into each table a batch has rows
+    /// for, so the inserts per second of either table are at most this.
+    pub(crate) inserts_per_s: f64,
+    /// Rows (runs and payloads) per batch.
+    pub(crate) rows_per_insert: f64,
+    /// Mean and bucket-p99 of one batch insert (runs and payloads), seconds.
+    pub(crate) flush_mean: f64,
+    pub(crate) flush_p99: Option<f64>,
+}
+
+/// A counter or histogram sum of the worker's `/metrics` text.
+fn scraped(m: &str, name: &str) -> f64 {
+    metric(m, name).unwrap_or(0.0)
+}
+
+/// `rate` changes/s for `steady_secs` s (alternating inserts of new runs and updates of runs
+/// inserted about a second earlier), each its own transaction with "updatedAt" = the client's
+/// clock; visibility is polled in ClickHouse as max(updated_at).
+pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts) -> Steady {
+    let mut w = Worker::start(a, slot, o);
+    tokio::task::block_in_place(|| w.wait_ready());
+    let pid = w.pid();
+    let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
+    let ch0 = a.ch_pid.and_then(cpu_seconds);
+    let machine0 = procs::machine_cpu();
+    let postmaster = postmaster_pid(&a.pg_url).await;
+    let mut cluster = postmaster.map(procs::ClusterCpu::new);
+    let mut sampled = Instant::now();
+    let me = std::process::id();
+    let me0 = cpu_seconds(me);
+    let m0 = w.scrape().unwrap_or_default();
+    let batches0 =
+        metric_with(&m0, "runs_replicator_batches_total", &[("result", "ok")]).unwrap_or(0.0);
+    let (rows0, count0) = (
+        scraped(&m0, "runs_replicator_batch_rows_sum"),
+        scraped(&m0, "runs_replicator_batch_rows_count"),
+    );
+    // A commit takes a round trip and a WAL flush; enough sessions that the load keeps its rate.
+    // Each session runs one change at a time, taken from a queue filled at the load's pace, so a
+    // change's clock starts when its statement is sent, not while it waits behind others; enough
+    // sessions that a commit (a round trip and a WAL flush) keeps up with the rate.
+    let conns = (rate as usize / 200).clamp(4, 48);
+    let start_ms = now_ms();
+    let t0 = Instant::now();
+    let total = rate as u64 * a.steady_secs as u64;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
+    let (jobs, queue) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let queue = std::sync::Arc::new(tokio::sync::Mutex::new(queue));
+    let mut sessions = tokio::task::JoinSet::new();
+    for _ in 0..conns {
+        let c = pg(&a.pg_url).await;
+        // The cluster runs with synchronous_commit = off to load backlogs quickly; then a commit
+        // reaches the walsender only at the WAL writer's next flush (wal_writer_delay, 200 ms).
+        // Production commits wait for the flush, so these do too.
+        c.batch_execute("SET synchronous_commit = on")
+            .await
+            .unwrap();
+        let (queue, tx) = (queue.clone(), tx.clone());
+        let rate = rate as u64;
+        sessions.spawn(async move {
+            loop {
+                let Some(k) = queue.lock().await.recv().await else {
+                    return;
+                };
+                let (op, t, i) = steady_change(k, first, rate);
+                let ts = now_ms();
+                let row = c
+                    .query_one(
+                        &format!(
+                            "SELECT bench_{op}_{t}($1, (to_timestamp($2::float8 / 1000) AT TIME ZONE 'UTC')::timestamp(3))::text"
+                        ),
+                        &[&i, &(ts as f64)],
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("steady change: {e}"));
+                // An update whose run's insert has not committed yet (a commit a second earlier
+                // still waiting) changes nothing, and nothing becomes visible.
+                if op == "insert" || row.get::<_, Option<String>>(0).as_deref() == Some("1") {
+                    let _ = tx.send(ts);
+                }
+            }
+        });
+    }
+    drop(tx);
+    let writer = {
+        let rate = rate as u64;
+        tokio::spawn(async move {
+            for k in 0..total {
+                let due = t0 + Duration::from_micros(k * 1_000_000 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                let _ = jobs.send(k);
+            }
+            drop(jobs);
+            while sessions.join_next().await.is_some() {}
+            t0.elapsed()
+        })
+    };
+    let client = clickhouse::Client::default()
+        .with_url(&a.ch_url)
+        .with_validation(false);
+    let mut pending: VecDeque<i64> = VecDeque::new();
+    let mut latencies: Vec<f64> = Vec::with_capacity(total as usize);
+    let poll = format!(
+        "SELECT toUnixTimestamp64Milli(max(updated_at)) FROM trigger_dev.task_runs_v2 \
+         WHERE updated_at >= fromUnixTimestamp64Milli(toInt64({start_ms}))"
+    );
+    // A minute for the last changes to show once the load has been sent, however long sending
+    // it took (a rate the machine cannot sustain takes longer than steady_secs).
+    let mut deadline = t0 + Duration::from_secs(a.steady_secs as u64 + 60);
+    let mut changed = 0u64;
+    let mut sent_all = false;
+    let mut at_end = String::new();
+    let mut cpu_end = None;
+    let (mut ch_end, mut machine_end, mut pg_end, mut me_end) = (None, None, None, None);
+    while !(sent_all && pending.is_empty()) && Instant::now() < deadline {
+        loop {
+            match rx.try_recv() {
+                Ok(ts) => {
+                    pending.push_back(ts);
+                    changed += 1;
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    if !sent_all {
+                        // The load is over: what the worker wrote during it.
+                        at_end = w.scrape().unwrap_or_default();
+                        cpu_end = cpu_seconds(pid);
+                        ch_end = a.ch_pid.and_then(cpu_seconds);
+                        machine_end = procs::machine_cpu();
+                        if let Some(c) = cluster.as_mut() {
+                            c.sample();
+                            pg_end = Some(c.used());
+                        }
+                        me_end = cpu_seconds(me);
+                        deadline = deadline.max(Instant::now() + Duration::from_secs(60));
+                    }
+                    sent_all = true;
+                    break;
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+            }
+        }
+        if sampled.elapsed() >= Duration::from_secs(1) {
+            if let (Some(c), false) = (cluster.as_mut(), sent_all) {
+                c.sample();
+            }
+            sampled = Instant::now();
+        }
+        let mut sorted: Vec<i64> = pending.drain(..).collect();
+        sorted.sort_unstable();
+        pending.extend(sorted);
+        let max: i64 = client.query(&poll).fetch_one::<i64>().await.unwrap_or(0);
+        let seen_at = now_ms();
+        while pending.front().is_some_and(|ts| *ts <= max) {
+            let ts = pending.pop_front().unwrap();
+            latencies.push((seen_at - ts) as f64);
+        }
+        tokio::time::sleep(Duration::from_millis(a.poll_ms)).await;
+    }
+    let load = writer.await.unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let load_s = load.as_secs_f64();
+    let per_s = |a: Option<f64>, b: Option<f64>| Some((b? - a?) / load_s);
+    let cpu = cpu_end.or_else(|| cpu_seconds(pid)).unwrap_or(0.0) - cpu0;
+    let metrics = w.scrape().unwrap_or_default();
+    let hist = buckets(&metrics, "runs_replicator_commit_to_clickhouse_seconds");
+    let flush = buckets(&metrics, "runs_replicator_flush_duration_seconds");
+    let flush_mean = metric(&metrics, "runs_replicator_flush_duration_seconds_sum")
+        .unwrap_or(f64::NAN)
+        / metric(&metrics, "runs_replicator_flush_duration_seconds_count").unwrap_or(f64::NAN);
+    let batches = metric_with(
+        &at_end,
+        "runs_replicator_batches_total",
+        &[("result", "ok")],
+    )
+    .unwrap_or(0.0)
+        - batches0;
+    let rows = scraped(&at_end, "runs_replicator_batch_rows_sum") - rows0;
+    let counted = scraped(&at_end, "runs_replicator_batch_rows_count") - count0;
+    let _ = w.stop();
+    assert!(
+        sent_all && latencies.len() as u64 == changed,
+        "not every steady change became visible: {} of {changed} ({total} sent)",
+        latencies.len()
+    );
+    if changed < total {
+        eprintln!(
+            "  {} updates found their run not yet inserted and changed nothing",
+            total - changed
+        );
+    }
+    latencies.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let q = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let name = match (o.baseline, o.async_insert) {
+        (true, _) => "baseline worker",
+        (false, true) => "worker, async_insert",
+        (false, false) => "worker",
+    };
+    Steady {
+        name: name.into(),
+        target_rate: rate,
+        achieved_rate: total as f64 / load.as_secs_f64(),
+        p50_ms: q(0.50),
+        p99_ms: q(0.99),
+        max_ms: *latencies.last().unwrap(),
+        hist_p50: procs::bucket_quantile(&hist, 0.5),
+        hist_p99: procs::bucket_quantile(&hist, 0.99),
+        worker_cpu_per_s: cpu / load_s,
+        clickhouse_cpu_per_s: per_s(ch0, ch_end),
+        postgres_cpu_per_s: per_s(Some(0.0), pg_end),
+        driver_cpu_per_s: per_s(me0, me_end),
+        machine_busy: match (machine0, machine_end) {
+            // /proc/stat sums every core: the busy share times the cores.
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) / (t1 - t0) * cores),
+            _ => None,
+        },
+        cpu_us_per_change: cpu * 1e6 / total as f64,
+        inserts_per_s: batches / load_s,
+        rows_per_insert: rows / counted.max(1.0),
+        flush_mean,
+        flush_p99: procs::bucket_quantile(&flush, 0.99),
+    }
+}
+
+/// Change `k` of the steady load at `rate` changes/s: even k inserts run `first + k/2`, odd k
+/// updates the run inserted `rate` changes (one second) earlier; in the first second odd k insert
+/// runs of their own. Runs alternate between the tables.
+fn steady_change(k: u64, first: i32, rate: u64) -> (&'static str, &'static str, i32) {
+    let run = |n: u64| first + n as i32;
+    let table = |i: i32| if i % 2 == 0 { "v1" } else { "v2" };
+    let back = (rate / 2).max(1);
+    if k.is_multiple_of(2) {
+        let i = run(k / 2);
+        ("insert", table(i), i)
+    } else if k / 2 < back {
+        let i = run(2_000_000 + k);
+        ("insert", table(i), i)
+    } else {
+        let i = run(k / 2 - back);
+        ("update", table(i), i)
+    }
+}
