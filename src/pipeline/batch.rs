@@ -73,9 +73,9 @@ impl Batch {
         self.rows.len() + self.payloads.len()
     }
 
-    /// It holds a row: its deadline runs.
-    pub fn is_open(&self) -> bool {
-        self.opened_at.is_some()
+    /// When it received its first row (its deadline runs from there); `None` while it has none.
+    pub fn opened_at(&self) -> Option<Instant> {
+        self.opened_at
     }
 
     /// Estimated bytes of the rows waiting (`collapse::run_bytes`).

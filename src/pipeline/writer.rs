@@ -79,8 +79,6 @@ pub struct BatchWriter<S: Sink> {
     inflight_bytes: usize,
     /// When the last insert (a batch or a part of a transaction) started.
     last_insert: Option<Instant>,
-    /// When the batch being filled received its first row.
-    opened: Instant,
     commit_latency: metrics::Histogram,
 }
 
@@ -104,7 +102,6 @@ impl<S: Sink> BatchWriter<S> {
             share_bytes: (max_bytes / (config.max_inflight + 1)).max(1),
             inflight_bytes: 0,
             last_insert: None,
-            opened: now(),
             commit_latency: metrics::histogram!(m::COMMIT_LATENCY),
         }
     }
@@ -210,12 +207,10 @@ impl<S: Sink> BatchWriter<S> {
         if self.batch.is_empty() {
             self.batch.reserve(self.max_rows);
         }
-        // The clock only when it opens the batch: read per transaction, it was a few percent of
-        // a drain's CPU on this VM, whose clock source makes every read a system call.
-        if !self.batch.is_open() {
-            self.opened = now();
-        }
-        self.batch.add(stream, committed, self.opened);
+        // The clock only when the transaction opens the batch: read per transaction, it was a
+        // few percent of a drain's CPU on a VM whose clock source makes every read a system call.
+        let at = self.batch.opened_at().unwrap_or_else(now);
+        self.batch.add(stream, committed, at);
         None
     }
 
