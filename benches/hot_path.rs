@@ -21,7 +21,7 @@ use runs_replicator::pipeline::apply::{Applied, SourceState};
 use runs_replicator::pipeline::batch::Batch;
 use runs_replicator::pipeline::meters::StreamMeters;
 use runs_replicator::rows::Col;
-use runs_replicator::sink::rowbinary::encode_all;
+use runs_replicator::sink::rowbinary::{BLOCK, EncodeRow, encode_some};
 use runs_replicator::source::pgoutput::{self, Insert, Message, OldTuple, OldTupleKind, Update};
 use runs_replicator::testing::pgoutput::{encode, text_relation, text_tuple};
 
@@ -287,6 +287,16 @@ fn update(i: u64) -> Bytes {
 
 #[inline(never)]
 /// The worker's synchronous work for `messages`, one transaction each, through the same
+/// Encodes `rows` a block at a time into `buf`, as the sink sends a body; returns the bytes.
+fn pieces<T: EncodeRow>(rows: &[T], buf: &mut Vec<u8>) -> usize {
+    let (mut rest, mut bytes) = (rows, 0);
+    while !rest.is_empty() {
+        rest = &rest[encode_some(rest, buf, BLOCK)..];
+        bytes += buf.len();
+    }
+    bytes
+}
+
 /// `SourceState::apply` the streaming loop uses; returns encoded bytes.
 fn run(messages: &[Bytes], max_rows: usize) -> usize {
     let config = Config::default();
@@ -296,10 +306,7 @@ fn run(messages: &[Bytes], max_rows: usize) -> usize {
     let mut encoded = 0;
     let mut buf = Vec::new();
     let mut encode = |sealed: &runs_replicator::pipeline::batch::Sealed| {
-        encode_all(&sealed.runs, &mut buf);
-        let n = buf.len();
-        encode_all(&sealed.payloads, &mut buf);
-        n + buf.len()
+        pieces(&sealed.runs, &mut buf) + pieces(&sealed.payloads, &mut buf)
     };
     let relation = relation();
     let message = pgoutput::decode(&relation).expect("decodes");

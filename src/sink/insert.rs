@@ -18,7 +18,7 @@ use super::client::{INSERT_SETTINGS, describe, exception_code};
 use super::isolate::{self, Isolated, Refused, TryInsert};
 use super::payload_once::PayloadOnce;
 use super::row::SinkRow;
-use super::rowbinary;
+use super::rowbinary::{self, BLOCK};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics as m;
@@ -59,9 +59,6 @@ pub struct ClickHouseSink {
     /// ships count failed runs on every insert): the canary of `sink::isolate`.
     canary: std::sync::Mutex<Option<RunRow>>,
 }
-
-/// Uncompressed bytes per compressed block sent: the clickhouse crate's own chunk size.
-const BLOCK: usize = 1 << 18;
 
 impl Sink for ClickHouseSink {
     async fn write(

@@ -29,15 +29,15 @@ fn column_list(columns: &[(&str, &str)]) -> String {
     names.join(",")
 }
 
-/// Encodes `rows` into `out` (cleared first), one RowBinary body.
-pub fn encode_all<'a, T: EncodeRow + 'a, I>(rows: I, out: &mut Vec<u8>)
-where
-    I: IntoIterator<Item = &'a T>,
-    I::IntoIter: Clone,
-{
-    let rows = rows.into_iter();
+/// Bytes of a body encoded and sent at a time ([`encode_some`]; one compressed block each): the
+/// clickhouse crate's own chunk size.
+pub const BLOCK: usize = 1 << 18;
+
+/// Encodes `rows` into `out` (cleared first), one RowBinary body. (The sink sends a body in
+/// pieces, [`encode_some`]; this is the whole body at once, the reference the pieces add up to.)
+pub fn encode_all<T: EncodeRow>(rows: &[T], out: &mut Vec<u8>) {
     out.clear();
-    out.reserve(rows.clone().map(T::size_hint).sum());
+    out.reserve(rows.iter().map(T::size_hint).sum());
     for row in rows {
         row.encode(out);
     }
