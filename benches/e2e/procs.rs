@@ -15,12 +15,25 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 
 /// (user, system) CPU seconds of a live process.
 pub fn cpu_split(pid: u32) -> Option<(f64, f64)> {
+    stat(pid).map(|s| (s.user, s.system))
+}
+
+/// What /proc/<pid>/stat says of a live process.
+struct Stat {
+    parent: u32,
+    user: f64,
+    system: f64,
+}
+
+fn stat(pid: u32) -> Option<Stat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime / ticks(), stime / ticks()))
+    // After "pid (comm) ": state, ppid, …, utime (14th field), stime (15th).
+    let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    Some(Stat {
+        parent: f.get(1)?.parse().ok()?,
+        user: f.get(11)?.parse::<f64>().ok()? / ticks(),
+        system: f.get(12)?.parse::<f64>().ok()? / ticks(),
+    })
 }
 
 /// (busy, all) CPU seconds of the whole machine since boot, summed over its cores (/proc/stat):
@@ -43,11 +56,13 @@ pub fn machine_cpu() -> Option<(f64, f64)> {
 /// CPU seconds a Postgres cluster spent while watched: its postmaster (`pid`) and every process it
 /// started. A backend's time vanishes from /proc when it exits (the load's sessions end before
 /// the load is measured), so each process is sampled ([`ClusterCpu::sample`], about once a second)
-/// and what it used since it was first seen is kept.
+/// and what it used while watched is kept: since the first sample for a process alive then, all
+/// of it for one started later.
 pub struct ClusterCpu {
     postmaster: u32,
-    /// pid → (CPU seconds when first seen, when last seen).
+    /// pid → (CPU seconds when watching started, when last seen).
     seen: std::collections::HashMap<u32, (f64, f64)>,
+    started: bool,
 }
 
 impl ClusterCpu {
@@ -55,8 +70,10 @@ impl ClusterCpu {
         let mut c = ClusterCpu {
             postmaster,
             seen: Default::default(),
+            started: false,
         };
         c.sample();
+        c.started = true;
         c
     }
 
@@ -72,26 +89,20 @@ impl ClusterCpu {
             else {
                 continue;
             };
-            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|st| {
-                    let rest = st[st.rfind(')')? + 2..].to_string();
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                });
-            if pid != self.postmaster && parent != Some(self.postmaster) {
+            let Some(st) = stat(pid) else { continue };
+            if pid != self.postmaster && st.parent != self.postmaster {
                 continue;
             }
-            if let Some(cpu) = cpu_seconds(pid) {
-                self.seen
-                    .entry(pid)
-                    .and_modify(|e| e.1 = cpu)
-                    .or_insert((cpu, cpu));
-            }
+            let cpu = st.user + st.system;
+            let before = if self.started { 0.0 } else { cpu };
+            self.seen
+                .entry(pid)
+                .and_modify(|e| e.1 = cpu)
+                .or_insert((before, cpu));
         }
     }
 
-    /// CPU seconds used since watching started (by processes alive at the last sample; one that
-    /// started after the first sample counts from when it was first seen).
+    /// CPU seconds used while watched, up to the last sample.
     pub fn used(&self) -> f64 {
         self.seen.values().map(|(first, last)| last - first).sum()
     }

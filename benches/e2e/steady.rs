@@ -61,14 +61,9 @@ pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts)
     let mut w = Worker::start(a, slot, o);
     tokio::task::block_in_place(|| w.wait_ready());
     let pid = w.pid();
-    let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
-    let ch0 = a.ch_pid.and_then(cpu_seconds);
-    let machine0 = procs::machine_cpu();
-    let postmaster = postmaster_pid(&a.pg_url).await;
-    let mut cluster = postmaster.map(procs::ClusterCpu::new);
+    let start = Counters::read(a, pid);
+    let mut cluster = postmaster_pid(&a.pg_url).await.map(procs::ClusterCpu::new);
     let mut sampled = Instant::now();
-    let me = std::process::id();
-    let me0 = cpu_seconds(me);
     let m0 = w.scrape().unwrap_or_default();
     let batches0 =
         metric_with(&m0, "runs_replicator_batches_total", &[("result", "ok")]).unwrap_or(0.0);
@@ -151,8 +146,7 @@ pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts)
     let mut changed = 0u64;
     let mut sent_all = false;
     let mut at_end = String::new();
-    let mut cpu_end = None;
-    let (mut ch_end, mut machine_end, mut pg_end, mut me_end) = (None, None, None, None);
+    let (mut end, mut postgres) = (None, None);
     while !(sent_all && pending.is_empty()) && Instant::now() < deadline {
         loop {
             match rx.try_recv() {
@@ -164,14 +158,11 @@ pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts)
                     if !sent_all {
                         // The load is over: what the worker wrote during it.
                         at_end = w.scrape().unwrap_or_default();
-                        cpu_end = cpu_seconds(pid);
-                        ch_end = a.ch_pid.and_then(cpu_seconds);
-                        machine_end = procs::machine_cpu();
-                        if let Some(c) = cluster.as_mut() {
+                        end = Some(Counters::read(a, pid));
+                        postgres = cluster.as_mut().map(|c| {
                             c.sample();
-                            pg_end = Some(c.used());
-                        }
-                        me_end = cpu_seconds(me);
+                            c.used()
+                        });
                         deadline = deadline.max(Instant::now() + Duration::from_secs(60));
                     }
                     sent_all = true;
@@ -180,8 +171,8 @@ pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts)
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
             }
         }
-        if sampled.elapsed() >= Duration::from_secs(1) {
-            if let (Some(c), false) = (cluster.as_mut(), sent_all) {
+        if !sent_all && sampled.elapsed() >= Duration::from_secs(1) {
+            if let Some(c) = cluster.as_mut() {
                 c.sample();
             }
             sampled = Instant::now();
@@ -198,10 +189,10 @@ pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts)
         tokio::time::sleep(Duration::from_millis(a.poll_ms)).await;
     }
     let load = writer.await.unwrap();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let load_s = load.as_secs_f64();
+    let end = end.unwrap_or_else(|| Counters::read(a, pid));
     let per_s = |a: Option<f64>, b: Option<f64>| Some((b? - a?) / load_s);
-    let cpu = cpu_end.or_else(|| cpu_seconds(pid)).unwrap_or(0.0) - cpu0;
+    let cpu = end.worker.unwrap_or(0.0) - start.worker.unwrap_or(0.0);
     let metrics = w.scrape().unwrap_or_default();
     let hist = buckets(&metrics, "runs_replicator_commit_to_clickhouse_seconds");
     let flush = buckets(&metrics, "runs_replicator_flush_duration_seconds");
@@ -246,14 +237,10 @@ pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts)
         hist_p50: procs::bucket_quantile(&hist, 0.5),
         hist_p99: procs::bucket_quantile(&hist, 0.99),
         worker_cpu_per_s: cpu / load_s,
-        clickhouse_cpu_per_s: per_s(ch0, ch_end),
-        postgres_cpu_per_s: per_s(Some(0.0), pg_end),
-        driver_cpu_per_s: per_s(me0, me_end),
-        machine_busy: match (machine0, machine_end) {
-            // /proc/stat sums every core: the busy share times the cores.
-            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) / (t1 - t0) * cores),
-            _ => None,
-        },
+        clickhouse_cpu_per_s: per_s(start.clickhouse, end.clickhouse),
+        postgres_cpu_per_s: per_s(Some(0.0), postgres),
+        driver_cpu_per_s: per_s(start.driver, end.driver),
+        machine_busy: start.busy_cores_until(&end),
         cpu_us_per_change: cpu * 1e6 / total as f64,
         inserts_per_s: batches / load_s,
         rows_per_insert: rows / counted.max(1.0),
@@ -278,5 +265,34 @@ fn steady_change(k: u64, first: i32, rate: u64) -> (&'static str, &'static str, 
     } else {
         let i = run(k / 2 - back);
         ("update", table(i), i)
+    }
+}
+
+/// CPU counters of what a steady load involves, read at its start and at its end.
+struct Counters {
+    worker: Option<f64>,
+    clickhouse: Option<f64>,
+    /// This benchmark: the load driver and the poller.
+    driver: Option<f64>,
+    /// (busy, all) seconds of the whole machine.
+    machine: Option<(f64, f64)>,
+}
+
+impl Counters {
+    fn read(a: &Args, worker: u32) -> Counters {
+        Counters {
+            worker: cpu_seconds(worker),
+            clickhouse: a.ch_pid.and_then(cpu_seconds),
+            driver: cpu_seconds(std::process::id()),
+            machine: procs::machine_cpu(),
+        }
+    }
+
+    /// Cores the whole machine kept busy from `self` to `end`: /proc/stat sums every core, so
+    /// the busy share times the cores.
+    fn busy_cores_until(&self, end: &Counters) -> Option<f64> {
+        let ((b0, t0), (b1, t1)) = (self.machine?, end.machine?);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        (t1 > t0).then(|| (b1 - b0) / (t1 - t0) * cores)
     }
 }
