@@ -130,11 +130,12 @@ impl<S: Sink> Replicator<S> {
                 .set(if pressed { 1.0 } else { 0.0 });
             let deadline = self.writer.deadline();
             // Sealed early only while reading (a stream not read may well have more) and when
-            // no stream is draining a backlog.
+            // no stream is draining a backlog. (`early_flush_at` is `None` while an insert is in
+            // flight, so a slot is free whenever it is `Some`.)
             let early = self
                 .writer
                 .early_flush_at()
-                .filter(|_| slots_free && !pressed && streams.iter().all(|s| !s.behind));
+                .filter(|_| !pressed && streams.iter().all(|s| !s.behind));
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {}
