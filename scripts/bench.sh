@@ -7,7 +7,8 @@
 #   scripts/bench.sh --ch-on-disk           keep ClickHouse's data on disk instead of tmpfs
 #
 # Other options (passed to benches/e2e): --steady-rates LIST (200,2000,20000; one load each),
-# --async-rate N (2000: that load again with clickhouse.async_insert; 0: not), --poll-ms N (20: how
+# --async-rate N (2000: that load again with clickhouse.async_insert; 0: not), --null-rate N (2000:
+# that load again through a worker with --null-sink, its own share of the latency), --poll-ms N (20: how
 # often the steady load asks ClickHouse what is visible), --max-rows N (10000),
 # --min-insert-interval-ms N, --max-bytes N (unset: the defaults; never given to the baseline),
 # --flush-interval-ms N (1000), --max-inflight N (2), --label TEXT (shown under the table),

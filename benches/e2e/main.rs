@@ -43,6 +43,8 @@ struct Args {
     poll_ms: u64,
     /// The steady load at this rate again with `clickhouse.async_insert` (0: not run).
     async_rate: u32,
+    /// The steady load at this rate again through a worker with `--null-sink` (0: not run).
+    null_rate: u32,
     /// `batch.min_insert_interval_ms` and `batch.max_bytes` for this build (never for the baseline,
     /// which may not know them); unset: the worker's defaults.
     min_insert_interval_ms: Option<u64>,
@@ -90,6 +92,7 @@ fn parse_args() -> Option<Args> {
         steady_secs: num("--steady-secs", 60) as u32,
         poll_ms: num("--poll-ms", 20),
         async_rate: num("--async-rate", 2000) as u32,
+        null_rate: num("--null-rate", 2000) as u32,
         min_insert_interval_ms: get("--min-insert-interval-ms").map(|v| v.parse().expect("ms")),
         max_bytes: get("--max-bytes").map(|v| v.parse().expect("bytes")),
         rss_changes: num("--rss-changes", 0) as u32,
@@ -728,19 +731,36 @@ async fn run(a: Args) {
                 },
             ));
         }
+        if rate == a.null_rate {
+            loads.push((
+                rate,
+                Opts {
+                    null_sink: true,
+                    ..Opts::default()
+                },
+            ));
+        }
     }
     let mut steadies = Vec::new();
     for (n, (rate, o)) in loads.into_iter().enumerate() {
         eprintln!(
-            "== 5.{n}. steady load: {rate}/s for {} s{}{}",
+            "== 5.{n}. steady load: {rate}/s for {} s{}{}{}",
             a.steady_secs,
             if o.baseline { ", baseline worker" } else { "" },
-            if o.async_insert { ", async_insert" } else { "" }
+            if o.async_insert { ", async_insert" } else { "" },
+            if o.null_sink { ", --null-sink" } else { "" }
         );
         let st = steady(&a, "bench_ch", 30_000_000 + 5_000_000 * n as i32, rate, o).await;
+        let ms = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
         eprintln!(
-            "  {:.0}/s: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms, {:.1} inserts/s of {:.0} rows",
-            st.achieved_rate, st.p50_ms, st.p99_ms, st.max_ms, st.inserts_per_s, st.rows_per_insert
+            "  {:.0}/s: p50 {} ms, p99 {} ms, max {} ms (histogram p99 ≤ {} ms), {:.1} inserts/s of {:.0} rows",
+            st.achieved_rate,
+            ms(st.p50_ms),
+            ms(st.p99_ms),
+            ms(st.max_ms),
+            ms(st.hist_p99.map(|s| s * 1000.0)),
+            st.inserts_per_s,
+            st.rows_per_insert
         );
         steadies.push(st);
     }

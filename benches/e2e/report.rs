@@ -102,7 +102,9 @@ pub(crate) fn render(
         "\nSteady loads, {} s each: commit-to-visible latency (client clock at commit → first poll, every {} ms, that shows the change); \
          the worker's own histogram (`runs_replicator_commit_to_clickhouse_seconds`, commit → insert accepted, bucket bounds); \
          batches written per second (each one insert per table it has rows for) and rows per batch; one batch insert (runs, then payloads); \
-         CPU of the worker, ClickHouse, Postgres (the load's sessions included) and the load driver, and the cores the whole machine kept busy, over the load.\n",
+         CPU of the worker, ClickHouse, Postgres (the load's sessions included) and the load driver, and the cores the whole machine kept busy, over the load. \
+         The `--null-sink` row is the same load through a worker that encodes its batches and sends them nowhere: \
+         what the worker adds to a change's latency when ClickHouse answers at once (only its histogram measures it).\n",
         a.steady_secs, a.poll_ms
     );
     let _ = writeln!(
@@ -118,13 +120,13 @@ pub(crate) fn render(
     for st in steadies {
         let _ = writeln!(
             s,
-            "| {} | {} ({:.0}) | {:.0} | {:.0} | {:.0} | {} / {} | {:.1} | {:.0} | {:.0} / {} | {:.3} | {:.1} | {} / {} / {} | {} |",
+            "| {} | {} ({:.0}) | {} | {} | {} | {} / {} | {:.1} | {:.0} | {:.0} / {} | {:.3} | {:.1} | {} / {} / {} | {} |",
             st.name,
             st.target_rate,
             st.achieved_rate,
-            st.p50_ms,
-            st.p99_ms,
-            st.max_ms,
+            opt(st.p50_ms, 0),
+            opt(st.p99_ms, 0),
+            opt(st.max_ms, 0),
             ms(st.hist_p50),
             ms(st.hist_p99),
             st.inserts_per_s,

@@ -21,9 +21,10 @@ pub(crate) struct Steady {
     pub(crate) name: String,
     pub(crate) target_rate: u32,
     pub(crate) achieved_rate: f64,
-    pub(crate) p50_ms: f64,
-    pub(crate) p99_ms: f64,
-    pub(crate) max_ms: f64,
+    /// The benchmark's own measurement; `None` through the null sink (nothing to poll).
+    pub(crate) p50_ms: Option<f64>,
+    pub(crate) p99_ms: Option<f64>,
+    pub(crate) max_ms: Option<f64>,
     pub(crate) hist_p50: Option<f64>,
     pub(crate) hist_p99: Option<f64>,
     pub(crate) worker_cpu_per_s: f64,
@@ -177,6 +178,12 @@ pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts)
             }
             sampled = Instant::now();
         }
+        if o.null_sink {
+            // Nothing reaches ClickHouse: the worker's own histogram is the measurement.
+            pending.clear();
+            tokio::time::sleep(Duration::from_millis(a.poll_ms)).await;
+            continue;
+        }
         let mut sorted: Vec<i64> = pending.drain(..).collect();
         sorted.sort_unstable();
         pending.extend(sorted);
@@ -190,6 +197,10 @@ pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts)
     }
     let load = writer.await.unwrap();
     let load_s = load.as_secs_f64();
+    if o.null_sink {
+        // The last changes pass the worker within a flush interval of the load's end.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     let end = end.unwrap_or_else(|| Counters::read(a, pid));
     let per_s = |a: Option<f64>, b: Option<f64>| Some((b? - a?) / load_s);
     let cpu = end.worker.unwrap_or(0.0) - start.worker.unwrap_or(0.0);
@@ -210,7 +221,7 @@ pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts)
     let counted = scraped(&at_end, "runs_replicator_batch_rows_count") - count0;
     let _ = w.stop();
     assert!(
-        sent_all && latencies.len() as u64 == changed,
+        sent_all && (o.null_sink || latencies.len() as u64 == changed),
         "not every steady change became visible: {} of {changed} ({total} sent)",
         latencies.len()
     );
@@ -221,11 +232,16 @@ pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts)
         );
     }
     latencies.sort_by(|x, y| x.partial_cmp(y).unwrap());
-    let q = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    let name = match (o.baseline, o.async_insert) {
-        (true, _) => "baseline worker",
-        (false, true) => "worker, async_insert",
-        (false, false) => "worker",
+    // NaN (shown as "–") without a measurement of its own: the null sink's load.
+    let q = |p: f64| {
+        let last = latencies.len().checked_sub(1)?;
+        Some(latencies[((latencies.len() as f64 * p) as usize).min(last)])
+    };
+    let name = match (o.baseline, o.async_insert, o.null_sink) {
+        (true, _, _) => "baseline worker",
+        (false, _, true) => "worker --null-sink (no ClickHouse)",
+        (false, true, false) => "worker, async_insert",
+        (false, false, false) => "worker",
     };
     Steady {
         name: name.into(),
@@ -233,7 +249,7 @@ pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts)
         achieved_rate: total as f64 / load.as_secs_f64(),
         p50_ms: q(0.50),
         p99_ms: q(0.99),
-        max_ms: *latencies.last().unwrap(),
+        max_ms: latencies.last().copied(),
         hist_p50: procs::bucket_quantile(&hist, 0.5),
         hist_p99: procs::bucket_quantile(&hist, 0.99),
         worker_cpu_per_s: cpu / load_s,
