@@ -116,6 +116,21 @@ pub fn status_mib(pid: u32, field: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// How often the threads of a live process went to sleep waiting (voluntary context switches,
+/// summed over /proc/<pid>/task/*/status): each is a wake-up later, the price of an event loop
+/// that blocks between arrivals.
+pub fn sleeps(pid: u32) -> Option<u64> {
+    let mut sum = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let status = std::fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
+        sum += line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    }
+    Some(sum)
+}
+
 /// A finished child: when it ended and what it used (from wait4's rusage).
 pub struct Exit {
     pub at: Instant,

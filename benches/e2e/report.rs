@@ -102,25 +102,25 @@ pub(crate) fn render(
         "\nSteady loads, {} s each: commit-to-visible latency (client clock at commit → first poll, every {} ms, that shows the change); \
          the worker's own histogram (`runs_replicator_commit_to_clickhouse_seconds`, commit → insert accepted, bucket bounds); \
          batches written per second (each one insert per table it has rows for) and rows per batch; one batch insert (runs, then payloads); \
-         CPU of the worker, ClickHouse, Postgres (the load's sessions included) and the load driver, and the cores the whole machine kept busy, over the load. \
+         CPU of the worker and how often its threads slept and were woken (voluntary context switches), of ClickHouse, Postgres (the load's sessions included) and the load driver, and the cores the whole machine kept busy, over the load. \
          The `--null-sink` row is the same load through a worker that encodes its batches and sends them nowhere: \
          what the worker adds to a change's latency when ClickHouse answers at once (only its histogram measures it).\n",
         a.steady_secs, a.poll_ms
     );
     let _ = writeln!(
         s,
-        "| worker | changes/s (achieved) | p50 ms | p99 ms | max ms | histogram p50 / p99 ms | inserts/s | rows per insert | insert mean / p99 ms | worker CPU s per s | CPU µs per change | CPU s per s: ClickHouse / Postgres / load driver | machine busy cores |"
+        "| worker | changes/s (achieved) | p50 ms | p99 ms | max ms | histogram p50 / p99 ms | inserts/s | rows per insert | insert mean / p99 ms | worker CPU s per s | CPU µs per change | worker sleeps per change | CPU s per s: ClickHouse / Postgres / load driver | machine busy cores |"
     );
     let _ = writeln!(
         s,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let opt =
         |v: Option<f64>, digits: usize| v.map_or("–".to_string(), |v| format!("{v:.digits$}"));
     for st in steadies {
         let _ = writeln!(
             s,
-            "| {} | {} ({:.0}) | {} | {} | {} | {} / {} | {:.1} | {:.0} | {:.0} / {} | {:.3} | {:.1} | {} / {} / {} | {} |",
+            "| {} | {} ({:.0}) | {} | {} | {} | {} / {} | {:.1} | {:.0} | {:.0} / {} | {:.3} | {:.1} | {} | {} / {} / {} | {} |",
             st.name,
             st.target_rate,
             st.achieved_rate,
@@ -135,6 +135,7 @@ pub(crate) fn render(
             ms(st.flush_p99),
             st.worker_cpu_per_s,
             st.cpu_us_per_change,
+            opt(st.sleeps_per_change, 2),
             opt(st.clickhouse_cpu_per_s, 2),
             opt(st.postgres_cpu_per_s, 2),
             opt(st.driver_cpu_per_s, 2),

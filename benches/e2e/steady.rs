@@ -40,6 +40,8 @@ pub(crate) struct Steady {
     pub(crate) machine_busy: Option<f64>,
     /// Worker CPU per change during the load, µs.
     pub(crate) cpu_us_per_change: f64,
+    /// Times the worker's threads slept and were woken, per change.
+    pub(crate) sleeps_per_change: Option<f64>,
     /// Batches written per second over the load: one insert into each table a batch has rows
     /// for, so the inserts per second of either table are at most this.
     pub(crate) inserts_per_s: f64,
@@ -258,6 +260,10 @@ pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts)
         driver_cpu_per_s: per_s(start.driver, end.driver),
         machine_busy: start.busy_cores_until(&end),
         cpu_us_per_change: cpu * 1e6 / total as f64,
+        sleeps_per_change: end
+            .worker_sleeps
+            .zip(start.worker_sleeps)
+            .map(|(b, a)| (b - a) as f64 / total as f64),
         inserts_per_s: batches / load_s,
         rows_per_insert: rows / counted.max(1.0),
         flush_mean,
@@ -287,6 +293,7 @@ fn steady_change(k: u64, first: i32, rate: u64) -> (&'static str, &'static str, 
 /// CPU counters of what a steady load involves, read at its start and at its end.
 struct Counters {
     worker: Option<f64>,
+    worker_sleeps: Option<u64>,
     clickhouse: Option<f64>,
     /// This benchmark: the load driver and the poller.
     driver: Option<f64>,
@@ -298,6 +305,7 @@ impl Counters {
     fn read(a: &Args, worker: u32) -> Counters {
         Counters {
             worker: cpu_seconds(worker),
+            worker_sleeps: procs::sleeps(worker),
             clickhouse: a.ch_pid.and_then(cpu_seconds),
             driver: cpu_seconds(std::process::id()),
             machine: procs::machine_cpu(),
