@@ -13,7 +13,7 @@ Prints one line per problem to stdout and exits 1 when there is any, 0 otherwise
     the expression's aggregation; every dashboard query of a per-stream metric (one with a
     `source` label) follows the dashboard's $source variable;
   * every RUNS_REPLICATOR_* / RUN_REPLICATION_* variable docker-compose.yml or the Dockerfile sets
-    is one the configuration accepts (src/config/env.rs, src/main.rs);
+    is one the configuration accepts (src/config/env.rs, src/cli.rs: the flags);
   * the dashboards are JSON with schemaVersion >= 39 and use only provisioned datasource uids;
     the dashboard provider's path, Prometheus' rule files and its scrape target line up with what
     docker-compose.yml mounts and runs.
@@ -33,7 +33,7 @@ COMPOSE = "docker-compose.yml"
 DOCKERFILE = "Dockerfile"
 METRICS_RS = "src/metrics.rs"
 ENV_RS = "src/config/env.rs"
-MAIN_RS = "src/main.rs"
+CLI_RS = "src/cli.rs"
 DASHBOARDS = "config/grafana/dashboards"
 DATASOURCES = "config/grafana/provisioning/datasources"
 PROVIDERS = "config/grafana/provisioning/dashboards"
@@ -531,7 +531,7 @@ if keys_block:
         accepted.add("RUNS_REPLICATOR_" + key.upper().replace(".", "_"))
 if aliases_block:
     accepted |= set(re.findall(r'"([A-Z][A-Z0-9_]+)"', aliases_block.group(1)))
-accepted |= set(re.findall(r'env = "([A-Z][A-Z0-9_]+)"', read(MAIN_RS)))
+accepted |= set(re.findall(r'env = "([A-Z][A-Z0-9_]+)"', read(CLI_RS)))
 if not keys_block or not aliases_block:
     problem(ENV_RS, "cannot find the KEYS / ALIASES lists (did they move?)")
 
