@@ -13,6 +13,7 @@ mod postgres_url;
 mod secret;
 mod sections;
 mod sources;
+mod text_value;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -2,7 +2,6 @@
 //! documented in `config/runs-replicator.toml`.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::sources::SourceConfig;
+use super::text_value::from_str;
 use super::{ChUrl, PgUrl, Secret};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -203,16 +203,6 @@ impl Default for LogConfig {
             level: "info".into(),
         }
     }
-}
-
-pub(super) fn from_str<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: std::str::FromStr,
-    T::Err: fmt::Display,
-{
-    let s = String::deserialize(d)?;
-    s.parse().map_err(serde::de::Error::custom)
 }
 
 pub(super) fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::PgUrl;
-use super::sections::from_str;
+use super::text_value::from_str;
 
 /// One `[[postgres.sources]]` entry.
 #[derive(Clone, Debug, Deserialize)]

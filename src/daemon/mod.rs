@@ -11,6 +11,7 @@ mod bootstrap;
 mod control;
 mod marker;
 mod session;
+mod session_end;
 mod supervisor;
 
 use std::process::ExitCode;

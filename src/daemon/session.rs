@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::control::PgControl;
 use super::marker;
+use super::session_end::{SessionEnd, end_of};
 use super::supervisor::{Failing, Supervisor, pause};
 use crate::health::Role;
 use crate::leader::{Candidate, LeaderLock};
@@ -17,41 +18,6 @@ use crate::preflight::{self, Report};
 use crate::sink;
 use crate::source::setup::{self, SlotState};
 use crate::source::stream::{self, StreamError};
-
-/// How a session ended.
-#[derive(Debug)]
-pub enum SessionEnd {
-    /// Shutdown was requested and everything was flushed.
-    Shutdown,
-    /// Worth retrying after a pause.
-    Retry { cause: &'static str, error: String },
-    /// An operator must act; `kind` labels the metric.
-    HardStop { kind: &'static str, reason: String },
-    /// The preflight failed.
-    Preflight(String),
-}
-
-/// The session end a pipeline error means.
-pub fn end_of(e: PipelineError) -> SessionEnd {
-    match e {
-        PipelineError::HardStop(h) => SessionEnd::HardStop {
-            kind: h.kind(),
-            reason: h.to_string(),
-        },
-        PipelineError::Sink(e) => SessionEnd::Retry {
-            cause: "clickhouse",
-            error: e.to_string(),
-        },
-        PipelineError::Stream(e) => SessionEnd::Retry {
-            cause: "postgres",
-            error: e,
-        },
-        PipelineError::LockLost => SessionEnd::Retry {
-            cause: "lock_lost",
-            error: e.to_string(),
-        },
-    }
-}
 
 impl Supervisor {
     pub(super) async fn session(

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::control::PgControl;
 use super::marker;
-use super::session::SessionEnd;
+use super::session_end::{SessionEnd, end_of};
 use crate::config::{Config, Stream, scrub};
 use crate::health::{Health, Role};
 use crate::metrics as m;
@@ -290,7 +290,7 @@ impl Supervisor {
                 ended = &mut ended_rx => {
                     return match ended {
                         Ok(Ok(())) | Err(_) => SessionEnd::Shutdown,
-                        Ok(Err(e)) => super::session::end_of(e),
+                        Ok(Err(e)) => end_of(e),
                     };
                 }
                 _ = refresh.tick() => self.refresh_marker(&control).await,
