@@ -76,7 +76,8 @@ const FLUSH_BUCKETS: &[f64] = &[
 ];
 // Steps of 25 ms up to 200 ms: a caught-up worker writes a change within
 // `batch.min_insert_interval_ms` (100) plus one insert, so a healthy p99 sits there (BENCHMARKS.md:
-// p99 223 ms at 200 changes/s; 399–792 ms at 2,000/s on a saturated 2-core host); coarser above, up to the 1 s flush interval and the alerts' 60 s.
+// p99 223 ms at 200 changes/s; the worker's own share at 2,000/s ≤ 125 ms); coarser above, up to
+// the 1 s flush interval and the alerts' 60 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0,
     1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0,

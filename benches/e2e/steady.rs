@@ -234,7 +234,7 @@ pub(crate) async fn steady(a: &Args, slot: &str, first: i32, rate: u32, o: Opts)
         );
     }
     latencies.sort_by(|x, y| x.partial_cmp(y).unwrap());
-    // NaN (shown as "–") without a measurement of its own: the null sink's load.
+    // `None` (shown as "–") without a measurement of its own: the null sink's load.
     let q = |p: f64| {
         let last = latencies.len().checked_sub(1)?;
         Some(latencies[((latencies.len() as f64 * p) as usize).min(last)])

@@ -16,9 +16,9 @@
 //! batch is sealed at once — at most one insert per `min_insert_interval`, so a trickle of
 //! changes does not become an insert per transaction, and not while an insert is in flight, so
 //! a slow ClickHouse gets larger inserts instead of a queue of small ones. A stream whose
-//! walsender sends transactions committed longer ago than `flush_interval` is draining a backlog, not keeping
-//! up: it never counts as caught up (a gap in its data is the walsender decoding, not the end of
-//! it), so a backlog drains in full batches. A keepalive from the walsender (which it sends when
+//! walsender sends transactions committed longer ago than `flush_interval` is draining a
+//! backlog, not keeping up: it never counts as caught up (a gap in its data is the walsender
+//! decoding, not the end of it), so a backlog drains in full batches. A keepalive from the walsender (which it sends when
 //! it has no more WAL to decode) marks its stream live again.
 //!
 //! A stream that fails (its connection, a hard stop, lost leadership, its slot gone) is
