@@ -12,8 +12,9 @@ Prints one line per problem to stdout and exits 1 when there is any, 0 otherwise
     carries (its counter!/gauge!/histogram! calls in src/, plus job and instance) and survives
     the expression's aggregation; every dashboard query of a per-stream metric (one with a
     `source` label) follows the dashboard's $source variable;
-  * every RUNS_REPLICATOR_* / RUN_REPLICATION_* variable docker-compose.yml or the Dockerfile sets
-    is one the configuration accepts (src/config/env.rs, src/cli.rs: the flags);
+  * every RUNS_REPLICATOR_* / RUN_REPLICATION_* variable docker-compose.yml, the worker's services
+    in docker-compose.trigger.yml or the Dockerfile set is one the configuration accepts
+    (src/config/env.rs, src/cli.rs: the flags);
   * the dashboards are JSON with schemaVersion >= 39 and use only provisioned datasource uids;
     the dashboard provider's path, Prometheus' rule files and its scrape target line up with what
     docker-compose.yml mounts and runs.
@@ -30,6 +31,7 @@ import yaml
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 COMPOSE = "docker-compose.yml"
+ADDON = "docker-compose.trigger.yml"
 DOCKERFILE = "Dockerfile"
 METRICS_RS = "src/metrics.rs"
 ENV_RS = "src/config/env.rs"
@@ -547,6 +549,13 @@ for name, svc in services.items():
     names = list(env) if isinstance(env, dict) else [e.split("=", 1)[0] for e in env]
     check_env(f"{COMPOSE}: service {name}", names)
 check_env(DOCKERFILE, docker_env)
+# The add-on's webapp entry sets trigger.dev's own variables on trigger.dev's webapp.
+for name, svc in (load_yaml(ADDON).get("services") or {}).items():
+    if name == "webapp":
+        continue
+    env = (svc or {}).get("environment") or {}
+    names = list(env) if isinstance(env, dict) else [e.split("=", 1)[0] for e in env]
+    check_env(f"{ADDON}: service {name}", names)
 
 for p in problems:
     print(p)
