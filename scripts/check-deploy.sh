@@ -92,8 +92,12 @@ else
   fi
 fi
 
+# --- 5. the Helm chart -----------------------------------------------------------------------------
+# promtool checks the PrometheusRule as rendered (missing promtool is reported in step 4).
+PROMTOOL=$(command -v promtool || echo promtool) run_checker "$vpy" scripts/check_chart.py
+
 if [ "$failures" -gt 0 ]; then
   echo "check-deploy: $failures problem(s) found"
   exit 1
 fi
-echo "check-deploy: docker-compose.yml, Dockerfile, Grafana and Prometheus files OK (alert rule tests pass)"
+echo "check-deploy: Compose files (standalone and on trigger.dev's stack), Dockerfile, Helm chart, Grafana and Prometheus files OK (alert rule tests pass)"
