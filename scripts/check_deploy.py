@@ -259,6 +259,32 @@ for ins in instructions:
         if "=" not in body.split(" ")[0]:
             docker_env[body.split(" ")[0]] = True
 
+# The image: bases pinned by digest, its version and license labels those of Cargo.toml.
+cargo_toml = read("Cargo.toml")
+cargo_version = re.search(r'^version = "([^"]+)"', cargo_toml, re.M)
+cargo_license = re.search(r'^license = "([^"]+)"', cargo_toml, re.M)
+stages = set()
+labels = {}
+for ins in instructions:
+    word, _, rest = ins.partition(" ")
+    if word.upper() == "FROM":
+        parts = rest.split()
+        image = next((p for p in parts if not p.startswith("--")), "")
+        if len(parts) >= 3 and parts[-2].upper() == "AS":
+            stages.add(parts[-1])
+        if image != "scratch" and image not in stages and "@sha256:" not in image:
+            problem(DOCKERFILE, f"FROM {image} is not pinned by digest (image@sha256:...)")
+    elif word.upper() == "ARG" and rest.startswith("VERSION="):
+        if cargo_version and rest.split("=", 1)[1].strip('"') != cargo_version.group(1):
+            problem(DOCKERFILE, f"ARG {rest}: Cargo.toml's version is {cargo_version.group(1)}")
+    elif word.upper() == "LABEL":
+        labels.update(dict(re.findall(r'([\w.]+)="([^"]*)"', rest)))
+for key in ("title", "description", "version", "revision", "created", "licenses", "base.name", "base.digest"):
+    if f"org.opencontainers.image.{key}" not in labels:
+        problem(DOCKERFILE, f"no OCI label org.opencontainers.image.{key}")
+if cargo_license and labels.get("org.opencontainers.image.licenses") != cargo_license.group(1):
+    problem(DOCKERFILE, f"org.opencontainers.image.licenses is not Cargo.toml's {cargo_license.group(1)!r}")
+
 ignored = git_ignored([p for _, p in needed])
 for where, path in needed:
     if not os.path.exists(os.path.join(REPO, path)):
