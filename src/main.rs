@@ -97,6 +97,13 @@ fn main() -> ExitCode {
     }
     config.clickhouse.null_sink = cli.null_sink;
     logging::init(&config.log);
+    // The first line of the daemon's log names what is running.
+    tracing::info!(
+        version = runs_replicator::version::VERSION,
+        commit = runs_replicator::version::COMMIT,
+        "runs-replicator {} starting",
+        runs_replicator::version::line()
+    );
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }

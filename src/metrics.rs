@@ -92,7 +92,14 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets_for_metric(Matcher::Full(REPAIR_LOOKUP_SECONDS.into()), FLUSH_BUCKETS)?
         .install_recorder()?;
     describe();
-    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!(
+        BUILD_INFO,
+        "version" => crate::version::VERSION,
+        "commit" => crate::version::COMMIT,
+        "trigger_dev" => crate::version::TRIGGER_DEV,
+        "clickhouse_migration" => crate::version::CLICKHOUSE_MIGRATION
+    )
+    .set(1.0);
     Ok(handle)
 }
 
@@ -210,7 +217,11 @@ fn describe() {
         RECONNECTS,
         "Stream sessions that ended with an error and were restarted, by cause."
     );
-    describe_gauge!(BUILD_INFO, "Always 1; the labels carry the version.");
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the labels carry the version, the commit it was built from and what it is \
+         compatible with (the trigger.dev release, the newest ClickHouse migration)."
+    );
     describe_gauge!(
         INTERRUPTION,
         Unit::Seconds,

@@ -34,9 +34,27 @@ pub struct ServerReading {
     /// `max_slot_wal_keep_size` as Postgres shows it (`-1` when unlimited).
     pub max_slot_wal_keep_size: String,
     pub user: String,
-    /// The role has REPLICATION (or is a superuser).
+    /// The role has the REPLICATION attribute (or is a superuser).
     pub can_replicate: bool,
+    /// The managed providers' roles (`PROVIDER_ROLES`) that exist on this server: they tell which
+    /// provider runs it.
+    pub provider_roles: Vec<String>,
+    /// Those of them the connected role is a member of (directly or through other roles).
+    pub member_of: Vec<String>,
+    /// Cloud SQL's `cloudsql.logical_decoding` flag (`on`/`off`); `None` elsewhere.
+    pub cloudsql_logical_decoding: Option<String>,
 }
+
+/// Roles the managed Postgres services install: Amazon RDS and Aurora (`rds_superuser`,
+/// `rds_replication`: membership grants replication), Google Cloud SQL (`cloudsqlsuperuser`),
+/// Azure Database for PostgreSQL (`azure_pg_admin`), Supabase (`supabase_admin`).
+pub const PROVIDER_ROLES: &[&str] = &[
+    "rds_superuser",
+    "rds_replication",
+    "cloudsqlsuperuser",
+    "azure_pg_admin",
+    "supabase_admin",
+];
 
 pub async fn read_server(client: &tokio_postgres::Client) -> Result<ServerReading, CatalogError> {
     let row = client
@@ -44,8 +62,12 @@ pub async fn read_server(client: &tokio_postgres::Client) -> Result<ServerReadin
             "SELECT current_setting('wal_level'), current_setting('server_encoding'), \
                     current_setting('max_wal_senders')::int, current_setting('server_version_num')::int, \
                     current_setting('max_slot_wal_keep_size'), current_user::text, \
-                    (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user)",
-            &[],
+                    (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), \
+                    ARRAY(SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1) ORDER BY rolname), \
+                    ARRAY(SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1) \
+                          AND pg_has_role(current_user, oid, 'MEMBER') ORDER BY rolname), \
+                    current_setting('cloudsql.logical_decoding', true)",
+            &[&PROVIDER_ROLES],
         )
         .await
         .map_err(failed("server settings"))?;
@@ -57,6 +79,9 @@ pub async fn read_server(client: &tokio_postgres::Client) -> Result<ServerReadin
         max_slot_wal_keep_size: row.get(4),
         user: row.get(5),
         can_replicate: row.get::<_, Option<bool>>(6).unwrap_or(false),
+        provider_roles: row.get(7),
+        member_of: row.get(8),
+        cloudsql_logical_decoding: row.get::<_, Option<String>>(9).filter(|v| !v.is_empty()),
     })
 }
 

@@ -6,6 +6,7 @@
 //! step) that fixes it (`report`). It only reads; creating the publication and the slot is
 //! `source::setup`'s job, which runs before it in the daemon.
 
+mod providers;
 mod report;
 pub mod verdicts;
 
@@ -102,7 +103,8 @@ pub async fn postgres_checks(
     let tables = catalog::read_tables(client, &src.schema, &src.tables).await?;
     let publication = catalog::read_publication(client, &stream.publication).await?;
     let slot = catalog::read_slot(client, &stream.slot).await?;
-    let mut checks = verdicts::server(&server);
+    let mut checks = verdicts::connection(&src.url.host, src.url.port);
+    checks.extend(verdicts::server(&server));
     checks.extend(verdicts::tables(src, &tables, &server.user));
     checks.extend(verdicts::publication(stream, publication.as_ref()));
     checks.extend(verdicts::slot(stream, slot.as_ref()));

@@ -34,7 +34,25 @@ fn server() -> ServerReading {
         max_slot_wal_keep_size: "100GB".into(),
         user: "replicator".into(),
         can_replicate: true,
+        provider_roles: Vec::new(),
+        member_of: Vec::new(),
+        cloudsql_logical_decoding: None,
     }
+}
+
+/// A role without the REPLICATION attribute on a server with `roles` (a provider's), a member of
+/// `member_of`.
+fn managed(roles: &[&str], member_of: &[&str]) -> ServerReading {
+    ServerReading {
+        can_replicate: false,
+        provider_roles: roles.iter().map(|r| r.to_string()).collect(),
+        member_of: member_of.iter().map(|r| r.to_string()).collect(),
+        ..server()
+    }
+}
+
+fn role_check(s: &ServerReading) -> Check {
+    find(&verdicts::server(s), "replication_role", "role replicator").clone()
 }
 
 fn table(name: &str) -> TableReading {
@@ -403,4 +421,116 @@ fn a_shard_publication_needs_its_row_filter() {
         2,
         "both tables filtered: {fix}"
     );
+}
+
+#[test]
+fn a_managed_providers_own_grant_passes_the_replication_check() {
+    // Amazon RDS and Aurora: membership in rds_replication is the grant.
+    let rds = ["rds_replication", "rds_superuser"];
+    let c = role_check(&managed(&rds, &["rds_replication"]));
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert_eq!(c.observed, "member of rds_replication (Amazon RDS/Aurora)");
+    let c = role_check(&managed(&rds, &[]));
+    assert_eq!(c.status, Status::Fail);
+    assert_eq!(
+        c.fix.as_deref(),
+        Some(
+            "GRANT rds_replication TO \"replicator\"; -- as a member of rds_superuser (the master user)"
+        )
+    );
+
+    // Cloud SQL: cloudsqlsuperuser with the logical decoding flag on; off, the fix is the flag.
+    let mut s = managed(&["cloudsqlsuperuser"], &["cloudsqlsuperuser"]);
+    s.cloudsql_logical_decoding = Some("on".into());
+    let c = role_check(&s);
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert_eq!(
+        c.observed,
+        "member of cloudsqlsuperuser, cloudsql.logical_decoding on (Cloud SQL)"
+    );
+    s.cloudsql_logical_decoding = Some("off".into());
+    let c = role_check(&s);
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.fix
+            .as_deref()
+            .unwrap()
+            .contains("cloudsql.logical_decoding=on"),
+        "{c:?}"
+    );
+    let c = role_check(&managed(&["cloudsqlsuperuser"], &[]));
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.fix.as_deref().unwrap().starts_with(
+        "ALTER ROLE \"replicator\" WITH REPLICATION; -- as a cloudsqlsuperuser member"
+    ));
+
+    // Azure and Supabase grant the REPLICATION attribute itself: membership alone is not enough.
+    let c = role_check(&managed(&["azure_pg_admin"], &["azure_pg_admin"]));
+    assert_eq!(c.status, Status::Fail);
+    assert_eq!(
+        c.fix.as_deref(),
+        Some(
+            "ALTER ROLE \"replicator\" WITH REPLICATION; -- as the server admin (a member of azure_pg_admin)"
+        )
+    );
+    let mut s = managed(&["azure_pg_admin"], &["azure_pg_admin"]);
+    s.can_replicate = true;
+    assert_eq!(role_check(&s).status, Status::Pass);
+    assert_eq!(
+        role_check(&s).observed,
+        "REPLICATION (Azure Database for PostgreSQL)"
+    );
+    let c = role_check(&managed(&["supabase_admin"], &[]));
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.fix.as_deref().unwrap().contains("as postgres"), "{c:?}");
+
+    // A provider's role name on a plain server grants nothing by itself elsewhere: a role that is a
+    // member of none keeps the plain fix.
+    let c = role_check(&managed(&[], &[]));
+    assert_eq!(
+        c.fix.as_deref(),
+        Some("ALTER ROLE \"replicator\" REPLICATION;")
+    );
+}
+
+#[test]
+fn wal_level_fixes_name_the_providers_own_setting() {
+    let fix = |roles: &[&str]| {
+        let mut s = managed(roles, &[]);
+        s.wal_level = "replica".into();
+        find(&verdicts::server(&s), "wal_level", "server")
+            .fix
+            .clone()
+            .unwrap()
+    };
+    assert!(fix(&[]).starts_with("ALTER SYSTEM SET wal_level = logical;"));
+    assert!(fix(&["rds_superuser"]).contains("rds.logical_replication = 1"));
+    assert!(fix(&["cloudsqlsuperuser"]).contains("cloudsql.logical_decoding=on"));
+    assert!(fix(&["azure_pg_admin"]).contains("--name wal_level --value logical"));
+    assert!(fix(&["supabase_admin"]).contains("db.<project>.supabase.co:5432"));
+}
+
+#[test]
+fn supabases_pooler_fails_and_its_direct_connection_passes() {
+    for (host, port) in [
+        ("aws-0-eu-central-1.pooler.supabase.com", 5432),
+        ("aws-0-eu-central-1.pooler.supabase.com", 6543),
+        ("db.abcdefghijklmnop.supabase.co", 6543),
+    ] {
+        let c = verdicts::connection(host, port);
+        assert_eq!(c.len(), 1, "{host}:{port}");
+        assert_eq!(c[0].check, "direct_connection");
+        assert_eq!(c[0].status, Status::Fail, "{host}:{port}");
+        assert!(
+            c[0].fix
+                .as_deref()
+                .unwrap()
+                .contains("db.<project>.supabase.co:5432")
+        );
+    }
+    let c = verdicts::connection("db.abcdefghijklmnop.supabase.co", 5432);
+    assert_eq!((c.len(), c[0].status), (1, Status::Pass));
+    // Any other address: no check at all (a self-managed pooler is not recognisable by address).
+    assert!(verdicts::connection("db.internal", 6543).is_empty());
+    assert!(verdicts::connection("127.0.0.1", 5432).is_empty());
 }

@@ -2,6 +2,7 @@
 //! on failure, the SQL (or step) that fixes it. No I/O here, so every rule is unit-tested
 //! (`preflight/tests.rs`) without a server.
 
+use super::providers;
 use super::report::Check;
 use crate::config::{Source, Stream};
 use crate::pg::catalog::{PublicationReading, ServerReading, SlotReading, TableReading};
@@ -14,15 +15,17 @@ pub fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))
 }
 
-/// wal_level, wal senders, encoding, the role's REPLICATION attribute, the WAL bound of slots.
+/// wal_level, wal senders, encoding, the role's right to replicate (the REPLICATION attribute or a
+/// managed provider's grant, `providers`), the WAL bound of slots. Fixes name the provider's step.
 pub fn server(s: &ServerReading) -> Vec<Check> {
+    let grant = providers::replication_grant(s);
     let mut checks = vec![
         Check::new(
             "wal_level",
             "server",
             s.wal_level == "logical",
             &s.wal_level,
-            || "ALTER SYSTEM SET wal_level = logical; -- then restart Postgres".into(),
+            || providers::wal_level_fix(s),
         ),
         Check::new(
             "max_wal_senders",
@@ -41,13 +44,9 @@ pub fn server(s: &ServerReading) -> Vec<Check> {
         Check::new(
             "replication_role",
             format!("role {}", s.user),
-            s.can_replicate,
-            if s.can_replicate {
-                "REPLICATION"
-            } else {
-                "no REPLICATION attribute"
-            },
-            || format!("ALTER ROLE {} REPLICATION;", quote_ident(&s.user)),
+            grant.ok,
+            grant.observed,
+            || grant.fix,
         ),
     ];
     if s.max_slot_wal_keep_size == "-1" {
@@ -67,6 +66,31 @@ pub fn server(s: &ServerReading) -> Vec<Check> {
         ));
     }
     checks
+}
+
+/// The connection itself, where its address tells something: Supabase's pooler cannot carry
+/// replication (its direct port can). Nothing for other addresses.
+pub fn connection(host: &str, port: u16) -> Vec<Check> {
+    let target = format!("{host}:{port}");
+    match providers::supabase_pooler(host, port) {
+        Some((observed, fix)) => vec![Check::new(
+            "direct_connection",
+            target,
+            false,
+            observed,
+            || fix,
+        )],
+        None if host.ends_with(".supabase.co") || host.ends_with(".supabase.com") => {
+            vec![Check::new(
+                "direct_connection",
+                target,
+                true,
+                "Supabase, direct connection",
+                String::new,
+            )]
+        }
+        None => Vec::new(),
+    }
 }
 
 fn identity_name(relreplident: &str) -> &str {
