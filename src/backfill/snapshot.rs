@@ -56,7 +56,7 @@ pub enum SnapshotSource {
     /// Take one now, with `L` read before it as described above (the `backfill` command).
     Fresh,
     /// Import a snapshot exported elsewhere whose `L` is known: the one
-    /// `CREATE_REPLICATION_SLOT … (SNAPSHOT 'export')` returns with the slot's consistent point
+    /// `CREATE_REPLICATION_SLOT … EXPORT_SNAPSHOT` returns with the slot's consistent point
     /// (the daemon's bootstrap). The exporting session must stay open and idle until
     /// [`Snapshot::open`] returned.
     Exported { name: String, lsn: u64 },
