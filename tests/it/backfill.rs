@@ -829,6 +829,7 @@ async fn a_forgotten_prepared_transaction_bounds_the_wait_and_is_named_on_readyz
     let overrides = "[backfill]\nsnapshot_wait_timeout_s = 4\non_slot_create = true\n";
     let port = process::free_port();
     let config = env.write_config(port, overrides);
+    let began = std::time::Instant::now();
     let out = backfill_within(&config, &[], Duration::from_secs(60)).expect("the wait is bounded");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -836,7 +837,11 @@ async fn a_forgotten_prepared_transaction_bounds_the_wait_and_is_named_on_readyz
         stderr.contains("prepared transaction 'forgotten_tx'"),
         "{stderr}"
     );
-    println!("checked: backfill exits 2: {}", stderr.trim());
+    println!(
+        "checked: backfill exits 2 after {:.1} s (limit 4 s): {}",
+        began.elapsed().as_secs_f64(),
+        stderr.trim()
+    );
 
     // The daemon's bootstrap: creating its slot waits for it too, and says so.
     let worker = crate::support::Worker::start(&config, port, &[]);

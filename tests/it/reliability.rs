@@ -649,9 +649,14 @@ async fn a_standby_whose_postgres_stops_answering_is_not_reported_ready() {
     let postmaster = postmaster_pid(cluster);
     process::signal(backend as u32, libc::SIGSTOP);
     process::signal(postmaster, libc::SIGSTOP);
+    let frozen = Instant::now();
     println!("injected: SIGSTOP of the standby's backend ({backend}) and of the postmaster");
     let body = wait_unready(&standby, "stopped answering", Duration::from_secs(20)).await;
-    println!("checked: /readyz: {}", body.trim());
+    println!(
+        "checked: /readyz after {:.1} s (query_timeout_ms = 2000): {}",
+        frozen.elapsed().as_secs_f64(),
+        body.trim()
+    );
     process::signal(postmaster, libc::SIGCONT);
     process::signal(backend as u32, libc::SIGCONT);
     wait_for(
