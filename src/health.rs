@@ -4,7 +4,9 @@
 //! error of its session. ClickHouse's state is shared. Ready means: every stream's leader is
 //! streaming or its standby is connected and waiting for the lock; no stream is hard-stopped;
 //! ClickHouse does not refuse rows table-wide; and ClickHouse inserts have not been failing for
-//! longer than `metrics.clickhouse_unready_after_ms`. The body says, per stream, why.
+//! longer than `metrics.clickhouse_unready_after_ms`. The body says, per stream, why — and, for
+//! a stream that is not streaming yet, what it is waiting on (a session step, a copy it owes
+//! and the transactions its snapshot waits for): [`Health::set_activity`].
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -32,6 +34,8 @@ struct StreamState {
     /// Changes repaired so far while the stream replays changes made when a table could not
     /// be replicated completely.
     repairing: Option<u64>,
+    /// What the stream is doing, or waiting on, before it streams.
+    activity: Option<String>,
 }
 
 #[derive(Debug)]
@@ -75,6 +79,7 @@ impl Health {
                                 last_error: None,
                                 down_since: Some(now),
                                 repairing: None,
+                                activity: None,
                             },
                         )
                     })
@@ -151,6 +156,13 @@ impl Health {
 
     pub fn clear_hard_stop(&self, stream: &str) {
         self.update(stream, |s| s.hard_stop = None);
+    }
+
+    /// What the stream does, or waits on, before it streams (a session step, a copy it owes,
+    /// what a snapshot waits for); `None` once it is done. Shown while the stream is not
+    /// streaming; it does not change readiness.
+    pub fn set_activity(&self, stream: &str, activity: Option<String>) {
+        self.update(stream, |s| s.activity = activity);
     }
 
     pub fn set_last_error(&self, stream: &str, error: &str) {
@@ -270,16 +282,23 @@ fn stream_verdict(s: &StreamState) -> (bool, String) {
             ),
         },
         Role::Standby => (true, "standby, waiting for the leader lock".into()),
-        Role::Starting => (
-            false,
-            match (&s.last_error, s.down_since) {
-                (Some(e), Some(since)) => {
-                    format!("not streaming for {} s: {e}", since.elapsed().as_secs())
-                }
-                (Some(e), None) => format!("not streaming: {e}"),
-                (None, _) => "starting".into(),
-            },
-        ),
+        Role::Starting => {
+            let down = s
+                .down_since
+                .map(|t| format!(" for {} s", t.elapsed().as_secs()))
+                .unwrap_or_default();
+            (
+                false,
+                match (&s.activity, &s.last_error) {
+                    (Some(a), Some(e)) => {
+                        format!("not streaming{down}: {a} (last error: {e})")
+                    }
+                    (Some(a), None) => format!("not streaming{down}: {a}"),
+                    (None, Some(e)) => format!("not streaming{down}: {e}"),
+                    (None, None) => "starting".into(),
+                },
+            )
+        }
     }
 }
 

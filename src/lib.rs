@@ -23,11 +23,13 @@
 //!   supervises it; [`backfill`] copies the current rows through the same transform and sink
 //!   (SPEC §9); [`verify`] compares ClickHouse with the transform of Postgres and repairs it
 //!   through the backfill path (SPEC §10); `main.rs` is the command line.
+//! - [`failpoint`]: named moments a test can kill the worker at (test builds only).
 //! - [`testing`]: in-memory parts and builders for tests and benchmarks, never in the worker.
 
 pub mod backfill;
 pub mod config;
 pub mod daemon;
+pub mod failpoint;
 pub mod health;
 pub mod http;
 pub mod leader;

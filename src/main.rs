@@ -160,6 +160,7 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
         parallel: config.backfill.parallel,
         restart: args.restart,
         display,
+        owed: None,
     };
     let format = cli.format;
     let serve_metrics = cli.metrics_listen.is_some();
@@ -186,8 +187,9 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
         ));
         if config.clickhouse.null_sink {
             tracing::warn!(
-                "--null-sink: rows are encoded and discarded, never inserted into ClickHouse \
-                 (checkpoints still are); for benchmarks only"
+                "--null-sink: rows are encoded and discarded, never inserted into ClickHouse; a dry \
+                 run's checkpoints are kept apart, and no real backfill or bootstrap takes them for \
+                 copied rows; for benchmarks only"
             );
         }
         backfill::run(config, &request, sink, store)

@@ -382,6 +382,7 @@ pub const HARD_STOP_REASONS: &[&str] = &[
     "lsn_overflow",
     "preflight",
     "config",
+    "marker",
 ];
 
 /// An LSN as a gauge value: exact below 2^53 bytes of WAL (8 PiB).

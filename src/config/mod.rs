@@ -194,6 +194,7 @@ impl Config {
             "postgres.recreate_lost_slot" => pg.recreate_lost_slot = boolean(v)?,
             "postgres.status_interval_ms" => pg.status_interval_ms = number(v)?,
             "postgres.connect_timeout_ms" => pg.connect_timeout_ms = number(v)?,
+            "postgres.query_timeout_ms" => pg.query_timeout_ms = number(v)?,
             "postgres.slot_poll_interval_ms" => pg.slot_poll_interval_ms = number(v)?,
             "clickhouse.url" => ch.url = v.parse()?,
             "clickhouse.database" => ch.database = v.into(),
@@ -242,6 +243,9 @@ impl Config {
             "backfill.max_bytes" => self.backfill.max_bytes = number(v)?,
             "backfill.on_slot_create" => self.backfill.on_slot_create = boolean(v)?,
             "backfill.gap_margin_s" => self.backfill.gap_margin_s = number(v)?,
+            "backfill.snapshot_wait_timeout_s" => {
+                self.backfill.snapshot_wait_timeout_s = number(v)?
+            }
             "verify.interval" => self.verify.interval = duration(v)?,
             "verify.window" => self.verify.window = duration(v)?,
             "verify.repair" => self.verify.repair = boolean(v)?,
@@ -416,6 +420,11 @@ impl Config {
     pub fn connect_timeout_of(&self, url: &PgUrl) -> Duration {
         url.connect_timeout
             .unwrap_or(Duration::from_millis(self.postgres.connect_timeout_ms))
+    }
+
+    /// How long one control-plane query may take (`postgres.query_timeout_ms`).
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_millis(self.postgres.query_timeout_ms)
     }
 
     pub fn flush_interval(&self) -> Duration {

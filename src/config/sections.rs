@@ -31,6 +31,10 @@ pub struct PostgresConfig {
     pub recreate_lost_slot: bool,
     pub status_interval_ms: u64,
     pub connect_timeout_ms: u64,
+    /// How long one control-plane query of a session's setup (leader lock, preflight readings,
+    /// publication and slot setup) or of the leader's checks may take before the session is
+    /// treated as broken.
+    pub query_timeout_ms: u64,
     pub slot_poll_interval_ms: u64,
     /// Streams (slots) the first source is split into, by a hash of the run id.
     pub shards: u16,
@@ -139,6 +143,7 @@ impl Default for PostgresConfig {
             recreate_lost_slot: false,
             status_interval_ms: 1000,
             connect_timeout_ms: 5000,
+            query_timeout_ms: 10_000,
             slot_poll_interval_ms: 10_000,
             shards: 1,
             sources: Vec::new(),
@@ -224,6 +229,9 @@ pub struct BackfillConfig {
     /// How far before the last position known safe a lost slot's gap backfill starts: covers
     /// transactions open across it and clock skew between the app and the database.
     pub gap_margin_s: u64,
+    /// How long a fresh copy snapshot (and the creation of a slot with its snapshot) may wait for
+    /// the transactions in flight at `L` to end.
+    pub snapshot_wait_timeout_s: u64,
 }
 
 impl Default for BackfillConfig {
@@ -234,6 +242,7 @@ impl Default for BackfillConfig {
             max_bytes: 16 << 20,
             on_slot_create: false,
             gap_margin_s: 900,
+            snapshot_wait_timeout_s: 600,
         }
     }
 }

@@ -108,6 +108,7 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("postgres.recreate_lost_slot", "true"),
         ("postgres.status_interval_ms", "500"),
         ("postgres.connect_timeout_ms", "700"),
+        ("postgres.query_timeout_ms", "800"),
         ("postgres.slot_poll_interval_ms", "900"),
         ("clickhouse.url", "https://c:8443"),
         ("clickhouse.database", "db"),
@@ -138,6 +139,7 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("backfill.max_bytes", "1048576"),
         ("backfill.on_slot_create", "true"),
         ("backfill.gap_margin_s", "60"),
+        ("backfill.snapshot_wait_timeout_s", "30"),
         ("verify.interval", "15m"),
         ("verify.window", "2h"),
         ("verify.repair", "true"),
@@ -166,9 +168,10 @@ fn every_key_can_be_set_from_its_own_env_name() {
         (
             c.postgres.status_interval_ms,
             c.postgres.connect_timeout_ms,
+            c.postgres.query_timeout_ms,
             c.postgres.slot_poll_interval_ms
         ),
-        (500, 700, 900)
+        (500, 700, 800, 900)
     );
     assert!(c.clickhouse.url.https);
     assert_eq!(
@@ -189,9 +192,10 @@ fn every_key_can_be_set_from_its_own_env_name() {
         (
             c.backfill.parallel,
             c.backfill.chunk_rows,
-            c.backfill.max_bytes
+            c.backfill.max_bytes,
+            c.backfill.snapshot_wait_timeout_s
         ),
-        (4, 1000, 1 << 20)
+        (4, 1000, 1 << 20, 30)
     );
     let v = &c.verify;
     assert_eq!(

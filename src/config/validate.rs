@@ -303,6 +303,13 @@ impl Config {
         )?;
         range(
             self,
+            "postgres.query_timeout_ms",
+            pg.query_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            self,
             "postgres.slot_poll_interval_ms",
             pg.slot_poll_interval_ms,
             100,
@@ -432,6 +439,13 @@ impl Config {
             self.backfill.gap_margin_s,
             0,
             30 * 86_400,
+        )?;
+        range(
+            self,
+            "backfill.snapshot_wait_timeout_s",
+            self.backfill.snapshot_wait_timeout_s,
+            1,
+            7 * 86_400,
         )?;
         self.validate_verify()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

@@ -62,3 +62,21 @@ fn every_stream_must_be_ready_and_each_says_why_not() {
     );
     assert!(r.detail.contains("legacy: leader, streaming"));
 }
+
+#[test]
+fn a_stream_not_streaming_yet_says_what_it_waits_on() {
+    let h = Health::new(Duration::from_secs(30), &["s".to_string()]);
+    h.set_activity(
+        "s",
+        Some("creating slot x: waiting for xid 7 of pid 42".into()),
+    );
+    let r = h.readiness();
+    assert!(!r.ready);
+    assert!(
+        r.detail.contains("waiting for xid 7 of pid 42"),
+        "{}",
+        r.detail
+    );
+    h.set_role("s", Role::Leader);
+    assert!(h.readiness().ready, "shown only while not streaming");
+}

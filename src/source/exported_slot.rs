@@ -1,7 +1,9 @@
-//! Creating a slot together with a snapshot of everything before it, for the daemon's bootstrap
-//! copy: `CREATE_REPLICATION_SLOT … LOGICAL pgoutput (SNAPSHOT 'export')` on a replication
+//! Creating a slot together with a snapshot of everything before it, for the copies the daemon
+//! makes from it: `CREATE_REPLICATION_SLOT … LOGICAL pgoutput EXPORT_SNAPSHOT` on a replication
 //! session (only the replication protocol can export the snapshot that matches the slot's
-//! consistent point exactly; `pg_create_logical_replication_slot` cannot).
+//! consistent point exactly; `pg_create_logical_replication_slot` cannot). The option is written
+//! in the form every supported server reads: PostgreSQL 14 knows only `EXPORT_SNAPSHOT`, and 15+
+//! still accept it next to `(SNAPSHOT 'export')`.
 //!
 //! The slot streams exactly the transactions that commit after its consistent point, and the
 //! snapshot shows exactly those before it: copied at `L` = the consistent point, no change is
@@ -38,7 +40,7 @@ pub async fn create(config: &Config, stream: &Stream) -> Result<ExportedSlot, St
     let mut session = ReplicationClient::connect_gated(cfg).await.map_err(fail)?;
     // A slot name is [a-z0-9_]; quoting it changes nothing but says it is a name.
     let sql = format!(
-        "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
+        "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
         quote_ident(&stream.slot)
     );
     let rows = session.simple_query(&sql).await.map_err(fail)?;

@@ -2,6 +2,7 @@
 //! relation cache, and the publication and slot the stream reads from.
 
 pub mod exported_slot;
+pub mod identity;
 pub mod pgoutput;
 pub mod relation;
 pub mod setup;

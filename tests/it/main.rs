@@ -14,6 +14,7 @@ mod hardening;
 mod null_sink;
 mod operations;
 mod preflight;
+mod recovery;
 mod reliability;
 mod replication;
 mod security;
