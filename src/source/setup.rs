@@ -3,8 +3,10 @@
 //! With `create_publication`, a missing publication is created and an existing one is brought to
 //! what the worker needs: every configured table in it (ALTER PUBLICATION … ADD TABLE), and
 //! insert, update and delete published. With `create_slot`, a missing slot is created. Both are
-//! idempotent and tolerate a second instance doing the same at the same moment.
+//! idempotent and tolerate a second instance doing the same at the same moment. A slot is created
+//! as a failover slot where `postgres.failover_slot` wants one (17+; `failover_slot`).
 
+use super::failover_slot;
 use crate::config::Stream;
 use crate::pg::catalog::{self, CatalogError};
 use crate::pg::{self, quote_ident, quote_literal};
@@ -131,10 +133,12 @@ pub async fn ensure_slot(
     if !create {
         return Ok(SlotState::Missing);
     }
-    let sql = format!(
-        "SELECT lsn::text FROM pg_create_logical_replication_slot({}, 'pgoutput')",
-        quote_literal(slot)
-    );
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(err("read server_version_num"))?
+        .get(0);
+    let sql = failover_slot::create_sql(slot, stream.source.failover_slot.wanted(version));
     match client.query_one(sql.as_str(), &[]).await {
         Ok(row) => Ok(SlotState::Created { lsn: row.get(0) }),
         // Another instance created it between our read and our create.
