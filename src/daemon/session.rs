@@ -51,7 +51,8 @@ impl Supervisor {
             }
         };
         let report = match async {
-            let mut checks = preflight::postgres_checks(candidate.client(), &stream).await?;
+            let mut checks =
+                preflight::postgres_checks(candidate.client(), &config, &stream).await?;
             checks.extend(preflight::clickhouse_checks(&ch, &config).await?);
             Ok::<_, preflight::PreflightError>(Report {
                 postgres: stream.source.url.to_string(),

@@ -6,6 +6,7 @@
 //! step) that fixes it (`report`). It only reads; creating the publication and the slot is
 //! `source::setup`'s job, which runs before it in the daemon.
 
+pub mod failover;
 mod report;
 pub mod verdicts;
 
@@ -52,7 +53,7 @@ pub async fn run(config: &Config) -> Result<Report, PreflightError> {
     for stream in &streams {
         let url = &stream.source.url;
         let client = pg::connect(url, config.connect_timeout_of(url)).await?;
-        let mut found = postgres_checks(&client, stream).await?;
+        let mut found = postgres_checks(&client, config, stream).await?;
         if several {
             for c in &mut found {
                 c.source = Some(stream.name.clone());
@@ -86,15 +87,17 @@ fn ch_error(config: &Config, reason: String) -> PreflightError {
 pub async fn run_stream(config: &Config, stream: &Stream) -> Result<Vec<Check>, PreflightError> {
     let url = &stream.source.url;
     let client = pg::connect(url, config.connect_timeout_of(url)).await?;
-    let mut checks = postgres_checks(&client, stream).await?;
+    let mut checks = postgres_checks(&client, config, stream).await?;
     let ch = sink::client::build(config).map_err(|reason| ch_error(config, reason))?;
     checks.extend(clickhouse_checks(&ch, config).await?);
     Ok(checks)
 }
 
-/// Reads a stream's server, tables, publication and slot, and judges them.
+/// Reads a stream's server (on `client`, the primary), tables, publication and slot, and its
+/// standbys' copies of the slot, and judges them.
 pub async fn postgres_checks(
     client: &tokio_postgres::Client,
+    config: &Config,
     stream: &Stream,
 ) -> Result<Vec<Check>, PreflightError> {
     let src = &stream.source;
@@ -102,10 +105,27 @@ pub async fn postgres_checks(
     let tables = catalog::read_tables(client, &src.schema, &src.tables).await?;
     let publication = catalog::read_publication(client, &stream.publication).await?;
     let slot = catalog::read_slot(client, &stream.slot).await?;
-    let mut checks = verdicts::server(&server);
+    let mut checks = verdicts::version_gaps(stream, &server);
+    checks.extend(verdicts::server(&server));
     checks.extend(verdicts::tables(src, &tables, &server.user));
     checks.extend(verdicts::publication(stream, publication.as_ref()));
     checks.extend(verdicts::slot(stream, slot.as_ref()));
+    let wanted = src.failover_slot.wanted(server.version_num);
+    let (gating, standbys) = if wanted {
+        (
+            catalog::read_gating_slots(client).await?,
+            failover::probe_standbys(config, stream).await,
+        )
+    } else {
+        Default::default()
+    };
+    checks.extend(failover::checks(
+        stream,
+        server.version_num,
+        slot.as_ref(),
+        &gating,
+        &standbys,
+    ));
     Ok(checks)
 }
 
