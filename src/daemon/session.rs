@@ -190,7 +190,7 @@ impl Supervisor {
             .await
             .map_err(postgres)?;
         let lost = match state {
-            SlotState::Exists { wal_status } if wal_status.as_deref() == Some("lost") => {
+            SlotState::Exists { lost: true, .. } => {
                 if !config.postgres.recreate_lost_slot {
                     return Err(end_of(PipelineError::HardStop(HardStop::SlotInvalidated {
                         slot,

@@ -370,9 +370,6 @@ pub struct GatingSlot {
     pub name: String,
     /// `None`: no such slot.
     pub slot: Option<SlotReading>,
-    /// How far behind the primary's WAL its standby confirmed (`pg_current_wal_lsn() -
-    /// restart_lsn`, for a physical slot the standby's flush position).
-    pub behind_bytes: Option<i64>,
 }
 
 /// The slots `synchronized_standby_slots` names (empty before 17 or when unset). Postgres sends a
@@ -397,11 +394,7 @@ pub async fn read_gating_slots(
     let mut out = Vec::new();
     for name in names {
         let slot = read_slot(client, &name).await?;
-        out.push(GatingSlot {
-            name,
-            behind_bytes: slot.as_ref().and_then(|s| s.retained_bytes),
-            slot,
-        });
+        out.push(GatingSlot { name, slot });
     }
     Ok(out)
 }

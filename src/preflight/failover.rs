@@ -240,10 +240,7 @@ pub fn gating_problem(g: &GatingSlot) -> Option<String> {
     match &g.slot {
         None => Some("no such slot".into()),
         Some(s) if s.is_lost() => Some(format!("its slot is {}", s.health())),
-        Some(s) if !s.active => Some(format!(
-            "its standby is not connected ({} bytes unconfirmed)",
-            g.behind_bytes.unwrap_or(0)
-        )),
+        Some(s) if !s.active => Some("its standby is not connected".into()),
         Some(_) => None,
     }
 }
