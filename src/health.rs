@@ -36,6 +36,9 @@ struct StreamState {
     repairing: Option<u64>,
     /// What the stream is doing, or waiting on, before it streams.
     activity: Option<String>,
+    /// Why the primary holds the stream's changes back although it streams (a standby named in
+    /// `synchronized_standby_slots` is down): not ready, nothing arrives.
+    held: Option<String>,
 }
 
 #[derive(Debug)]
@@ -80,6 +83,7 @@ impl Health {
                                 down_since: Some(now),
                                 repairing: None,
                                 activity: None,
+                                held: None,
                             },
                         )
                     })
@@ -135,6 +139,7 @@ impl Health {
         self.update(stream, |s| {
             if role != Role::Leader {
                 s.repairing = None;
+                s.held = None;
             }
             s.role = role;
         });
@@ -147,6 +152,11 @@ impl Health {
     }
 
     /// Streaming stopped for a reason an operator must fix. `kind` is a short label for metrics.
+    /// Why the primary holds back `stream`'s changes, or `None` once it no longer does.
+    pub fn set_held(&self, stream: &str, held: Option<String>) {
+        self.update(stream, |s| s.held = held);
+    }
+
     pub fn hard_stop(&self, stream: &str, kind: &'static str, reason: String) {
         self.update(stream, |s| {
             s.role = Role::Starting;
@@ -271,6 +281,13 @@ fn stream_verdict(s: &StreamState) -> (bool, String) {
         return (false, format!("hard stop: {reason}"));
     }
     match s.role {
+        Role::Leader if s.held.is_some() => (
+            false,
+            format!(
+                "leader, connected, but nothing arrives: {}",
+                s.held.as_deref().unwrap_or_default()
+            ),
+        ),
         Role::Leader => match s.repairing {
             None => (true, "leader, streaming".into()),
             Some(n) => (

@@ -36,6 +36,9 @@ pub const SLOT_RETAINED: &str = "runs_replicator_slot_retained_wal_bytes";
 pub const SLOT_SAFE_WAL: &str = "runs_replicator_slot_safe_wal_size_bytes";
 pub const SLOT_WAL_STATUS: &str = "runs_replicator_slot_wal_status";
 pub const SLOT_ACTIVE: &str = "runs_replicator_slot_active";
+pub const FAILOVER_READY: &str = "runs_replicator_failover_ready";
+pub const FAILOVER_LAG: &str = "runs_replicator_failover_slot_lag_bytes";
+pub const STANDBY_HOLD: &str = "runs_replicator_held_by_standby_slots";
 pub const LEADER: &str = "runs_replicator_leader";
 pub const READY: &str = "runs_replicator_ready";
 pub const HARD_STOP: &str = "runs_replicator_hard_stop";
@@ -205,6 +208,19 @@ fn describe() {
     );
     describe_gauge!(SLOT_ACTIVE, "1 when a walsender streams from the slot.");
     describe_gauge!(
+        FAILOVER_READY,
+        "1 when a standby holds a synchronized, usable copy of the stream's failover slot (PG 17+: synced, not temporary, not invalidated), so a promotion keeps the slot; 0 otherwise, or when no standby can be asked."
+    );
+    describe_gauge!(
+        FAILOVER_LAG,
+        Unit::Bytes,
+        "How far the best standby copy of the failover slot is behind the primary's slot (confirmed_flush_lsn)."
+    );
+    describe_gauge!(
+        STANDBY_HOLD,
+        "1 while a slot named in the primary's synchronized_standby_slots (a standby down or invalidated) holds back this failover slot's changes: nothing arrives until it confirms."
+    );
+    describe_gauge!(
         LEADER,
         "1 while this instance holds the leader lock and streams."
     );
@@ -316,6 +332,8 @@ pub fn register_defaults(config: &crate::config::Config) {
             LEADER,
             INTERRUPTION,
             LAST_INTERRUPTION,
+            FAILOVER_READY,
+            STANDBY_HOLD,
         ] {
             metrics::gauge!(gauge, "source" => source.clone()).set(0.0);
         }

@@ -24,6 +24,7 @@ pub const KEYS: &[&str] = &[
     "postgres.create_publication",
     "postgres.create_slot",
     "postgres.recreate_lost_slot",
+    "postgres.failover_slot",
     "postgres.status_interval_ms",
     "postgres.connect_timeout_ms",
     "postgres.query_timeout_ms",

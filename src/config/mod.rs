@@ -30,8 +30,9 @@ pub use parse::duration_text;
 pub use postgres_url::{PgUrl, SslMode};
 pub use secret::{Secret, scrub};
 pub use sections::{
-    BackfillConfig, BatchConfig, ClickHouseConfig, Compression, LogConfig, LogFormat,
-    MetricsConfig, PostgresConfig, PreflightConfig, TransformConfig, VerifyConfig,
+    BackfillConfig, BatchConfig, ClickHouseConfig, Compression, FAILOVER_SLOTS_SINCE, FailoverSlot,
+    LogConfig, LogFormat, MetricsConfig, PostgresConfig, PreflightConfig, TransformConfig,
+    VerifyConfig,
 };
 pub use sources::{Shard, Source, SourceConfig, Stream};
 
@@ -192,6 +193,7 @@ impl Config {
             "postgres.create_publication" => pg.create_publication = boolean(v)?,
             "postgres.create_slot" => pg.create_slot = boolean(v)?,
             "postgres.recreate_lost_slot" => pg.recreate_lost_slot = boolean(v)?,
+            "postgres.failover_slot" => pg.failover_slot = FailoverSlot::parse(v)?,
             "postgres.status_interval_ms" => pg.status_interval_ms = number(v)?,
             "postgres.connect_timeout_ms" => pg.connect_timeout_ms = number(v)?,
             "postgres.query_timeout_ms" => pg.query_timeout_ms = number(v)?,
@@ -385,6 +387,7 @@ impl Config {
             create_publication: pg.create_publication,
             create_slot: pg.create_slot,
             shards: pg.shards,
+            failover_slot: pg.failover_slot,
         })];
         out.extend(pg.sources.iter().filter_map(|s| {
             Some(Arc::new(Source {
@@ -398,6 +401,7 @@ impl Config {
                 create_publication: s.create_publication,
                 create_slot: s.create_slot,
                 shards: s.shards,
+                failover_slot: pg.failover_slot,
             }))
         }));
         out

@@ -29,6 +29,8 @@ pub struct PostgresConfig {
     pub create_publication: bool,
     pub create_slot: bool,
     pub recreate_lost_slot: bool,
+    /// Whether the slot is a failover slot (PG 17+), synchronized to standbys.
+    pub failover_slot: FailoverSlot,
     pub status_interval_ms: u64,
     pub connect_timeout_ms: u64,
     /// How long one control-plane query of a session's setup (leader lock, preflight readings,
@@ -41,6 +43,38 @@ pub struct PostgresConfig {
     /// Further sources (`[[postgres.sources]]`).
     pub sources: Vec<SourceConfig>,
 }
+
+/// `postgres.failover_slot`: whether the slot is created (or altered) with FAILOVER, so that
+/// standbys with `sync_replication_slots` keep a copy that survives a promotion (PostgreSQL 17+).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverSlot {
+    /// On where the server supports it (17+), off before.
+    Auto,
+    /// Required: the preflight refuses a server before 17.
+    On,
+    /// Never: a slot that has FAILOVER keeps it, a new one is made without.
+    Off,
+}
+
+impl FailoverSlot {
+    pub fn parse(v: &str) -> Result<FailoverSlot, String> {
+        match v {
+            "auto" => Ok(FailoverSlot::Auto),
+            "on" => Ok(FailoverSlot::On),
+            "off" => Ok(FailoverSlot::Off),
+            _ => Err("expected auto, on or off".into()),
+        }
+    }
+
+    /// The slot should have FAILOVER on a server of `version_num` (`server_version_num`).
+    pub fn wanted(self, version_num: i32) -> bool {
+        self != FailoverSlot::Off && version_num >= FAILOVER_SLOTS_SINCE
+    }
+}
+
+/// The first `server_version_num` with failover slots.
+pub const FAILOVER_SLOTS_SINCE: i32 = 170_000;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -141,6 +175,7 @@ impl Default for PostgresConfig {
             create_publication: true,
             create_slot: true,
             recreate_lost_slot: false,
+            failover_slot: FailoverSlot::Auto,
             status_interval_ms: 1000,
             connect_timeout_ms: 5000,
             query_timeout_ms: 10_000,

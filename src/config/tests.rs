@@ -106,6 +106,7 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("postgres.create_publication", "false"),
         ("postgres.create_slot", "0"),
         ("postgres.recreate_lost_slot", "true"),
+        ("postgres.failover_slot", "off"),
         ("postgres.status_interval_ms", "500"),
         ("postgres.connect_timeout_ms", "700"),
         ("postgres.query_timeout_ms", "800"),
@@ -164,6 +165,7 @@ fn every_key_can_be_set_from_its_own_env_name() {
     assert!(
         !c.postgres.create_publication && !c.postgres.create_slot && c.postgres.recreate_lost_slot
     );
+    assert_eq!(c.postgres.failover_slot, crate::config::FailoverSlot::Off);
     assert_eq!(
         (
             c.postgres.status_interval_ms,

@@ -11,6 +11,7 @@
 
 mod bootstrap;
 mod control;
+mod failover;
 mod marker;
 mod session;
 mod session_end;

@@ -68,7 +68,7 @@ impl Supervisor {
         self.activity("running the preflight");
         let report = match async {
             let mut checks =
-                preflight::postgres_checks(candidate.client(), &stream, timeout).await?;
+                preflight::postgres_checks(candidate.client(), &config, &stream, timeout).await?;
             checks.extend(preflight::clickhouse_checks(&ch, &config).await?);
             Ok::<_, preflight::PreflightError>(Report {
                 postgres: stream.source.url.to_string(),

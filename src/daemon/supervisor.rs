@@ -323,18 +323,27 @@ impl Supervisor {
         if self.attach.send(attach).await.is_err() {
             return SessionEnd::Shutdown;
         }
+        let watch = tokio::spawn(super::failover::watch(
+            self.config.clone(),
+            self.stream.clone(),
+            self.health.clone(),
+            control.clone(),
+        ));
         let mut refresh = tokio::time::interval(marker::REFRESH);
-        loop {
+        let end = loop {
             tokio::select! {
                 ended = &mut ended_rx => {
-                    return match ended {
+                    break match ended {
                         Ok(Ok(())) | Err(_) => SessionEnd::Shutdown,
                         Ok(Err(e)) => end_of(e),
                     };
                 }
                 _ = refresh.tick() => self.refresh_marker(&control).await,
             }
-        }
+        };
+        watch.abort();
+        super::failover::clear(&self.stream, &self.health);
+        end
     }
 
     /// Records how far the slot is safe and its acknowledged position (see `marker`): read

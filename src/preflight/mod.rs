@@ -9,6 +9,7 @@
 //! Every reading is bounded: Postgres by `postgres.query_timeout_ms` (a backend that stops
 //! answering fails the check run, it does not hang it), ClickHouse by its request timeout.
 
+pub mod failover;
 mod providers;
 mod report;
 pub mod verdicts;
@@ -56,7 +57,7 @@ pub async fn run(config: &Config) -> Result<Report, PreflightError> {
     for stream in &streams {
         let url = &stream.source.url;
         let client = pg::connect(url, config.connect_timeout_of(url)).await?;
-        let mut found = postgres_checks(&client, stream, config.query_timeout()).await?;
+        let mut found = postgres_checks(&client, config, stream, config.query_timeout()).await?;
         if several {
             for c in &mut found {
                 c.source = Some(stream.name.clone());
@@ -90,16 +91,17 @@ fn ch_error(config: &Config, reason: String) -> PreflightError {
 pub async fn run_stream(config: &Config, stream: &Stream) -> Result<Vec<Check>, PreflightError> {
     let url = &stream.source.url;
     let client = pg::connect(url, config.connect_timeout_of(url)).await?;
-    let mut checks = postgres_checks(&client, stream, config.query_timeout()).await?;
+    let mut checks = postgres_checks(&client, config, stream, config.query_timeout()).await?;
     let ch = sink::client::build(config).map_err(|reason| ch_error(config, reason))?;
     checks.extend(clickhouse_checks(&ch, config).await?);
     Ok(checks)
 }
 
-/// Reads a stream's server, tables, publication and slot, and judges them; each reading within
-/// `timeout`.
+/// Reads a stream's server (on `client`, the primary), tables, publication and slot, and its
+/// standbys' copies of the slot, and judges them; each reading of the primary within `timeout`.
 pub async fn postgres_checks(
     client: &tokio_postgres::Client,
+    config: &Config,
     stream: &Stream,
     timeout: std::time::Duration,
 ) -> Result<Vec<Check>, PreflightError> {
@@ -128,11 +130,33 @@ pub async fn postgres_checks(
         catalog::read_slot(client, &stream.slot),
     )
     .await?;
-    let mut checks = verdicts::connection(&src.url.host, src.url.port);
+    let mut checks = verdicts::version_gaps(stream, &server);
+    checks.extend(verdicts::connection(&src.url.host, src.url.port));
     checks.extend(verdicts::server(&server));
     checks.extend(verdicts::tables(src, &tables, &server.user));
     checks.extend(verdicts::publication(stream, publication.as_ref()));
     checks.extend(verdicts::slot(stream, slot.as_ref()));
+    let wanted = src.failover_slot.wanted(server.version_num);
+    let (gating, standbys) = if wanted {
+        (
+            within(
+                timeout,
+                "the standby slots that gate the stream",
+                catalog::read_gating_slots(client),
+            )
+            .await?,
+            failover::probe_standbys(config, stream).await,
+        )
+    } else {
+        Default::default()
+    };
+    checks.extend(failover::checks(
+        stream,
+        server.version_num,
+        slot.as_ref(),
+        &gating,
+        &standbys,
+    ));
     Ok(checks)
 }
 

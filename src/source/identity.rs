@@ -9,9 +9,7 @@
 
 use std::time::Duration;
 
-use pgwire_replication::ReplicationClient;
-
-use super::stream::{StreamError, replication_config};
+use super::stream::StreamError;
 use crate::config::{Config, Stream};
 
 /// What `IDENTIFY_SYSTEM` said.
@@ -33,15 +31,11 @@ pub async fn identify(
 ) -> Result<ServerIdentity, StreamError> {
     let url = &stream.source.url;
     let bound = config.connect_timeout_of(url) + query_timeout;
+    // The primary among the source's hosts: a standby's identity is not the stream's.
     let ask = async {
-        let mut session = ReplicationClient::connect_gated(replication_config(config, stream))
-            .await
-            .map_err(|e| StreamError::classify(stream, e))?;
-        let answer = session
-            .identify_system()
-            .await
-            .map_err(|e| StreamError::classify(stream, e));
-        session.abort();
+        let mut primary = super::primary_session::open(config, stream).await?;
+        let answer = primary.identify().await;
+        primary.session.abort();
         answer
     };
     match tokio::time::timeout(bound, ask).await {

@@ -1,4 +1,5 @@
-//! Integration tests against real services: a throwaway PostgreSQL 15 cluster and the real
+//! Integration tests against real services: throwaway PostgreSQL clusters (15 unless
+//! `RUNS_REPLICATOR_TEST_PG_VERSION` says otherwise; some tests start the version they are about) and the real
 //! ClickHouse engine (chDB behind the project's HTTP front, or `CLICKHOUSE_URL`).
 //!
 //! One test binary, so the services start once and the suite links once.
@@ -10,6 +11,7 @@ mod bootstrap;
 mod clickhouse_front;
 mod config;
 mod durability;
+mod failover;
 mod hardening;
 mod null_sink;
 mod operations;
@@ -21,3 +23,4 @@ mod security;
 mod sources;
 mod upstream_schema;
 mod verify;
+mod versions;

@@ -17,6 +17,7 @@ fn reading(confirmed: u64, lag: i64) -> SlotReading {
         lag_bytes: Some(lag),
         retained_bytes: Some(lag),
         safe_wal_size: None,
+        ..SlotReading::default()
     }
 }
 
