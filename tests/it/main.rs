@@ -11,6 +11,7 @@ mod clickhouse_front;
 mod config;
 mod durability;
 mod hardening;
+mod log_pipe;
 mod null_sink;
 mod operations;
 mod preflight;
