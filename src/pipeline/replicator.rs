@@ -340,9 +340,8 @@ impl<S: Sink> Replicator<S> {
                     repair::resolve(&mut stream.state, &mut self.writer, &stream.meters).await?,
                 );
                 if stream.state.txn().is_some_and(|t| t.is_spilled()) {
-                    // The rest of a spilled transaction goes in after its parts. Its version is
-                    // above theirs anyway; parts past `SPILL_VERSIONS` share one, and with equal
-                    // versions ClickHouse keeps the row inserted last.
+                    // The rest of a spilled transaction goes in after its parts (its version is
+                    // above theirs anyway).
                     acks.extend(self.writer.wait_for_inflight().await?);
                 }
                 let committed = stream.state.commit(end_lsn.as_u64(), commit_time_micros)?;
@@ -369,9 +368,8 @@ impl<S: Sink> Replicator<S> {
 
     /// Bounds the memory of one transaction: past `max_rows` rows or a batch's share of
     /// `max_bytes`, the rows so far are inserted before the Commit arrives (see
-    /// `pipeline::transaction`). Each part has a higher version than the one before (up to
-    /// `SPILL_VERSIONS` parts; later ones share the last), and waits for everything in flight,
-    /// so parts also land in order.
+    /// `pipeline::transaction`). Each later state of a row has a higher version than its earlier
+    /// ones, whatever order the parts land in; each part also waits for everything in flight.
     async fn spill_if_large<E, C>(
         &mut self,
         stream: &mut Attached<E, C>,

@@ -17,6 +17,8 @@ use crate::rows::{PayloadRow, RunRow};
 /// What the next write does instead of storing its rows.
 #[derive(Clone)]
 pub enum Fault {
+    /// Stores as usual: places a later fault on a later write.
+    Pass,
     /// Fails as a sink does when its retries are used up; nothing is stored.
     Fail(String),
     /// Waits until the [`Gate`] opens, then stores.
@@ -191,7 +193,7 @@ impl Sink for MemorySink {
                     sink.stored.notify_waiters();
                 });
             }
-            None => {}
+            Some(Fault::Pass) | None => {}
         }
         let mut inner = self.lock();
         if let Some(reason) = failed {
