@@ -15,6 +15,7 @@ mod log_pipe;
 mod null_sink;
 mod operations;
 mod preflight;
+mod recovery;
 mod reliability;
 mod replication;
 mod security;
