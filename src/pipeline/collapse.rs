@@ -211,6 +211,11 @@ impl CollapsedRows {
             .collect()
     }
 
+    /// Every row, to read.
+    pub fn iter(&self) -> impl Iterator<Item = &RunRow> + '_ {
+        self.rows.iter().map(|r| &**r)
+    }
+
     /// Every row, for re-collapsing into another set.
     pub fn drain(&mut self) -> impl Iterator<Item = Box<RunRow>> + '_ {
         self.index.clear();

@@ -189,6 +189,22 @@ impl<S: Sink> BatchWriter<S> {
         self.batch.deadline(self.flush_interval)
     }
 
+    /// Everything of `stream` handed over so far is stored: none of its rows wait in the batch
+    /// or in an insert in flight.
+    pub fn settled(&self, stream: u64) -> bool {
+        !self.batch.holds(stream) && self.trackers.get(&stream).is_none_or(AckTracker::is_idle)
+    }
+
+    /// The batch holds rows of `stream`.
+    pub fn holds(&self, stream: u64) -> bool {
+        self.batch.holds(stream)
+    }
+
+    /// A batch's (and an open transaction's) share of `max_bytes`.
+    pub fn share_bytes(&self) -> usize {
+        self.share_bytes
+    }
+
     /// The highest position acknowledged to `stream` so far.
     pub fn acknowledged(&self, stream: u64) -> u64 {
         self.trackers.get(&stream).map_or(0, AckTracker::acked)

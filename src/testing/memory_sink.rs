@@ -60,6 +60,8 @@ struct Inner {
     started: usize,
     /// Calls of `visible_rows`.
     lookups: usize,
+    /// How long each `visible_rows` takes (a `FINAL` read of a large table).
+    lookup_delay: std::time::Duration,
 }
 
 #[derive(Default, Clone)]
@@ -101,6 +103,11 @@ impl MemorySink {
 
     /// Writes that started, including failed and still hanging ones.
     /// How many times `visible_rows` was asked (repairs batch their lookups per transaction).
+    /// Makes every later `visible_rows` take `delay`.
+    pub fn slow_lookups(&self, delay: std::time::Duration) {
+        self.lock().lookup_delay = delay;
+    }
+
     pub fn lookups(&self) -> usize {
         self.lock().lookups
     }
@@ -239,7 +246,12 @@ impl Sink for MemorySink {
     }
 
     async fn visible_rows(&self, run_ids: &[String]) -> Result<Vec<RunRow>, SinkError> {
-        self.lock().lookups += 1;
+        let delay = {
+            let mut inner = self.lock();
+            inner.lookups += 1;
+            inner.lookup_delay
+        };
+        tokio::time::sleep(delay).await;
         Ok(self
             .final_rows()
             .into_values()

@@ -17,6 +17,7 @@ mod operations;
 mod preflight;
 mod recovery;
 mod reliability;
+mod repair_replay;
 mod replication;
 mod security;
 mod sources;
