@@ -43,6 +43,7 @@ use super::meters::{Meters, StreamMeters};
 use super::repair::{self, Repair};
 use super::sink::Sink;
 use super::writer::{Acks, BatchWriter};
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::metrics as m;
 use crate::source::pgoutput;
@@ -95,7 +96,7 @@ pub struct Replicator<S: Sink> {
 impl<S: Sink> Replicator<S> {
     pub fn new(config: Arc<Config>, sink: Arc<S>) -> Replicator<S> {
         Replicator {
-            writer: BatchWriter::new(sink, &config.batch),
+            writer: BatchWriter::new(sink, &config.batch, Budget::of(&config)),
             behind_after_micros: config.batch.flush_interval_ms.saturating_mul(1000) as i64,
             config,
             meters: Meters::default(),
@@ -134,7 +135,7 @@ impl<S: Sink> Replicator<S> {
                 .backpressure
                 .set(if pressed { 1.0 } else { 0.0 });
             let deadline = self.writer.deadline();
-            let held_limit = self.writer.share_bytes();
+            let held_limit = self.writer.held_bytes();
             // Sealed early only while reading (a stream not read may well have more) and when
             // no stream is draining a backlog. (`early_flush_at` is `None` while an insert is in
             // flight, so a slot is free whenever it is `Some`.)

@@ -12,6 +12,7 @@ mod config;
 mod durability;
 mod hardening;
 mod log_pipe;
+mod memory_budget;
 mod null_sink;
 mod operations;
 mod preflight;
