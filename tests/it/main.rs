@@ -15,6 +15,7 @@ mod log_pipe;
 mod memory_budget;
 mod null_sink;
 mod operations;
+mod periodic;
 mod preflight;
 mod recovery;
 mod reliability;
