@@ -101,9 +101,9 @@ fn a_rows_spills_get_increasing_versions_in_any_number_of_parts() {
     let mut other = Vec::new();
     for k in 0..(SPILL_VERSIONS + 8) {
         // run_hot in every part; run_cold only in parts 35 and 38.
-        t.add_row(0, run_row("run_hot").with_status(&format!("S{k}")));
+        t.add_row(0, run_row("run_hot").with_status(format!("S{k}")));
         if k == 35 || k == 38 {
-            t.add_row(0, run_row("run_cold").with_status(&format!("S{k}")));
+            t.add_row(0, run_row("run_cold").with_status(format!("S{k}")));
         }
         t.add_row(0, run_row(&format!("run_filler_{k}")));
         let (rows, _) = t.spill();
