@@ -3,10 +3,11 @@
 //! Each stream (a source, or a shard of one) has its own state: its role, a hard stop, the last
 //! error of its session. ClickHouse's state is shared. Ready means: every stream's leader is
 //! streaming or its standby is connected and waiting for the lock; no stream is hard-stopped;
-//! ClickHouse does not refuse rows table-wide; and ClickHouse inserts have not been failing for
-//! longer than `metrics.clickhouse_unready_after_ms`. The body says, per stream, why — and, for
-//! a stream that is not streaming yet, what it is waiting on (a session step, a copy it owes
-//! and the transactions its snapshot waits for): [`Health::set_activity`].
+//! ClickHouse does not refuse rows table-wide; ClickHouse answers (a failed probe is a known
+//! outage, not ready at once); and ClickHouse inserts have not been failing for longer than
+//! `metrics.clickhouse_unready_after_ms`. The body says, per stream, why — and, for a stream that
+//! is not streaming yet, what it is waiting on (a session step, a copy it owes and the
+//! transactions its snapshot waits for): [`Health::set_activity`].
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -50,6 +51,9 @@ struct State {
     /// retrying. Not ready at once: nothing is acknowledged meanwhile.
     clickhouse_refusing: Option<(String, String)>,
     clickhouse_error: Option<String>,
+    /// ClickHouse does not answer at all (its probe failed): a known outage, not ready at
+    /// once rather than after `metrics.clickhouse_unready_after_ms`.
+    clickhouse_down: bool,
 }
 
 #[derive(Debug)]
@@ -91,6 +95,7 @@ impl Health {
                 clickhouse_failing_since: None,
                 clickhouse_refusing: None,
                 clickhouse_error: None,
+                clickhouse_down: false,
             }),
             clickhouse_grace,
         }
@@ -185,9 +190,23 @@ impl Health {
         s.clickhouse_error = Some(error.to_string());
     }
 
+    /// ClickHouse does not answer a trivial query: an outage for sure, shown at once.
+    pub fn clickhouse_unreachable(&self, error: &str) {
+        let mut s = self.lock();
+        s.clickhouse_failing_since.get_or_insert_with(Instant::now);
+        s.clickhouse_error = Some(error.to_string());
+        s.clickhouse_down = true;
+    }
+
+    /// ClickHouse answers again (its inserts may still fail: they are judged as before).
+    pub fn clickhouse_answers(&self) {
+        self.lock().clickhouse_down = false;
+    }
+
     /// An insert succeeded: an outage, if there was one, is over (its length is exported).
     pub fn clickhouse_ok(&self) {
         let mut s = self.lock();
+        s.clickhouse_down = false;
         if let Some(since) = s.clickhouse_failing_since.take() {
             let lasted = since.elapsed().as_secs_f64();
             metrics::gauge!(m::CLICKHOUSE_LAST_OUTAGE).set(lasted);
@@ -219,10 +238,15 @@ impl Health {
             ))
         } else {
             s.clickhouse_failing_since
-                .filter(|t| t.elapsed() >= self.clickhouse_grace)
+                .filter(|t| s.clickhouse_down || t.elapsed() >= self.clickhouse_grace)
                 .map(|since| {
                     format!(
-                        "ClickHouse inserts failing for {} s: {}",
+                        "ClickHouse {} for {} s: {}",
+                        if s.clickhouse_down {
+                            "does not answer"
+                        } else {
+                            "inserts failing"
+                        },
                         since.elapsed().as_secs(),
                         s.clickhouse_error.as_deref().unwrap_or("")
                     )

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! - Foundations, used by all: [`rows`] (the row shapes), [`config`] (the one source of
-//!   settings), [`pg`] (Postgres connections and typed catalog readings), [`metrics`].
+//!   settings), [`budget`] (how `batch.max_bytes` is shared), [`pg`] (Postgres connections and
+//!   typed catalog readings), [`metrics`].
 //! - The data flow: [`source`], [`transform`], [`pipeline`], [`sink`].
 //! - Around it: [`preflight`] (readings → verdicts → report), [`leader`] (single consumer),
 //!   [`health`] and [`http`] (what operators see), [`logging`], [`version`] (what the binary
@@ -27,6 +28,7 @@
 //! - [`testing`]: in-memory parts and builders for tests and benchmarks, never in the worker.
 
 pub mod backfill;
+pub mod budget;
 pub mod config;
 pub mod daemon;
 pub mod failpoint;

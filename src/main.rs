@@ -96,7 +96,7 @@ fn main() -> ExitCode {
         return runtime.block_on(check(&config, cli.format));
     }
     config.clickhouse.null_sink = cli.null_sink;
-    logging::init(&config.log);
+    let _logs = logging::init(&config.log);
     // The first line of the daemon's log names what is running.
     tracing::info!(
         version = runs_replicator::version::VERSION,
@@ -136,7 +136,7 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
         config.backfill.parallel = n;
     }
     config.clickhouse.null_sink = cli.null_sink;
-    logging::init(&config.log);
+    let _logs = logging::init(&config.log);
     let runtime = match copying_runtime(config.backfill.parallel) {
         Ok(r) => r,
         Err(e) => {
@@ -246,7 +246,7 @@ fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
         }
         config.backfill.parallel = n;
     }
-    logging::init(&config.log);
+    let _logs = logging::init(&config.log);
     let runtime = match copying_runtime(config.backfill.parallel) {
         Ok(r) => r,
         Err(e) => {

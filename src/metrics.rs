@@ -25,6 +25,7 @@ pub const REPAIR_LOOKUP_RUNS: &str = "runs_replicator_repair_lookup_runs_total";
 pub const REPAIR_TOMBSTONES: &str = "runs_replicator_repair_tombstones_total";
 pub const REPAIR_LOOKUP_SECONDS: &str = "runs_replicator_repair_lookup_seconds";
 pub const TRUNCATES: &str = "runs_replicator_truncates_received_total";
+pub const LOG_LINES_DROPPED: &str = "runs_replicator_log_lines_dropped_total";
 pub const COMMIT_LATENCY: &str = "runs_replicator_commit_to_clickhouse_seconds";
 pub const RECEIVED_LSN: &str = "runs_replicator_received_lsn";
 pub const ACKNOWLEDGED_LSN: &str = "runs_replicator_acknowledged_lsn";
@@ -166,6 +167,11 @@ fn describe() {
     describe_histogram!(
         REPAIR_LOOKUP_SECONDS,
         "Time of one repair lookup, the flush before it included, by source."
+    );
+    describe_counter!(
+        LOG_LINES_DROPPED,
+        "Log lines not written, by reason: write_failed (stderr refuses them: its reader is gone), \
+         backlog_full (stderr does not take them: nobody reads it). Logging never blocks the worker."
     );
     describe_counter!(
         TRUNCATES,
@@ -362,6 +368,9 @@ pub fn register_defaults(config: &crate::config::Config) {
         metrics::counter!(ROWS_SKIPPED, "reason" => reason).absolute(0);
     }
     metrics::counter!(CLICKHOUSE_OUTAGES).absolute(0);
+    for reason in ["write_failed", "backlog_full"] {
+        metrics::counter!(LOG_LINES_DROPPED, "reason" => reason).absolute(0);
+    }
     for state in BACKFILL_CHUNK_STATES {
         metrics::gauge!(BACKFILL_CHUNKS, "state" => *state).set(0.0);
     }

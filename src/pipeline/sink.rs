@@ -64,7 +64,8 @@ pub trait Sink: Send + Sync + 'static {
     /// The rows of the runs `run_ids` that a reader sees now (ClickHouse: under `FINAL`),
     /// tombstones excluded, in any order. Repairs tombstone those the stream cannot say a change
     /// removed. One call per batch of runs, answered within the sink's read timeout (an `Err`
-    /// otherwise): the caller asks once per transaction, not once per change.
+    /// otherwise): the caller asks once for all the transactions a stream holds for it, not once
+    /// per change. Called from a task of its own, beside the writes.
     fn visible_rows(
         &self,
         run_ids: &[String],

@@ -148,6 +148,8 @@ impl Attempts {
     async fn wait_until_up(&self, error: &str) {
         let since = Instant::now();
         let mut next_log = since;
+        // Not answering at all is an outage for sure: /readyz says so at once.
+        self.health.clickhouse_unreachable(error);
         loop {
             if Instant::now() >= next_log {
                 tracing::warn!(
@@ -159,6 +161,7 @@ impl Attempts {
             }
             let probed = Instant::now();
             if self.probe().await {
+                self.health.clickhouse_answers();
                 tracing::info!(
                     down_for_ms = since.elapsed().as_millis() as u64,
                     "ClickHouse answers again; retrying the insert"

@@ -25,10 +25,6 @@ use crate::metrics as m;
 use crate::pipeline::sink::{Sink, SinkError, Written};
 use crate::rows::{PayloadRow, RunRow};
 
-/// Rows one insert may lose as poison (refused even with every JSON field emptied) before the
-/// refusal counts as systemic: a broken table, not bad rows.
-const REJECTED_BUDGET: usize = 2;
-
 /// The longest pause between two attempts of a batch ClickHouse refuses systemically.
 const REFUSAL_MAX_DELAY: Duration = Duration::from_secs(30);
 
@@ -73,9 +69,42 @@ impl Sink for ClickHouseSink {
             .with_jitter()
             .without_max_times()
             .build();
+        let mut written = Written::default();
+        // What each table still has to store: all of its rows at first; after a systemic
+        // refusal, the rows isolation did not store. A retry never stores a row again (each
+        // stored failed run is counted by upstream's error views, on every insert).
+        let mut runs_left: Option<Vec<Box<RunRow>>> = None;
+        let mut payloads_left: Option<Vec<PayloadRow>> = None;
         let written = loop {
-            match self.write_once(runs, payloads).await {
-                Ok(written) => break written,
+            let Written {
+                runs: stored_runs,
+                payloads: stored_payloads,
+                rejected,
+            } = &mut written;
+            let mut result = self
+                .store(
+                    &self.runs_table,
+                    runs,
+                    &mut runs_left,
+                    stored_runs,
+                    rejected,
+                )
+                .await;
+            if result.is_ok()
+                && let Some(table) = &self.payloads_table
+            {
+                result = self
+                    .store(
+                        table,
+                        payloads,
+                        &mut payloads_left,
+                        stored_payloads,
+                        rejected,
+                    )
+                    .await;
+            }
+            match result {
+                Ok(()) => break written,
                 Err(Systemic { table, reason }) => {
                     metrics::counter!(m::BATCHES, "result" => "refused").increment(1);
                     self.health.clickhouse_refusing(&table, &reason);
@@ -111,6 +140,9 @@ impl Sink for ClickHouseSink {
                 ))
                 .bind(ids)
                 .with_setting("output_format_binary_write_json_as_string", "1")
+                // The skip index on run_id (config/clickhouse/002), also under FINAL: run_id is
+                // part of the sorting key, so every version of a row is in the granules it keeps.
+                .with_setting("use_skip_indexes_if_final", "1")
                 .fetch_all::<RunRow>();
             let rows = super::catalog::answer("runs' rows", self.timeout, query)
                 .await
@@ -128,6 +160,12 @@ impl Sink for ClickHouseSink {
 struct Systemic {
     table: String,
     reason: String,
+}
+
+/// A systemic refusal, with the rows of the attempt that were stored before it was recognised.
+struct Refusal {
+    systemic: Systemic,
+    landed: Vec<bool>,
 }
 
 /// The inserts of one table, as isolation sees them.
@@ -222,26 +260,49 @@ impl ClickHouseSink {
             .flatten()
     }
 
-    /// One attempt at the batch: every row stored or isolated, or a systemic refusal.
-    async fn write_once(
+    /// One attempt at a table's rows still to store (`left`, all of `all` while `None`): all
+    /// stored or isolated (`left` becomes empty), or a systemic refusal (`left` keeps the rows
+    /// not stored). `stored` and `rejected` count the rows as they go.
+    async fn store<T: SinkRow>(
         &self,
-        runs: &[Box<RunRow>],
-        payloads: &[PayloadRow],
-    ) -> Result<Written, Systemic> {
-        let mut written = Written::default();
-        if !runs.is_empty() {
-            let (ok, rejected) = self.insert_all(&self.runs_table, runs).await?;
-            written.runs = ok;
-            written.rejected += rejected;
+        table: &str,
+        all: &[T],
+        left: &mut Option<Vec<T>>,
+        stored: &mut usize,
+        rejected: &mut usize,
+    ) -> Result<(), Systemic> {
+        let rows = left.as_deref().unwrap_or(all);
+        if rows.is_empty() {
+            *left = Some(Vec::new());
+            return Ok(());
         }
-        if let Some(table) = &self.payloads_table
-            && !payloads.is_empty()
-        {
-            let (ok, rejected) = self.insert_all(table, payloads).await?;
-            written.payloads = ok;
-            written.rejected += rejected;
+        match self.insert_all(table, rows).await {
+            Ok((ok, lost)) => {
+                *stored += ok;
+                *rejected += lost;
+                *left = Some(Vec::new());
+                Ok(())
+            }
+            Err(Refusal { systemic, landed }) => {
+                let landed_rows = landed.iter().filter(|l| **l).count();
+                *stored += landed_rows;
+                if landed_rows > 0 {
+                    tracing::info!(
+                        table,
+                        stored = landed_rows,
+                        "rows stored before the refusal was found systemic are not sent again"
+                    );
+                }
+                *left = Some(
+                    rows.iter()
+                        .zip(&landed)
+                        .filter(|(_, l)| !**l)
+                        .map(|(r, _)| r.clone())
+                        .collect(),
+                );
+                Err(systemic)
+            }
         }
-        Ok(written)
     }
 
     /// Inserts `rows`, isolating refused rows. Returns (rows stored, rows rejected).
@@ -249,7 +310,7 @@ impl ClickHouseSink {
         &self,
         table: &str,
         rows: &[T],
-    ) -> Result<(usize, usize), Systemic> {
+    ) -> Result<(usize, usize), Refusal> {
         let refused = match self.insert(table, rows).await {
             Ok(()) => {
                 metrics::counter!(m::ROWS_INSERTED, "table" => table.to_string())
@@ -265,12 +326,22 @@ impl ClickHouseSink {
             "ClickHouse refused the batch's data; isolating the rows it refuses"
         );
         let inserts = TableInserts { sink: self, table };
-        match isolate::isolate(&inserts, rows, refused, REJECTED_BUDGET).await {
-            Isolated::Systemic { reason, inserts } => {
+        match isolate::isolate(&inserts, rows, refused, isolate::budget(rows.len())).await {
+            Isolated::Systemic {
+                reason,
+                inserts,
+                landed,
+            } => {
                 tracing::debug!(table, inserts, "isolation stopped: the refusal is systemic");
-                Err(Systemic {
-                    table: table.to_string(),
-                    reason,
+                let stored = landed.iter().filter(|l| **l).count();
+                metrics::counter!(m::ROWS_INSERTED, "table" => table.to_string())
+                    .increment(stored as u64);
+                Err(Refusal {
+                    systemic: Systemic {
+                        table: table.to_string(),
+                        reason,
+                    },
+                    landed,
                 })
             }
             Isolated::Done {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 
 use super::{failover_slot, primary_session};
+use crate::budget::{Budget, LARGE_EVENT};
 use crate::config::{Config, PgUrl, SslMode, Stream};
 use crate::pg::catalog::{self, SlotReading};
 use crate::pg::{APPLICATION_NAME, quote_ident};
@@ -27,18 +28,15 @@ pub fn publication_names(publication: &str) -> String {
     quote_ident(publication)
 }
 
-/// An event as large as the channel is sized for: an UPDATE under REPLICA IDENTITY FULL of a run
-/// whose output is at trigger.dev's offload threshold (512 KB; larger packets go to object
-/// storage) carries it twice, old and new row.
-const LARGE_EVENT: u64 = 1 << 20;
-
 /// How many events pgwire-replication may hold between its reader and the loop. Its channel is
 /// bounded by a count, and while the loop does not read (backpressure) it fills with whatever
-/// comes: 4096 events of a megabyte each would be 4 GiB. Sized so that a full channel of large
-/// events is a quarter of `batch.max_bytes` (32 at the default 128 MiB), which costs nothing
-/// measurable on small events (BENCHMARKS.md: the drain with 32 against 4096).
+/// comes: 4096 events of a megabyte each would be 4 GiB. Sized so that the full channels of all
+/// streams, of large events, are a quarter of `batch.max_bytes` (`budget`: 32 events for one
+/// stream at the default 128 MiB, 8 each for four), which costs nothing measurable on small
+/// events (BENCHMARKS.md: the drain with 32 against 4096). At least 2: the reader then still
+/// reads ahead of the loop.
 pub fn event_buffer(config: &Config) -> usize {
-    (config.batch.max_bytes / 4 / LARGE_EVENT).clamp(16, 4096) as usize
+    (Budget::of(config).channel as u64 / LARGE_EVENT).clamp(2, 4096) as usize
 }
 
 /// What the streaming loop needs of a replication stream: events in, acknowledgements out.
