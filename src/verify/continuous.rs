@@ -16,6 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use super::compare::Kind;
+use super::report::Outcome;
+use super::settle::Reason;
 use super::{Bound, Report, Request};
 use crate::config::{Config, duration_text};
 use crate::health::Health;
@@ -86,6 +88,10 @@ pub fn record(report: &Report) {
     for kind in Kind::ALL {
         metrics::gauge!(m::DRIFT_ROWS, "kind" => kind.label()).set(report.drift.get(kind) as f64);
     }
+    for reason in Reason::ALL {
+        metrics::gauge!(m::VERIFY_UNSETTLED, "reason" => reason.label())
+            .set(report.unsettled.get(reason) as f64);
+    }
     metrics::gauge!(m::VERIFY_RUNS).set(report.runs_compared as f64);
     metrics::gauge!(m::VERIFY_DURATION).set(report.seconds);
     let now = SystemTime::now()
@@ -97,16 +103,38 @@ pub fn record(report: &Report) {
         metrics::counter!(m::VERIFY_REPAIRS, "action" => "tombstoned").increment(r.tombstoned);
     }
     let d = &report.drift;
-    if report.in_sync {
-        tracing::info!(
-            runs = report.runs_compared,
-            seconds = report.seconds,
-            changed_meanwhile = report.changed_meanwhile,
-            unsettled = report.unsettled.len(),
-            "background verify: ClickHouse equals Postgres ({})",
-            report.window
-        );
-        return;
+    let u = &report.unsettled;
+    match report.outcome {
+        Outcome::InSync => {
+            tracing::info!(
+                runs = report.runs_compared,
+                seconds = report.seconds,
+                changed_meanwhile = report.changed_meanwhile,
+                "background verify: ClickHouse equals Postgres ({})",
+                report.window
+            );
+            return;
+        }
+        Outcome::Unsettled => {
+            let runs: Vec<String> = report
+                .unsettled_runs
+                .iter()
+                .map(|r| format!("{} ({})", r.run_id, r.reason.label()))
+                .collect();
+            tracing::warn!(
+                runs = report.runs_compared,
+                unsettled = u.runs,
+                stream_behind = u.stream_behind,
+                changing = u.changing,
+                "background verify: no drift proven, but {} run(s) could not be settled ({}): \
+                 not drift, not repaired: {}",
+                u.runs,
+                report.window,
+                runs.join(", ")
+            );
+            return;
+        }
+        Outcome::Drift => {}
     }
     let runs: Vec<String> = report
         .drifted
@@ -126,7 +154,7 @@ pub fn record(report: &Report) {
             .repair
             .as_ref()
             .map_or(0, |r| r.rewritten + r.tombstoned),
-        unconfirmed = report.unconfirmed,
+        unsettled = u.runs,
         "background verify: ClickHouse differs from Postgres ({}): {}",
         report.window,
         runs.join(", ")

@@ -9,8 +9,9 @@
 //!    ([`canonical`]); the stream waited for past the snapshot ([`slots`]); ClickHouse's sum per
 //!    hash range ([`ranges`], `sink::verify_reads`), run hashes in the ranges that differ.
 //! 3. The re-checks: the runs whose hashes differ, in full, from fresh snapshots, until each is
-//!    in sync or its drift is settled ([`settle`], [`compare`]).
-//! 4. With `--repair`, [`repair`]; then the [`report`].
+//!    in sync or its drift is settled ([`settle`], [`compare`]); a run still pending after the
+//!    last round is unsettled, reported apart and never repaired.
+//! 4. With `--repair`, [`repair`] of the settled drift; then the [`report`].
 //!
 //! The daemon runs the same over a recent window in the background ([`continuous`]).
 
@@ -205,8 +206,6 @@ pub async fn run<S: Sink>(
     report.phases.recheck = Phases::round(phase.elapsed().as_secs_f64());
     report.rounds = settled.rounds;
     report.changed_meanwhile = settled.resolved as u64;
-    report.unsettled = settled.unsettled.clone();
-    report.unconfirmed = settled.unconfirmed;
     report.postgres_rows_read += settled.postgres_rows_read;
     if settled.rounds > 0 {
         report.slots = settled.waits.clone();
@@ -214,27 +213,23 @@ pub async fn run<S: Sink>(
     let findings: Vec<compare::Finding> =
         settled.drifted.iter().map(|d| d.finding.clone()).collect();
     report.drift = report::DriftCounts::of(&findings);
-    report.runs_in_sync = report.runs_compared.saturating_sub(report.drift.runs);
+    report.unsettled = report::UnsettledCounts::of(&settled.unsettled);
+    report.runs_in_sync = report
+        .runs_compared
+        .saturating_sub(report.drift.runs + report.unsettled.runs);
     report.drifted = findings.into_iter().take(request.max_report).collect();
-    report.in_sync = settled.drifted.is_empty();
+    report.unsettled_runs = settled
+        .unsettled
+        .iter()
+        .take(request.max_report)
+        .cloned()
+        .collect();
+    report.outcome = Report::conclude(&report.drift, &report.unsettled);
+    report.in_sync = report.outcome == report::Outcome::InSync;
     for w in &report.slots {
         if w.outcome != slots::Outcome::Passed {
             report.warnings.push(w.describe());
         }
-    }
-    if settled.unconfirmed {
-        report.warnings.push(
-            "the stream had not passed the snapshot: the drift reported may include changes it \
-             has not delivered yet; verify again once it has caught up"
-                .into(),
-        );
-    }
-    if !settled.unsettled.is_empty() {
-        report.warnings.push(format!(
-            "{} run(s) kept changing through {} re-checks and were not compared to the end",
-            settled.unsettled.len(),
-            settled.rounds
-        ));
     }
     if request.repair {
         let phase = Instant::now();
