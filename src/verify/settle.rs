@@ -28,7 +28,7 @@ use super::{Context, VerifyError};
 use crate::rows::RunRow;
 
 /// `_version`'s LSN bits.
-const LSN_MASK: u64 = (1 << 56) - 1;
+pub(crate) const LSN_MASK: u64 = (1 << 56) - 1;
 
 /// The generation a row's `_version` carries.
 fn generation(r: &RunRow) -> u8 {

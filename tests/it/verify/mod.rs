@@ -2,13 +2,15 @@
 //! tricky values; drift of every kind planted in ClickHouse while the daemon streams a live
 //! workload is reported exactly, repaired, and gone; a window reads only its rows; the daemon's
 //! background verify finds drift and says so in /metrics; runs the stream has not delivered or
-//! that keep changing are unsettled, not drift; bad input exits 2 with one line.
+//! that keep changing are unsettled, not drift; a run a newer tombstone hides is unrepairable,
+//! not "rewritten"; bad input exits 2 with one line.
 
 mod canonical;
 mod continuous;
 mod errors;
 mod live;
 mod sources;
+mod unrepairable;
 mod unsettled;
 mod window;
 
