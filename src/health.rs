@@ -180,6 +180,16 @@ impl Health {
         self.lock().clickhouse_refusing = Some((table.to_string(), reason.to_string()));
     }
 
+    /// What is wrong with ClickHouse, if anything: the table-wide refusal, else the last failed
+    /// insert's error while inserts fail (for a one-shot command's parting line).
+    pub fn clickhouse_problem(&self) -> Option<String> {
+        let s = self.lock();
+        if let Some((table, reason)) = &s.clickhouse_refusing {
+            return Some(format!("ClickHouse refuses the rows of {table}: {reason}"));
+        }
+        s.clickhouse_failing_since.and(s.clickhouse_error.clone())
+    }
+
     /// A batch was stored after a table-wide refusal.
     pub fn clickhouse_accepting(&self) {
         let mut s = self.lock();

@@ -39,6 +39,7 @@ pub const KEYS: &[&str] = &[
     "clickhouse.retry_min_delay_ms",
     "clickhouse.retry_max_delay_ms",
     "clickhouse.request_timeout_ms",
+    "clickhouse.give_up_after_ms",
     "clickhouse.ca_file",
     "batch.max_rows",
     "batch.flush_interval_ms",

@@ -55,6 +55,10 @@ pub struct ClickHouseConfig {
     pub retry_min_delay_ms: u64,
     pub retry_max_delay_ms: u64,
     pub request_timeout_ms: u64,
+    /// How long a one-shot command (`backfill`, `verify --repair`) waits for ClickHouse to store
+    /// one write (down, not answering, refusing the table's rows) before it exits 2; the daemon
+    /// never gives up.
+    pub give_up_after_ms: u64,
     pub ca_file: Option<PathBuf>,
     /// Benchmarking only (`--null-sink`, not a file or environment key): encode each batch and
     /// discard it instead of inserting it, still acknowledging, to measure the worker without
@@ -161,6 +165,7 @@ impl Default for ClickHouseConfig {
             retry_min_delay_ms: 100,
             retry_max_delay_ms: 2000,
             request_timeout_ms: 30_000,
+            give_up_after_ms: 300_000,
             ca_file: None,
             null_sink: false,
         }

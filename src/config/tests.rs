@@ -121,6 +121,7 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("clickhouse.retry_min_delay_ms", "10"),
         ("clickhouse.retry_max_delay_ms", "20"),
         ("clickhouse.request_timeout_ms", "1000"),
+        ("clickhouse.give_up_after_ms", "45000"),
         ("clickhouse.ca_file", "/ca.pem"),
         ("batch.max_rows", "5"),
         ("batch.flush_interval_ms", "6"),
@@ -203,6 +204,7 @@ fn every_key_can_be_set_from_its_own_env_name() {
         (v.chunk_rows, v.pause_ms, v.wait_timeout_ms, v.rounds),
         (500, 7, 900, 3)
     );
+    assert_eq!(c.clickhouse.give_up_after_ms, 45_000);
     assert_eq!(
         (
             c.clickhouse.insert_max_retries,
@@ -1110,4 +1112,13 @@ fn verify_durations_read_as_text_or_seconds_and_are_checked() {
     assert!(e.contains("verify.window") && e.contains("duration"), "{e}");
     let e = err("", &[("RUNS_REPLICATOR_VERIFY_ROUNDS", "0")]);
     assert!(e.contains("verify.rounds"), "{e}");
+}
+
+#[test]
+fn one_shot_writes_are_bounded_by_default_and_not_below_a_floor() {
+    assert_eq!(Config::default().clickhouse.give_up_after_ms, 300_000);
+    let c = load_toml("[clickhouse]\ngive_up_after_ms = 5000\n", &[], &[]).unwrap();
+    assert_eq!(c.clickhouse.give_up_after_ms, 5000);
+    let e = err("[clickhouse]\ngive_up_after_ms = 0\n", &[]);
+    assert!(e.contains("clickhouse.give_up_after_ms"), "{e}");
 }

@@ -351,6 +351,13 @@ impl Config {
             100,
             3_600_000,
         )?;
+        range(
+            self,
+            "clickhouse.give_up_after_ms",
+            ch.give_up_after_ms,
+            1000,
+            604_800_000,
+        )?;
         if let Some(ca) = &ch.ca_file
             && !ch.url.https
         {

@@ -3,12 +3,14 @@
 //! workload is reported exactly, repaired, and gone; a window reads only its rows; the daemon's
 //! background verify finds drift and says so in /metrics; runs the stream has not delivered or
 //! that keep changing are unsettled, not drift; a run a newer tombstone hides is unrepairable,
-//! not "rewritten"; bad input exits 2 with one line.
+//! not "rewritten"; `backfill` and `verify --repair` exit 2 through a ClickHouse outage; bad
+//! input exits 2 with one line.
 
 mod canonical;
 mod continuous;
 mod errors;
 mod live;
+mod outage;
 mod sources;
 mod unrepairable;
 mod unsettled;
