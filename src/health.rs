@@ -4,7 +4,8 @@
 //! error of its session. ClickHouse's state is shared. Ready means: every stream's leader is
 //! streaming or its standby is connected and waiting for the lock; no stream is hard-stopped;
 //! ClickHouse does not refuse rows table-wide; and ClickHouse inserts have not been failing for
-//! longer than `metrics.clickhouse_unready_after_ms`. The body says, per stream, why.
+//! longer than `metrics.clickhouse_unready_after_ms`. The body says, per stream, why, and what a
+//! background verify in progress is doing (which never makes the worker unready).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -43,6 +44,8 @@ struct State {
     /// retrying. Not ready at once: nothing is acknowledged meanwhile.
     clickhouse_refusing: Option<(String, String)>,
     clickhouse_error: Option<String>,
+    /// The background verify in progress: since when, and what it is doing (waiting for) now.
+    verify: Option<(Instant, String)>,
 }
 
 #[derive(Debug)]
@@ -82,6 +85,7 @@ impl Health {
                 clickhouse_failing_since: None,
                 clickhouse_refusing: None,
                 clickhouse_error: None,
+                verify: None,
             }),
             clickhouse_grace,
         }
@@ -190,6 +194,26 @@ impl Health {
         s.clickhouse_failing_since.and(s.clickhouse_error.clone())
     }
 
+    /// The background verify is doing `what` now (it started with the first call).
+    pub fn verify_doing(&self, what: String) {
+        let mut s = self.lock();
+        let since = s.verify.as_ref().map_or_else(Instant::now, |(t, _)| *t);
+        s.verify = Some((since, what));
+    }
+
+    /// The background verify in progress, if any: how long it has run and what it is doing.
+    pub fn verify_in_progress(&self) -> Option<(Duration, String)> {
+        let s = self.lock();
+        s.verify
+            .as_ref()
+            .map(|(t, what)| (t.elapsed(), what.clone()))
+    }
+
+    /// The background verify ended (done, failed or abandoned).
+    pub fn verify_ended(&self) {
+        self.lock().verify = None;
+    }
+
     /// A batch was stored after a table-wide refusal.
     pub fn clickhouse_accepting(&self) {
         let mut s = self.lock();
@@ -239,6 +263,17 @@ impl Health {
                 lines.push(format!("{name}: {detail}"));
             }
         }
+        if let Some((since, what)) = &s.verify {
+            lines.push(format!(
+                "background verify running for {} s: {what}",
+                since.elapsed().as_secs()
+            ));
+        }
+        metrics::gauge!(m::VERIFY_RUNNING).set(
+            s.verify
+                .as_ref()
+                .map_or(0.0, |(t, _)| t.elapsed().as_secs_f64()),
+        );
         metrics::gauge!(m::READY).set(if ready { 1.0 } else { 0.0 });
         metrics::gauge!(m::CLICKHOUSE_OUTAGE).set(
             s.clickhouse_failing_since

@@ -257,6 +257,7 @@ fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
         parallel: config.backfill.parallel,
         pause: std::time::Duration::ZERO,
         max_report: args.max_report,
+        progress: None,
     };
     let result = runtime.block_on(async move {
         let config = Arc::new(config);

@@ -65,6 +65,7 @@ pub const KEYS: &[&str] = &[
     "verify.pause_ms",
     "verify.wait_timeout_ms",
     "verify.rounds",
+    "verify.timeout",
 ];
 
 /// How a trigger.dev variable maps onto a key.

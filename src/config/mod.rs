@@ -251,6 +251,7 @@ impl Config {
             "verify.pause_ms" => self.verify.pause_ms = number(v)?,
             "verify.wait_timeout_ms" => self.verify.wait_timeout_ms = number(v)?,
             "verify.rounds" => self.verify.rounds = number(v)?,
+            "verify.timeout" => self.verify.timeout = duration(v)?,
             other => return Err(format!("{other} is not a configuration key")),
         }
         Ok(())

@@ -266,6 +266,11 @@ pub struct VerifyConfig {
     /// Re-checks of the differing runs, each from a fresh snapshot, before a difference that
     /// keeps moving is set aside as unsettled.
     pub rounds: u32,
+    /// A background verify still running after this long is abandoned (logged, counted) so the
+    /// next interval's can run: a snapshot waiting on a forgotten transaction, a read that never
+    /// answers.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
 }
 
 impl Default for VerifyConfig {
@@ -279,6 +284,7 @@ impl Default for VerifyConfig {
             pause_ms: 50,
             wait_timeout_ms: 30_000,
             rounds: 4,
+            timeout: Duration::from_secs(3600),
         }
     }
 }

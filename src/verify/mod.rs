@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::backfill::{self, BackfillError};
 use crate::config::{Config, Source};
+use crate::health::Health;
 use crate::pipeline::sink::{Sink, SinkError};
 use crate::sink::verify_reads::{PAYLOAD_PRESENT, Scope, VerifyReads};
 
@@ -67,6 +68,9 @@ pub struct Request {
     pub pause: Duration,
     /// Drifted runs listed in the report.
     pub max_report: usize,
+    /// Where the daemon's background verify says what it is doing (`/readyz`); `None` for the
+    /// command.
+    pub progress: Option<Arc<Health>>,
 }
 
 /// A prepared verify: everything the passes share.
@@ -80,6 +84,16 @@ pub struct Context {
     pub payloads: bool,
     pub wait_timeout: Duration,
     pub rounds: u32,
+    pub progress: Option<Arc<Health>>,
+}
+
+impl Context {
+    /// Says what the verify is doing now, where `/readyz` reads it (the background verify).
+    pub fn doing(&self, what: impl FnOnce() -> String) {
+        if let Some(p) = &self.progress {
+            p.verify_doing(what());
+        }
+    }
 }
 
 /// Checks the request against the configuration and reads its window.
@@ -126,6 +140,7 @@ pub async fn prepare(
     Ok(Context {
         wait_timeout: Duration::from_millis(config.verify.wait_timeout_ms),
         rounds: config.verify.rounds,
+        progress: request.progress.clone(),
         config,
         sources,
         window,
@@ -160,6 +175,13 @@ pub async fn run<S: Sink>(
         payloads: ctx.payloads,
     };
     let phase = Instant::now();
+    ctx.doing(|| {
+        format!(
+            "reading the window from Postgres: a snapshot of {} (which first waits for the \
+             transactions in flight to end), then COPY",
+            report.sources.join(", ")
+        )
+    });
     let ours = expected::read_window(&ctx.config, &ctx.sources, &ctx.window, options).await?;
     report.phases.postgres = Phases::round(phase.elapsed().as_secs_f64());
     let phase = Instant::now();
@@ -169,11 +191,12 @@ pub async fn run<S: Sink>(
     report.skipped = ours.skipped;
     let mut waits = Vec::new();
     for (source, snap) in ctx.sources.iter().zip(&ours.snapshots) {
-        waits.extend(slots::wait(&ctx.config, source, snap.upper, ctx.wait_timeout).await?);
+        waits.extend(slots::wait(&ctx, source, snap.upper).await?);
     }
     report.slots = waits;
     report.phases.stream = Phases::round(phase.elapsed().as_secs_f64());
     let phase = Instant::now();
+    ctx.doing(|| "reading ClickHouse: the window's hash ranges".into());
     let bits = ranges::bits_for(ours.runs.len());
     let range_sql = canonical::range_sql(bits);
     let digest_sql = canonical::digest_sql(ctx.payloads.then_some(PAYLOAD_PRESENT));
@@ -233,6 +256,7 @@ pub async fn run<S: Sink>(
     }
     if request.repair {
         let phase = Instant::now();
+        ctx.doing(|| format!("repairing {} drifted run(s)", settled.drifted.len()));
         report.repair = Some(repair::repair(&ctx, &sink, &settled.drifted).await?);
         report.phases.repair = Phases::round(phase.elapsed().as_secs_f64());
     }

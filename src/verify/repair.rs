@@ -90,6 +90,13 @@ pub async fn repair<S: Sink>(
     let mut lsn_of: HashMap<u8, u64> = HashMap::new();
     let mut snapshots = Vec::new();
     for source in &ctx.sources {
+        ctx.doing(|| {
+            format!(
+                "repair: a snapshot of {} (which first waits for the transactions in flight to \
+                 end) and its drifted runs",
+                source.name
+            )
+        });
         let snapshot = Snapshot::open(&ctx.config, source, SnapshotSource::Fresh, 1).await?;
         for g in source.generations.values() {
             lsn_of.insert(*g, snapshot.lsn);
@@ -103,6 +110,7 @@ pub async fn repair<S: Sink>(
     }
     // What ClickHouse holds under each key of these runs now, tombstones included: a row the
     // repair writes is seen only if it outranks that.
+    ctx.doing(|| "repair: reading ClickHouse's newest row per key".into());
     // Every key the repair writes, whatever the window: a copy may lie outside it.
     let times = copies
         .values()
@@ -146,6 +154,7 @@ pub async fn repair<S: Sink>(
             if list.is_empty() {
                 continue;
             }
+            ctx.doing(|| format!("repair: rewriting {} run(s) into ClickHouse", list.len()));
             tracing::info!(
                 source = %source.name,
                 runs = list.len(),
@@ -160,6 +169,7 @@ pub async fn repair<S: Sink>(
         }
     }
     if !tombstones.is_empty() {
+        ctx.doing(|| format!("repair: writing {} tombstone(s)", tombstones.len()));
         tombstones.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         let tombstones: Vec<Box<RunRow>> = tombstones.into_iter().map(Box::new).collect();
         let written = sink.write(&tombstones, &[]).await?;

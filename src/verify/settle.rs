@@ -171,6 +171,14 @@ pub async fn settle(ctx: &Context, candidates: Vec<String>) -> Result<Settled, V
     let rounds = ctx.rounds.max(1);
     while !pending.is_empty() && settled.rounds < rounds {
         settled.rounds += 1;
+        ctx.doing(|| {
+            format!(
+                "re-check round {} of at most {rounds}: {} run(s) from fresh snapshots (each \
+                 first waits for the transactions in flight to end)",
+                settled.rounds,
+                pending.len()
+            )
+        });
         let (seen, round, waits, snapshots, rows_read) = observe(ctx, &pending).await?;
         settled.postgres_rows_read += rows_read;
         let last = settled.rounds == rounds || slots::standing_still(&waits);
@@ -234,7 +242,7 @@ async fn observe(ctx: &Context, ids: &[String]) -> Result<Seen, VerifyError> {
     let mut waits = Vec::new();
     let mut round = Round::default();
     for (source, snap) in ctx.sources.iter().zip(&snapshots) {
-        waits.extend(slots::wait(&ctx.config, source, snap.upper, ctx.wait_timeout).await?);
+        waits.extend(slots::wait(ctx, source, snap.upper).await?);
         for g in source.generations.values() {
             round.floors.insert(*g, snap.lsn);
         }

@@ -1,10 +1,10 @@
 //! `runs-replicator verify` against the real services: the canonical hash equals ClickHouse's for
 //! tricky values; drift of every kind planted in ClickHouse while the daemon streams a live
 //! workload is reported exactly, repaired, and gone; a window reads only its rows; the daemon's
-//! background verify finds drift and says so in /metrics; runs the stream has not delivered or
-//! that keep changing are unsettled, not drift; a run a newer tombstone hides is unrepairable,
-//! not "rewritten"; `backfill` and `verify --repair` exit 2 through a ClickHouse outage; bad
-//! input exits 2 with one line.
+//! background verify finds drift and says so in /metrics, and is abandoned at its timeout when
+//! stuck; runs the stream has not delivered or that keep changing are unsettled, not drift; a run
+//! a newer tombstone hides is unrepairable, not "rewritten"; `backfill` and `verify --repair`
+//! exit 2 through a ClickHouse outage; bad input exits 2 with one line.
 
 mod canonical;
 mod continuous;
