@@ -7,7 +7,8 @@
 //! outage, not ready at once); and ClickHouse inserts have not been failing for longer than
 //! `metrics.clickhouse_unready_after_ms`. The body says, per stream, why — and, for a stream that
 //! is not streaming yet, what it is waiting on (a session step, a copy it owes and the
-//! transactions its snapshot waits for): [`Health::set_activity`].
+//! transactions its snapshot waits for): [`Health::set_activity`]; and what a background verify in
+//! progress is doing (which never makes the worker unready).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -54,6 +55,8 @@ struct State {
     /// ClickHouse does not answer at all (its probe failed): a known outage, not ready at
     /// once rather than after `metrics.clickhouse_unready_after_ms`.
     clickhouse_down: bool,
+    /// The background verify in progress: since when, and what it is doing (waiting for) now.
+    verify: Option<(Instant, String)>,
 }
 
 #[derive(Debug)]
@@ -96,6 +99,7 @@ impl Health {
                 clickhouse_refusing: None,
                 clickhouse_error: None,
                 clickhouse_down: false,
+                verify: None,
             }),
             clickhouse_grace,
         }
@@ -221,6 +225,36 @@ impl Health {
         self.lock().clickhouse_refusing = Some((table.to_string(), reason.to_string()));
     }
 
+    /// What is wrong with ClickHouse, if anything: the table-wide refusal, else the last failed
+    /// insert's error while inserts fail (for a one-shot command's parting line).
+    pub fn clickhouse_problem(&self) -> Option<String> {
+        let s = self.lock();
+        if let Some((table, reason)) = &s.clickhouse_refusing {
+            return Some(format!("ClickHouse refuses the rows of {table}: {reason}"));
+        }
+        s.clickhouse_failing_since.and(s.clickhouse_error.clone())
+    }
+
+    /// The background verify is doing `what` now (it started with the first call).
+    pub fn verify_doing(&self, what: String) {
+        let mut s = self.lock();
+        let since = s.verify.as_ref().map_or_else(Instant::now, |(t, _)| *t);
+        s.verify = Some((since, what));
+    }
+
+    /// The background verify in progress, if any: how long it has run and what it is doing.
+    pub fn verify_in_progress(&self) -> Option<(Duration, String)> {
+        let s = self.lock();
+        s.verify
+            .as_ref()
+            .map(|(t, what)| (t.elapsed(), what.clone()))
+    }
+
+    /// The background verify ended (done, failed or abandoned).
+    pub fn verify_ended(&self) {
+        self.lock().verify = None;
+    }
+
     /// A batch was stored after a table-wide refusal.
     pub fn clickhouse_accepting(&self) {
         let mut s = self.lock();
@@ -275,6 +309,17 @@ impl Health {
                 lines.push(format!("{name}: {detail}"));
             }
         }
+        if let Some((since, what)) = &s.verify {
+            lines.push(format!(
+                "background verify running for {} s: {what}",
+                since.elapsed().as_secs()
+            ));
+        }
+        metrics::gauge!(m::VERIFY_RUNNING).set(
+            s.verify
+                .as_ref()
+                .map_or(0.0, |(t, _)| t.elapsed().as_secs_f64()),
+        );
         metrics::gauge!(m::READY).set(if ready { 1.0 } else { 0.0 });
         metrics::gauge!(m::CLICKHOUSE_OUTAGE).set(
             s.clickhouse_failing_since

@@ -182,9 +182,13 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
             client.clone(),
             std::time::Duration::from_millis(config.clickhouse.request_timeout_ms),
         ));
-        let sink = Arc::new(runs_replicator::sink::insert::ClickHouseSink::new(
-            &config, client, health,
-        ));
+        // A one-shot command: an insert ClickHouse does not store in time ends it (exit 2).
+        let sink = Arc::new(
+            runs_replicator::sink::insert::ClickHouseSink::new(&config, client, health)
+                .giving_up_after(std::time::Duration::from_millis(
+                    config.clickhouse.give_up_after_ms,
+                )),
+        );
         if config.clickhouse.null_sink {
             tracing::warn!(
                 "--null-sink: rows are encoded and discarded, never inserted into ClickHouse; a dry \
@@ -262,6 +266,7 @@ fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
         parallel: config.backfill.parallel,
         pause: std::time::Duration::ZERO,
         max_report: args.max_report,
+        progress: None,
     };
     let result = runtime.block_on(async move {
         let config = Arc::new(config);
@@ -274,9 +279,13 @@ fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
             std::time::Duration::from_millis(config.metrics.clickhouse_unready_after_ms),
             &[],
         ));
-        let sink = Arc::new(runs_replicator::sink::insert::ClickHouseSink::new(
-            &config, client, health,
-        ));
+        // A one-shot command: an insert ClickHouse does not store in time ends it (exit 2).
+        let sink = Arc::new(
+            runs_replicator::sink::insert::ClickHouseSink::new(&config, client, health)
+                .giving_up_after(std::time::Duration::from_millis(
+                    config.clickhouse.give_up_after_ms,
+                )),
+        );
         verify::run(config, &request, reads, sink)
             .await
             .map_err(|e| e.to_string())

@@ -60,11 +60,16 @@ pub const VERIFY_RUNS: &str = "runs_replicator_verify_runs_compared";
 pub const VERIFY_DURATION: &str = "runs_replicator_verify_duration_seconds";
 pub const VERIFY_INTERVAL: &str = "runs_replicator_verify_interval_seconds";
 pub const VERIFY_REPAIRS: &str = "runs_replicator_verify_repairs_total";
+pub const VERIFY_UNSETTLED: &str = "runs_replicator_verify_unsettled_runs";
+pub const VERIFY_RUNNING: &str = "runs_replicator_verify_running_seconds";
+pub const VERIFY_TIMEOUTS: &str = "runs_replicator_verify_timeouts_total";
 
 /// Every `kind` label of the drift gauge (`verify::compare::Kind`).
 pub const DRIFT_KINDS: &[&str] = &["missing", "extra", "stale", "missing_payload"];
 /// Every `action` label of the repair counter.
 pub const REPAIR_ACTIONS: &[&str] = &["rewritten", "tombstoned"];
+/// Every `reason` label of the unsettled gauge (`verify::settle::Reason`).
+pub const UNSETTLED_REASONS: &[&str] = &["stream_behind", "changing"];
 
 /// Every `state` label of the backfill chunk gauge.
 pub const BACKFILL_CHUNK_STATES: &[&str] = &["pending", "running", "done"];
@@ -283,7 +288,20 @@ fn describe() {
     describe_gauge!(BACKFILL_RUNNING, "1 while a backfill copies.");
     describe_gauge!(
         DRIFT_ROWS,
-        "Runs the last background verify found drifted (settled, not changes in flight), by kind (missing, extra, stale, missing_payload); before its repair, if verify.repair."
+        "Runs the last background verify found drifted (settled, not changes in flight), by kind (missing, extra, stale, missing_payload); before its repair, if verify.repair. Unsettled runs are not counted here."
+    );
+    describe_gauge!(
+        VERIFY_UNSETTLED,
+        "Runs the last background verify could not settle (neither in sync nor drift, never repaired), by reason: stream_behind (a slot had not confirmed the snapshot), changing (changed through every re-check)."
+    );
+    describe_gauge!(
+        VERIFY_RUNNING,
+        Unit::Seconds,
+        "How long the background verify in progress has been running (0: none running); /readyz says what it is doing."
+    );
+    describe_counter!(
+        VERIFY_TIMEOUTS,
+        "Background verifies abandoned after verify.timeout (the log says what each was waiting for)."
     );
     describe_gauge!(
         VERIFY_LAST_SUCCESS,
@@ -380,6 +398,10 @@ pub fn register_defaults(config: &crate::config::Config) {
     for action in REPAIR_ACTIONS {
         metrics::counter!(VERIFY_REPAIRS, "action" => *action).absolute(0);
     }
+    for reason in UNSETTLED_REASONS {
+        metrics::gauge!(VERIFY_UNSETTLED, "reason" => *reason).set(0.0);
+    }
+    metrics::counter!(VERIFY_TIMEOUTS).absolute(0);
     metrics::gauge!(VERIFY_INTERVAL).set(config.verify.interval.as_secs_f64());
     for gauge in [
         CLICKHOUSE_OUTAGE,
@@ -392,6 +414,7 @@ pub fn register_defaults(config: &crate::config::Config) {
         VERIFY_LAST_SUCCESS,
         VERIFY_RUNS,
         VERIFY_DURATION,
+        VERIFY_RUNNING,
     ] {
         metrics::gauge!(gauge).set(0.0);
     }

@@ -41,6 +41,7 @@ pub const KEYS: &[&str] = &[
     "clickhouse.retry_min_delay_ms",
     "clickhouse.retry_max_delay_ms",
     "clickhouse.request_timeout_ms",
+    "clickhouse.give_up_after_ms",
     "clickhouse.ca_file",
     "batch.max_rows",
     "batch.flush_interval_ms",
@@ -67,6 +68,7 @@ pub const KEYS: &[&str] = &[
     "verify.pause_ms",
     "verify.wait_timeout_ms",
     "verify.rounds",
+    "verify.timeout",
 ];
 
 /// How a trigger.dev variable maps onto a key.

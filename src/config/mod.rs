@@ -216,6 +216,7 @@ impl Config {
             "clickhouse.retry_min_delay_ms" => ch.retry_min_delay_ms = number(v)?,
             "clickhouse.retry_max_delay_ms" => ch.retry_max_delay_ms = number(v)?,
             "clickhouse.request_timeout_ms" => ch.request_timeout_ms = number(v)?,
+            "clickhouse.give_up_after_ms" => ch.give_up_after_ms = number(v)?,
             "clickhouse.ca_file" => ch.ca_file = (!v.is_empty()).then(|| PathBuf::from(v)),
             "batch.max_rows" => self.batch.max_rows = number(v)?,
             "batch.flush_interval_ms" => self.batch.flush_interval_ms = number(v)?,
@@ -256,6 +257,7 @@ impl Config {
             "verify.pause_ms" => self.verify.pause_ms = number(v)?,
             "verify.wait_timeout_ms" => self.verify.wait_timeout_ms = number(v)?,
             "verify.rounds" => self.verify.rounds = number(v)?,
+            "verify.timeout" => self.verify.timeout = duration(v)?,
             other => return Err(format!("{other} is not a configuration key")),
         }
         Ok(())

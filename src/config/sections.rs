@@ -93,6 +93,10 @@ pub struct ClickHouseConfig {
     pub retry_min_delay_ms: u64,
     pub retry_max_delay_ms: u64,
     pub request_timeout_ms: u64,
+    /// How long a one-shot command (`backfill`, `verify --repair`) waits for ClickHouse to store
+    /// one write (down, not answering, refusing the table's rows) before it exits 2; the daemon
+    /// never gives up.
+    pub give_up_after_ms: u64,
     pub ca_file: Option<PathBuf>,
     /// Benchmarking only (`--null-sink`, not a file or environment key): encode each batch and
     /// discard it instead of inserting it, still acknowledging, to measure the worker without
@@ -201,6 +205,7 @@ impl Default for ClickHouseConfig {
             retry_min_delay_ms: 100,
             retry_max_delay_ms: 2000,
             request_timeout_ms: 30_000,
+            give_up_after_ms: 300_000,
             ca_file: None,
             null_sink: false,
         }
@@ -305,6 +310,11 @@ pub struct VerifyConfig {
     /// Re-checks of the differing runs, each from a fresh snapshot, before a difference that
     /// keeps moving is set aside as unsettled.
     pub rounds: u32,
+    /// A background verify still running after this long is abandoned (logged, counted) so the
+    /// next interval's can run: a snapshot waiting on a forgotten transaction, a read that never
+    /// answers.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
 }
 
 impl Default for VerifyConfig {
@@ -318,6 +328,7 @@ impl Default for VerifyConfig {
             pause_ms: 50,
             wait_timeout_ms: 30_000,
             rounds: 4,
+            timeout: Duration::from_secs(3600),
         }
     }
 }

@@ -123,6 +123,7 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("clickhouse.retry_min_delay_ms", "10"),
         ("clickhouse.retry_max_delay_ms", "20"),
         ("clickhouse.request_timeout_ms", "1000"),
+        ("clickhouse.give_up_after_ms", "45000"),
         ("clickhouse.ca_file", "/ca.pem"),
         ("batch.max_rows", "5"),
         ("batch.flush_interval_ms", "6"),
@@ -149,6 +150,7 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("verify.pause_ms", "7"),
         ("verify.wait_timeout_ms", "900"),
         ("verify.rounds", "3"),
+        ("verify.timeout", "20m"),
     ];
     assert_eq!(values.len(), env::KEYS.len());
     let names: Vec<(String, &str)> = values.iter().map(|(k, v)| (env::own_name(k), *v)).collect();
@@ -209,6 +211,8 @@ fn every_key_can_be_set_from_its_own_env_name() {
         (v.chunk_rows, v.pause_ms, v.wait_timeout_ms, v.rounds),
         (500, 7, 900, 3)
     );
+    assert_eq!(v.timeout, Duration::from_secs(1200));
+    assert_eq!(c.clickhouse.give_up_after_ms, 45_000);
     assert_eq!(
         (
             c.clickhouse.insert_max_retries,
@@ -1116,4 +1120,30 @@ fn verify_durations_read_as_text_or_seconds_and_are_checked() {
     assert!(e.contains("verify.window") && e.contains("duration"), "{e}");
     let e = err("", &[("RUNS_REPLICATOR_VERIFY_ROUNDS", "0")]);
     assert!(e.contains("verify.rounds"), "{e}");
+}
+
+#[test]
+fn verify_and_one_shot_writes_are_bounded_by_default_and_not_below_a_floor() {
+    let c = Config::default();
+    assert_eq!(c.verify.timeout, Duration::from_secs(3600));
+    assert_eq!(c.clickhouse.give_up_after_ms, 300_000);
+    let c = load_toml(
+        "[verify]\ntimeout = \"90s\"\n[clickhouse]\ngive_up_after_ms = 5000\n",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.verify.timeout, Duration::from_secs(90));
+    assert_eq!(c.clickhouse.give_up_after_ms, 5000);
+    for (toml, key) in [
+        ("[verify]\ntimeout = \"0\"\n", "verify.timeout"),
+        ("[verify]\ntimeout = \"5s\"\n", "verify.timeout"),
+        (
+            "[clickhouse]\ngive_up_after_ms = 0\n",
+            "clickhouse.give_up_after_ms",
+        ),
+    ] {
+        let e = err(toml, &[]);
+        assert!(e.contains(key), "{toml}: {e}");
+    }
 }

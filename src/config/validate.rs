@@ -279,6 +279,13 @@ impl Config {
             3_600_000,
         )?;
         range(self, "verify.rounds", v.rounds as u64, 1, 20)?;
+        if v.timeout < Duration::from_secs(10) {
+            return Err(self.invalid(
+                "verify.timeout",
+                duration_text(v.timeout),
+                "expected a duration of at least 10s, like 1h",
+            ));
+        }
         Ok(())
     }
 
@@ -357,6 +364,13 @@ impl Config {
             ch.request_timeout_ms,
             100,
             3_600_000,
+        )?;
+        range(
+            self,
+            "clickhouse.give_up_after_ms",
+            ch.give_up_after_ms,
+            1000,
+            604_800_000,
         )?;
         if let Some(ca) = &ch.ca_file
             && !ch.url.https

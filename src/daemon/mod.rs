@@ -94,7 +94,7 @@ pub async fn run(config: Config) -> ExitCode {
     }
 
     // The background verify (verify.interval): a task of its own beside the streams it checks.
-    crate::verify::continuous::spawn(&config, &ch, &stop);
+    crate::verify::continuous::spawn(&config, &ch, &stop, &health);
     let store = Arc::new(StateStore::new(
         ch.clone(),
         Duration::from_millis(config.clickhouse.request_timeout_ms),

@@ -3,10 +3,13 @@
 //! outages) and `sink::isolate` (refused data), and on a payload table that keeps copies
 //! `sink::payload_once` leaves out the payloads of runs it already holds.
 //!
-//! It never gives up on an insert: an outage is waited out (`attempts`), a systemic refusal is
-//! retried with backoff, and either keeps the batch — and every position after it —
-//! unacknowledged while `/readyz` says why. The only rows it does not store are poison rows it
-//! isolated, each logged with its run id and counted.
+//! The daemon's sink never gives up on an insert: an outage is waited out (`attempts`), a
+//! systemic refusal is retried with backoff, and either keeps the batch — and every position
+//! after it — unacknowledged while `/readyz` says why. The only rows it does not store are poison
+//! rows it isolated, each logged with its run id and counted. A one-shot command's sink
+//! ([`ClickHouseSink::giving_up_after`]: `backfill`, `verify --repair`) waits the same way, but
+//! only for `clickhouse.give_up_after_ms` per write: then the write fails
+//! ([`SinkError::GaveUp`]) and the command exits 2 instead of hanging through the outage.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +46,9 @@ pub struct ClickHouseSink {
     settings: Vec<(&'static str, String)>,
     attempts: Attempts,
     timeout: Duration,
+    /// How long one write may wait for ClickHouse to store it (one-shot commands); `None`: as
+    /// long as it takes (the daemon).
+    give_up_after: Option<Duration>,
     health: Arc<Health>,
     /// `--null-sink`: encode, then discard instead of sending.
     null: bool,
@@ -62,70 +68,22 @@ impl Sink for ClickHouseSink {
         runs: &[Box<RunRow>],
         payloads: &[PayloadRow],
     ) -> Result<Written, SinkError> {
-        let started = Instant::now();
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_secs(1))
-            .with_max_delay(REFUSAL_MAX_DELAY)
-            .with_jitter()
-            .without_max_times()
-            .build();
-        let mut written = Written::default();
-        // What each table still has to store: all of its rows at first; after a systemic
-        // refusal, the rows isolation did not store. A retry never stores a row again (each
-        // stored failed run is counted by upstream's error views, on every insert).
-        let mut runs_left: Option<Vec<Box<RunRow>>> = None;
-        let mut payloads_left: Option<Vec<PayloadRow>> = None;
-        let written = loop {
-            let Written {
-                runs: stored_runs,
-                payloads: stored_payloads,
-                rejected,
-            } = &mut written;
-            let mut result = self
-                .store(
-                    &self.runs_table,
-                    runs,
-                    &mut runs_left,
-                    stored_runs,
-                    rejected,
-                )
-                .await;
-            if result.is_ok()
-                && let Some(table) = &self.payloads_table
-            {
-                result = self
-                    .store(
-                        table,
-                        payloads,
-                        &mut payloads_left,
-                        stored_payloads,
-                        rejected,
-                    )
-                    .await;
-            }
-            match result {
-                Ok(()) => break written,
-                Err(Systemic { table, reason }) => {
-                    metrics::counter!(m::BATCHES, "result" => "refused").increment(1);
-                    self.health.clickhouse_refusing(&table, &reason);
-                    let delay = delays.next().unwrap_or(REFUSAL_MAX_DELAY);
-                    tracing::error!(
-                        table,
-                        error = %reason,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "ClickHouse refuses most rows of the batch: a table-wide refusal (a materialized \
-                         view, a constraint, a column type?), not poison rows; nothing is dropped or \
-                         acknowledged, the batch is retried until ClickHouse takes it"
-                    );
-                    tokio::time::sleep(delay).await;
-                }
-            }
+        let Some(limit) = self.give_up_after else {
+            return Ok(self.write_patiently(runs, payloads).await);
         };
-        self.health.clickhouse_accepting();
-        metrics::histogram!(m::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
-        metrics::histogram!(m::BATCH_ROWS).record((runs.len() + payloads.len()) as f64);
-        metrics::counter!(m::BATCHES, "result" => "ok").increment(1);
-        Ok(written)
+        // Every path of a write (an outage, a refusal, the isolation of poison rows) is bounded
+        // at once. An insert abandoned mid-flight may still be stored: the rows of a backfill or
+        // a repair are the same rows with the same version whenever they land.
+        match tokio::time::timeout(limit, self.write_patiently(runs, payloads)).await {
+            Ok(written) => Ok(written),
+            Err(_) => Err(SinkError::GaveUp {
+                waited: crate::config::duration_text(limit),
+                reason: self
+                    .health
+                    .clickhouse_problem()
+                    .unwrap_or_else(|| "no answer".into()),
+            }),
+        }
     }
 
     async fn visible_rows(&self, run_ids: &[String]) -> Result<Vec<RunRow>, SinkError> {
@@ -235,12 +193,90 @@ impl ClickHouseSink {
                 .then(|| PayloadOnce::new(&ch.payloads_table, timeout)),
             settings,
             timeout,
+            give_up_after: None,
             health,
             null: ch.null_sink,
             compress: ch.compression == crate::config::Compression::Lz4,
             buffers: std::sync::Mutex::new(Vec::new()),
             canary: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Stores the batch however long ClickHouse takes: outages are waited out, table-wide
+    /// refusals retried (never storing again a row a refused attempt stored).
+    async fn write_patiently(&self, runs: &[Box<RunRow>], payloads: &[PayloadRow]) -> Written {
+        let started = Instant::now();
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(REFUSAL_MAX_DELAY)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let mut written = Written::default();
+        // What each table still has to store: all of its rows at first; after a systemic
+        // refusal, the rows isolation did not store. A retry never stores a row again (each
+        // stored failed run is counted by upstream's error views, on every insert).
+        let mut runs_left: Option<Vec<Box<RunRow>>> = None;
+        let mut payloads_left: Option<Vec<PayloadRow>> = None;
+        let written = loop {
+            let Written {
+                runs: stored_runs,
+                payloads: stored_payloads,
+                rejected,
+            } = &mut written;
+            let mut result = self
+                .store(
+                    &self.runs_table,
+                    runs,
+                    &mut runs_left,
+                    stored_runs,
+                    rejected,
+                )
+                .await;
+            if result.is_ok()
+                && let Some(table) = &self.payloads_table
+            {
+                result = self
+                    .store(
+                        table,
+                        payloads,
+                        &mut payloads_left,
+                        stored_payloads,
+                        rejected,
+                    )
+                    .await;
+            }
+            match result {
+                Ok(()) => break written,
+                Err(Systemic { table, reason }) => {
+                    metrics::counter!(m::BATCHES, "result" => "refused").increment(1);
+                    self.health.clickhouse_refusing(&table, &reason);
+                    let delay = delays.next().unwrap_or(REFUSAL_MAX_DELAY);
+                    tracing::error!(
+                        table,
+                        error = %reason,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "ClickHouse refuses most rows of the batch: a table-wide refusal (a materialized \
+                         view, a constraint, a column type?), not poison rows; nothing is dropped or \
+                         acknowledged, the batch is retried until ClickHouse takes it"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        };
+        self.health.clickhouse_accepting();
+        metrics::histogram!(m::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::BATCH_ROWS).record((runs.len() + payloads.len()) as f64);
+        metrics::counter!(m::BATCHES, "result" => "ok").increment(1);
+        written
+    }
+
+    /// The sink of a one-shot command (`backfill`, `verify --repair`): a write ClickHouse has not
+    /// stored after `limit` fails with [`SinkError::GaveUp`] instead of waiting on.
+    pub fn giving_up_after(mut self, limit: Duration) -> ClickHouseSink {
+        self.give_up_after = Some(limit);
+        self.attempts.give_up_after = Some(limit);
+        self
     }
 
     /// A runs row ClickHouse already holds, as a reader sees it, for a canary when this process
