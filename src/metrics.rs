@@ -54,6 +54,10 @@ pub const CLICKHOUSE_REFUSING: &str = "runs_replicator_clickhouse_refusing";
 pub const BACKFILL_ROWS: &str = "runs_replicator_backfill_rows_total";
 pub const BACKFILL_CHUNKS: &str = "runs_replicator_backfill_chunks";
 pub const BACKFILL_RUNNING: &str = "runs_replicator_backfill_running";
+pub const SNAPSHOT_LONGEST: &str = "runs_replicator_snapshot_longest_seconds";
+pub const SNAPSHOTS_TAKEN: &str = "runs_replicator_snapshots_total";
+pub const VERIFY_SLICES: &str = "runs_replicator_verify_slices";
+pub const VERIFY_ROWS_READ: &str = "runs_replicator_verify_rows_read_total";
 pub const DRIFT_ROWS: &str = "runs_replicator_drift_rows";
 pub const VERIFY_LAST_SUCCESS: &str = "runs_replicator_verify_last_success_timestamp_seconds";
 pub const VERIFY_RUNS: &str = "runs_replicator_verify_runs_compared";
@@ -287,6 +291,23 @@ fn describe() {
     );
     describe_gauge!(BACKFILL_RUNNING, "1 while a backfill copies.");
     describe_gauge!(
+        SNAPSHOT_LONGEST,
+        Unit::Seconds,
+        "The longest a copy snapshot was held by the running (or last) backfill or verify of this process, by command (backfill: a stream's copies too); bounded by backfill.snapshot_max_s."
+    );
+    describe_counter!(
+        SNAPSHOTS_TAKEN,
+        "Copy snapshots taken, by command (backfill, verify): each connection takes a fresh one before its current one gets backfill.snapshot_max_s old."
+    );
+    describe_gauge!(
+        VERIFY_SLICES,
+        "Slices (createdAt ranges) of the running verify, by state (pending, running, done)."
+    );
+    describe_counter!(
+        VERIFY_ROWS_READ,
+        "Rows verifies read, by side: postgres (COPY rows), clickhouse (rows ClickHouse reports read)."
+    );
+    describe_gauge!(
         DRIFT_ROWS,
         "Runs the last background verify found drifted (settled, not changes in flight), by kind (missing, extra, stale, missing_payload); before its repair, if verify.repair. Unsettled runs are not counted here."
     );
@@ -391,6 +412,14 @@ pub fn register_defaults(config: &crate::config::Config) {
     }
     for state in BACKFILL_CHUNK_STATES {
         metrics::gauge!(BACKFILL_CHUNKS, "state" => *state).set(0.0);
+        metrics::gauge!(VERIFY_SLICES, "state" => *state).set(0.0);
+    }
+    for command in ["backfill", "verify"] {
+        metrics::gauge!(SNAPSHOT_LONGEST, "command" => command).set(0.0);
+        metrics::counter!(SNAPSHOTS_TAKEN, "command" => command).absolute(0);
+    }
+    for side in ["postgres", "clickhouse"] {
+        metrics::counter!(VERIFY_ROWS_READ, "side" => side).absolute(0);
     }
     for kind in DRIFT_KINDS {
         metrics::gauge!(DRIFT_ROWS, "kind" => *kind).set(0.0);

@@ -107,8 +107,12 @@ impl JobRecord {
 /// One chunk whose rows are stored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChunkDone {
-    /// The `L` its rows were stamped with.
+    /// The `L` its rows were stamped with: the lowest, when it was read through several
+    /// snapshots (each page carries its own; every row is at least this new).
     pub lsn: u64,
+    /// The highest `L` of its pages, when they were read through several snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn_highest: Option<u64>,
     pub rows_read: u64,
     pub rows_written: u64,
     pub skipped: u64,

@@ -1,8 +1,8 @@
 //! Chunk planning: each table split into key ranges on `id` of about `chunk_rows` rows, and the
 //! COPY statement that reads one range.
 //!
-//! Boundaries come from one pass over the primary-key index inside the copy snapshot (every
-//! `chunk_rows`-th id, plus the last), not from `pg_stats` histogram bounds: those need a recent
+//! Boundaries come from one pass over the primary-key index (every `chunk_rows`-th id, plus the
+//! last), in bounded statements outside the copy snapshot, not from `pg_stats` histogram bounds: those need a recent
 //! ANALYZE, are approximate (a chunk may hold many times `chunk_rows`, and memory and resume
 //! granularity follow chunk size), and are coarse on big tables (100 buckets by default). The pass
 //! reads only ids, far less than the copy itself. The plan is stored with the job
@@ -122,7 +122,13 @@ impl TablePlan {
     }
 }
 
-/// Plans `schema.table` inside the snapshot `client` reads.
+/// Ids read by one planning statement at most: each is bounded (its own short statement
+/// snapshot), whatever the table's size.
+const PLAN_STEP: u64 = 1_000_000;
+
+/// Plans `schema.table` on `client`, outside any copy snapshot: one ordered pass over the primary
+/// key in statements of about [`PLAN_STEP`] ids each (none runs long on a big table); the plan
+/// needs no snapshot, the ranges partition the whole key space.
 pub async fn plan_table(
     client: &Client,
     schema: &str,
@@ -130,37 +136,86 @@ pub async fn plan_table(
     window: &Window,
     chunk_rows: u64,
 ) -> Result<TablePlan, BackfillError> {
+    let chunk_rows = chunk_rows.max(1);
+    // A multiple of chunk_rows: every step's row numbers continue the previous step's.
+    let step = PLAN_STEP.div_ceil(chunk_rows).max(1) * chunk_rows;
     let conditions = window.condition();
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
+    let filter = |after: bool| {
+        let mut all = conditions.clone();
+        if after {
+            all.insert(0, "id > $3".into());
+        }
+        if all.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", all.join(" AND "))
+        }
     };
-    // One ordered pass over the primary key; lead() marks the last id without a second scan.
-    let sql = format!(
-        "SELECT id, rn FROM (\
-           SELECT id, row_number() OVER w AS rn, lead(id) OVER w IS NULL AS last \
-           FROM {}.{} {filter} WINDOW w AS (ORDER BY id)\
-         ) s WHERE rn % $1 = 0 OR last ORDER BY rn",
-        quote_ident(schema),
-        quote_ident(table)
-    );
-    let rows = client
-        .query(sql.as_str(), &[&(chunk_rows as i64)])
-        .await
-        .map_err(|e| BackfillError::Postgres {
-            what: format!("planning the chunks of {table}"),
-            reason: crate::pg::describe(&e),
-        })?;
-    let boundaries = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    // lead() marks the step's last id without a second scan.
+    let sql = |after: bool| {
+        format!(
+            "SELECT id, rn FROM (\
+               SELECT id, row_number() OVER w AS rn, lead(id) OVER w IS NULL AS last \
+               FROM (SELECT id FROM {}.{} {} ORDER BY id LIMIT $2) s WINDOW w AS (ORDER BY id)\
+             ) s WHERE rn % $1 = 0 OR last ORDER BY rn",
+            quote_ident(schema),
+            quote_ident(table),
+            filter(after)
+        )
+    };
+    let (first, next) = (sql(false), sql(true));
+    let failed = |e: tokio_postgres::Error| BackfillError::Postgres {
+        what: format!("planning the chunks of {table}"),
+        reason: crate::pg::describe(&e),
+    };
+    let mut boundaries: Vec<(String, i64)> = Vec::new();
+    let mut offset = 0i64;
+    let mut after: Option<String> = None;
+    loop {
+        let (chunk, limit) = (chunk_rows as i64, step as i64);
+        let rows = match &after {
+            None => client.query(first.as_str(), &[&chunk, &limit]).await,
+            Some(a) => client.query(next.as_str(), &[&chunk, &limit, a]).await,
+        }
+        .map_err(failed)?;
+        let Some(last) = rows.last() else { break };
+        let (last_id, last_rn): (String, i64) = (last.get(0), last.get(1));
+        // A full step ends on a multiple of chunk_rows: its last id is a bound either way.
+        boundaries.extend(rows.iter().map(|r| (r.get(0), offset + r.get::<_, i64>(1))));
+        if last_rn < limit {
+            break;
+        }
+        offset += limit;
+        after = Some(last_id);
+    }
     Ok(TablePlan::from_boundaries(table, boundaries))
+}
+
+/// `COPY (SELECT <every Col> FROM schema.table WHERE <after, chunk's upper bound, window> ORDER
+/// BY id LIMIT n) TO STDOUT`: one page of a chunk, in key order, from `after` (the chunk's own
+/// lower bound on its first page), so a page cut short goes on from the last row stored.
+pub fn page_sql(
+    schema: &str,
+    chunk: &Chunk,
+    window: &Window,
+    after: Option<&str>,
+    rows: usize,
+) -> String {
+    let page = Chunk {
+        lo: after.map(str::to_string),
+        ..chunk.clone()
+    };
+    let sql = copy_sql(schema, &page, window);
+    let select = sql
+        .strip_suffix(") TO STDOUT")
+        .expect("copy_sql ends with the COPY's target");
+    format!("{select} ORDER BY id LIMIT {rows}) TO STDOUT")
 }
 
 /// `COPY (SELECT <every Col, in Col::ALL order> FROM schema.table WHERE <range and window>) TO
 /// STDOUT`. Columns are selected as they are (no `::text`), so COPY renders each with its type's
 /// output function, as pgoutput does (`boolean` is `t`, where `::text` would say `true`).
 pub fn copy_sql(schema: &str, chunk: &Chunk, window: &Window) -> String {
-    let columns: Vec<String> = Col::ALL.iter().map(|c| quote_ident(c.pg_name())).collect();
     let mut conditions = Vec::new();
     if let Some(lo) = &chunk.lo {
         conditions.push(format!("id > {}", quote_literal(lo)));
@@ -169,6 +224,13 @@ pub fn copy_sql(schema: &str, chunk: &Chunk, window: &Window) -> String {
         conditions.push(format!("id <= {}", quote_literal(hi)));
     }
     conditions.extend(window.condition());
+    copy_where_sql(schema, &chunk.table, &conditions)
+}
+
+/// `COPY (SELECT <every Col, in Col::ALL order> FROM schema.table [WHERE <conditions>]) TO
+/// STDOUT`.
+pub fn copy_where_sql(schema: &str, table: &str, conditions: &[String]) -> String {
+    let columns: Vec<String> = Col::ALL.iter().map(|c| quote_ident(c.pg_name())).collect();
     let filter = if conditions.is_empty() {
         String::new()
     } else {
@@ -178,7 +240,7 @@ pub fn copy_sql(schema: &str, chunk: &Chunk, window: &Window) -> String {
         "COPY (SELECT {} FROM {}.{}{filter}) TO STDOUT",
         columns.join(", "),
         quote_ident(schema),
-        quote_ident(&chunk.table)
+        quote_ident(table)
     )
 }
 

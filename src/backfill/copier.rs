@@ -6,6 +6,11 @@
 //! `batch.max_rows` rows), then written, and the COPY stream is not read while a write is in
 //! progress (Postgres waits on the socket). A run with megabytes of output therefore costs its
 //! megabytes once, not a row slot among thousands.
+//!
+//! A chunk is copied in pages, in key order ([`copy_chunk`]): each page through the snapshot its
+//! connection holds then (`lease`), so no snapshot is held longer than `backfill.snapshot_max_s`
+//! however long the chunk takes; a page cut by that bound is read again from the last row stored,
+//! from a fresh snapshot.
 
 use std::borrow::Cow;
 use std::pin::pin;
@@ -17,6 +22,8 @@ use tokio_postgres::Client;
 
 use super::BackfillError;
 use super::checkpoint::ChunkDone;
+use super::chunks::{self, Chunk, Window};
+use super::lease::Lease;
 use crate::pg::copy_text::{self, Lines};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::changes::{self, Applied, Settings};
@@ -41,6 +48,12 @@ pub struct RowAdder<'s> {
     pub bytes: usize,
     pub rows_read: u64,
     pub skipped: u64,
+    /// The id of the last row added (reused: no allocation per row).
+    last_id: String,
+    /// Rows buffered now (read, not yet taken).
+    pending: u64,
+    /// The id of the last row taken: where a copy in key order goes on from.
+    pub taken_through: Option<String>,
 }
 
 impl<'s> RowAdder<'s> {
@@ -64,7 +77,29 @@ impl<'s> RowAdder<'s> {
             bytes: 0,
             rows_read: 0,
             skipped: 0,
+            last_id: String::new(),
+            pending: 0,
+            taken_through: None,
         }
+    }
+
+    /// The `L` rows are stamped with from now on; only between pages (nothing buffered).
+    pub fn restamp(&mut self, lsn: u64) {
+        debug_assert_eq!(self.pending, 0);
+        self.lsn = lsn;
+        self.txn = Transaction::new(0, lsn);
+    }
+
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+
+    /// Drops the rows buffered (a page cut short: they are read again).
+    pub fn discard(&mut self) {
+        self.txn = Transaction::new(0, self.lsn);
+        self.rows_read -= self.pending;
+        self.pending = 0;
+        self.bytes = 0;
     }
 
     /// One COPY row (without its `\n`).
@@ -79,6 +114,8 @@ impl<'s> RowAdder<'s> {
         for (col, value) in Col::ALL.iter().zip(&fields) {
             row.set(*col, value.as_deref());
         }
+        self.last_id.clear();
+        self.last_id.push_str(row.get(Col::Id).unwrap_or_default());
         let mut applied = Applied::default();
         changes::add_row(
             &mut self.txn,
@@ -92,6 +129,7 @@ impl<'s> RowAdder<'s> {
         count_skips(&applied.skipped);
         self.skipped += applied.skipped.len() as u64;
         self.rows_read += 1;
+        self.pending += 1;
         self.bytes += line.len() + ROW_OVERHEAD;
         Ok(())
     }
@@ -100,6 +138,10 @@ impl<'s> RowAdder<'s> {
     pub fn take(&mut self) -> Result<Committed, BackfillError> {
         let txn = std::mem::replace(&mut self.txn, Transaction::new(0, self.lsn));
         self.bytes = 0;
+        if self.pending > 0 {
+            self.taken_through = Some(self.last_id.clone());
+        }
+        self.pending = 0;
         txn.commit(self.lsn, 0)
             .map_err(|e| BackfillError::Request(e.to_string()))
     }
@@ -137,16 +179,46 @@ pub async fn copy_rows<C: Consumer + Send>(
     on_rows: &(dyn Fn(u64) + Send + Sync),
     consumer: &mut C,
 ) -> Result<(), BackfillError> {
+    read_copy(client, sql, adder, limits, on_rows, consumer).await?;
+    if adder.buffered() > 0 {
+        consumer.consume(adder.take()?).await?;
+    }
+    Ok(())
+}
+
+/// Maps a COPY's error: a cancelled statement ([`BackfillError::Cancelled`]) apart.
+pub fn copy_error(table: &str) -> impl Fn(tokio_postgres::Error) -> BackfillError + '_ {
+    move |e| {
+        if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) {
+            return BackfillError::Cancelled {
+                what: format!("the COPY of {table}"),
+            };
+        }
+        BackfillError::Postgres {
+            what: format!("copying {table}"),
+            reason: crate::pg::describe(&e),
+        }
+    }
+}
+
+/// Reads the COPY `sql` through `adder`, handing the committed rows to `consumer` whenever
+/// `limits` is reached; what is left buffered at the end stays in `adder`. Returns the rows read.
+pub async fn read_copy<C: Consumer + Send>(
+    client: &Client,
+    sql: &str,
+    adder: &mut RowAdder<'_>,
+    limits: Limits,
+    on_rows: &(dyn Fn(u64) + Send + Sync),
+    consumer: &mut C,
+) -> Result<u64, BackfillError> {
     let table = adder.binding.table.to_string();
-    let copy_failed = |e: tokio_postgres::Error| BackfillError::Postgres {
-        what: format!("copying {table}"),
-        reason: crate::pg::describe(&e),
-    };
-    let mut stream = pin!(client.copy_out(sql).await.map_err(copy_failed)?);
+    let copy_failed = copy_error(&table);
+    let mut stream = pin!(client.copy_out(sql).await.map_err(&copy_failed)?);
     let mut lines = Lines::default();
+    let started = adder.rows_read;
     let mut reported = adder.rows_read;
     while let Some(data) = stream.next().await {
-        let data = data.map_err(copy_failed)?;
+        let data = data.map_err(&copy_failed)?;
         lines.feed(&data, |line| adder.add_line(line))?;
         if adder.bytes >= limits.max_bytes || adder.buffered() >= limits.max_rows {
             consumer.consume(adder.take()?).await?;
@@ -158,15 +230,12 @@ pub async fn copy_rows<C: Consumer + Send>(
     }
     if lines.pending() > 0 {
         return Err(BackfillError::Copy {
-            table,
+            table: table.clone(),
             reason: "the COPY stream ended inside a row".into(),
         });
     }
-    if adder.buffered() > 0 {
-        consumer.consume(adder.take()?).await?;
-    }
     on_rows(adder.rows_read - reported);
-    Ok(())
+    Ok(adder.rows_read - started)
 }
 
 /// Writes committed rows through a batch (collapsed and sorted as every batch is) into a sink.
@@ -203,11 +272,18 @@ impl<S: Sink> Consumer for SinkWriter<'_, S> {
     }
 }
 
-/// Copies the chunk that `sql` selects through `adder` into `sink`; `on_rows` hears of rows as
+/// Copies `chunk` through `adder` into `sink`, in pages of at most `limits.max_rows` rows in key
+/// order, each read through the snapshot `lease` holds then (a fresh one, with its own `L`,
+/// once the one held has less than half the bound left). Rows buffered after a page are written
+/// while the snapshot idles, ended if the write outlasts the bound. A page cut short (Postgres
+/// cancelled it at the bound) is read again from the last row stored. `on_rows` hears of rows as
 /// they are read (progress).
+#[allow(clippy::too_many_arguments)]
 pub async fn copy_chunk<S: Sink>(
-    client: &Client,
-    sql: &str,
+    lease: &mut Lease,
+    schema: &str,
+    chunk: &Chunk,
+    window: &Window,
     adder: &mut RowAdder<'_>,
     sink: &Arc<S>,
     limits: Limits,
@@ -215,9 +291,55 @@ pub async fn copy_chunk<S: Sink>(
 ) -> Result<ChunkDone, BackfillError> {
     let started = Instant::now();
     let mut writer = SinkWriter::new(sink);
-    copy_rows(client, sql, adder, limits, on_rows, &mut writer).await?;
+    let mut after = chunk.lo.clone();
+    let (mut lowest, mut highest) = (u64::MAX, 0);
+    let mut page_rows = limits.max_rows.max(1);
+    loop {
+        let held = lease.ensure(lease.bound() / 2).await?;
+        adder.restamp(held.lsn);
+        adder.taken_through = None;
+        lease.limit_statement().await?;
+        let sql = chunks::page_sql(schema, chunk, window, after.as_deref(), page_rows);
+        let read = read_copy(lease.client(), &sql, adder, limits, on_rows, &mut writer).await;
+        let stamped = adder.taken_through.is_some() || adder.buffered() > 0;
+        if stamped {
+            lowest = lowest.min(held.lsn);
+            highest = highest.max(held.lsn);
+        }
+        match read {
+            Ok(rows) => {
+                if adder.buffered() > 0 {
+                    let rows = adder.take()?;
+                    lease.during(writer.consume(rows)).await??;
+                }
+                if let Some(id) = adder.taken_through.take() {
+                    after = Some(id);
+                }
+                if (rows as usize) < page_rows {
+                    break;
+                }
+            }
+            Err(BackfillError::Cancelled { .. }) => {
+                // The bound ended the snapshot mid-page: what was written stays (stamped with
+                // its L); the rest of the page is read again, in smaller pages.
+                adder.discard();
+                if let Some(id) = adder.taken_through.take() {
+                    after = Some(id);
+                }
+                lease.release().await?;
+                page_rows = (page_rows / 2).max(1);
+                tracing::debug!(table = %chunk.table, chunk = chunk.index, page_rows, "a page outlasted the snapshot bound: going on from a fresh snapshot");
+            }
+            Err(e) => return Err(e),
+        }
+    }
     Ok(ChunkDone {
-        lsn: adder.lsn,
+        lsn: if lowest == u64::MAX {
+            adder.lsn()
+        } else {
+            lowest
+        },
+        lsn_highest: (highest > lowest && lowest != u64::MAX).then_some(highest),
         rows_read: adder.rows_read,
         rows_written: writer.rows_written,
         skipped: adder.skipped,

@@ -15,6 +15,7 @@
 pub mod checkpoint;
 pub mod chunks;
 pub mod copier;
+pub mod lease;
 pub mod progress;
 pub mod report;
 pub mod snapshot;
@@ -58,6 +59,14 @@ pub enum BackfillError {
     Change(#[from] ChangeError),
     #[error("a copy task failed: {0}")]
     Task(String),
+    /// Postgres cancelled a copy statement (SQLSTATE 57014): its snapshot's time was up
+    /// (`backfill.snapshot_max_s`), or the copy stopped it. The copy goes on from a fresh
+    /// snapshot.
+    #[error("Postgres cancelled {what} (SQLSTATE 57014)")]
+    Cancelled { what: String },
+    /// The consumer of a COPY stopped it (a verify's slice holds more than it may keep).
+    #[error("the copy was stopped: {0}")]
+    Stopped(String),
     /// Transactions that were in flight at `L` did not end within
     /// `backfill.snapshot_wait_timeout_s`: no snapshot was taken.
     #[error(
@@ -335,11 +344,13 @@ pub async fn copy<S: Sink>(
     let job = match existing {
         Some(job) if !request.restart => job,
         previous => {
+            // Planned outside the copy snapshot, in bounded statements: the plan needs none.
+            let planner = snapshot::connect(&config, &source).await?;
             let mut plans = Vec::new();
             for table in &spec.tables {
                 plans.push(
                     chunks::plan_table(
-                        snapshot.first(),
+                        &planner,
                         &spec.schema,
                         table,
                         &spec.window,
@@ -382,8 +393,11 @@ pub async fn copy<S: Sink>(
         done_before.len() as u64,
     ));
     let queue = Arc::new(Mutex::new(pending));
+    let clock = lease::SnapshotClock::new("backfill");
+    let waiting = request.owed.as_ref().and_then(|o| o.waiting.clone());
+    let terms = lease::Terms::of(&config, clock.clone(), waiting);
     let mut tasks = JoinSet::new();
-    for client in snapshot.into_connections() {
+    for lease in snapshot.into_leases(&terms) {
         let worker = Worker {
             config: config.clone(),
             source: source.clone(),
@@ -396,7 +410,7 @@ pub async fn copy<S: Sink>(
             payloads: spec.payloads,
             lsn,
         };
-        tasks.spawn(async move { worker.run(client).await });
+        tasks.spawn(async move { worker.run(lease).await });
     }
     let mut results = Vec::new();
     while let Some(joined) = tasks.join_next().await {
@@ -404,6 +418,12 @@ pub async fn copy<S: Sink>(
         results.extend(copied);
     }
     progress.finish();
+    summary.longest_snapshot_s = (clock.longest().as_secs_f64() * 100.0).round() / 100.0;
+    summary.snapshots = clock.count();
+    summary.peak_rss_bytes = report::peak_rss_bytes();
+    if let Some(highest) = results.iter().filter_map(|(_, d)| d.lsn_highest).max() {
+        summary.lsn_highest = Some(snapshot::lsn_text(highest));
+    }
     for (table, done) in results {
         if let Some(t) = summary.tables.iter_mut().find(|t| t.table == table) {
             t.add(&done);
@@ -430,14 +450,14 @@ struct Worker<S: Sink> {
 impl<S: Sink> Worker<S> {
     async fn run(
         self,
-        client: tokio_postgres::Client,
+        mut lease: lease::Lease,
     ) -> Result<Vec<(String, checkpoint::ChunkDone)>, BackfillError> {
         let config = &self.config;
         let transform = TransformOptions {
             fingerprint_errors: config.transform.fingerprint_errors,
         };
         let limits = copier::Limits {
-            max_bytes: config.backfill.max_bytes as usize,
+            max_bytes: connection_bytes(config),
             max_rows: config.batch.max_rows,
         };
         let mut out = Vec::new();
@@ -461,20 +481,38 @@ impl<S: Sink> Worker<S> {
                 self.payloads,
                 self.lsn,
             );
-            let sql = chunks::copy_sql(&self.source.schema, &chunk, &self.window);
             let progress = self.progress.clone();
             let table = chunk.table.clone();
             let on_rows = move |n| progress.rows(&table, n);
-            let done =
-                copier::copy_chunk(&client, &sql, &mut adder, &self.sink, limits, &on_rows).await?;
+            let done = copier::copy_chunk(
+                &mut lease,
+                &self.source.schema,
+                &chunk,
+                &self.window,
+                &mut adder,
+                &self.sink,
+                limits,
+                &on_rows,
+            )
+            .await?;
             self.checkpoints
                 .mark_done(self.epoch, &chunk, &done)
                 .await?;
             self.progress.chunk_done(&chunk, &done);
             out.push((chunk.table.clone(), done));
         }
+        lease.release().await?;
         Ok(out)
     }
+}
+
+/// Bytes of rows one copying connection buffers before writing: its share of
+/// `backfill.memory_bytes` (half of it: the rows built from the text cost about as much again),
+/// at most `backfill.max_bytes`.
+pub fn connection_bytes(config: &Config) -> usize {
+    let b = &config.backfill;
+    let share = b.memory_bytes / (2 * b.parallel.max(1) as u64);
+    share.min(b.max_bytes).max(64 << 10) as usize
 }
 
 #[cfg(test)]

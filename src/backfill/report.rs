@@ -71,6 +71,12 @@ pub struct Summary {
     pub lsn_highest: Option<String>,
     /// How long the snapshot waited for transactions in flight at `L`.
     pub snapshot_wait_s: f64,
+    /// Snapshots this run read through (each connection takes a fresh one before its current
+    /// one gets `backfill.snapshot_max_s` old), and the longest one was held, in seconds.
+    pub snapshots: u64,
+    pub longest_snapshot_s: f64,
+    /// The process's peak resident memory (VmHWM), when the system says.
+    pub peak_rss_bytes: Option<u64>,
     pub tables: Vec<TableSummary>,
     /// Every table together; `seconds` is wall time here.
     pub total: TableSummary,
@@ -108,6 +114,9 @@ pub fn combine(mut summaries: Vec<(String, Summary)>) -> Summary {
     for (name, s) in summaries {
         wall += s.total.seconds;
         out.snapshot_wait_s += s.snapshot_wait_s;
+        out.snapshots += s.snapshots;
+        out.longest_snapshot_s = out.longest_snapshot_s.max(s.longest_snapshot_s);
+        out.peak_rss_bytes = out.peak_rss_bytes.max(s.peak_rss_bytes);
         out.tables.extend(s.tables.into_iter().map(|mut t| {
             t.table = format!("{name}.{}", t.table);
             t
@@ -125,6 +134,9 @@ impl Summary {
             lsn: lsn.map(lsn_text),
             lsn_highest: None,
             snapshot_wait_s: 0.0,
+            snapshots: 0,
+            longest_snapshot_s: 0.0,
+            peak_rss_bytes: None,
             tables: Vec::new(),
             total: TableSummary {
                 table: "total".into(),
@@ -177,8 +189,19 @@ impl Summary {
                     .unwrap_or_default()
             )),
             Outcome::Complete => out.push_str(&format!(
-                "backfill job {} complete; rows copied now carry L = {at} (snapshot taken after waiting {:.2} s)\n",
-                self.job_id, self.snapshot_wait_s
+                "backfill job {} complete; rows copied now carry L = {at}{} (first snapshot taken \
+                 after waiting {:.2} s; {} snapshot(s), the longest held {:.1} s{})\n",
+                self.job_id,
+                self.lsn_highest
+                    .as_deref()
+                    .map(|h| format!(" to {h}"))
+                    .unwrap_or_default(),
+                self.snapshot_wait_s,
+                self.snapshots,
+                self.longest_snapshot_s,
+                self.peak_rss_bytes
+                    .map(|b| format!("; peak memory {} MiB", b >> 20))
+                    .unwrap_or_default()
             )),
         }
         let header = [
@@ -266,4 +289,12 @@ pub fn table_summaries(
             t
         })
         .collect()
+}
+
+/// The process's peak resident memory so far (`VmHWM` of `/proc/self/status`), on Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::BackfillError;
+use super::lease::{Lease, Terms};
 use crate::config::{Config, Source};
 
 /// Session settings of every copy connection: the walsender's text rendering
@@ -72,6 +73,8 @@ pub struct Snapshot {
     pub upper: u64,
     /// How long `open` waited for transactions in flight at `L` (zero for an exported one).
     pub waited: Duration,
+    /// When it was taken (or imported): how old it is.
+    pub since: Instant,
     connections: Vec<Client>,
 }
 
@@ -135,26 +138,18 @@ impl Snapshot {
         report: Option<WaitReport>,
     ) -> Result<Snapshot, BackfillError> {
         let first = connect(config, source).await?;
+        let since = Instant::now();
         let (lsn, name, waited, upper) = match origin {
             SnapshotSource::Fresh => {
-                let lsn = current_lsn(&first).await?;
                 let limit = Duration::from_secs(config.backfill.snapshot_wait_timeout_s);
-                let waited =
-                    wait_for_running(&first, limit, config.query_timeout(), report.as_ref())
-                        .await?;
-                first
-                    .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .await
-                    .map_err(pg_error("opening the copy snapshot"))?;
+                let fresh =
+                    take_fresh(&first, limit, config.query_timeout(), report.as_ref()).await?;
                 let name: String = first
                     .query_one("SELECT pg_export_snapshot()", &[])
                     .await
                     .map_err(pg_error("exporting the copy snapshot"))?
                     .get(0);
-                // Read once the snapshot exists (the function reads shared memory, not the
-                // snapshot): every commit the snapshot shows was inserted before this position.
-                let upper = current_lsn(&first).await?.max(lsn);
-                (lsn, name, waited, upper)
+                (fresh.lsn, name, fresh.waited, fresh.upper)
             }
             SnapshotSource::Exported { name, lsn } => {
                 import(&first, &name).await?;
@@ -171,8 +166,20 @@ impl Snapshot {
             lsn,
             upper,
             waited,
+            since,
             connections: all,
         })
+    }
+
+    /// The connections as leases holding this snapshot, each taking fresh ones on its own
+    /// once it gets old (`lease`).
+    pub fn into_leases(self, terms: &Terms) -> Vec<Lease> {
+        terms.clock.taken();
+        let (lsn, upper, since) = (self.lsn, self.upper, self.since);
+        self.connections
+            .into_iter()
+            .map(|c| Lease::holding(c, lsn, upper, since, terms.clone()))
+            .collect()
     }
 
     /// The connections, each inside the snapshot; the first is the one that planned (and, for a
@@ -184,6 +191,42 @@ impl Snapshot {
     pub fn first(&self) -> &Client {
         &self.connections[0]
     }
+}
+
+/// A snapshot taken on one connection by the rule of [`SnapshotSource::Fresh`].
+#[derive(Debug, Clone, Copy)]
+pub struct Fresh {
+    pub lsn: u64,
+    pub upper: u64,
+    pub waited: Duration,
+    /// When it was taken.
+    pub since: Instant,
+}
+
+/// Takes a fresh snapshot on `client` (outside any transaction): reads `L`, waits (at most
+/// `limit`) for the transactions in flight that can write this database, then begins a
+/// REPEATABLE READ READ ONLY transaction whose first statement takes the snapshot and reads
+/// `upper` (evaluated once the snapshot exists: every commit it shows was inserted before it).
+pub async fn take_fresh(
+    client: &Client,
+    limit: Duration,
+    query_timeout: Duration,
+    report: Option<&WaitReport>,
+) -> Result<Fresh, BackfillError> {
+    let lsn = current_lsn(client).await?;
+    let waited = wait_for_running(client, limit, query_timeout, report).await?;
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(pg_error("opening the copy snapshot"))?;
+    let since = Instant::now();
+    let upper = current_lsn(client).await?.max(lsn);
+    Ok(Fresh {
+        lsn,
+        upper,
+        waited,
+        since,
+    })
 }
 
 async fn import(client: &Client, name: &str) -> Result<(), BackfillError> {

@@ -1,5 +1,5 @@
 use super::checkpoint::{ChunkDone, JobRecord, JobSpec};
-use super::chunks::{Chunk, TablePlan, Window, copy_sql, ids_copy_sql};
+use super::chunks::{Chunk, TablePlan, Window, copy_sql, ids_copy_sql, page_sql};
 use super::copier::RowAdder;
 use super::report::{Outcome, Summary, TableSummary};
 use crate::pipeline::transaction::version;
@@ -83,6 +83,7 @@ fn chunk_plans_survive_the_checkpoint_format() {
     assert_eq!(back.chunks(), job.chunks());
     let done = ChunkDone {
         lsn: 0x1_0000_0042,
+        lsn_highest: Some(0x1_0000_0099),
         rows_read: 10,
         rows_written: 9,
         skipped: 1,
@@ -91,6 +92,47 @@ fn chunk_plans_survive_the_checkpoint_format() {
     };
     let back: ChunkDone = serde_json::from_str(&serde_json::to_string(&done).unwrap()).unwrap();
     assert_eq!(back, done);
+    // A checkpoint written before chunks were read through several snapshots still reads.
+    let old = r#"{"lsn":66,"rows_read":1,"rows_written":1,"skipped":0,"rejected":0,"seconds":0.1}"#;
+    let back: ChunkDone = serde_json::from_str(old).unwrap();
+    assert_eq!((back.lsn, back.lsn_highest), (66, None));
+}
+
+#[test]
+fn a_page_reads_on_from_the_last_row_stored_in_key_order_within_the_chunk() {
+    let chunk = Chunk {
+        table: "TaskRun".into(),
+        index: 1,
+        lo: Some("run_a".into()),
+        hi: Some("run_m".into()),
+        planned_rows: 10,
+    };
+    let window = Window {
+        since: Some("2026-11-01 00:00:00.000000".into()),
+        ..Window::default()
+    };
+    let first = page_sql("public", &chunk, &window, chunk.lo.as_deref(), 500);
+    assert!(
+        first.contains("WHERE id > 'run_a' AND id <= 'run_m' AND \"createdAt\" >= '2026-11-01")
+            && first.ends_with(" ORDER BY id LIMIT 500) TO STDOUT"),
+        "{first}"
+    );
+    let next = page_sql("public", &chunk, &window, Some("run_f'x"), 250);
+    assert!(
+        next.contains("WHERE id > 'run_f''x' AND id <= 'run_m'")
+            && next.ends_with(" ORDER BY id LIMIT 250) TO STDOUT"),
+        "{next}"
+    );
+    let open = Chunk {
+        lo: None,
+        hi: None,
+        ..chunk
+    };
+    let all = page_sql("public", &open, &Window::default(), None, 10);
+    assert!(
+        all.ends_with("FROM \"public\".\"TaskRun\" ORDER BY id LIMIT 10) TO STDOUT"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -318,6 +360,7 @@ fn summary_text_and_json() {
         skipped: 1,
         rejected: 0,
         seconds: 2.0,
+        ..ChunkDone::default()
     });
     s.tables.push(t);
     s.close(4.0);

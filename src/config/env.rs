@@ -60,6 +60,8 @@ pub const KEYS: &[&str] = &[
     "backfill.on_slot_create",
     "backfill.gap_margin_s",
     "backfill.snapshot_wait_timeout_s",
+    "backfill.memory_bytes",
+    "backfill.snapshot_max_s",
     "verify.interval",
     "verify.window",
     "verify.repair",

@@ -246,6 +246,8 @@ impl Config {
             "backfill.max_bytes" => self.backfill.max_bytes = number(v)?,
             "backfill.on_slot_create" => self.backfill.on_slot_create = boolean(v)?,
             "backfill.gap_margin_s" => self.backfill.gap_margin_s = number(v)?,
+            "backfill.memory_bytes" => self.backfill.memory_bytes = number(v)?,
+            "backfill.snapshot_max_s" => self.backfill.snapshot_max_s = number(v)?,
             "backfill.snapshot_wait_timeout_s" => {
                 self.backfill.snapshot_wait_timeout_s = number(v)?
             }

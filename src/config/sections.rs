@@ -272,6 +272,14 @@ pub struct BackfillConfig {
     /// How long a fresh copy snapshot (and the creation of a slot with its snapshot) may wait for
     /// the transactions in flight at `L` to end.
     pub snapshot_wait_timeout_s: u64,
+    /// What a backfill or a verify may hold in rows at once, all its connections together: the
+    /// COPY text buffered and the rows built from it, a verify's run hashes and re-checked runs.
+    /// Each connection buffers at most `memory_bytes / (2 x parallel)` (and `max_bytes`).
+    pub memory_bytes: u64,
+    /// No snapshot a backfill, a verify or a stream's copy reads from stays open longer: each
+    /// connection takes a fresh one (with its own `L`) before it gets this old, and a statement
+    /// or a write that would outlast it ends it.
+    pub snapshot_max_s: u64,
 }
 
 impl Default for BackfillConfig {
@@ -283,6 +291,8 @@ impl Default for BackfillConfig {
             on_slot_create: false,
             gap_margin_s: 900,
             snapshot_wait_timeout_s: 600,
+            memory_bytes: 64 << 20,
+            snapshot_max_s: 60,
         }
     }
 }
@@ -301,7 +311,8 @@ pub struct VerifyConfig {
     pub repair: bool,
     /// Check that every run has its row in the payloads table too.
     pub payloads: bool,
-    /// Rows per COPY chunk of the Postgres side.
+    /// Runs per slice of the window at most (each slice read through its own snapshots and
+    /// compared on its own); `backfill.memory_bytes` may make them smaller.
     pub chunk_rows: u64,
     /// The background verify sleeps this long between chunks, so the stream keeps the CPU.
     pub pause_ms: u64,
@@ -324,7 +335,7 @@ impl Default for VerifyConfig {
             window: Duration::from_secs(6 * 3600),
             repair: false,
             payloads: true,
-            chunk_rows: 20_000,
+            chunk_rows: 250_000,
             pause_ms: 50,
             wait_timeout_ms: 30_000,
             rounds: 4,

@@ -142,6 +142,8 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("backfill.on_slot_create", "true"),
         ("backfill.gap_margin_s", "60"),
         ("backfill.snapshot_wait_timeout_s", "30"),
+        ("backfill.memory_bytes", "1048576"),
+        ("backfill.snapshot_max_s", "9"),
         ("verify.interval", "15m"),
         ("verify.window", "2h"),
         ("verify.repair", "true"),
@@ -200,6 +202,10 @@ fn every_key_can_be_set_from_its_own_env_name() {
             c.backfill.snapshot_wait_timeout_s
         ),
         (4, 1000, 1 << 20, 30)
+    );
+    assert_eq!(
+        (c.backfill.memory_bytes, c.backfill.snapshot_max_s),
+        (1 << 20, 9)
     );
     let v = &c.verify;
     assert_eq!(

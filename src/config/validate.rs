@@ -461,6 +461,20 @@ impl Config {
             1,
             7 * 86_400,
         )?;
+        range(
+            self,
+            "backfill.memory_bytes",
+            self.backfill.memory_bytes,
+            1 << 18,
+            1 << 40,
+        )?;
+        range(
+            self,
+            "backfill.snapshot_max_s",
+            self.backfill.snapshot_max_s,
+            1,
+            86_400,
+        )?;
         self.validate_verify()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(self.invalid(
