@@ -265,11 +265,27 @@ fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
         repair: args.repair,
         parallel: config.backfill.parallel,
         pause: std::time::Duration::ZERO,
+        display: if std::io::stderr().is_terminal() {
+            verify::Display::Bar
+        } else {
+            verify::Display::Lines
+        },
         max_report: args.max_report,
         progress: None,
     };
+    let serve_metrics = cli.metrics_listen.is_some();
     let result = runtime.block_on(async move {
         let config = Arc::new(config);
+        if serve_metrics {
+            let handle = runs_replicator::metrics::install().map_err(|e| e.to_string())?;
+            let health = Arc::new(runs_replicator::health::Health::new(
+                std::time::Duration::from_millis(config.metrics.clickhouse_unready_after_ms),
+                &[],
+            ));
+            runs_replicator::http::serve(config.metrics.listen, handle, health)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", config.metrics.listen))?;
+        }
         let client = runs_replicator::sink::client::build(&config)?;
         let reads = Arc::new(runs_replicator::sink::verify_reads::VerifyReads::new(
             &config,

@@ -50,6 +50,23 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// This scope within `[lo, hi)` (epoch ms, open where `None`): a verify's slice.
+    pub fn within(&self, lo: Option<i64>, hi: Option<i64>) -> Scope {
+        let max = |a: Option<i64>, b: Option<i64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let min = |a: Option<i64>, b: Option<i64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Scope {
+            since_ms: max(self.since_ms, lo),
+            until_ms: min(self.until_ms, hi),
+            generations: self.generations.clone(),
+        }
+    }
+
     fn time(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(ms) = self.since_ms {
@@ -150,6 +167,56 @@ impl VerifyReads {
         }
     }
 
+    /// The partitions of the runs table with active parts (`YYYYMM` as shipped).
+    pub async fn partitions(&self) -> Result<Vec<String>, SinkError> {
+        let q = self
+            .client
+            .query(
+                "SELECT DISTINCT partition FROM system.parts \
+                 WHERE database = ? AND table = ? AND active ORDER BY partition",
+            )
+            .bind(&self.database)
+            .bind(&self.runs_table);
+        self.fetch_catalog("the runs table's partitions", q).await
+    }
+
+    /// Rows per minute of `created_at` in scope (`(minute since the epoch, rows)`, in order),
+    /// every version counted: an estimate to plan a verify's slices by.
+    pub async fn minute_counts(&self, scope: &Scope) -> Result<Vec<(i64, u64)>, SinkError> {
+        let time = scope.time();
+        let filter = if time.is_empty() {
+            "1".to_string()
+        } else {
+            time.join(" AND ")
+        };
+        let sql = format!(
+            "SELECT toInt64(floor(toUnixTimestamp64Milli(created_at) / 60000)) AS v_minute, \
+                    count() FROM `{}` WHERE {filter} GROUP BY v_minute ORDER BY v_minute",
+            self.runs_table
+        );
+        self.fetch("the runs per minute", self.query(&sql)).await
+    }
+
+    /// Whether the payloads table has a skip index on `created_at` (minmax), without which each
+    /// of a verify's slices reads whole monthly partitions of it.
+    pub async fn payloads_time_index(&self) -> Result<Option<bool>, SinkError> {
+        let Some(table) = &self.payloads_table else {
+            return Ok(None);
+        };
+        let q = self
+            .client
+            .query(
+                "SELECT count() FROM system.data_skipping_indices \
+                 WHERE database = ? AND table = ? AND expr = 'created_at' AND type = 'minmax'",
+            )
+            .bind(&self.database)
+            .bind(table);
+        let found: Vec<u64> = self
+            .fetch_catalog("the payloads table's indexes", q)
+            .await?;
+        Ok(Some(found.first().copied().unwrap_or(0) > 0))
+    }
+
     /// Whether the runs table exists: the first question, so an unreachable server or a wrong
     /// database fails before the Postgres side is read.
     pub async fn runs_table_exists(&self) -> Result<bool, SinkError> {
@@ -196,6 +263,24 @@ impl VerifyReads {
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {
+        let (rows, read) = self.fetch_counted(what, query).await?;
+        self.rows_read.fetch_add(read, Ordering::Relaxed);
+        Ok(rows)
+    }
+
+    /// Fetches every row of a question about the catalog (system tables: not counted as rows
+    /// the verify read).
+    async fn fetch_catalog<T>(&self, what: &str, query: Query) -> Result<Vec<T>, SinkError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        Ok(self.fetch_counted(what, query).await?.0)
+    }
+
+    async fn fetch_counted<T>(&self, what: &str, query: Query) -> Result<(Vec<T>, u64), SinkError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
         let read = async {
             let mut cursor = query.fetch::<T>()?;
             let mut out = Vec::new();
@@ -205,11 +290,9 @@ impl VerifyReads {
             let read = cursor.summary().and_then(|s| s.read_rows()).unwrap_or(0);
             Ok((out, read))
         };
-        let (rows, read) = answer("a verify read", self.timeout, read)
+        answer("a verify read", self.timeout, read)
             .await
-            .map_err(failed(what.to_string()))?;
-        self.rows_read.fetch_add(read, Ordering::Relaxed);
-        Ok(rows)
+            .map_err(failed(what.to_string()))
     }
 
     /// `digest_sql` with its payload marker bound to the payloads table within the scope's

@@ -166,13 +166,24 @@ fn payload_marker(present: bool) -> &'static str {
 /// The canonical text of `row`; `payload` says whether its payload row exists, when checked.
 pub fn row_text(row: &RunRow, payload: Option<bool>) -> String {
     let mut out = String::with_capacity(512 + row.output.len() + row.error.len());
+    write_row(&mut out, row, payload);
+    out
+}
+
+fn write_row(out: &mut String, row: &RunRow, payload: Option<bool>) {
     for (_, cell) in cells(row) {
-        write_cell(&mut out, cell);
+        write_cell(out, cell);
     }
     if let Some(present) = payload {
         out.push_str(payload_marker(present));
     }
-    out
+}
+
+/// [`digest`], writing the text into `buf` (cleared first): no allocation per row.
+pub fn digest_into(buf: &mut String, row: &RunRow, payload: Option<bool>) -> u64 {
+    buf.clear();
+    write_row(buf, row, payload);
+    xxhash64(buf.as_bytes())
 }
 
 /// xxHash64 (seed 0), as ClickHouse's `xxHash64`.

@@ -11,8 +11,8 @@
 //! planned. While one runs, `/readyz` says what it is doing and
 //! `runs_replicator_verify_running_seconds` for how long.
 //!
-//! At low priority: one connection per source, a sleep of `verify.pause_ms` between COPY chunks of
-//! `verify.chunk_rows` rows, a yield every few hundred rows (the stream shares the daemon's one
+//! At low priority: one connection per source, a sleep of `verify.pause_ms` between slices of at
+//! most `verify.chunk_rows` runs, a yield every few hundred rows (the stream shares the daemon's one
 //! thread), and one verify at a time. A verify that fails is logged and retried at the next
 //! interval; it never touches the streams. Shutdown abandons a verify in progress: it writes
 //! nothing but its repair, and a repair's rows are harmless to write again.
@@ -90,6 +90,7 @@ async fn run(
             repair: config.verify.repair,
             parallel: 1,
             pause: Duration::from_millis(config.verify.pause_ms),
+            display: super::Display::Quiet,
             max_report: LOGGED_RUNS,
             progress: Some(progress.clone()),
         };

@@ -1,39 +1,44 @@
-//! The Postgres side of a verify: what ClickHouse should hold, from a snapshot of every source,
-//! through the backfill's machinery — its snapshot (`L`, the transactions in flight waited for),
-//! its chunk plan and COPY, and its `RowAdder`, which is the stream's own transform input path
-//! (`pipeline::changes::add_row`). No second transform.
+//! The Postgres side of a verify's walk: the runs of one slice ([`SliceReader::read`]), read
+//! through the backfill's machinery — a fresh snapshot per source (its `L`, the transactions in
+//! flight waited for; `backfill::lease`), its COPY and `RowAdder`, which is the stream's own
+//! transform input path (`pipeline::changes::add_row`) — and kept as a hash per run
+//! ([`SliceRuns`]: the id, the generation of the winning copy, the row's hash; about 40 bytes a
+//! run). No second transform.
 //!
-//! [`read_window`] reads every run of the window and keeps only a hash per run;
-//! [`read_runs`] reads a few runs in full (the re-checks).
+//! A slice's snapshots are ended once it is read, and a COPY runs with `statement_timeout` set to
+//! what is left of `backfill.snapshot_max_s`. A slice that holds more runs than the reader may
+//! keep, or that cannot be read within the bound, is not kept: the reader stops the COPY
+//! (`pg_cancel_backend`), and hands back the `createdAt` of what it read so the walk can cut the
+//! slice ([`Outcome::Split`]).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
-use tokio::task::JoinSet;
 use tokio_postgres::Client;
 
 use super::VerifyError;
 use super::canonical;
+use super::slices::{self, Slice};
 use super::window::VerifyWindow;
-use crate::backfill::chunks::{self, Chunk};
+use crate::backfill::BackfillError;
+use crate::backfill::chunks;
 use crate::backfill::copier::{self, Consumer, Limits, RowAdder};
-use crate::backfill::snapshot::lsn_text;
-use crate::backfill::{BackfillError, Snapshot, SnapshotSource};
+use crate::backfill::lease::{Lease, Terms};
+use crate::backfill::snapshot::{self, lsn_text};
 use crate::config::{Config, Source};
 use crate::pipeline::transaction::Committed;
-use crate::rows::RunRow;
 use crate::source::relation::TableBinding;
 use crate::transform::TransformOptions;
-
-/// Runs per COPY of listed ids.
-const IDS_PER_COPY: usize = 5000;
 
 /// Rows transformed and hashed between two yields.
 const HASH_BATCH: usize = 512;
 
-/// A run as the window read found it: the generation of its winning copy and its row's hash.
+/// What a run costs the reader (its id, its hash and generation, its `createdAt`), beyond the id's
+/// bytes.
+pub const RUN_BYTES: usize = 32;
+
+/// A run as Postgres has it: the generation of its winning copy and its row's hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expected {
     pub generation: u8,
@@ -56,64 +61,128 @@ fn as_lsn<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&lsn_text(*v))
 }
 
-/// How the window is read.
 #[derive(Debug, Clone, Copy)]
-pub struct ReadOptions {
-    /// Connections sharing each source's snapshot.
-    pub parallel: usize,
-    pub chunk_rows: u64,
-    /// A sleep between chunks (the daemon's background verify).
-    pub pause: Duration,
-    /// Whether the hash carries the payload marker (every expected run has a payload row).
-    pub payloads: bool,
+struct Entry {
+    start: u32,
+    len: u32,
+    expected: Expected,
 }
 
-/// Every run of the window, hashed.
+/// The runs of one slice, compactly: ids in one buffer, a hash and generation each; sorted by id
+/// once [`SliceRuns::finish`]ed.
 #[derive(Debug, Default)]
-pub struct WindowRead {
-    pub runs: HashMap<String, Expected>,
+pub struct SliceRuns {
+    ids: String,
+    entries: Vec<Entry>,
+    /// `createdAt` (epoch ms) of every row read, while reading: where to cut an overfull slice.
+    created: Vec<i64>,
+}
+
+impl SliceRuns {
+    pub fn push(&mut self, id: &str, e: Expected, created_at: i64) {
+        let start = self.ids.len() as u32;
+        self.ids.push_str(id);
+        self.entries.push(Entry {
+            start,
+            len: id.len() as u32,
+            expected: e,
+        });
+        self.created.push(created_at);
+    }
+
+    fn id(&self, e: &Entry) -> &str {
+        &self.ids[e.start as usize..(e.start + e.len) as usize]
+    }
+
+    /// Sorts by id and keeps, of a run present twice (in two tables or sources), the copy of
+    /// the higher generation, as ClickHouse's view of the run does.
+    pub fn finish(&mut self) {
+        self.created = Vec::new();
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.sort_by(|a, b| {
+            self.id(a)
+                .cmp(self.id(b))
+                .then(b.expected.generation.cmp(&a.expected.generation))
+        });
+        entries.dedup_by(|later, kept| self.id(later) == self.id(kept));
+        self.entries = entries;
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.ids.capacity()
+            + self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.created.capacity() * 8
+    }
+
+    /// The run `id` (after [`SliceRuns::finish`]).
+    pub fn get(&self, id: &str) -> Option<Expected> {
+        self.entries
+            .binary_search_by(|e| self.id(e).cmp(id))
+            .ok()
+            .map(|i| self.entries[i].expected)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Expected)> {
+        self.entries.iter().map(|e| (self.id(e), e.expected))
+    }
+
+    fn take_created(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.created)
+    }
+}
+
+/// A slice read from Postgres.
+#[derive(Debug)]
+pub struct SliceRead {
+    pub slice: Slice,
+    pub runs: SliceRuns,
+    /// The snapshot each source was read through.
+    pub snaps: Vec<Snap>,
     pub rows_read: u64,
     pub skipped: u64,
-    pub snapshots: Vec<Snap>,
+    pub seconds: f64,
 }
 
-impl WindowRead {
-    /// Keeps the higher generation's copy of a run present twice.
-    fn add(&mut self, run_id: String, e: Expected) {
-        match self.runs.get_mut(&run_id) {
-            Some(have) if have.generation >= e.generation => {}
-            Some(have) => *have = e,
-            None => {
-                self.runs.insert(run_id, e);
-            }
-        }
-    }
+/// What reading a slice came to.
+#[derive(Debug)]
+pub enum Outcome {
+    Read(SliceRead),
+    /// It held more runs than a slice may, or could not be read within the snapshot bound: read
+    /// these pieces instead.
+    Split(Vec<Slice>),
 }
 
-fn binding(source: &Source, table: &str) -> TableBinding {
-    TableBinding::selected(&source.schema, table, source.generation(table))
-}
-
-fn transform(config: &Config) -> TransformOptions {
-    TransformOptions {
-        fingerprint_errors: config.transform.fingerprint_errors,
-    }
-}
-
-/// Hashes the committed rows of a COPY.
-struct Digests {
-    out: Vec<(String, Expected)>,
+/// Hashes the committed rows of a COPY into a slice's runs, up to `cap` runs.
+struct Digests<'a> {
+    runs: &'a mut SliceRuns,
     payload: Option<bool>,
+    cap: usize,
+    text: String,
 }
 
-impl Consumer for Digests {
+impl Consumer for Digests<'_> {
     async fn consume(&mut self, mut rows: Committed) -> Result<(), BackfillError> {
         for row in rows.rows.drain() {
             let e = Expected {
                 generation: (row._version >> 56) as u8,
-                digest: canonical::digest(&row, self.payload),
+                digest: canonical::digest_into(&mut self.text, &row, self.payload),
             };
-            self.out.push((row.run_id, e));
+            self.runs.push(&row.run_id, e, row.created_at);
+        }
+        if self.runs.len() > self.cap {
+            return Err(BackfillError::Stopped(format!(
+                "the slice holds more than {} runs",
+                self.cap
+            )));
         }
         // The daemon runs everything on one thread: let the stream in between.
         tokio::task::yield_now().await;
@@ -121,225 +190,208 @@ impl Consumer for Digests {
     }
 }
 
-/// Keeps the committed rows of a COPY.
-#[derive(Default)]
-struct Rows(Vec<RunRow>);
-
-impl Consumer for Rows {
-    async fn consume(&mut self, mut rows: Committed) -> Result<(), BackfillError> {
-        self.0.extend(rows.rows.drain().map(|r| *r));
-        Ok(())
-    }
+/// `COPY (SELECT <every Col> FROM schema.table WHERE <window> AND <slice>) TO STDOUT`.
+pub fn slice_copy_sql(schema: &str, table: &str, window: &VerifyWindow, slice: &Slice) -> String {
+    let mut conditions = window.pg.condition();
+    conditions.extend(slices::pg_condition(slice));
+    chunks::copy_where_sql(schema, table, &conditions)
 }
 
-/// Reads every run of `window` in every source, one snapshot per source.
-pub async fn read_window(
-    config: &Arc<Config>,
-    sources: &[Arc<Source>],
-    window: &VerifyWindow,
-    options: ReadOptions,
-) -> Result<WindowRead, VerifyError> {
-    let mut read = WindowRead::default();
-    for source in sources {
-        let snapshot = Snapshot::open(
-            config,
-            source,
-            SnapshotSource::Fresh,
-            options.parallel.max(1),
-        )
-        .await?;
-        read.snapshots.push(Snap {
-            source: source.name.clone(),
-            lsn: snapshot.lsn,
-            upper: snapshot.upper,
-        });
-        let mut queue = VecDeque::new();
-        for table in &source.tables {
-            let plan = chunks::plan_table(
-                snapshot.first(),
-                &source.schema,
-                table,
-                &window.pg,
-                options.chunk_rows,
-            )
-            .await?;
-            queue.extend(plan.chunks());
-        }
-        let queue = Arc::new(Mutex::new(queue));
-        let lsn = snapshot.lsn;
-        let mut tasks = JoinSet::new();
-        for client in snapshot.into_connections() {
-            let job = WindowJob {
-                config: config.clone(),
-                source: source.clone(),
-                window: window.clone(),
-                queue: queue.clone(),
-                options,
-                lsn,
-            };
-            tasks.spawn(async move { job.run(client).await });
-        }
-        while let Some(joined) = tasks.join_next().await {
-            let (rows, rows_read, skipped) =
-                joined.map_err(|e| VerifyError::Task(e.to_string()))??;
-            read.rows_read += rows_read;
-            read.skipped += skipped;
-            for (id, e) in rows {
-                read.add(id, e);
-            }
-        }
-    }
-    Ok(read)
-}
-
-/// One connection of the window read: takes chunks until none are left.
-struct WindowJob {
+/// One connection per source, reading slices: each through fresh snapshots.
+pub struct SliceReader {
     config: Arc<Config>,
-    source: Arc<Source>,
+    sources: Vec<Arc<Source>>,
     window: VerifyWindow,
-    queue: Arc<Mutex<VecDeque<Chunk>>>,
-    options: ReadOptions,
-    lsn: u64,
+    leases: Vec<Lease>,
+    pids: Vec<i32>,
+    /// Per source, the connection that cancels this reader's COPY (opened when first needed).
+    side: Vec<Option<Client>>,
+    /// Runs a slice may hold; more and it is cut.
+    pub cap: usize,
+    payloads: bool,
 }
 
-type JobOutput = (Vec<(String, Expected)>, u64, u64);
+fn pg_error(what: String) -> impl Fn(tokio_postgres::Error) -> VerifyError {
+    move |e| VerifyError::Postgres {
+        what: what.clone(),
+        reason: crate::pg::describe(&e),
+    }
+}
 
-impl WindowJob {
-    async fn run(self, client: Client) -> Result<JobOutput, VerifyError> {
-        let transform = transform(&self.config);
-        // Hashed a few hundred rows at a time, yielding in between: in the daemon the stream
-        // shares this thread.
+impl SliceReader {
+    pub async fn connect(
+        config: Arc<Config>,
+        sources: Vec<Arc<Source>>,
+        window: VerifyWindow,
+        terms: &Terms,
+        cap: usize,
+        payloads: bool,
+    ) -> Result<SliceReader, VerifyError> {
+        let mut leases = Vec::new();
+        let mut pids = Vec::new();
+        for source in &sources {
+            let client = snapshot::connect(&config, source).await?;
+            let pid: i32 = client
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await
+                .map_err(pg_error(format!("connecting to source {}", source.name)))?
+                .get(0);
+            pids.push(pid);
+            leases.push(Lease::idle(client, terms.clone()));
+        }
+        Ok(SliceReader {
+            side: sources.iter().map(|_| None).collect(),
+            config,
+            sources,
+            window,
+            leases,
+            pids,
+            cap,
+            payloads,
+        })
+    }
+
+    /// Reads `slice` from every source, each through a fresh snapshot ended before it returns.
+    pub async fn read(&mut self, slice: &Slice) -> Result<Outcome, VerifyError> {
+        let started = Instant::now();
+        let transform = TransformOptions {
+            fingerprint_errors: self.config.transform.fingerprint_errors,
+        };
         let limits = Limits {
             max_rows: HASH_BATCH,
-            ..limits(&self.config)
+            max_bytes: crate::backfill::connection_bytes(&self.config),
         };
-        let mut digests = Digests {
-            out: Vec::new(),
-            payload: self.options.payloads.then_some(true),
+        // A slice that could not be cut is read whole, whatever it holds.
+        let cap = if slice.estimate == u64::MAX {
+            usize::MAX
+        } else {
+            self.cap
         };
+        let mut runs = SliceRuns::default();
+        let mut snaps = Vec::new();
         let (mut rows_read, mut skipped) = (0, 0);
-        let mut first = true;
-        loop {
-            let next = self
-                .queue
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front();
-            let Some(chunk) = next else { break };
-            if !first && !self.options.pause.is_zero() {
-                tokio::time::sleep(self.options.pause).await;
-            }
-            first = false;
-            let mut adder = RowAdder::new(
-                binding(&self.source, &chunk.table),
-                &transform,
-                false,
-                false,
-                self.lsn,
-            );
-            let sql = chunks::copy_sql(&self.source.schema, &chunk, &self.window.pg);
-            copier::copy_rows(&client, &sql, &mut adder, limits, &|_| {}, &mut digests).await?;
-            rows_read += adder.rows_read;
-            skipped += adder.skipped;
-        }
-        Ok((digests.out, rows_read, skipped))
-    }
-}
-
-fn limits(config: &Config) -> Limits {
-    Limits {
-        max_bytes: config.backfill.max_bytes as usize,
-        max_rows: config.batch.max_rows,
-    }
-}
-
-/// The runs `ids` read in full from a fresh snapshot of every source: the winning copy of each
-/// run present in the window (transformed rows, any copy rejected by the transform left out).
-pub async fn read_runs(
-    config: &Config,
-    sources: &[Arc<Source>],
-    ids: &[String],
-    window: Option<&VerifyWindow>,
-) -> Result<RunsRead, VerifyError> {
-    let mut winners: HashMap<String, RunRow> = HashMap::new();
-    let mut snaps = Vec::new();
-    let mut rows_read = 0;
-    for source in sources {
-        let (rows, snap) = copy_runs(config, source, ids, window).await?;
-        snaps.push(snap);
-        rows_read += rows.len() as u64;
-        for row in rows {
-            match winners.get(&row.run_id) {
-                Some(have) if have._version >> 56 >= row._version >> 56 => {}
-                _ => {
-                    winners.insert(row.run_id.clone(), row);
+        for i in 0..self.sources.len() {
+            let source = self.sources[i].clone();
+            let lease = &mut self.leases[i];
+            let held = lease.ensure(lease.bound()).await?;
+            snaps.push(Snap {
+                source: source.name.clone(),
+                lsn: held.lsn,
+                upper: held.upper,
+            });
+            lease.limit_statement().await?;
+            for table in &source.tables {
+                let binding =
+                    TableBinding::selected(&source.schema, table, source.generation(table));
+                let mut adder = RowAdder::new(binding, &transform, false, false, held.lsn);
+                let sql = slice_copy_sql(&source.schema, table, &self.window, slice);
+                let mut digests = Digests {
+                    runs: &mut runs,
+                    payload: self.payloads.then_some(true),
+                    cap,
+                    text: String::new(),
+                };
+                let copied = copier::copy_rows(
+                    lease.client(),
+                    &sql,
+                    &mut adder,
+                    limits,
+                    &|_| {},
+                    &mut digests,
+                )
+                .await;
+                rows_read += adder.rows_read;
+                skipped += adder.skipped;
+                match copied {
+                    Ok(()) => {}
+                    Err(BackfillError::Stopped(_)) => {
+                        self.cancel(i).await?;
+                        self.leases[i].release().await?;
+                        return self.cut(slice, runs, false);
+                    }
+                    Err(BackfillError::Cancelled { .. }) => {
+                        self.leases[i].release().await?;
+                        return self.cut(slice, runs, true);
+                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
+            self.leases[i].release().await?;
+        }
+        runs.finish();
+        Ok(Outcome::Read(SliceRead {
+            slice: *slice,
+            runs,
+            snaps,
+            rows_read,
+            skipped,
+            seconds: started.elapsed().as_secs_f64(),
+        }))
+    }
+
+    /// The pieces to read instead of `slice`, cut by what was read of it.
+    fn cut(
+        &self,
+        slice: &Slice,
+        mut runs: SliceRuns,
+        timed_out: bool,
+    ) -> Result<Outcome, VerifyError> {
+        let seen = runs.take_created();
+        let target = if timed_out {
+            // Too slow for the bound: halves of what one snapshot could read.
+            (seen.len() / 2).max(1)
+        } else {
+            self.cap / 2
+        };
+        let read = seen.len();
+        match slices::split(slice, seen, target as u64) {
+            Some(pieces) => {
+                tracing::debug!(
+                    ?slice,
+                    read,
+                    pieces = pieces.len(),
+                    timed_out,
+                    "verify: a slice cut in pieces"
+                );
+                Ok(Outcome::Split(pieces))
+            }
+            None if timed_out => Err(VerifyError::Request(format!(
+                "the runs created in one millisecond ({:?}) cannot be read within \
+                 backfill.snapshot_max_s ({} s): raise it",
+                slice.lo, self.config.backfill.snapshot_max_s
+            ))),
+            None => {
+                // Every run read shares one millisecond: read it whole, whatever it holds.
+                tracing::warn!(
+                    ?slice,
+                    read,
+                    "verify: more runs in one createdAt millisecond than a slice may hold; reading them at once"
+                );
+                Ok(Outcome::Split(vec![Slice {
+                    estimate: u64::MAX,
+                    ..*slice
+                }]))
+            }
         }
     }
-    Ok(RunsRead {
-        winners,
-        snapshots: snaps,
-        rows_read,
-    })
-}
 
-/// A few runs read in full.
-#[derive(Debug, Default)]
-pub struct RunsRead {
-    /// The winning copy of each run that has one in the window.
-    pub winners: HashMap<String, RunRow>,
-    pub snapshots: Vec<Snap>,
-    pub rows_read: u64,
-}
-
-/// Every row of `ids` in `source`'s tables (all copies) from one fresh snapshot.
-pub async fn copy_runs(
-    config: &Config,
-    source: &Source,
-    ids: &[String],
-    window: Option<&VerifyWindow>,
-) -> Result<(Vec<RunRow>, Snap), VerifyError> {
-    let snapshot = Snapshot::open(config, source, SnapshotSource::Fresh, 1).await?;
-    let snap = Snap {
-        source: source.name.clone(),
-        lsn: snapshot.lsn,
-        upper: snapshot.upper,
-    };
-    let rows = copy_runs_in(config, source, &snapshot, ids, window).await?;
-    Ok((rows, snap))
-}
-
-/// Every row of `ids` in `source`'s tables (all copies) in `snapshot`, stamped with its `L`.
-pub async fn copy_runs_in(
-    config: &Config,
-    source: &Source,
-    snapshot: &Snapshot,
-    ids: &[String],
-    window: Option<&VerifyWindow>,
-) -> Result<Vec<RunRow>, VerifyError> {
-    let transform = transform(config);
-    let mut rows = Rows::default();
-    for table in &source.tables {
-        for part in ids.chunks(IDS_PER_COPY) {
-            let mut adder = RowAdder::new(
-                binding(source, table),
-                &transform,
-                false,
-                false,
-                snapshot.lsn,
-            );
-            let sql = chunks::ids_copy_sql(&source.schema, table, part, window.map(|w| &w.pg));
-            copier::copy_rows(
-                snapshot.first(),
-                &sql,
-                &mut adder,
-                limits(config),
-                &|_| {},
-                &mut rows,
-            )
-            .await?;
+    /// Stops the COPY running on source `i`'s connection.
+    async fn cancel(&mut self, i: usize) -> Result<(), VerifyError> {
+        if self.side[i].is_none() {
+            self.side[i] = Some(snapshot::connect(&self.config, &self.sources[i]).await?);
         }
+        let side = self.side[i].as_ref().expect("just opened");
+        side.execute("SELECT pg_cancel_backend($1)", &[&self.pids[i]])
+            .await
+            .map_err(pg_error("stopping a COPY".into()))?;
+        Ok(())
     }
-    Ok(rows.0)
+
+    /// Ends every snapshot still held.
+    pub async fn close(mut self) -> Result<(), VerifyError> {
+        for lease in &mut self.leases {
+            lease.release().await?;
+        }
+        Ok(())
+    }
 }

@@ -4,14 +4,17 @@
 //!
 //! The orchestration lives here ([`run`]):
 //! 1. [`prepare`]: the sources ([`Config::sources`], or `--source`), the window ([`window`]).
-//! 2. The window pass: a snapshot per source and every run of the window read through the
-//!    backfill's COPY and the stream's transform ([`expected`]), one hash per run
-//!    ([`canonical`]); the stream waited for past the snapshot ([`slots`]); ClickHouse's sum per
-//!    hash range ([`ranges`], `sink::verify_reads`), run hashes in the ranges that differ.
-//! 3. The re-checks: the runs whose hashes differ, in full, from fresh snapshots, until each is
-//!    in sync or its drift is settled ([`settle`], [`compare`]); a run still pending after the
-//!    last round is unsettled, reported apart and never repaired.
-//! 4. With `--repair`, [`repair`] of the settled drift; then the [`report`].
+//! 2. The walk ([`walk`]), slice by slice of `createdAt` ([`slices`]), within a fixed memory
+//!    budget however large the window: each slice's runs read from Postgres through fresh
+//!    snapshots by `--parallel` readers — the backfill's COPY and the stream's transform
+//!    ([`expected`]), one hash per run ([`canonical`]); the stream waited for past those
+//!    snapshots ([`slots`]); ClickHouse's sum per hash range of the same slice ([`ranges`],
+//!    `sink::verify_reads`), run hashes in the ranges that differ.
+//! 3. The re-checks, a batch at a time: the runs whose hashes differ, in full, from fresh
+//!    snapshots ([`few_runs`]), until each is in sync or its drift is settled ([`settle`],
+//!    [`compare`]); a run still pending after the last round is unsettled, reported apart and
+//!    never repaired. With `--repair`, [`repair`] of each batch's settled drift.
+//! 4. The [`report`]; [`progress`] shows the walk as it goes.
 //!
 //! The daemon runs the same over a recent window in the background ([`continuous`]).
 
@@ -19,22 +22,28 @@ pub mod canonical;
 pub mod compare;
 pub mod continuous;
 pub mod expected;
+pub mod few_runs;
+pub mod progress;
 pub mod ranges;
 pub mod repair;
 pub mod report;
 pub mod settle;
+pub mod slices;
 pub mod slots;
+pub mod walk;
 pub mod window;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backfill::lease::SnapshotClock;
 use crate::backfill::{self, BackfillError};
 use crate::config::{Config, Source};
 use crate::health::Health;
 use crate::pipeline::sink::{Sink, SinkError};
-use crate::sink::verify_reads::{PAYLOAD_PRESENT, Scope, VerifyReads};
+use crate::sink::verify_reads::{Scope, VerifyReads};
 
+pub use progress::Display;
 pub use report::{Phases, Report};
 pub use window::Bound;
 
@@ -62,10 +71,12 @@ pub struct Request {
     pub since: Option<Bound>,
     pub until: Option<Bound>,
     pub repair: bool,
-    /// Connections sharing each source's snapshot in the window pass.
+    /// Readers of the window's slices (each its own connection per source).
     pub parallel: usize,
-    /// A sleep between COPY chunks (the daemon's background verify).
+    /// A sleep between slices (the daemon's background verify).
     pub pause: Duration,
+    /// How progress is shown.
+    pub display: Display,
     /// Drifted runs listed in the report.
     pub max_report: usize,
     /// Where the daemon's background verify says what it is doing (`/readyz`); `None` for the
@@ -85,6 +96,8 @@ pub struct Context {
     pub wait_timeout: Duration,
     pub rounds: u32,
     pub progress: Option<Arc<Health>>,
+    /// Every snapshot this verify takes, and the longest one held.
+    pub clock: Arc<SnapshotClock>,
 }
 
 impl Context {
@@ -138,6 +151,7 @@ pub async fn prepare(
     };
     let payloads = config.verify.payloads && reads.payloads_table().is_some();
     Ok(Context {
+        clock: SnapshotClock::new("verify"),
         wait_timeout: Duration::from_millis(config.verify.wait_timeout_ms),
         rounds: config.verify.rounds,
         progress: request.progress.clone(),
@@ -167,86 +181,22 @@ pub async fn run<S: Sink>(
         ..Report::default()
     };
 
-    // The window pass.
-    let options = expected::ReadOptions {
-        parallel: request.parallel,
-        chunk_rows: ctx.config.verify.chunk_rows,
-        pause: request.pause,
-        payloads: ctx.payloads,
-    };
-    let phase = Instant::now();
-    ctx.doing(|| {
-        format!(
-            "reading the window from Postgres: a snapshot of {} (which first waits for the \
-             transactions in flight to end), then COPY",
-            report.sources.join(", ")
-        )
-    });
-    let ours = expected::read_window(&ctx.config, &ctx.sources, &ctx.window, options).await?;
-    report.phases.postgres = Phases::round(phase.elapsed().as_secs_f64());
-    let phase = Instant::now();
-    report.snapshots = ours.snapshots.clone();
-    report.postgres_runs = ours.runs.len() as u64;
-    report.postgres_rows_read = ours.rows_read;
-    report.skipped = ours.skipped;
-    let mut waits = Vec::new();
-    for (source, snap) in ctx.sources.iter().zip(&ours.snapshots) {
-        waits.extend(slots::wait(&ctx, source, snap.upper).await?);
+    if ctx.payloads && ctx.reads.payloads_time_index().await? == Some(false) {
+        report.warnings.push(format!(
+            "the payloads table has no index on created_at: each slice reads whole months of it; \
+             add it once (ALTER TABLE {db}.{t} ADD INDEX IF NOT EXISTS idx_created_at created_at \
+             TYPE minmax GRANULARITY 1, then ALTER TABLE {db}.{t} MATERIALIZE INDEX idx_created_at)",
+            db = ctx.config.clickhouse.database,
+            t = ctx.reads.payloads_table().unwrap_or_default(),
+        ));
     }
-    report.slots = waits;
-    report.phases.stream = Phases::round(phase.elapsed().as_secs_f64());
-    let phase = Instant::now();
-    ctx.doing(|| "reading ClickHouse: the window's hash ranges".into());
-    let bits = ranges::bits_for(ours.runs.len());
-    let range_sql = canonical::range_sql(bits);
-    let digest_sql = canonical::digest_sql(ctx.payloads.then_some(PAYLOAD_PRESENT));
-    let theirs = ctx
-        .reads
-        .range_sums(&ctx.scope, &range_sql, &digest_sql)
-        .await?;
-    report.clickhouse_runs = theirs.iter().map(|r| r.runs).sum();
-    let our_sums = ranges::sums(&ours.runs, bits);
-    let differing = ranges::differing(&our_sums, &theirs);
-    report.ranges = 1 << bits;
-    report.ranges_differing = differing.len() as u64;
-    let (candidates, only_theirs) = if differing.is_empty() {
-        (Vec::new(), 0)
-    } else {
-        let hashes = ctx
-            .reads
-            .run_digests(&ctx.scope, &range_sql, &differing, &digest_sql)
-            .await?;
-        ranges::candidates(&ours.runs, bits, &differing, &hashes)
-    };
-    drop(ours);
-    report.phases.clickhouse = Phases::round(phase.elapsed().as_secs_f64());
-    report.runs_compared = report.postgres_runs + only_theirs;
-    report.rechecked = candidates.len() as u64;
-
-    // The re-checks.
-    let phase = Instant::now();
-    let settled = settle::settle(&ctx, candidates).await?;
-    report.phases.recheck = Phases::round(phase.elapsed().as_secs_f64());
-    report.rounds = settled.rounds;
-    report.changed_meanwhile = settled.resolved as u64;
-    report.postgres_rows_read += settled.postgres_rows_read;
-    if settled.rounds > 0 {
-        report.slots = settled.waits.clone();
+    if request.repair {
+        report.repair = Some(repair::Repaired::default());
     }
-    let findings: Vec<compare::Finding> =
-        settled.drifted.iter().map(|d| d.finding.clone()).collect();
-    report.drift = report::DriftCounts::of(&findings);
-    report.unsettled = report::UnsettledCounts::of(&settled.unsettled);
+    walk::walk(&ctx, request, &sink, &mut report).await?;
     report.runs_in_sync = report
         .runs_compared
         .saturating_sub(report.drift.runs + report.unsettled.runs);
-    report.drifted = findings.into_iter().take(request.max_report).collect();
-    report.unsettled_runs = settled
-        .unsettled
-        .iter()
-        .take(request.max_report)
-        .cloned()
-        .collect();
     report.outcome = Report::conclude(&report.drift, &report.unsettled);
     report.in_sync = report.outcome == report::Outcome::InSync;
     for w in &report.slots {
@@ -254,13 +204,12 @@ pub async fn run<S: Sink>(
             report.warnings.push(w.describe());
         }
     }
-    if request.repair {
-        let phase = Instant::now();
-        ctx.doing(|| format!("repairing {} drifted run(s)", settled.drifted.len()));
-        report.repair = Some(repair::repair(&ctx, &sink, &settled.drifted).await?);
-        report.phases.repair = Phases::round(phase.elapsed().as_secs_f64());
-    }
+    report.phases = report.phases.rounded();
     report.clickhouse_rows_read = ctx.reads.rows_read();
+    report.snapshots_taken = ctx.clock.count();
+    report.longest_snapshot_s = Phases::round(ctx.clock.longest().as_secs_f64());
+    report.peak_rss_bytes = backfill::report::peak_rss_bytes();
+    report.memory_budget_bytes = ctx.config.backfill.memory_bytes;
     report.seconds = (started.elapsed().as_secs_f64() * 100.0).round() / 100.0;
     Ok(report)
 }

@@ -1,18 +1,18 @@
-//! Hash ranges: the first, cheap pass of a verify. Every run falls in one of `2^bits` ranges by
-//! the top bits of xxHash64 of its id; each side sums, per range, its runs and their row hashes
-//! (`canonical`). Only ranges whose sums differ are compared run by run, and only runs whose
-//! hashes differ there are re-checked in full (`settle`).
+//! Hash ranges: the first, cheap pass of a verify over one slice. Every run falls in one of
+//! `2^bits` ranges by the top bits of xxHash64 of its id; each side sums, per range, its runs and
+//! their row hashes (`canonical`). Only ranges whose sums differ are compared run by run, and
+//! only runs whose hashes differ there are re-checked in full (`settle`).
 //!
 //! Ranges of a hash rather than of the id or of `created_at`: they are the same size whatever the
 //! ids look like (cuid or KSUID) or however bursty the runs are, need no planning query, and both
 //! sides compute them with the function they already share. Postgres cannot compute them, and
-//! does not need to: the worker holds each run's hash from the window read. About 64 runs per
+//! does not need to: the worker holds each run's hash from the slice's read. About 64 runs per
 //! range (at most 65,536 ranges), so a handful of drifted runs makes a few ranges differ and the
 //! run-by-run pass reads a few hundred hashes.
 
 use std::collections::{HashMap, HashSet};
 
-use super::expected::Expected;
+use super::expected::SliceRuns;
 use crate::sink::verify_reads::RangeSum;
 
 /// Runs per range aimed at.
@@ -40,9 +40,9 @@ impl Sum {
 }
 
 /// The worker's sums, indexed by range.
-pub fn sums(runs: &HashMap<String, Expected>, bits: u32) -> Vec<Sum> {
+pub fn sums(runs: &SliceRuns, bits: u32) -> Vec<Sum> {
     let mut out = vec![Sum::default(); 1 << bits];
-    for (id, e) in runs {
+    for (id, e) in runs.iter() {
         out[super::canonical::range_of(id, bits) as usize].add(e.digest);
     }
     out
@@ -75,7 +75,7 @@ pub fn differing(ours: &[Sum], theirs: &[RangeSum]) -> Vec<u32> {
 /// a run ClickHouse shows twice. Also returns how many runs ClickHouse has there that the window
 /// read did not find.
 pub fn candidates(
-    ours: &HashMap<String, Expected>,
+    ours: &SliceRuns,
     bits: u32,
     ranges: &[u32],
     theirs: &[(String, u64)],
@@ -97,9 +97,9 @@ pub fn candidates(
             }
         }
     }
-    for id in ours.keys() {
-        if !seen.contains(id.as_str()) && ranges.contains(&super::canonical::range_of(id, bits)) {
-            out.insert(id.clone());
+    for (id, _) in ours.iter() {
+        if !seen.contains(id) && ranges.contains(&super::canonical::range_of(id, bits)) {
+            out.insert(id.to_string());
         }
     }
     let mut out: Vec<String> = out.into_iter().collect();

@@ -1,7 +1,8 @@
 //! `verify --repair`: puts the drifted runs right through the backfill path, with versions that
 //! never beat a live change (ARCHITECTURE.md, "A repair never beats a live change").
 //!
-//! From a fresh snapshot of every source (its `L`):
+//! A batch of re-checked runs at a time (the walk's), from a fresh snapshot of every source (its
+//! `L`), ended once the runs are read — no snapshot is held while ClickHouse is written:
 //! - a drifted run Postgres has is copied again, every copy of it, exactly as a backfill copies
 //!   it (COPY → `RowAdder` → the sink), stamped `generation << 56 | L`, with its payload row when
 //!   that was missing;
@@ -23,18 +24,17 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::compare::Kind;
-use super::expected::copy_runs_in;
 use super::settle::{Drifted, LSN_MASK};
 use super::{Context, VerifyError};
 use crate::backfill::chunks;
-use crate::backfill::copier::{self, Limits, RowAdder, SinkWriter};
+use crate::backfill::copier::{self, Consumer, Limits, RowAdder};
 use crate::backfill::snapshot::lsn_text;
-use crate::backfill::{Snapshot, SnapshotSource};
+use crate::backfill::{BackfillError, Snapshot, SnapshotSource};
 use crate::config::Source;
 use crate::pipeline::sink::Sink;
-use crate::pipeline::transaction::version;
-use crate::rows::RunRow;
+use crate::pipeline::transaction::{Committed, version};
 use crate::rows::clickhouse::SortKey;
+use crate::rows::{PayloadRow, RunRow};
 use crate::sink::verify_reads::Scope;
 use crate::source::relation::TableBinding;
 use crate::transform::TransformOptions;
@@ -49,8 +49,25 @@ pub struct Repaired {
     pub payloads_written: u64,
     /// Tombstones written for rows Postgres does not have.
     pub tombstoned: u64,
-    /// Runs left as they are, and why.
+    /// Runs left as they are, and why (the first `--max-report` of them by id).
     pub unrepairable: BTreeMap<String, String>,
+    /// How many runs were left as they are.
+    pub unrepairable_runs: u64,
+}
+
+impl Repaired {
+    /// Adds another batch's repair, keeping the first `max_report` unrepairable runs by id.
+    pub fn add(&mut self, other: Repaired, max_report: usize) {
+        self.rewritten += other.rewritten;
+        self.rows_written += other.rows_written;
+        self.payloads_written += other.payloads_written;
+        self.tombstoned += other.tombstoned;
+        self.unrepairable_runs += other.unrepairable_runs;
+        self.unrepairable.extend(other.unrepairable);
+        while self.unrepairable.len() > max_report {
+            self.unrepairable.pop_last();
+        }
+    }
 }
 
 /// A sorting key of the runs table, owned.
@@ -69,7 +86,7 @@ fn version_text(v: u64) -> String {
     )
 }
 
-/// Repairs `drifted`.
+/// Repairs `drifted` (a batch of re-checked runs: few).
 pub async fn repair<S: Sink>(
     ctx: &Context,
     sink: &Arc<S>,
@@ -85,10 +102,12 @@ pub async fn repair<S: Sink>(
         .filter(|d| d.finding.kinds.contains(&Kind::MissingPayload))
         .map(|d| d.finding.run_id.as_str())
         .collect();
-    // Each run's copies in Postgres now, stamped as they will be written, and each generation's L.
+    // Each run's copies in Postgres now, stamped as they will be written (with their payload
+    // rows), and each generation's L. Each snapshot ends once the runs are read: none is held
+    // while ClickHouse is written.
     let mut copies: HashMap<String, Vec<RunRow>> = HashMap::new();
+    let mut payloads: Vec<PayloadRow> = Vec::new();
     let mut lsn_of: HashMap<u8, u64> = HashMap::new();
-    let mut snapshots = Vec::new();
     for source in &ctx.sources {
         ctx.doing(|| {
             format!(
@@ -98,15 +117,24 @@ pub async fn repair<S: Sink>(
             )
         });
         let snapshot = Snapshot::open(&ctx.config, source, SnapshotSource::Fresh, 1).await?;
+        ctx.clock.taken();
         for g in source.generations.values() {
             lsn_of.insert(*g, snapshot.lsn);
         }
-        let rows = copy_runs_in(&ctx.config, source, &snapshot, &ids, None).await?;
-        let found: HashSet<String> = rows.iter().map(|r| r.run_id.clone()).collect();
+        let (rows, found_payloads) = read_copies(ctx, source, &snapshot, &ids).await?;
+        let since = snapshot.since;
+        drop(snapshot);
+        ctx.clock.held(since.elapsed());
+        tracing::debug!(
+            source = %source.name,
+            runs = rows.len(),
+            lsn = %lsn_text(lsn_of.values().copied().max().unwrap_or(0)),
+            "repair: drifted runs read from a fresh snapshot"
+        );
         for row in rows {
             copies.entry(row.run_id.clone()).or_default().push(row);
         }
-        snapshots.push((source, snapshot, found));
+        payloads.extend(found_payloads);
     }
     // What ClickHouse holds under each key of these runs now, tombstones included: a row the
     // repair writes is seen only if it outranks that.
@@ -141,32 +169,36 @@ pub async fn repair<S: Sink>(
             Plan::Unrepairable(why) => {
                 blocked.insert(id.clone());
                 done.unrepairable.insert(id.clone(), why);
+                done.unrepairable_runs += 1;
             }
         }
     }
-    for (source, snapshot, found) in &snapshots {
-        let (with_payload, without): (Vec<String>, Vec<String>) = found
-            .iter()
-            .filter(|id| !blocked.contains(*id))
-            .cloned()
-            .partition(|id| wants_payload.contains(id.as_str()));
-        for (list, payloads) in [(with_payload, true), (without, false)] {
-            if list.is_empty() {
-                continue;
-            }
-            ctx.doing(|| format!("repair: rewriting {} run(s) into ClickHouse", list.len()));
-            tracing::info!(
-                source = %source.name,
-                runs = list.len(),
-                lsn = %lsn_text(snapshot.lsn),
-                "repair: rewriting drifted runs from the snapshot"
-            );
-            done.rewritten += list.len() as u64;
-            let (rows, payloads_written) =
-                rewrite(ctx, sink, source, snapshot, &list, payloads).await?;
-            done.rows_written += rows;
-            done.payloads_written += payloads_written;
+    let mut rows: Vec<Box<RunRow>> = Vec::new();
+    for (id, list) in copies {
+        if blocked.contains(&id) {
+            continue;
         }
+        done.rewritten += 1;
+        rows.extend(list.into_iter().map(Box::new));
+    }
+    payloads.retain(|p| !blocked.contains(&p.run_id) && wants_payload.contains(p.run_id.as_str()));
+    if !rows.is_empty() || !payloads.is_empty() {
+        ctx.doing(|| {
+            format!(
+                "repair: rewriting {} run(s) into ClickHouse",
+                done.rewritten
+            )
+        });
+        tracing::info!(
+            runs = done.rewritten,
+            rows = rows.len(),
+            payloads = payloads.len(),
+            "repair: rewriting drifted runs from the snapshot"
+        );
+        rows.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        let written = sink.write(&rows, &payloads).await?;
+        done.rows_written += written.runs as u64;
+        done.payloads_written += written.payloads as u64;
     }
     if !tombstones.is_empty() {
         ctx.doing(|| format!("repair: writing {} tombstone(s)", tombstones.len()));
@@ -176,6 +208,60 @@ pub async fn repair<S: Sink>(
         done.tombstoned += written.runs as u64;
     }
     Ok(done)
+}
+
+/// Keeps the committed rows of a COPY, payload rows too.
+#[derive(Default)]
+struct Copies {
+    runs: Vec<RunRow>,
+    payloads: Vec<PayloadRow>,
+}
+
+impl Consumer for Copies {
+    async fn consume(&mut self, mut rows: Committed) -> Result<(), BackfillError> {
+        self.runs.extend(rows.rows.drain().map(|r| *r));
+        self.payloads.append(&mut rows.payloads);
+        Ok(())
+    }
+}
+
+/// Every copy of `ids` in `source`'s tables, and their payload rows, in `snapshot`, stamped with
+/// its `L` as a backfill stamps them.
+async fn read_copies(
+    ctx: &Context,
+    source: &Source,
+    snapshot: &Snapshot,
+    ids: &[String],
+) -> Result<(Vec<RunRow>, Vec<PayloadRow>), VerifyError> {
+    let transform = TransformOptions {
+        fingerprint_errors: ctx.config.transform.fingerprint_errors,
+    };
+    let limits = Limits {
+        max_bytes: crate::backfill::connection_bytes(&ctx.config),
+        max_rows: ctx.config.batch.max_rows,
+    };
+    let payloads_table = ctx.reads.payloads_table().is_some();
+    let mut copies = Copies::default();
+    for table in &source.tables {
+        let mut adder = RowAdder::new(
+            TableBinding::selected(&source.schema, table, source.generation(table)),
+            &transform,
+            payloads_table,
+            payloads_table,
+            snapshot.lsn,
+        );
+        let sql = chunks::ids_copy_sql(&source.schema, table, ids, None);
+        copier::copy_rows(
+            snapshot.first(),
+            &sql,
+            &mut adder,
+            limits,
+            &|_| {},
+            &mut copies,
+        )
+        .await?;
+    }
+    Ok((copies.runs, copies.payloads))
 }
 
 /// What repairing one drifted run takes.
@@ -266,43 +352,4 @@ pub fn plan(
         tombstones.push(tombstone);
     }
     Ok(Plan::Repair(tombstones))
-}
-
-/// Copies `ids` from each of `source`'s tables into the sink, stamped with the snapshot's `L`.
-async fn rewrite<S: Sink>(
-    ctx: &Context,
-    sink: &Arc<S>,
-    source: &Source,
-    snapshot: &Snapshot,
-    ids: &[String],
-    payloads: bool,
-) -> Result<(u64, u64), VerifyError> {
-    let transform = TransformOptions {
-        fingerprint_errors: ctx.config.transform.fingerprint_errors,
-    };
-    let limits = Limits {
-        max_bytes: ctx.config.backfill.max_bytes as usize,
-        max_rows: ctx.config.batch.max_rows,
-    };
-    let mut writer = SinkWriter::new(sink);
-    for table in &source.tables {
-        let mut adder = RowAdder::new(
-            TableBinding::selected(&source.schema, table, source.generation(table)),
-            &transform,
-            payloads,
-            payloads,
-            snapshot.lsn,
-        );
-        let sql = chunks::ids_copy_sql(&source.schema, table, ids, None);
-        copier::copy_rows(
-            snapshot.first(),
-            &sql,
-            &mut adder,
-            limits,
-            &|_| {},
-            &mut writer,
-        )
-        .await?;
-    }
-    Ok((writer.rows_written, writer.payloads_written))
 }

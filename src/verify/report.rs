@@ -40,6 +40,12 @@ pub struct UnsettledCounts {
 }
 
 impl UnsettledCounts {
+    pub fn add(&mut self, other: &UnsettledCounts) {
+        self.runs += other.runs;
+        self.stream_behind += other.stream_behind;
+        self.changing += other.changing;
+    }
+
     pub fn of(runs: &[Unsettled]) -> UnsettledCounts {
         let mut c = UnsettledCounts {
             runs: runs.len() as u64,
@@ -74,6 +80,17 @@ pub struct DriftCounts {
 }
 
 impl DriftCounts {
+    pub fn add(&mut self, other: &DriftCounts) {
+        self.runs += other.runs;
+        self.missing += other.missing;
+        self.extra += other.extra;
+        self.stale += other.stale;
+        self.missing_payload += other.missing_payload;
+        for (c, n) in &other.stale_columns {
+            *self.stale_columns.entry(c.clone()).or_default() += n;
+        }
+    }
+
     pub fn of(findings: &[Finding]) -> DriftCounts {
         let mut c = DriftCounts {
             runs: findings.len() as u64,
@@ -120,8 +137,12 @@ pub struct Report {
     pub since: Option<String>,
     pub until: Option<String>,
     pub sources: Vec<String>,
-    /// The first pass's snapshot of each source.
+    /// The first snapshot of each source the walk read through (the lowest `L`).
     pub snapshots: Vec<Snap>,
+    /// Snapshots taken (the walk's slices, the re-checks, the repair), and the longest one was
+    /// held, in seconds (bounded by `backfill.snapshot_max_s`).
+    pub snapshots_taken: u64,
+    pub longest_snapshot_s: f64,
     /// The last wait for the slots.
     pub slots: Vec<SlotWait>,
     /// Runs on either side of the window.
@@ -136,6 +157,16 @@ pub struct Report {
     pub skipped: u64,
     pub ranges: u64,
     pub ranges_differing: u64,
+    /// Slices of the window compared; the runs a slice may hold (from `backfill.memory_bytes`);
+    /// the most runs one held; the most runs held at once, read and not yet compared.
+    pub slices: u64,
+    pub slice_runs: u64,
+    pub largest_slice: u64,
+    pub peak_held_runs: u64,
+    /// `backfill.memory_bytes`, and the process's peak resident memory (VmHWM; the daemon's for
+    /// a background verify), when the system says.
+    pub memory_budget_bytes: u64,
+    pub peak_rss_bytes: Option<u64>,
     /// Runs whose hashes differed in the first pass, re-checked.
     pub rechecked: u64,
     pub rounds: u32,
@@ -156,14 +187,17 @@ pub struct Report {
     pub phases: Phases,
 }
 
-/// Seconds per phase of a verify.
+/// Seconds each part of a verify was busy; the walk overlaps them (the readers read Postgres,
+/// several at once, while the comparer reads ClickHouse), so they add up to more than the wall
+/// time.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Phases {
-    /// The window pass's Postgres side: snapshots, COPY, transform, hashes.
+    /// Reading the slices from Postgres: snapshots, COPY, transform, hashes (summed over the
+    /// readers).
     pub postgres: f64,
     /// Waiting for the slots to confirm the snapshots.
     pub stream: f64,
-    /// The window pass's ClickHouse side: range sums, run hashes.
+    /// ClickHouse: planning the slices, range sums, run hashes.
     pub clickhouse: f64,
     /// The re-checks of the differing runs.
     pub recheck: f64,
@@ -200,6 +234,28 @@ fn n(v: u64) -> String {
 }
 
 impl Report {
+    /// Adds one batch of re-checks: counts, and the first `max_report` runs by id.
+    pub fn add_settled(&mut self, settled: super::settle::Settled, max_report: usize) {
+        let findings: Vec<Finding> = settled.drifted.into_iter().map(|d| d.finding).collect();
+        self.drift.add(&DriftCounts::of(&findings));
+        self.unsettled.add(&UnsettledCounts::of(&settled.unsettled));
+        self.drifted.extend(findings);
+        self.drifted.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        self.drifted.truncate(max_report);
+        self.unsettled_runs.extend(settled.unsettled);
+        self.unsettled_runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        self.unsettled_runs.truncate(max_report);
+        self.rounds = self.rounds.max(settled.rounds);
+        self.changed_meanwhile += settled.resolved as u64;
+        self.postgres_rows_read += settled.postgres_rows_read;
+        if settled.rounds > 0 {
+            for w in settled.waits {
+                self.slots.retain(|s| s.slot != w.slot);
+                self.slots.push(w);
+            }
+        }
+    }
+
     /// The outcome of `drift` and `unsettled`.
     pub fn conclude(drift: &DriftCounts, unsettled: &UnsettledCounts) -> Outcome {
         match (drift.runs, unsettled.runs) {
@@ -277,11 +333,24 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "  read       Postgres {} rows (COPY), ClickHouse {} rows; {} of {} hash ranges differed",
+            "  read       Postgres {} rows (COPY), ClickHouse {} rows; {} slices, {} of {} hash ranges differed",
             n(self.postgres_rows_read),
             n(self.clickhouse_rows_read),
+            n(self.slices),
             n(self.ranges_differing),
             n(self.ranges)
+        );
+        let _ = writeln!(
+            o,
+            "  held       {} snapshots, the longest {:.1} s; at most {} runs a slice (the largest {}), {} at once{}",
+            n(self.snapshots_taken),
+            self.longest_snapshot_s,
+            n(self.slice_runs),
+            n(self.largest_slice),
+            n(self.peak_held_runs),
+            self.peak_rss_bytes
+                .map(|b| format!("; peak memory {} MiB", b >> 20))
+                .unwrap_or_default()
         );
         if self.rechecked > 0 {
             let _ = writeln!(
@@ -313,7 +382,7 @@ impl Report {
                 n(r.rows_written),
                 n(r.payloads_written),
                 n(r.tombstoned),
-                r.unrepairable.len()
+                r.unrepairable_runs
             );
             for (id, why) in &r.unrepairable {
                 let _ = writeln!(o, "             {id}: {why}");
@@ -322,7 +391,7 @@ impl Report {
         let p = &self.phases;
         let _ = writeln!(
             o,
-            "  took       {:.2} s: Postgres {:.2}, waiting for the stream {:.2}, ClickHouse {:.2}, re-checks {:.2}{}",
+            "  took       {:.2} s; busy: Postgres {:.2}, waiting for the stream {:.2}, ClickHouse {:.2}, re-checks {:.2}{}",
             self.seconds,
             p.postgres,
             p.stream,

@@ -22,7 +22,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 
 use super::compare::{self, Finding, Kind, Rendered};
-use super::expected::{self, Snap};
+use super::expected::Snap;
+use super::few_runs;
 use super::slots::{self, SlotWait};
 use super::{Context, VerifyError};
 use crate::rows::RunRow;
@@ -237,7 +238,14 @@ type Seen = (
 
 /// One round: Postgres from fresh snapshots, the wait for the slots, then ClickHouse.
 async fn observe(ctx: &Context, ids: &[String]) -> Result<Seen, VerifyError> {
-    let read = expected::read_runs(&ctx.config, &ctx.sources, ids, Some(&ctx.window)).await?;
+    let read = few_runs::read_runs(
+        &ctx.config,
+        &ctx.sources,
+        ids,
+        Some(&ctx.window),
+        &ctx.clock,
+    )
+    .await?;
     let (mut expected, snapshots) = (read.winners, read.snapshots);
     let mut waits = Vec::new();
     let mut round = Round::default();

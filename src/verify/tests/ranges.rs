@@ -1,11 +1,11 @@
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::sink::verify_reads::RangeSum;
 use crate::verify::canonical::range_of;
-use crate::verify::expected::Expected;
+use crate::verify::expected::{Expected, SliceRuns};
 use crate::verify::ranges::{Sum, bits_for, candidates, differing, sums};
 
-fn runs(n: usize) -> HashMap<String, Expected> {
+fn runs(n: usize) -> BTreeMap<String, Expected> {
     (0..n)
         .map(|i| {
             (
@@ -17,6 +17,32 @@ fn runs(n: usize) -> HashMap<String, Expected> {
             )
         })
         .collect()
+}
+
+fn slice(runs: &BTreeMap<String, Expected>) -> SliceRuns {
+    let mut out = SliceRuns::default();
+    // Out of order, as a COPY hands them over.
+    for (id, e) in runs.iter().rev() {
+        out.push(id, *e, 0);
+    }
+    out.finish();
+    out
+}
+
+#[test]
+fn a_slice_keeps_the_higher_generation_of_a_run_read_twice_and_finds_by_id() {
+    let mut s = SliceRuns::default();
+    let e = |generation, digest| Expected { generation, digest };
+    s.push("run_b", e(0, 1), 0);
+    s.push("run_a", e(0, 2), 0);
+    s.push("run_b", e(1, 3), 0);
+    s.finish();
+    assert_eq!(s.len(), 2);
+    assert_eq!(s.get("run_b"), Some(e(1, 3)));
+    assert_eq!(s.get("run_a"), Some(e(0, 2)));
+    assert_eq!(s.get("run_c"), None);
+    let ids: Vec<&str> = s.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, ["run_a", "run_b"]);
 }
 
 #[test]
@@ -32,7 +58,7 @@ fn about_64_runs_per_range_between_2_and_65536_ranges() {
 fn equal_sides_differ_nowhere_and_a_changed_hash_differs_in_its_range_only() {
     let ours = runs(1000);
     let bits = bits_for(ours.len());
-    let mine = sums(&ours, bits);
+    let mine = sums(&slice(&ours), bits);
     assert_eq!(mine.iter().map(|s| s.runs).sum::<u64>(), 1000);
     let as_clickhouse = |s: &[Sum]| -> Vec<RangeSum> {
         s.iter()
@@ -57,7 +83,7 @@ fn equal_sides_differ_nowhere_and_a_changed_hash_differs_in_its_range_only() {
             digest: 5,
         },
     );
-    let ranges = differing(&mine, &as_clickhouse(&sums(&theirs, bits)));
+    let ranges = differing(&mine, &as_clickhouse(&sums(&slice(&theirs), bits)));
     let mut expected: Vec<u32> = ["run_7", "run_9", "run_extra"]
         .iter()
         .map(|id| range_of(id, bits))
@@ -72,7 +98,7 @@ fn equal_sides_differ_nowhere_and_a_changed_hash_differs_in_its_range_only() {
         .filter(|(id, _)| ranges.contains(&range_of(id, bits)))
         .map(|(id, e)| (id.clone(), e.digest))
         .collect();
-    let (ids, only_theirs) = candidates(&ours, bits, &ranges, &hashes);
+    let (ids, only_theirs) = candidates(&slice(&ours), bits, &ranges, &hashes);
     assert_eq!(ids, ["run_7", "run_9", "run_extra"]);
     assert_eq!(only_theirs, 1);
 }
@@ -85,7 +111,7 @@ fn a_run_clickhouse_shows_twice_is_a_candidate() {
         ("run_3".to_string(), e.digest),
         ("run_3".to_string(), e.digest),
     ];
-    let (ids, _) = candidates(&ours, 1, &[range_of("run_3", 1)], &hashes);
+    let (ids, _) = candidates(&slice(&ours), 1, &[range_of("run_3", 1)], &hashes);
     assert!(ids.contains(&"run_3".to_string()));
 }
 

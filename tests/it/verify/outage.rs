@@ -54,9 +54,12 @@ fn through_outage(
         }
         lines
     });
-    let killed = rx
-        .recv_timeout(Duration::from_secs(120))
-        .unwrap_or_else(|_| panic!("the command never logged {:?}", args));
+    let Ok(killed) = rx.recv_timeout(Duration::from_secs(120)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let lines = reader.join().unwrap();
+        panic!("the command never logged {args:?}:\n{}", lines.join("\n"));
+    };
     let exited = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
