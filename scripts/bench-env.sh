@@ -3,7 +3,8 @@
 # ClickHouse (tools/chserver, data on tmpfs) in a temp dir removed at exit, applies the shipped
 # schemas, and offers `write_runs N` (N completed runs, half in "TaskRun", half in task_run_v2: a
 # ~220-byte payload, tags, annotations, a ~200-byte output, an error on one run in ten; created one
-# second apart from 2026-11-01, VACUUMed), `secs`, `rate` and the psql command (`psql`).
+# second apart from 2026-11-01, VACUUMed), `write_year N` (N runs as a year of a self-hosted
+# trigger.dev writes them: below), `secs`, `rate` and the psql command (`psql`).
 # Expects: repo (the checkout) set and the working directory there. Optional: pg_extra_opts (more
 # `-c name=value` server settings) and worker_pid (a worker the script started, stopped at exit).
 pg_bin=${RUNS_REPLICATOR_PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -103,6 +104,67 @@ SELECT '$prefix' || substr(md5('$prefix' || i), 1, 23), 'run_' || substr(md5('f$
     'message', 'Cannot read properties of undefined (reading ''id'') while sending order ' || i,
     'stackTrace', E'TypeError: Cannot read properties of undefined\n    at sendEmail (src/trigger/email.ts:42:17)') END
 FROM generate_series(1, $half) i;
+VACUUM ANALYZE $table;
+SQL
+  done
+}
+
+write_year() { # N
+  # N completed runs spread evenly over a year of createdAt (2025-12-01 to 2026-12-01), alternating
+  # between "TaskRun" and task_run_v2, with cuid ids as trigger.dev's @bugsnag/cuid makes them ('c',
+  # the creation time in base 36, a counter, a fingerprint, random: 25 characters, in creation order);
+  # one organization, three projects, a production and a staging environment each; a ~220-byte
+  # payload, tags, annotations, idempotency keys on half the runs; an output of ~200 bytes, ~8 KB on
+  # one run in twenty, none on the one in ten that failed with an error. Written in SQL, a table at
+  # a time, then VACUUMed (the BRIN index on createdAt summarized, the visibility map set).
+  local runs=$1
+  log "write $runs runs over a year"
+  "${psql[@]}" -d trigger <<'SQL'
+CREATE OR REPLACE FUNCTION bench_b36(n bigint, width int) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE s text := ''; digits text := '0123456789abcdefghijklmnopqrstuvwxyz';
+BEGIN
+  WHILE n > 0 LOOP s := substr(digits, (n % 36)::int + 1, 1) || s; n := n / 36; END LOOP;
+  RETURN lpad(s, width, '0');
+END $$;
+SQL
+  local half=$((runs / 2)) spec table parity
+  for spec in '"TaskRun":0' 'task_run_v2:1'; do
+    table=${spec%:*} parity=${spec#*:}
+    "${psql[@]}" -d trigger <<SQL
+INSERT INTO $table ("id", "friendlyId", "engine", "status", "taskIdentifier", "payload", "payloadType",
+  "traceId", "spanId", "runtimeEnvironmentId", "environmentType", "projectId", "organizationId", "queue",
+  "masterQueue", "createdAt", "updatedAt", "runTags", "taskVersion", "sdkVersion", "cliVersion",
+  "machinePreset", "idempotencyKey", "idempotencyKeyOptions", "annotations", "queuedAt", "startedAt",
+  "completedAt", "attemptNumber", "usageDurationMs", "costInCents", "depth", "output", "error")
+SELECT 'c' || bench_b36(ms, 8) || bench_b36(k % 1679616, 4) || 'k3x9' || substr(md5(k::text), 1, 8),
+  'run_' || substr(md5('f' || k), 1, 21), 'V2',
+  CASE WHEN k % 10 = 0 THEN 'COMPLETED_WITH_ERRORS' ELSE 'COMPLETED_SUCCESSFULLY' END::"TaskRunStatus",
+  'email-sequence-' || (k % 20),
+  format('{"userId":"user_%s","email":"user%s@example.com","plan":"pro","items":[%s,%s,%s],"metadata":{"source":"checkout","campaign":"winter-%s","locale":"en-US"},"requestId":"%s"}',
+         k, k, k % 7, k % 11, k % 13, k % 5, md5(k::text)),
+  'application/json', md5('t' || k), substr(md5('s' || k), 1, 16), 'cl' || substr(md5('env' || (k % 6)), 1, 23),
+  (ARRAY['PRODUCTION', 'STAGING'])[1 + k % 2]::"RuntimeEnvironmentType",
+  'cp' || substr(md5('proj' || (k % 6) / 2), 1, 23), 'co' || substr(md5('org'), 1, 23),
+  'task/email-sequence-' || (k % 20), 'main',
+  created, created + interval '5 seconds',
+  (ARRAY['user_' || (k % 1000), 'plan:pro', 'campaign:winter-' || (k % 5)])[1:k % 4],
+  '20261126.' || (k % 9), '4.0.4', '4.0.4', 'small-1x',
+  CASE WHEN k % 2 = 0 THEN md5('idem' || k) END,
+  CASE WHEN k % 2 = 0 THEN jsonb_build_object('key', 'order-' || k, 'scope', 'run') END,
+  jsonb_build_object('triggerSource', 'api', 'triggerAction', 'trigger', 'rootTriggerSource', 'api', 'taskKind', 'STANDARD'),
+  created, created + interval '1 second', created + interval '5 seconds', 1, 1000 + k % 5000, (k % 5000) * 0.0034, k % 3,
+  CASE WHEN k % 10 = 0 THEN NULL
+    WHEN k % 20 = 1 THEN (SELECT json_build_object('messages', json_agg(json_build_object('id', md5(k::text || j), 'to',
+      'user' || j || '@example.com', 'status', 'delivered', 'opens', j % 4, 'clicks', j % 3, 'tags', json_build_array('welcome', 'pro'))))::text
+      FROM generate_series(1, 50) j)
+    ELSE format('{"delivered":true,"messageId":"%s","provider":"ses","attempts":%s,"durationMs":%s,"recipient":"user%s@example.com","tags":["welcome","pro"]}',
+           md5('m' || k), k % 3, k % 1000, k) END,
+  CASE WHEN k % 10 = 0 THEN jsonb_build_object('type', 'BUILT_IN_ERROR', 'name', 'TypeError',
+    'message', 'Cannot read properties of undefined (reading ''id'') while sending order ' || k,
+    'stackTrace', E'TypeError: Cannot read properties of undefined\n    at sendEmail (src/trigger/email.ts:42:17)') END
+FROM (SELECT k, timestamp '2025-12-01' + k * (interval '365 days' / $runs) AS created,
+             (extract(epoch FROM timestamp '2025-12-01' + k * (interval '365 days' / $runs)) * 1000)::bigint AS ms
+      FROM (SELECT 2 * i + $parity AS k FROM generate_series(0, $half - 1) i) g) s;
 VACUUM ANALYZE $table;
 SQL
   done

@@ -1,80 +1,104 @@
 #!/usr/bin/env bash
-# The verify benchmark: `runs-replicator verify` (release build) of N runs in sync and with 100
-# drifted runs, next to a plain `psql COPY … TO STDOUT > /dev/null` of the same rows.
+# The scale benchmark: `runs-replicator verify` and `backfill --null-sink` (release build) of N
+# runs spread over a year, next to a plain `psql COPY … TO STDOUT > /dev/null` of the same rows,
+# side by side in one run.
 #
-#   scripts/bench-verify.sh                 200,000 runs (100,000 per table)
-#   scripts/bench-verify.sh --runs 1000000  more runs
+#   scripts/bench-verify.sh                     1,000,000 runs (half per table)
+#   scripts/bench-verify.sh --runs 10000000     the figures of BENCHMARKS.md ("Current figures")
+#   scripts/bench-verify.sh --drift 1000        drifted runs planted (default 1,000)
 #
-# What it does (setup as scripts/bench-backfill.sh, shared in scripts/bench-env.sh): writes N runs
-# into both tables, copies them into the embedded ClickHouse with `backfill --payloads`, merges the
-# ClickHouse parts (OPTIMIZE … FINAL, as a server's background merges would), then times, in this
-# order:
+# What it does (setup shared with scripts/bench-backfill.sh in scripts/bench-env.sh): writes N runs
+# over a year of createdAt (`write_year`: cuid ids, both tables, outputs of ~200 bytes and ~8 KB),
+# copies them into the embedded ClickHouse with `backfill --payloads` and merges the parts
+# (OPTIMIZE … FINAL, as a server's background merges would), then times, in this order:
 #   1. psql: COPY (SELECT * FROM each table) TO STDOUT > /dev/null, and the verify's own COPY
 #   2. verify, in sync (no slot: nothing streams, so no wait for one)
-#   3. the same after planting 100 drifted runs in ClickHouse (a stale status, version + 1)
-#   4. verify --repair, then verify again (in sync)
-#   5. the plain COPY again (the machine's noise between the first and the last row)
-# Each verify reports its wall time (start to exit), its own phases (the window's Postgres side:
-# COPY, transform, hashes; its ClickHouse side: range sums and run hashes; the re-checks; the
-# repair), peak RSS (GNU time), the rows it read on each side and its drift count. Prints a
-# Markdown table.
+#   3. verify of a 6-hour window in the middle of the year (the rows read must follow the window)
+#   4. verify after planting --drift drifted runs in ClickHouse (a stale status, version + 1)
+#   5. verify --repair, then verify again (in sync)
+#   6. backfill --null-sink --parallel 2 (a fresh dry-run job)
+#   7. the plain COPY again (the machine's drift between the first and the last row)
+# Each command reports its wall time (start to exit), the ratio to the first plain COPY, its peak
+# RSS and CPU seconds (GNU time), ClickHouse's rows read (the verify's own count), its longest
+# snapshot, and the machine's load average at its start. Prints a Markdown table.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-runs=200000
+runs=1000000
+drift=1000
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
+    --drift) drift=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
+# Loading tens of gigabytes: checkpoints often enough that the WAL stays a few gigabytes.
+pg_extra_opts="-c max_wal_size=4GB ${pg_extra_opts:-}"
 # shellcheck source=scripts/bench-env.sh
 source scripts/bench-env.sh
-write_runs "$runs"
+log "disk before: $(df -h "$tmp" | tail -n 1)"
+write_year "$runs"
+log "Postgres: $("${psql[@]}" -d trigger -Atc "SELECT pg_size_pretty(pg_database_size('trigger'))")"
 
 ch() { # one statement to the embedded ClickHouse, its answer on stdout
   "$py" - "$CLICKHOUSE_URL" "$1" <<'PY'
 import sys, urllib.request
 req = urllib.request.Request(sys.argv[1] + "/?database=trigger_dev", data=sys.argv[2].encode())
-print(urllib.request.urlopen(req, timeout=3600).read().decode(), end="")
+print(urllib.request.urlopen(req, timeout=7200).read().decode(), end="")
 PY
 }
 
 log "backfill into ClickHouse (--payloads), then merge the parts"
+t0=$(secs)
 "$bin" --config "$config" backfill --payloads --parallel 2 --format json >/dev/null
+log "backfill into ClickHouse: $("$py" -c "print(round($(secs) - $t0))") s"
 ch "OPTIMIZE TABLE task_runs_v2 FINAL"
 ch "OPTIMIZE TABLE raw_task_runs_payload_v1 FINAL"
+log "ClickHouse: $(ch "SELECT formatReadableSize(sum(bytes_on_disk)), sum(rows) FROM system.parts WHERE active AND database = 'trigger_dev'")"
 
+copy_s=""
 rows=()
+load() { cut -d' ' -f1 /proc/loadavg; }
 time_copy() { # label, select list
-  local label=$1 select=$2 t0 t1 s
+  local label=$1 select=$2 t0 t1 s l
+  l=$(load)
   t0=$(secs)
   for table in '"TaskRun"' task_run_v2; do
     "${psql[@]}" -d trigger -c "COPY (SELECT $select FROM $table) TO STDOUT" >/dev/null
   done
   t1=$(secs)
   s=$("$py" -c "print(round($t1 - $t0, 2))")
-  rows+=("| $label | $runs | $s | $(rate "$runs" "$s") | – | – | – | – |")
+  [ -z "$copy_s" ] && copy_s=$s
+  rows+=("| $label | $runs | $s | $("$py" -c "print(round($s / $copy_s, 2))") | – | – | – | – | – | $l |")
 }
-time_verify() { # label, args…
-  local label=$1; shift
-  local t0 t1 out s rss fields
+time_cmd() { # label, kind (verify|backfill), args…
+  local label=$1 kind=$2; shift 2
+  local t0 t1 out s rss cpu l fields
+  l=$(load)
   t0=$(secs)
-  out=$(/usr/bin/time -f '%M' -o "$tmp/rss" "$bin" --config "$config" verify --format json "$@" || true)
+  out=$(/usr/bin/time -f '%M %U %S' -o "$tmp/time" "$bin" --config "$config" "$kind" --format json "$@" || true)
   t1=$(secs)
   s=$("$py" -c "print(round($t1 - $t0, 2))")
   # GNU time writes "Command exited with non-zero status 1" first when verify finds drift.
-  rss=$(($(tail -n 1 "$tmp/rss") / 1024))
-  log "$label: $(printf '%s' "$out" | head -c 600)"
-  fields=$(printf '%s' "$out" | "$py" -c '
+  read -r rss u sy <<<"$(tail -n 1 "$tmp/time")"
+  rss=$((rss / 1024))
+  cpu=$("$py" -c "print(round($u + $sy, 1))")
+  log "$label: $(printf '%s' "$out" | head -c 1500)"
+  if [ "$kind" = verify ]; then
+    fields=$(printf '%s' "$out" | "$py" -c '
 import json, sys
 r = json.load(sys.stdin)
-p = r["phases"]
-print(r["runs_compared"], r["postgres_rows_read"], r["clickhouse_rows_read"], r["drift"]["runs"], r["ranges_differing"], r["ranges"],
-      "%.2f / %.2f / %.2f / %.2f" % (p["postgres"], p["clickhouse"], p["recheck"], p["repair"]))')
-  read -r compared pg_read ch_read drifted differing ranges phases <<<"$fields" || true
-  rows+=("| $label | $compared | $s | $(rate "$compared" "$s") | $phases | $pg_read / $ch_read | $drifted ($differing of $ranges ranges) | $rss MiB |")
+print(r["runs_compared"], r["clickhouse_rows_read"], r["drift"]["runs"], r["slices"], r["longest_snapshot_s"])')
+  else
+    fields=$(printf '%s' "$out" | "$py" -c '
+import json, sys
+r = json.load(sys.stdin)
+print(r["total"]["rows_read"], "–", "–", r["snapshots"], r["longest_snapshot_s"])')
+  fi
+  read -r compared ch_read drifted slices longest <<<"$fields" || true
+  rows+=("| $label | $compared | $s | $("$py" -c "print(round($s / $copy_s, 2))") | $rss MiB | $cpu | $ch_read | $drifted | ${longest} s | $l |")
 }
 columns=$("$py" - <<'PY'
 import re
@@ -87,21 +111,25 @@ PY
 log "measure"
 time_copy 'psql `COPY (SELECT * FROM t) TO STDOUT > /dev/null`' '*'
 time_copy "psql, the verify's COPY (its 53 columns)" "$columns"
-time_verify 'verify, in sync'
+time_cmd 'verify, in sync' verify
+time_cmd 'verify `--since 2026-06-01T09:00Z --until 2026-06-01T15:00Z` (6 hours)' verify \
+  --since 2026-06-01T09:00:00Z --until 2026-06-01T15:00:00Z
 # Some WAL after the backfill, as any live database writes: the planted versions (the backfill's L
 # + 1) are then older than the next snapshot, as drift is.
 "${psql[@]}" -d trigger -c "CREATE TABLE bench_wal AS SELECT generate_series(1, 10000) AS x" >/dev/null
 ch "INSERT INTO task_runs_v2 SELECT * REPLACE ('CRASHED' AS status, _version + 1 AS _version)
-    FROM task_runs_v2 FINAL WHERE run_id IN (SELECT run_id FROM task_runs_v2 FINAL ORDER BY cityHash64(run_id) LIMIT 100)
+    FROM task_runs_v2 FINAL WHERE run_id IN (SELECT run_id FROM task_runs_v2 FINAL ORDER BY cityHash64(run_id) LIMIT $drift)
     SETTINGS input_format_try_infer_dates = 0, input_format_try_infer_datetimes = 0"
-time_verify 'verify, 100 drifted runs'
-time_verify 'verify --repair, 100 drifted runs' --repair
-time_verify 'verify after the repair'
+time_cmd "verify, $drift drifted runs" verify
+time_cmd "verify \`--repair\`, $drift drifted runs" verify --repair
+time_cmd 'verify after the repair' verify
+time_cmd 'backfill `--null-sink --parallel 2`' backfill --null-sink --parallel 2 --restart
 time_copy 'psql `COPY (SELECT * FROM t) TO STDOUT > /dev/null` (again, after)' '*'
 
 echo
-echo "| what ($runs runs, both tables) | runs | seconds | runs/s | Postgres / ClickHouse / re-checks / repair s | rows read Postgres / ClickHouse | drifted | peak RSS |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| what ($runs runs, both tables, a year) | runs | seconds | ÷ COPY | peak RSS | CPU s | ClickHouse rows read | drifted | longest snapshot | load avg |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $("$pg_bin/postgres" --version), chDB behind tools/chserver (data on tmpfs)"
+echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $("$pg_bin/postgres" --version), chDB behind tools/chserver (data on tmpfs); ClickHouse: $(ch "SELECT sum(rows) FROM system.parts WHERE active AND database = 'trigger_dev' AND table = 'task_runs_v2'") rows in task_runs_v2"
+log "disk at the end: $(df -h "$tmp" | tail -n 1)"

@@ -272,12 +272,14 @@ impl<S: Sink> Consumer for SinkWriter<'_, S> {
     }
 }
 
-/// Copies `chunk` through `adder` into `sink`, in pages of at most `limits.max_rows` rows in key
-/// order, each read through the snapshot `lease` holds then (a fresh one, with its own `L`,
-/// once the one held has less than half the bound left). Rows buffered after a page are written
-/// while the snapshot idles, ended if the write outlasts the bound. A page cut short (Postgres
-/// cancelled it at the bound) is read again from the last row stored. `on_rows` hears of rows as
-/// they are read (progress).
+/// Copies `chunk` through `adder` into `sink`, in pages of at most `limits.max_rows` rows (and
+/// about `limits.max_bytes`) in key order, each read whole through the snapshot `lease` holds then
+/// (a fresh one, with its own `L`, once the one held has less than half the bound left) and
+/// written afterwards, while the snapshot idles: a write that outlasts the bound ends the
+/// snapshot (`Lease::during`). No write happens inside a COPY, so none holds a snapshot beyond
+/// the bound. A page whose rows pass `max_bytes` ends there (the rest of it is read by the next
+/// page); a page Postgres cancels at the bound is read again from a fresh snapshot. `on_rows`
+/// hears of rows as they are read (progress).
 #[allow(clippy::too_many_arguments)]
 pub async fn copy_chunk<S: Sink>(
     lease: &mut Lease,
@@ -293,39 +295,39 @@ pub async fn copy_chunk<S: Sink>(
     let mut writer = SinkWriter::new(sink);
     let mut after = chunk.lo.clone();
     let (mut lowest, mut highest) = (u64::MAX, 0);
-    let mut page_rows = limits.max_rows.max(1);
+    let max_rows = limits.max_rows.max(1);
+    let mut page_rows = max_rows.min(256);
     loop {
         let held = lease.ensure(lease.bound() / 2).await?;
         adder.restamp(held.lsn);
         adder.taken_through = None;
         lease.limit_statement().await?;
         let sql = chunks::page_sql(schema, chunk, window, after.as_deref(), page_rows);
-        let read = read_copy(lease.client(), &sql, adder, limits, on_rows, &mut writer).await;
-        let stamped = adder.taken_through.is_some() || adder.buffered() > 0;
-        if stamped {
-            lowest = lowest.min(held.lsn);
-            highest = highest.max(held.lsn);
-        }
-        match read {
-            Ok(rows) => {
+        match read_page(lease.client(), &sql, adder, limits.max_bytes, on_rows).await {
+            Ok(page) => {
+                let bytes = adder.bytes;
                 if adder.buffered() > 0 {
+                    lowest = lowest.min(held.lsn);
+                    highest = highest.max(held.lsn);
                     let rows = adder.take()?;
                     lease.during(writer.consume(rows)).await??;
                 }
                 if let Some(id) = adder.taken_through.take() {
                     after = Some(id);
                 }
-                if (rows as usize) < page_rows {
+                if !page.full && (page.rows as usize) < page_rows {
                     break;
+                }
+                // About max_bytes a page, by what this one's rows weighed.
+                if page.rows > 0 {
+                    let per_row = (bytes / page.rows as usize).max(1);
+                    page_rows = (limits.max_bytes / per_row).clamp(16, max_rows);
                 }
             }
             Err(BackfillError::Cancelled { .. }) => {
-                // The bound ended the snapshot mid-page: what was written stays (stamped with
-                // its L); the rest of the page is read again, in smaller pages.
+                // The bound ended the snapshot mid-page: nothing of the page was written; it is
+                // read again, in smaller pages, from a fresh snapshot.
                 adder.discard();
-                if let Some(id) = adder.taken_through.take() {
-                    after = Some(id);
-                }
                 lease.release().await?;
                 page_rows = (page_rows / 2).max(1);
                 tracing::debug!(table = %chunk.table, chunk = chunk.index, page_rows, "a page outlasted the snapshot bound: going on from a fresh snapshot");
@@ -345,5 +347,58 @@ pub async fn copy_chunk<S: Sink>(
         skipped: adder.skipped,
         rejected: writer.rejected,
         seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// One page read.
+struct Page {
+    rows: u64,
+    /// It stopped at `max_bytes` before its last row: more of the chunk may follow.
+    full: bool,
+}
+
+/// Reads the COPY `sql` (one page) into `adder`, up to `max_bytes` of rows: past it the rest of
+/// the page is left unread (the connection drops it; the next page starts after the last row
+/// kept).
+async fn read_page(
+    client: &Client,
+    sql: &str,
+    adder: &mut RowAdder<'_>,
+    max_bytes: usize,
+    on_rows: &(dyn Fn(u64) + Send + Sync),
+) -> Result<Page, BackfillError> {
+    let table = adder.binding.table.to_string();
+    let copy_failed = copy_error(&table);
+    let mut stream = pin!(client.copy_out(sql).await.map_err(&copy_failed)?);
+    let mut lines = Lines::default();
+    let started = adder.rows_read;
+    let mut full = false;
+    while let Some(data) = stream.next().await {
+        let data = data.map_err(&copy_failed)?;
+        // A row a line: the bytes bound is checked between rows.
+        let mut over = false;
+        lines.feed(&data, |line| {
+            if over {
+                return Ok::<(), BackfillError>(());
+            }
+            adder.add_line(line)?;
+            over = adder.bytes >= max_bytes;
+            Ok(())
+        })?;
+        if over {
+            full = true;
+            break;
+        }
+    }
+    if !full && lines.pending() > 0 {
+        return Err(BackfillError::Copy {
+            table: table.clone(),
+            reason: "the COPY stream ended inside a row".into(),
+        });
+    }
+    on_rows(adder.rows_read - started);
+    Ok(Page {
+        rows: adder.rows_read - started,
+        full,
     })
 }

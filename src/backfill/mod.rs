@@ -495,9 +495,10 @@ impl<S: Sink> Worker<S> {
                 &on_rows,
             )
             .await?;
-            self.checkpoints
-                .mark_done(self.epoch, &chunk, &done)
-                .await?;
+            // Written while the snapshot idles: bounded like any write.
+            lease
+                .during(self.checkpoints.mark_done(self.epoch, &chunk, &done))
+                .await??;
             self.progress.chunk_done(&chunk, &done);
             out.push((chunk.table.clone(), done));
         }

@@ -4,13 +4,16 @@
 //! background verify finds drift and says so in /metrics, and is abandoned at its timeout when
 //! stuck; runs the stream has not delivered or that keep changing are unsettled, not drift; a run
 //! a newer tombstone hides is unrepairable, not "rewritten"; `backfill` and `verify --repair`
-//! exit 2 through a ClickHouse outage; bad input exits 2 with one line.
+//! exit 2 through a ClickHouse outage; bad input exits 2 with one line; a backfill and a verify far
+//! larger than their memory budget stay exact; no snapshot outlives its bound.
 
+mod budget;
 mod canonical;
 mod continuous;
 mod errors;
 mod live;
 mod outage;
+mod snapshots;
 mod sources;
 mod unrepairable;
 mod unsettled;
