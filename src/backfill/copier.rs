@@ -273,11 +273,12 @@ impl<S: Sink> Consumer for SinkWriter<'_, S> {
 }
 
 /// Copies `chunk` through `adder` into `sink`, in pages of at most `limits.max_rows` rows (and
-/// about `limits.max_bytes`) in key order, each read whole through the snapshot `lease` holds then
-/// (a fresh one, with its own `L`, once the one held has less than half the bound left) and
-/// written afterwards, while the snapshot idles: a write that outlasts the bound ends the
-/// snapshot (`Lease::during`). No write happens inside a COPY, so none holds a snapshot beyond
-/// the bound. A page whose rows pass `max_bytes` ends there (the rest of it is read by the next
+/// about half of `limits.max_bytes`) in key order, each read whole through the snapshot `lease`
+/// holds then (a fresh one, with its own `L`, once the one held has less than half the bound
+/// left). A page is written while the next one is read; a write still going once that read is
+/// done goes on while the snapshot idles, and ends the snapshot if it outlasts the bound
+/// (`Lease::during`). No write happens inside a COPY's statement, so none holds a snapshot beyond
+/// the bound. A page whose rows pass its bytes ends there (the rest of it is read by the next
 /// page); a page Postgres cancels at the bound is read again from a fresh snapshot. `on_rows`
 /// hears of rows as they are read (progress).
 #[allow(clippy::too_many_arguments)]
@@ -296,21 +297,49 @@ pub async fn copy_chunk<S: Sink>(
     let mut after = chunk.lo.clone();
     let (mut lowest, mut highest) = (u64::MAX, 0);
     let max_rows = limits.max_rows.max(1);
+    // Two pages at once: one written, one read.
+    let page_bytes = (limits.max_bytes / 2).max(1);
     let mut page_rows = max_rows.min(256);
+    // The page read last, written while the next one is read.
+    let mut unwritten: Option<Committed> = None;
     loop {
         let held = lease.ensure(lease.bound() / 2).await?;
         adder.restamp(held.lsn);
         adder.taken_through = None;
         lease.limit_statement().await?;
         let sql = chunks::page_sql(schema, chunk, window, after.as_deref(), page_rows);
-        match read_page(lease.client(), &sql, adder, limits.max_bytes, on_rows).await {
+        let previous = unwritten.take();
+        let write = async {
+            match previous {
+                Some(rows) => writer.consume(rows).await,
+                None => Ok(()),
+            }
+        };
+        tokio::pin!(write);
+        let mut written = false;
+        let read = {
+            let read = read_page(lease.client(), &sql, adder, page_bytes, on_rows);
+            tokio::pin!(read);
+            loop {
+                tokio::select! {
+                    r = &mut read => break r,
+                    w = &mut write, if !written => {
+                        w?;
+                        written = true;
+                    }
+                }
+            }
+        };
+        if !written {
+            lease.during(write.as_mut()).await??;
+        }
+        match read {
             Ok(page) => {
                 let bytes = adder.bytes;
                 if adder.buffered() > 0 {
                     lowest = lowest.min(held.lsn);
                     highest = highest.max(held.lsn);
-                    let rows = adder.take()?;
-                    lease.during(writer.consume(rows)).await??;
+                    unwritten = Some(adder.take()?);
                 }
                 if let Some(id) = adder.taken_through.take() {
                     after = Some(id);
@@ -318,14 +347,14 @@ pub async fn copy_chunk<S: Sink>(
                 if !page.full && (page.rows as usize) < page_rows {
                     break;
                 }
-                // About max_bytes a page, by what this one's rows weighed.
+                // About `page_bytes` a page, by what this one's rows weighed.
                 if page.rows > 0 {
                     let per_row = (bytes / page.rows as usize).max(1);
-                    page_rows = (limits.max_bytes / per_row).clamp(16, max_rows);
+                    page_rows = (page_bytes / per_row).clamp(16, max_rows);
                 }
             }
             Err(BackfillError::Cancelled { .. }) => {
-                // The bound ended the snapshot mid-page: nothing of the page was written; it is
+                // The bound ended the snapshot mid-page: nothing of this page was written; it is
                 // read again, in smaller pages, from a fresh snapshot.
                 adder.discard();
                 lease.release().await?;
@@ -334,6 +363,9 @@ pub async fn copy_chunk<S: Sink>(
             }
             Err(e) => return Err(e),
         }
+    }
+    if let Some(rows) = unwritten.take() {
+        lease.during(writer.consume(rows)).await??;
     }
     Ok(ChunkDone {
         lsn: if lowest == u64::MAX {

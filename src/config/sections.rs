@@ -291,7 +291,7 @@ impl Default for BackfillConfig {
             on_slot_create: false,
             gap_margin_s: 900,
             snapshot_wait_timeout_s: 600,
-            memory_bytes: 64 << 20,
+            memory_bytes: 128 << 20,
             snapshot_max_s: 60,
         }
     }

@@ -167,17 +167,37 @@ impl VerifyReads {
         }
     }
 
-    /// The partitions of the runs table with active parts (`YYYYMM` as shipped).
-    pub async fn partitions(&self) -> Result<Vec<String>, SinkError> {
+    /// The partitions of the runs table with active parts (`YYYYMM` as shipped) and the rows
+    /// their parts hold (every version counted): what ClickHouse knows without reading.
+    pub async fn partitions(&self) -> Result<Vec<(String, u64)>, SinkError> {
         let q = self
             .client
             .query(
-                "SELECT DISTINCT partition FROM system.parts \
-                 WHERE database = ? AND table = ? AND active ORDER BY partition",
+                "SELECT partition, sum(rows) FROM system.parts \
+                 WHERE database = ? AND table = ? AND active GROUP BY partition ORDER BY partition",
             )
             .bind(&self.database)
             .bind(&self.runs_table);
         self.fetch_catalog("the runs table's partitions", q).await
+    }
+
+    /// The runs table's granules by the `created_at` of their first row (epoch ms) and the rows
+    /// they hold, in scope, from its primary index (`mergeTreeIndex`: marks only, no data read):
+    /// an estimate to plan a verify's slices by. `Err` on a server without the function or a
+    /// table whose primary key lacks `created_at`.
+    pub async fn granules(&self, scope: &Scope) -> Result<Vec<(i64, u64)>, SinkError> {
+        let time = scope.time();
+        let filter = if time.is_empty() {
+            "1".to_string()
+        } else {
+            time.join(" AND ")
+        };
+        let sql = format!(
+            "SELECT toUnixTimestamp64Milli(created_at) AS v_at, toUInt64(rows_in_granule) \
+             FROM mergeTreeIndex(?, ?) WHERE {filter} ORDER BY v_at"
+        );
+        let q = self.query(&sql).bind(&self.database).bind(&self.runs_table);
+        self.fetch("the runs table's primary index", q).await
     }
 
     /// Rows per minute of `created_at` in scope (`(minute since the epoch, rows)`, in order),

@@ -22,7 +22,6 @@
 pub mod json;
 
 use std::borrow::Cow;
-use std::fmt::Write;
 
 use crate::rows::{RUN_COLUMNS, RunRow};
 
@@ -118,38 +117,81 @@ pub fn json_form(text: &str) -> Cow<'_, str> {
 }
 
 fn text(out: &mut String, s: &str) {
-    let _ = write!(out, "{}:", s.len());
+    push_u64(out, s.len() as u64);
+    out.push(':');
     out.push_str(s);
+}
+
+/// `v` in decimal (what `write!` would print, without the formatting machinery: this runs for
+/// every cell of every row a verify reads).
+fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
+}
+
+fn push_i64(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    push_u64(out, v.unsigned_abs());
+}
+
+thread_local! {
+    /// Where a JSON cell is rendered before its length is known (one per thread, reused).
+    static RENDERED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// Appends one cell's canonical text.
 pub fn write_cell(out: &mut String, cell: Cell<'_>) {
     match cell {
         Cell::Text(s) => text(out, s),
-        Cell::Json(s) => text(out, &json_form(s)),
+        // As `json_form`, without a String per value.
+        Cell::Json(s) => RENDERED.with(|r| {
+            let mut r = r.borrow_mut();
+            r.clear();
+            match json::render_into(s, &mut r) {
+                Some(()) => text(out, &r),
+                None => text(out, s),
+            }
+        }),
         Cell::UInt(v) => {
-            let _ = write!(out, "{v};");
+            push_u64(out, v);
+            out.push(';');
         }
         Cell::Time(v) => {
-            let _ = write!(out, "{v};");
+            push_i64(out, v);
+            out.push(';');
         }
         Cell::OptTime(v) => match v {
             Some(v) => {
-                let _ = write!(out, "{v};");
+                push_i64(out, v);
+                out.push(';');
             }
             None => out.push_str("N;"),
         },
         Cell::OptUInt(v) => match v {
             Some(v) => {
-                let _ = write!(out, "{v};");
+                push_u64(out, v);
+                out.push(';');
             }
             None => out.push_str("N;"),
         },
         Cell::Float(v) => {
-            let _ = write!(out, "{};", v.to_bits());
+            push_u64(out, v.to_bits());
+            out.push(';');
         }
         Cell::Texts(items) => {
-            let _ = write!(out, "{}[", items.len());
+            push_u64(out, items.len() as u64);
+            out.push('[');
             for item in items {
                 text(out, item);
             }

@@ -114,13 +114,28 @@ impl Queue {
     }
 }
 
-/// Plans the slices from ClickHouse's runs per minute, a month (partition) at a time.
+/// Plans the slices from ClickHouse's estimate of the runs per minute: from the primary index's
+/// marks (each granule's rows at its first `created_at`; nothing read but the index), or where
+/// the server cannot say, by counting them, a month (partition) at a time.
 async fn plan(ctx: &Context, target: u64) -> Result<(Vec<Slice>, u64), VerifyError> {
     let (since, until) = (ctx.window.since_ms, ctx.window.until_ms);
     let mut planner = Planner::new(since, until, target);
     let mut estimate = 0;
+    match ctx.reads.granules(&ctx.scope).await {
+        Ok(granules) => {
+            for (at, rows) in granules {
+                planner.push(at.div_euclid(60_000), rows);
+                estimate += rows;
+            }
+            return Ok((planner.finish(), estimate));
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "verify: no primary index to plan by; counting runs per minute")
+        }
+    }
     let parts = ctx.reads.partitions().await?;
-    let scopes = match slices::months(&parts) {
+    let names: Vec<String> = parts.iter().map(|(p, _)| p.clone()).collect();
+    let scopes = match slices::months(&names) {
         Some(months) => months
             .into_iter()
             .map(slices::month_range)

@@ -12,6 +12,15 @@
 //! keys, mixed arrays it has no rule for, non-finite numbers, deep nesting. A `None` is never a
 //! wrong verdict, only a slower one: the row's hash then differs, and the row-level comparison
 //! asks ClickHouse itself to render the expected value (`sink::verify_reads::render_json`).
+//!
+//! It runs for every row a verify reads, so it borrows what it can: strings without escapes are
+//! not copied, members are sorted by index and written straight into the output.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+#[cfg(test)]
+mod reference;
 
 /// Deeper than this, the emulation gives up (ClickHouse has limits of its own there).
 const MAX_DEPTH: usize = 64;
@@ -19,7 +28,15 @@ const MAX_DEPTH: usize = 64;
 /// ClickHouse's `toJSONString` of the JSON column value the worker inserts as `text`, or `None`
 /// when it is not one the emulation covers.
 pub fn render(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    render_into(text, &mut out)?;
+    Some(out)
+}
+
+/// [`render`], appended to `out` (on `None`, `out` may hold part of a rendering: discard it).
+pub fn render_into(text: &str, out: &mut String) -> Option<()> {
     let mut parser = Parser {
+        s: text,
         b: text.as_bytes(),
         i: 0,
     };
@@ -31,20 +48,19 @@ pub fn render(text: &str) -> Option<String> {
     let Value::Obj(members) = value else {
         return None;
     };
-    let mut out = String::with_capacity(text.len());
-    object(&members, &mut out, 0)?;
-    Some(out)
+    object(&members, out, 0)
 }
 
-/// A parsed value; numbers keep their text (their type depends on where they are).
+/// A parsed value; numbers keep their text (their type depends on where they are), strings are
+/// borrowed from the input unless they had escapes.
 #[derive(Debug)]
 enum Value<'a> {
     Null,
     Bool(bool),
     Num(&'a str),
-    Str(String),
+    Str(Cow<'a, str>),
     Arr(Vec<Value<'a>>),
-    Obj(Vec<(String, Value<'a>)>),
+    Obj(Vec<(Cow<'a, str>, Value<'a>)>),
 }
 
 /// The type ClickHouse infers for a value inside an array, before unifying an array's elements.
@@ -64,7 +80,8 @@ enum Ty {
 
 /// A number's text as ClickHouse types it.
 enum Number {
-    Int(String),
+    /// An integer within 64 bits; ClickHouse prints it as JSON wrote it, but `-0` as `0`.
+    Int,
     /// An integer literal past 64 bits: a string.
     Big,
     Float(f64),
@@ -75,11 +92,8 @@ fn number(text: &str) -> Option<Number> {
         let v: f64 = text.parse().ok()?;
         return v.is_finite().then_some(Number::Float(v));
     }
-    if let Ok(v) = text.parse::<i64>() {
-        return Some(Number::Int(v.to_string()));
-    }
-    if let Ok(v) = text.parse::<u64>() {
-        return Some(Number::Int(v.to_string()));
+    if text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok() {
+        return Some(Number::Int);
     }
     Some(Number::Big)
 }
@@ -97,7 +111,7 @@ fn ty(value: &Value) -> Option<Ty> {
         Value::Null => Ty::Null,
         Value::Bool(_) => Ty::Bool,
         Value::Num(t) => match number(t)? {
-            Number::Int(_) => Ty::Int,
+            Number::Int => Ty::Int,
             Number::Big => Ty::Str,
             Number::Float(_) => Ty::Float,
         },
@@ -141,43 +155,79 @@ fn types(items: &[Value]) -> Option<Vec<Ty>> {
     items.iter().map(ty).collect()
 }
 
-/// Members of an object as a JSON column stores them: nulls and empty objects dropped, keys
-/// ordered by their path (`a b` < `a.x` < `a0`), so an object member sorts as its key plus `.`.
-fn object(members: &[(String, Value)], out: &mut String, depth: usize) -> Option<()> {
+/// Whether an object renders as `{}`: every member null or such an object. `None` where the
+/// emulation gives up on it (as rendering it would).
+fn empty(members: &[(Cow<str>, Value)], depth: usize) -> Option<bool> {
     if depth > MAX_DEPTH {
         return None;
     }
-    let mut kept: Vec<(Vec<u8>, &str, String)> = Vec::with_capacity(members.len());
-    for (i, (key, value)) in members.iter().enumerate() {
-        // A dotted key is a path into nested objects, and a repeated key is skipped or merged:
-        // rules this emulation does not reproduce.
+    check_keys(members)?;
+    for (_, value) in members {
+        match value {
+            Value::Null => {}
+            Value::Obj(inner) => {
+                if !empty(inner, depth + 1)? {
+                    return Some(false);
+                }
+            }
+            _ => return Some(false),
+        }
+    }
+    Some(true)
+}
+
+/// A dotted key is a path into nested objects, and a repeated key is skipped or merged: rules
+/// this emulation does not reproduce.
+fn check_keys(members: &[(Cow<str>, Value)]) -> Option<()> {
+    for (i, (key, _)) in members.iter().enumerate() {
         if key.contains('.') || members[..i].iter().any(|(k, _)| k == key) {
             return None;
         }
-        let mut rendered = String::new();
-        let mut sort = key.as_bytes().to_vec();
-        match value {
-            Value::Null => continue,
-            Value::Obj(inner) => {
-                object(inner, &mut rendered, depth + 1)?;
-                if rendered == "{}" {
-                    continue;
-                }
-                sort.push(b'.');
-            }
-            other => leaf(other, None, &mut rendered, depth + 1)?,
-        }
-        kept.push((sort, key, rendered));
     }
-    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(())
+}
+
+/// Members of an object as a JSON column stores them: nulls and empty objects dropped, keys
+/// ordered by their path (`a b` < `a.x` < `a0`), so an object member sorts as its key plus `.`.
+fn object(members: &[(Cow<str>, Value)], out: &mut String, depth: usize) -> Option<()> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    check_keys(members)?;
+    // (index, sorts as an object's path)
+    let mut kept: Vec<(usize, bool)> = Vec::with_capacity(members.len());
+    for (i, (_, value)) in members.iter().enumerate() {
+        match value {
+            Value::Null => {}
+            Value::Obj(inner) => {
+                if !empty(inner, depth + 1)? {
+                    kept.push((i, true));
+                }
+            }
+            _ => kept.push((i, false)),
+        }
+    }
+    let path = |(i, dotted): (usize, bool)| {
+        members[i]
+            .0
+            .as_bytes()
+            .iter()
+            .copied()
+            .chain(dotted.then_some(b'.'))
+    };
+    kept.sort_by(|a, b| path(*a).cmp(path(*b)));
     out.push('{');
-    for (i, (_, key, rendered)) in kept.iter().enumerate() {
-        if i > 0 {
+    for (n, (i, _)) in kept.iter().enumerate() {
+        if n > 0 {
             out.push(',');
         }
-        string(key, out)?;
+        let (key, value) = &members[*i];
+        string(key, out);
         out.push(':');
-        out.push_str(rendered);
+        match value {
+            Value::Obj(inner) => object(inner, out, depth + 1)?,
+            other => leaf(other, None, out, depth + 1)?,
+        }
     }
     out.push('}');
     Some(())
@@ -197,12 +247,12 @@ fn leaf(value: &Value, as_ty: Option<&Ty>, out: &mut String, depth: usize) -> Op
             _ => out.push_str(if *b { "true" } else { "false" }),
         },
         Value::Num(text) => match (number(text)?, as_ty) {
-            (Number::Int(_), Some(Ty::Float)) => float(int_as_float(text)?, out),
-            (Number::Int(v), _) => out.push_str(&v),
-            (Number::Big, _) => string(text, out)?,
+            (Number::Int, Some(Ty::Float)) => float(int_as_float(text)?, out),
+            (Number::Int, _) => out.push_str(if *text == "-0" { "0" } else { text }),
+            (Number::Big, _) => string(text, out),
             (Number::Float(v), _) => float(v, out),
         },
-        Value::Str(s) => string(s, out)?,
+        Value::Str(s) => string(s, out),
         Value::Arr(items) => {
             let unified = match as_ty {
                 Some(Ty::Arr(inner)) => (**inner).clone(),
@@ -263,31 +313,58 @@ pub fn float(v: f64, out: &mut String) {
 }
 
 /// A string as ClickHouse escapes it: `"` `\` `/`, the short escapes, other control characters as
-/// `\u00XX` (upper case), U+2028 and U+2029 escaped, everything else as it is.
-fn string(s: &str, out: &mut String) -> Option<()> {
+/// `\u00XX` (upper case), U+2028 and U+2029 escaped, everything else as it is. Runs of bytes that
+/// need no escape are copied at once.
+fn string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '/' => out.push_str("\\/"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
+    let b = s.as_bytes();
+    let mut plain = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let escape: Option<&str> = match b[i] {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'/' => Some("\\/"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            c if c < 0x20 => {
+                out.push_str(&s[plain..i]);
+                let _ = write!(out, "\\u{:04X}", c);
+                i += 1;
+                plain = i;
+                continue;
+            }
+            // U+2028 and U+2029: E2 80 A8 and E2 80 A9.
+            0xE2 if b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xA8 | 0xA9)) => {
+                out.push_str(&s[plain..i]);
+                out.push_str(if b[i + 2] == 0xA8 {
+                    "\\u2028"
+                } else {
+                    "\\u2029"
+                });
+                i += 3;
+                plain = i;
+                continue;
+            }
+            _ => None,
+        };
+        if let Some(e) = escape {
+            out.push_str(&s[plain..i]);
+            out.push_str(e);
+            plain = i + 1;
         }
+        i += 1;
     }
+    out.push_str(&s[plain..]);
     out.push('"');
-    Some(())
 }
 
 /// A strict JSON reader (RFC 8259) that keeps number texts and decodes strings.
 struct Parser<'a> {
+    s: &'a str,
     b: &'a [u8],
     i: usize,
 }
@@ -386,21 +463,35 @@ impl<'a> Parser<'a> {
             }
             digits(self).then_some(())?;
         }
-        let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
-        Some(Value::Num(text))
+        // ASCII only: the slice is on character boundaries.
+        Some(Value::Num(&self.s[start..self.i]))
     }
 
-    fn string(&mut self) -> Option<String> {
+    /// A string, borrowed from the input when it has no escape.
+    fn string(&mut self) -> Option<Cow<'a, str>> {
         if self.b.get(self.i) != Some(&b'"') {
             return None;
         }
         self.i += 1;
-        let mut out: Vec<u8> = Vec::new();
+        let start = self.i;
+        // The plain run: up to the closing quote, or the first escape.
+        while let Some(&c) = self.b.get(self.i) {
+            match c {
+                b'"' => {
+                    self.i += 1;
+                    return Some(Cow::Borrowed(&self.s[start..self.i - 1]));
+                }
+                b'\\' => break,
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+        let mut out: Vec<u8> = self.b[start..self.i].to_vec();
         loop {
             let c = *self.b.get(self.i)?;
             self.i += 1;
             match c {
-                b'"' => return String::from_utf8(out).ok(),
+                b'"' => return String::from_utf8(out).ok().map(Cow::Owned),
                 b'\\' => {
                     let e = *self.b.get(self.i)?;
                     self.i += 1;
@@ -445,5 +536,89 @@ impl<'a> Parser<'a> {
             return char::from_u32(0x10000 + ((first - 0xD800) << 10) + (low - 0xDC00));
         }
         char::from_u32(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The faster rendering agrees with the one it replaced, on generated documents of every
+    /// shape the emulation knows and many it refuses.
+    #[test]
+    fn renders_exactly_as_the_reference_did() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let atoms = [
+            "null",
+            "true",
+            "false",
+            "0",
+            "-0",
+            "1",
+            "-17",
+            "1.0",
+            "2.5",
+            "1e20",
+            "1e21",
+            "-3E-7",
+            "18446744073709551615",
+            "18446744073709551616",
+            "\"a\"",
+            "\"a/b\"",
+            "\"q\\\"\"",
+            "\"\\u00e9\\u2028x\"",
+            "\"tab\\there\"",
+            "\"\\ud83d\\ude00\"",
+            "\"\u{2029}\"",
+            "\"\\u0001\"",
+            "{}",
+            "[]",
+            "\"ü\"",
+        ];
+        let keys = ["a", "b", "a b", "a0", "data", "x.y", "é", "a", "k\\\"q", ""];
+        fn doc(
+            next: &mut impl FnMut() -> u64,
+            atoms: &[&str],
+            keys: &[&str],
+            depth: u32,
+        ) -> String {
+            match next() % if depth > 3 { 1 } else { 4 } {
+                0 => atoms[(next() % atoms.len() as u64) as usize].to_string(),
+                1 => {
+                    let n = next() % 4;
+                    let items: Vec<String> =
+                        (0..n).map(|_| doc(next, atoms, keys, depth + 1)).collect();
+                    format!("[{}]", items.join(","))
+                }
+                _ => {
+                    let n = next() % 5;
+                    let members: Vec<String> = (0..n)
+                        .map(|_| {
+                            let k = keys[(next() % keys.len() as u64) as usize];
+                            format!("\"{k}\" : {}", doc(next, atoms, keys, depth + 1))
+                        })
+                        .collect();
+                    format!("{{ {} }}", members.join(", "))
+                }
+            }
+        }
+        let mut covered = 0;
+        for _ in 0..50_000 {
+            let members: Vec<String> = (0..(next() % 4))
+                .map(|_| {
+                    let k = keys[(next() % keys.len() as u64) as usize];
+                    format!("\"{k}\":{}", doc(&mut next, &atoms, &keys, 1))
+                })
+                .collect();
+            let text = format!("{{{}}}", members.join(","));
+            let new = super::render(&text);
+            assert_eq!(new, super::reference::render(&text), "{text}");
+            covered += usize::from(new.is_some());
+        }
+        assert!(covered > 10_000, "{covered} documents rendered");
     }
 }

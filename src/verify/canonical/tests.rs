@@ -298,3 +298,23 @@ fn floats_print_as_clickhouse_prints_them() {
         assert_eq!(out, want, "{v}");
     }
 }
+
+#[test]
+fn numbers_print_as_decimal_text() {
+    let mut out = String::new();
+    for (v, text) in [
+        (0i64, "0"),
+        (-1, "-1"),
+        (1_793_491_200_123, "1793491200123"),
+    ] {
+        out.clear();
+        super::push_i64(&mut out, v);
+        assert_eq!(out, text);
+    }
+    out.clear();
+    super::push_i64(&mut out, i64::MIN);
+    assert_eq!(out, i64::MIN.to_string());
+    out.clear();
+    super::push_u64(&mut out, u64::MAX);
+    assert_eq!(out, u64::MAX.to_string());
+}
