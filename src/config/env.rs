@@ -93,6 +93,9 @@ const ALIASES: &[(&str, &str, Map)] = &[
         "clickhouse.url",
         Map::Same,
     ),
+    // The webapp's own ClickHouse URL (with `?secure=` for its migration tool): trigger.dev's
+    // compose file and Helm chart derive both from the same password.
+    ("CLICKHOUSE_URL", "clickhouse.url", Map::Same),
     ("RUN_REPLICATION_SLOT_NAME", "postgres.slot", Map::Same),
     (
         "RUN_REPLICATION_PUBLICATION_NAME",
@@ -151,6 +154,9 @@ const ALIASES: &[(&str, &str, Map)] = &[
         Map::LowestGeneration,
     ),
 ];
+
+/// The tracing filter's conventional variable.
+const RUST_LOG: &str = "RUST_LOG";
 
 /// trigger.dev's variable that starts its built-in replication service. Only a value that turns
 /// replication off is acted on: unset, the worker runs.
@@ -262,12 +268,47 @@ pub struct Setting {
     pub apply: Apply,
 }
 
-/// The overrides present in the environment, in the order to apply.
+/// The overrides present in the environment, in the order to apply: for each key, only the
+/// variable that wins (its own name, else the first trigger.dev name that is set). A name that
+/// loses is not read at all: trigger.dev's pooled `DATABASE_URL` beside a direct
+/// `RUN_REPLICATION_LEGACY_DATABASE_URL` is the usual setup, not an error.
 pub fn collect(env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Setting>, ConfigError> {
     let mut out = Vec::new();
-    // Aliases first (lowest to highest precedence), so a RUNS_REPLICATOR_* name applied later wins.
-    for (name, key, map) in ALIASES.iter().rev() {
-        let Some(value) = env(name) else { continue };
+    let mut taken: Vec<&str> = Vec::new();
+    // The usual escape hatch while debugging: it replaces the configured filter (a flag still
+    // wins over it, as over every variable).
+    if let Some(value) = env(RUST_LOG).filter(|v| !skipped("log.level", v)) {
+        taken.push("log.level");
+        out.push(Setting {
+            key: "log.level",
+            name: RUST_LOG.into(),
+            value,
+            apply: Apply::Set,
+        });
+    }
+    for key in KEYS {
+        if taken.contains(key) {
+            continue;
+        }
+        let name = own_name(key);
+        if let Some(value) = env(&name).filter(|v| !skipped(key, v)) {
+            taken.push(key);
+            out.push(Setting {
+                key,
+                name,
+                value,
+                apply: Apply::Set,
+            });
+        }
+    }
+    for (name, key, map) in ALIASES {
+        if taken.contains(key) {
+            continue;
+        }
+        let Some(value) = env(name).filter(|v| !skipped(key, v)) else {
+            continue;
+        };
+        taken.push(key);
         let invalid = |allowed: &str| ConfigError::Invalid {
             key: (*key).into(),
             value: format!("{value:?}"),
@@ -307,18 +348,13 @@ pub fn collect(env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Setting>, Con
             });
         }
     }
-    for key in KEYS {
-        let name = own_name(key);
-        if let Some(value) = env(&name) {
-            out.push(Setting {
-                key,
-                name,
-                value,
-                apply: Apply::Set,
-            });
-        }
-    }
     Ok(out)
+}
+
+/// A value that counts as unset: an empty log level (`RUST_LOG=`, `RUNS_REPLICATOR_LOG_LEVEL=`
+/// in a `.env` file) would otherwise silence every line.
+fn skipped(key: &str, value: &str) -> bool {
+    key == "log.level" && value.trim().is_empty()
 }
 
 /// trigger.dev's log levels. Its `log` shows only "essential messages", fewer than `error`: the

@@ -14,6 +14,7 @@ mod secret;
 mod sections;
 mod sources;
 mod text_value;
+mod url_params;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -125,6 +126,7 @@ impl Config {
         for flag in flags {
             config.set(flag.key, &flag.value, format!("flag {}", flag.flag))?;
         }
+        config.apply_url_parameters();
         config.validate()?;
         Ok(config)
     }
@@ -455,3 +457,5 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trigger_dev_tests;

@@ -4,6 +4,12 @@
 //! Both drivers need the same host, port, credentials and TLS settings, but neither parses the
 //! other's format (tokio-postgres has no `verify-full`, pgwire-replication takes fields), so the
 //! URL is parsed here into fields. Its `Display` and `Debug` never show the password.
+//!
+//! trigger.dev's `DATABASE_URL` is a Prisma URL (`…/main?schema=public&sslmode=disable`, in its
+//! compose file, its Helm chart and its docs), so Prisma's parameters are read too: `schema`
+//! names the tables' schema (`postgres.schema` unless that is set), Prisma's connection-pool
+//! parameters are kept aside to be named in one warning, and `pgbouncer=true` — a transaction
+//! pooler, which cannot carry replication — is refused.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -70,10 +76,31 @@ pub struct PgUrl {
     /// CA bundle (PEM) used to verify the server under `verify-ca` / `verify-full`.
     pub sslrootcert: Option<PathBuf>,
     pub connect_timeout: Option<Duration>,
+    /// Prisma's `schema=`: the schema of the runs tables (`postgres.schema` wins when set).
+    pub schema: Option<String>,
+    /// Prisma's own parameters present in the URL, which configure its client and mean nothing
+    /// here (named in one warning at start).
+    pub ignored: Vec<String>,
 }
 
-const ALLOWED_PARAMS: &str =
-    "sslmode, sslrootcert, connect_timeout, host, port, user, password, dbname, application_name";
+const ALLOWED_PARAMS: &str = "sslmode, sslrootcert, connect_timeout, host, port, user, password, \
+     dbname, application_name, and Prisma's schema, pgbouncer=false and pool settings";
+
+/// Prisma's parameters that configure its own connection pool and statement cache: a worker
+/// with a few direct connections of its own has no use for them.
+const PRISMA_POOL_PARAMS: &[&str] = &[
+    "connection_limit",
+    "pool_timeout",
+    "socket_timeout",
+    "statement_cache_size",
+    "max_connection_lifetime",
+    "max_idle_connection_lifetime",
+];
+
+/// Why a `pgbouncer=true` URL is refused.
+const POOLER: &str = "pgbouncer=true: this URL goes through a transaction pooler (PgBouncer), \
+     which cannot carry logical replication; give the worker a direct URL to the server \
+     (trigger.dev's DIRECT_URL) in RUN_REPLICATION_LEGACY_DATABASE_URL or postgres.url";
 
 impl FromStr for PgUrl {
     type Err = String;
@@ -102,9 +129,27 @@ impl FromStr for PgUrl {
         let mut sslmode = SslMode::default();
         let mut sslrootcert = None;
         let mut connect_timeout = None;
+        let mut schema = None;
+        let mut ignored: Vec<String> = Vec::new();
+        let mut sslaccept_strict = false;
         for (key, value) in url.query_pairs() {
             let value = value.into_owned();
             match key.as_ref() {
+                "schema" => schema = Some(value),
+                "pgbouncer" => match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" => return Err(POOLER.into()),
+                    _ => ignored.push("pgbouncer".into()),
+                },
+                // Prisma's certificate check: `strict` verifies, which only sslmode does here.
+                "sslaccept" => {
+                    sslaccept_strict = value == "strict";
+                    ignored.push("sslaccept".into());
+                }
+                p if PRISMA_POOL_PARAMS.contains(&p) => {
+                    if !ignored.iter().any(|i| i == p) {
+                        ignored.push(p.to_string());
+                    }
+                }
                 "sslmode" => sslmode = value.parse()?,
                 "sslrootcert" => sslrootcert = Some(PathBuf::from(value)),
                 "connect_timeout" => {
@@ -146,6 +191,14 @@ impl FromStr for PgUrl {
         if sslrootcert.is_some() && sslmode == SslMode::Disable {
             return Err("sslrootcert is set but sslmode=disable".into());
         }
+        if sslaccept_strict && !matches!(sslmode, SslMode::VerifyCa | SslMode::VerifyFull) {
+            return Err(format!(
+                "sslaccept=strict asks Prisma to verify the server's certificate, which \
+                 sslmode={} does not: write sslmode=verify-full (with sslrootcert when the CA is \
+                 not a public one)",
+                sslmode.as_str()
+            ));
+        }
         Ok(PgUrl {
             host,
             port,
@@ -155,6 +208,8 @@ impl FromStr for PgUrl {
             sslmode,
             sslrootcert,
             connect_timeout,
+            schema,
+            ignored,
         })
     }
 }
