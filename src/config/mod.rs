@@ -34,7 +34,7 @@ pub use sections::{
     BackfillConfig, BatchConfig, ClickHouseConfig, Compression, LogConfig, LogFormat,
     MetricsConfig, PostgresConfig, PreflightConfig, TransformConfig, VerifyConfig,
 };
-pub use sources::{Shard, Source, SourceConfig, Stream};
+pub use sources::{DEFAULT_TABLES, Shard, Source, SourceConfig, Stream};
 
 use parse::{
     boolean, duration, generations, generations_text, list, number, one_line, one_line_toml_error,
@@ -377,6 +377,7 @@ impl Config {
             url: pg.url.clone(),
             schema: pg.schema.clone(),
             tables: pg.tables.clone(),
+            tables_required: Source::requires(&pg.tables),
             generations: pg.generations.clone(),
             publication: pg.publication.clone(),
             slot: pg.slot.clone(),
@@ -390,6 +391,7 @@ impl Config {
                 url: s.url.clone()?,
                 schema: s.schema.clone(),
                 tables: s.tables.clone(),
+                tables_required: Source::requires(&s.tables),
                 generations: s.generations.clone(),
                 publication: s.publication.clone(),
                 slot: s.slot.clone(),

@@ -9,6 +9,8 @@
 
 mod bootstrap;
 mod control;
+mod joining;
+mod joins;
 mod marker;
 mod session;
 mod session_end;
@@ -110,6 +112,7 @@ pub async fn run(config: Config) -> ExitCode {
             recreate_requested: false,
             marker: None,
             progress: marker::Progress::default(),
+            joins: joins::Joins::default(),
         };
         supervisors.spawn(supervisor.run(stop.subscribe()));
     }

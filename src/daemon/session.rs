@@ -1,6 +1,6 @@
 //! One session of one stream, step by step: control connection → publication reconciled →
-//! preflight → leader lock (standby until acquired) → slot ensured → stream started → attached
-//! to the loop. Each step that fails says how ([`SessionEnd`]) and the supervisor decides what
+//! preflight → leader lock (standby until acquired) → slot ensured → tables that joined the
+//! publication copied (`joining`) → stream started → attached to the loop. Each step that fails says how ([`SessionEnd`]) and the supervisor decides what
 //! comes next.
 
 use std::time::Duration;
@@ -99,6 +99,9 @@ impl Supervisor {
             Err(e) => return retry("postgres")(e),
         };
         if let Err(end) = self.ensure_slot(control.session()).await {
+            return end;
+        }
+        if let Err(end) = self.joins_at_start(control.session()).await {
             return end;
         }
         let client = match stream::start(&config, &stream).await {

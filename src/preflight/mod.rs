@@ -104,7 +104,12 @@ pub async fn postgres_checks(
     let slot = catalog::read_slot(client, &stream.slot).await?;
     let mut checks = verdicts::server(&server);
     checks.extend(verdicts::tables(src, &tables, &server.user));
-    checks.extend(verdicts::publication(stream, publication.as_ref()));
+    let existing: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+    checks.extend(verdicts::publication(
+        stream,
+        publication.as_ref(),
+        &existing,
+    ));
     checks.extend(verdicts::slot(stream, slot.as_ref()));
     Ok(checks)
 }

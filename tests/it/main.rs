@@ -9,6 +9,7 @@ mod backfill;
 mod bootstrap;
 mod clickhouse_front;
 mod config;
+mod dropin;
 mod durability;
 mod hardening;
 mod null_sink;

@@ -1,0 +1,317 @@
+//! The worker dropped into a trigger.dev install as it is: trigger.dev's own environment
+//! (its compose file's `DATABASE_URL`, its ClickHouse URLs, its `RUN_REPLICATION_*` values), a
+//! database with trigger.dev's schema (`"TaskRun"` alone), and `task_run_v2` created later
+//! while the worker streams.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::expect::{actual_rows, assert_converges};
+use crate::support::postgres::SUPERUSER_PASSWORD;
+use crate::support::runs::{insert, insert_many_sql};
+use crate::support::{TestEnv, Worker, clickhouse, process};
+use runs_replicator::testing::wait::wait_for;
+
+/// trigger.dev's `CLICKHOUSE_PASSWORD` as its generate-secrets.sh writes one.
+const CH_PASSWORD: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+
+/// The ClickHouse database trigger.dev's migrations create; the worker's default.
+const CH_DATABASE: &str = "trigger_dev";
+
+/// `task_run_v2` as the seed's migrations create it (config/postgres/003_task_run_v2.sql: the
+/// table, its indexes, REPLICA IDENTITY FULL).
+fn task_run_v2_ddl() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/postgres/003_task_run_v2.sql"),
+    )
+    .unwrap()
+}
+
+/// Makes `env`'s databases look like a trigger.dev install: `"TaskRun"` alone in Postgres, the
+/// runs tables in ClickHouse's `trigger_dev` database.
+async fn trigger_dev_install(env: &mut TestEnv) {
+    env.pg_client()
+        .await
+        .batch_execute("DROP TABLE task_run_v2")
+        .await
+        .unwrap();
+    let ch = env.ch.client("default");
+    ch.query(&format!("DROP DATABASE IF EXISTS {CH_DATABASE}"))
+        .execute()
+        .await
+        .unwrap();
+    for statement in clickhouse::schema_statements(CH_DATABASE) {
+        ch.query(&statement).execute().await.unwrap();
+    }
+    env.ch_db = CH_DATABASE.into();
+}
+
+/// trigger.dev's environment, from hosting/docker/webapp/docker-compose.yml (snapshot
+/// b082e44): `DATABASE_URL`'s default, the webapp's `CLICKHOUSE_URL` and
+/// `RUN_REPLICATION_CLICKHOUSE_URL`, `RUN_REPLICATION_ENABLED`, `RUN_REPLICATION_LOG_LEVEL`; the
+/// host names are this test's servers. `RUN_REPLICATION_SLOT_NAME` (trigger.dev's variable)
+/// keeps the slot apart from other tests on the shared cluster.
+fn trigger_dev_env(env: &TestEnv) -> Vec<(String, String)> {
+    let ch = env.ch.url.trim_start_matches("http://");
+    vec![
+        (
+            "DATABASE_URL".into(),
+            format!(
+                "postgresql://postgres:{SUPERUSER_PASSWORD}@{}:{}/{}?schema=public&sslmode=disable",
+                env.pg.host, env.pg.port, env.pg_db
+            ),
+        ),
+        (
+            "CLICKHOUSE_URL".into(),
+            format!("http://default:{CH_PASSWORD}@{ch}?secure=false"),
+        ),
+        ("RUN_REPLICATION_ENABLED".into(), "1".into()),
+        (
+            "RUN_REPLICATION_CLICKHOUSE_URL".into(),
+            format!("http://default:{CH_PASSWORD}@{ch}"),
+        ),
+        ("RUN_REPLICATION_LOG_LEVEL".into(), "info".into()),
+        ("RUN_REPLICATION_SLOT_NAME".into(), env.slot.clone()),
+    ]
+}
+
+fn start(env: &TestEnv, port: u16, extra: &[(&str, &str)]) -> Worker {
+    let vars = trigger_dev_env(env);
+    let mut envs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // Not trigger.dev's: tests run side by side, each worker needs its own port.
+    let listen = format!("127.0.0.1:{port}");
+    envs.push(("RUNS_REPLICATOR_METRICS_LISTEN", &listen));
+    envs.extend_from_slice(extra);
+    let dir = process::temp_dir(&format!("dropin-{}", env.label));
+    Worker::start_from_env(&dir, port, &envs)
+}
+
+async fn wait_for_runs(env: &TestEnv, ids: &[String], timeout: Duration) {
+    wait_for("the runs in ClickHouse", timeout, || async {
+        let rows = actual_rows(env).await;
+        ids.iter().all(|id| rows.contains_key(id)).then_some(())
+    })
+    .await;
+}
+
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i:04}")).collect()
+}
+
+#[tokio::test]
+async fn trigger_dev_environment_alone_then_task_run_v2_joins_while_streaming() {
+    let mut env = TestEnv::new("dropin_env").await;
+    trigger_dev_install(&mut env).await;
+    env.tables = vec![("\"TaskRun\"", 0)];
+    let pg = env.pg_client().await;
+    eprintln!(
+        "inject: nothing but trigger.dev's environment (compose DATABASE_URL with \
+         ?schema=public&sslmode=disable, CLICKHOUSE_URL with ?secure=false, \
+         RUN_REPLICATION_CLICKHOUSE_URL, RUN_REPLICATION_ENABLED=1, RUN_REPLICATION_LOG_LEVEL=info) \
+         against \"TaskRun\" alone; check: ready, runs arrive"
+    );
+    let port = process::free_port();
+    let mut w = start(&env, port, &[]);
+    w.wait_ready(Duration::from_secs(60)).await;
+    let first = ids("legacy_a", 20);
+    pg.batch_execute(&insert_many_sql("\"TaskRun\"", &first, &[]))
+        .await
+        .unwrap();
+    wait_for_runs(&env, &first, Duration::from_secs(30)).await;
+    let log = w.log_text();
+    assert!(
+        log.contains("task_run_v2 does not exist (yet)"),
+        "said once that task_run_v2 is absent:\n{log}"
+    );
+    assert_eq!(
+        log.matches("task_run_v2 does not exist (yet)").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        !log.contains(CH_PASSWORD) && !log.contains(SUPERUSER_PASSWORD),
+        "{log}"
+    );
+
+    eprintln!(
+        "inject: trigger.dev's migration creates task_run_v2 (REPLICA IDENTITY FULL) while the \
+         worker streams, with runs written into it at once (before the worker sees it), and \
+         more runs into both tables meanwhile; check: every run of both tables arrives, \
+         ClickHouse ends equal to Postgres"
+    );
+    pg.batch_execute(&task_run_v2_ddl()).await.unwrap();
+    let early = ids("2bq8aDrQkxTvTwXAhFCJrQE", 30);
+    pg.batch_execute(&insert_many_sql("task_run_v2", &early, &[]))
+        .await
+        .unwrap();
+    env.tables = vec![("\"TaskRun\"", 0), ("task_run_v2", 1)];
+    let mut late = Vec::new();
+    for i in 0..30 {
+        let id = format!("2bq8aDrQkxTvTwXAhFCJrLATE{i:02}");
+        insert(&pg, "task_run_v2", &id, &[]).await;
+        insert(&pg, "\"TaskRun\"", &format!("legacy_b{i:04}"), &[]).await;
+        late.push(id);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // An update of an early run after it joined: the streamed change wins over the copy.
+    pg.batch_execute(&format!(
+        "UPDATE task_run_v2 SET status = 'COMPLETED_SUCCESSFULLY', \"updatedAt\" = now() WHERE id = '{}'",
+        early[0]
+    ))
+    .await
+    .unwrap();
+    wait_for_runs(
+        &env,
+        &[early.clone(), late.clone()].concat(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_converges(&env, Duration::from_secs(30)).await;
+    let (status, body) = w.get("/readyz").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let log = w.log_text();
+    assert!(log.contains("task_run_v2 copied"), "{log}");
+    assert!(
+        !log.contains(CH_PASSWORD) && !log.contains(SUPERUSER_PASSWORD),
+        "{log}"
+    );
+    w.terminate();
+}
+
+/// Copies the run `template` of `table` as `n` runs (ids `<prefix><number>`, 27 characters).
+async fn clone_runs(
+    pg: &tokio_postgres::Client,
+    table: &str,
+    template: &str,
+    prefix: &str,
+    n: usize,
+) {
+    let width = 27 - prefix.len();
+    pg.batch_execute(&format!(
+        "INSERT INTO {table} SELECT (json_populate_record(t, json_build_object(\
+             'id', '{prefix}' || lpad(g::text, {width}, '0'), \
+             'friendlyId', 'run_{prefix}' || g))).* \
+         FROM {table} t, generate_series(1, {n}) g WHERE t.id = '{template}'"
+    ))
+    .await
+    .unwrap();
+}
+
+/// The publication and slot trigger.dev's own service made: `"TaskRun"` alone.
+async fn trigger_devs_publication_and_slot(env: &TestEnv, pg: &tokio_postgres::Client) {
+    pg.batch_execute(&format!(
+        "CREATE PUBLICATION \"{}\" FOR TABLE \"TaskRun\" WITH (publish = 'insert, update, delete')",
+        env.publication
+    ))
+    .await
+    .unwrap();
+    pg.batch_execute(&format!(
+        "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
+        env.slot
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_join_killed_half_way_is_finished_at_the_next_start() {
+    let env = TestEnv::new("dropin_join_kill").await;
+    let pg = env.pg_client().await;
+    trigger_devs_publication_and_slot(&env, &pg).await;
+    insert(&pg, "task_run_v2", "2bq8aDrQkxTvTwXAhFCJrQTMPL0", &[]).await;
+    clone_runs(
+        &pg,
+        "task_run_v2",
+        "2bq8aDrQkxTvTwXAhFCJrQTMPL0",
+        "kv",
+        40_000,
+    )
+    .await;
+    eprintln!(
+        "inject: a slot and publication that exist with \"TaskRun\" alone, task_run_v2 with \
+         40,001 runs outside it; the worker is SIGKILLed as soon as it says task_run_v2 joined \
+         (added, copy started); check: the next start copies it, ClickHouse ends equal to Postgres"
+    );
+    let port = process::free_port();
+    let config = env.write_config(port, "");
+    let mut w = Worker::start(&config, port, &[]);
+    wait_for("the join to start", Duration::from_secs(60), || {
+        let joined = w.log_text().contains("task_run_v2 joined the publication");
+        async move { joined.then_some(()) }
+    })
+    .await;
+    w.kill9();
+    let log = w.log_text();
+    assert!(
+        !log.contains("task_run_v2 copied"),
+        "the copy finished before the kill; the table is too small to catch it half-way:\n{log}"
+    );
+    let member: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM pg_publication_tables WHERE pubname = $1 AND tablename = 'task_run_v2'",
+            &[&env.publication],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(member, 1, "killed after the ALTER");
+    insert(&pg, "task_run_v2", "2bq8aDrQkxTvTwXAhFCJrQAFTER", &[]).await;
+    insert(&pg, "\"TaskRun\"", "legacy_after_kill", &[]).await;
+
+    let mut w = Worker::start(&config, port, &[]);
+    w.wait_ready(Duration::from_secs(120)).await;
+    assert_converges(&env, Duration::from_secs(60)).await;
+    let log = w.log_text();
+    assert!(log.contains("task_run_v2 copied"), "{log}");
+    w.terminate();
+}
+
+#[tokio::test]
+async fn without_create_publication_the_sql_is_named_and_the_table_copied_once_added() {
+    let env = TestEnv::new("dropin_join_manual").await;
+    let pg = env.pg_client().await;
+    trigger_devs_publication_and_slot(&env, &pg).await;
+    let before = ids("2bq8aDrQkxTvTwXAhFCJrQMAN", 5);
+    pg.batch_execute(&insert_many_sql("task_run_v2", &before, &[]))
+        .await
+        .unwrap();
+    eprintln!(
+        "inject: create_publication = false, the operator's publication without task_run_v2 (which \
+         has runs); check: \"TaskRun\" streams, the worker names the ALTER PUBLICATION to run"
+    );
+    let port = process::free_port();
+    let config = env.write_config(port, "[postgres]\ncreate_publication = false\n");
+    let mut w = Worker::start(&config, port, &[]);
+    w.wait_ready(Duration::from_secs(60)).await;
+    let sql = format!(
+        "ALTER PUBLICATION \"{}\" ADD TABLE \"public\".\"task_run_v2\";",
+        env.publication
+    );
+    wait_for("the SQL to run", Duration::from_secs(30), || {
+        let said = w.log_text().contains(&sql);
+        async move { said.then_some(()) }
+    })
+    .await;
+    insert(&pg, "\"TaskRun\"", "legacy_manual", &[]).await;
+    wait_for_runs(
+        &env,
+        &["legacy_manual".to_string()],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        !actual_rows(&env).await.contains_key(&before[0]),
+        "not replicated before it is in the publication"
+    );
+
+    eprintln!("inject: the operator runs that SQL; check: its runs are copied, later ones stream");
+    pg.batch_execute(&sql).await.unwrap();
+    insert(&pg, "task_run_v2", "2bq8aDrQkxTvTwXAhFCJrQMANLT", &[]).await;
+    assert_converges(&env, Duration::from_secs(60)).await;
+    assert!(
+        w.log_text().contains("task_run_v2 copied"),
+        "{}",
+        w.log_text()
+    );
+    w.terminate();
+}
