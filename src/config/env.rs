@@ -5,14 +5,17 @@
 //! before `DATABASE_URL`).
 //!
 //! Every `RUN_REPLICATION_*` name trigger.dev's webapp defines is accounted for: mapped onto a
-//! key here, `RUN_REPLICATION_ENABLED` (read by the daemon, [`disabled_by`]), or named in one of
-//! the start-up warnings ([`warnings`]): ignored, or not supported yet.
+//! key here, or named in one of the start-up warnings ([`warnings`]): ignored, not supported
+//! yet, or `RUN_REPLICATION_ENABLED=1` (trigger.dev's own service may run too). That variable is
+//! the webapp's switch, often in an `.env` shared with this worker: it never stops this worker,
+//! whose own switch is `RUNS_REPLICATOR_ENABLED` (the key `enabled`).
 
 use super::ConfigError;
 
 /// Every configuration key. Its own environment name is `RUNS_REPLICATOR_` + the key in upper
 /// case with `.` replaced by `_`.
 pub const KEYS: &[&str] = &[
+    "enabled",
     "postgres.name",
     "postgres.shards",
     "postgres.url",
@@ -158,8 +161,7 @@ const ALIASES: &[(&str, &str, Map)] = &[
 /// The tracing filter's conventional variable.
 const RUST_LOG: &str = "RUST_LOG";
 
-/// trigger.dev's variable that starts its built-in replication service. Only a value that turns
-/// replication off is acted on: unset, the worker runs.
+/// trigger.dev's variable that starts its built-in replication service (on only at `1`).
 pub const ENABLED: &str = "RUN_REPLICATION_ENABLED";
 
 /// trigger.dev's `RUN_REPLICATION_*` names that this worker has no use for, by reason. Each one
@@ -373,31 +375,19 @@ fn log_level(v: &str) -> Result<&'static str, String> {
     }
 }
 
-/// `RUN_REPLICATION_ENABLED` as trigger.dev's built-in service reads it, for the daemon: `Some`
-/// with the variable and value when it is set to a value that turns replication off. Unset or
-/// set to a value that turns it on, the worker runs.
-pub fn disabled_by(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
-    let Some(value) = env(ENABLED) else {
-        return Ok(None);
-    };
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" | "enabled" => Ok(None),
-        "0" | "false" | "no" | "off" | "disabled" | "" => Ok(Some(format!("{ENABLED}={value:?}"))),
-        _ => Err(ConfigError::Invalid {
-            key: ENABLED.into(),
-            value: format!("{value:?}"),
-            origin: format!("env {ENABLED}"),
-            allowed:
-                "expected 1 (run) or 0 (replication disabled: exit at once); unset, the worker runs"
-                    .into(),
-        }),
-    }
-}
-
 /// The warnings about trigger.dev variables that are set and not honoured: at most two lines,
 /// one naming those this worker has no use for, one naming those it does not support yet.
 pub fn warnings(env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
     let mut out = Vec::new();
+    // trigger.dev starts its built-in service only at exactly "1".
+    if env(ENABLED).is_some_and(|v| v.trim() == "1") {
+        out.push(format!(
+            "{ENABLED}=1: if this is also the webapp's environment, trigger.dev's built-in \
+             replication runs too and both may stream from the slot; set {ENABLED}=0 for the \
+             webapp (this worker does not read it: its own switch is RUNS_REPLICATOR_ENABLED). \
+             While another consumer holds the slot, this worker waits and never takes it from it"
+        ));
+    }
     let mut names = Vec::new();
     let mut reasons = Vec::new();
     for (group, reason) in IGNORED {

@@ -8,6 +8,7 @@
 
 mod clickhouse_url;
 mod env;
+mod log_level;
 mod parse;
 mod postgres_url;
 mod secret;
@@ -26,7 +27,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use clickhouse_url::ChUrl;
-pub use env::disabled_by as replication_disabled_by;
 pub use parse::duration_text;
 pub use postgres_url::{PgUrl, SslMode};
 pub use secret::{Secret, scrub};
@@ -44,9 +44,14 @@ use parse::{
 /// The documented default location of the config file.
 pub const DEFAULT_CONFIG_PATH: &str = "config/runs-replicator.toml";
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The daemon streams (`RUNS_REPLICATOR_ENABLED`, the worker's own switch). Off, it serves
+    /// its endpoints and streams nothing until restarted with it on; the one-shot commands do
+    /// not read it. trigger.dev's `RUN_REPLICATION_ENABLED` is its webapp's switch and never
+    /// stops this worker.
+    pub enabled: bool,
     pub postgres: PostgresConfig,
     pub clickhouse: ClickHouseConfig,
     pub batch: BatchConfig,
@@ -62,6 +67,25 @@ pub struct Config {
     /// trigger.dev variables that are set and not honoured, one line per kind (`warnings`).
     #[serde(skip)]
     warnings: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            enabled: true,
+            postgres: PostgresConfig::default(),
+            clickhouse: ClickHouseConfig::default(),
+            batch: BatchConfig::default(),
+            transform: TransformConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+            preflight: PreflightConfig::default(),
+            backfill: BackfillConfig::default(),
+            verify: VerifyConfig::default(),
+            origins: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
 }
 
 /// Why the configuration cannot be used. Each renders as one line.
@@ -127,6 +151,8 @@ impl Config {
             config.set(flag.key, &flag.value, format!("flag {}", flag.flag))?;
         }
         config.apply_url_parameters();
+        config.log.level = log_level::normalize(&config.log.level)
+            .map_err(|allowed| config.invalid("log.level", &config.log.level, &allowed))?;
         config.validate()?;
         Ok(config)
     }
@@ -183,6 +209,7 @@ impl Config {
         let pg = &mut self.postgres;
         let ch = &mut self.clickhouse;
         match key {
+            "enabled" => self.enabled = boolean(v)?,
             "postgres.name" => pg.name = v.into(),
             "postgres.shards" => pg.shards = number(v)?,
             "postgres.url" => pg.url = v.parse()?,

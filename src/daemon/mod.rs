@@ -58,6 +58,14 @@ pub async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if !config.enabled {
+        let why =
+            "enabled = false (RUNS_REPLICATOR_ENABLED): not streaming until restarted with it on";
+        health.disable(why);
+        tracing::warn!("{why}; serving /healthz, /readyz and /metrics meanwhile");
+        wait_for_signal().await;
+        return ExitCode::SUCCESS;
+    }
     let ch = match sink::client::build(&config) {
         Ok(c) => c,
         Err(e) => {

@@ -132,6 +132,11 @@ async fn trigger_dev_environment_alone_then_task_run_v2_joins_while_streaming() 
         !log.contains(CH_PASSWORD) && !log.contains(SUPERUSER_PASSWORD),
         "{log}"
     );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("RUN_REPLICATION_ENABLED=1: ")),
+        "warned that trigger.dev's own service may run too:\n{log}"
+    );
 
     eprintln!(
         "inject: trigger.dev's migration creates task_run_v2 (REPLICA IDENTITY FULL) while the \
