@@ -14,6 +14,7 @@ mod joins;
 mod marker;
 mod session;
 mod session_end;
+mod slot_wait;
 mod supervisor;
 
 use std::process::ExitCode;

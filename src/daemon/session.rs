@@ -1,6 +1,7 @@
 //! One session of one stream, step by step: control connection → publication reconciled →
-//! preflight → leader lock (standby until acquired) → slot ensured → tables that joined the
-//! publication copied (`joining`) → stream started → attached to the loop. Each step that fails says how ([`SessionEnd`]) and the supervisor decides what
+//! preflight → leader lock (standby until acquired) → slot ensured → the slot free of other
+//! consumers (`slot_wait`) → tables that joined the publication copied (`joining`) → stream
+//! started → attached to the loop. Each step that fails says how ([`SessionEnd`]) and the supervisor decides what
 //! comes next.
 
 use std::time::Duration;
@@ -101,19 +102,36 @@ impl Supervisor {
         if let Err(end) = self.ensure_slot(control.session()).await {
             return end;
         }
+        // Another consumer may hold the slot (trigger.dev's own service during a cutover): wait
+        // for it, by the catalog (`slot_wait`), before the publication is changed for a join.
+        if let Err(end) = self.wait_for_slot(control.session(), shutdown).await {
+            return end;
+        }
         if let Err(end) = self.joins_at_start(control.session()).await {
             return end;
         }
-        let client = match stream::start(&config, &stream).await {
-            Ok(c) => c,
-            Err(e @ StreamError::SlotActive { .. }) => return retry("slot_active")(e.to_string()),
-            Err(StreamError::SlotMissing { slot }) => {
-                return end_of(PipelineError::HardStop(HardStop::SlotMissing { slot }));
+        let client = loop {
+            match stream::start(&config, &stream).await {
+                Ok(c) => break c,
+                // Taken between the check and the start: wait again.
+                Err(StreamError::SlotActive { .. })
+                    if self.slot_is_held(control.session()).await =>
+                {
+                    if let Err(end) = self.wait_for_slot(control.session(), shutdown).await {
+                        return end;
+                    }
+                }
+                Err(e @ StreamError::SlotActive { .. }) => {
+                    return retry("slot_active")(e.to_string());
+                }
+                Err(StreamError::SlotMissing { slot }) => {
+                    return end_of(PipelineError::HardStop(HardStop::SlotMissing { slot }));
+                }
+                Err(StreamError::SlotInvalidated { slot, .. }) => {
+                    return end_of(PipelineError::HardStop(HardStop::SlotInvalidated { slot }));
+                }
+                Err(e) => return retry("postgres")(e.to_string()),
             }
-            Err(StreamError::SlotInvalidated { slot, .. }) => {
-                return end_of(PipelineError::HardStop(HardStop::SlotInvalidated { slot }));
-            }
-            Err(e) => return retry("postgres")(e.to_string()),
         };
         self.slot_seen = true;
         self.health.set_role(&stream.name, Role::Leader);

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod copy_text;
+pub mod slot_holder;
 pub mod tls;
 
 use std::time::Duration;

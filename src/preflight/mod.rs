@@ -111,6 +111,8 @@ pub async fn postgres_checks(
         &existing,
     ));
     checks.extend(verdicts::slot(stream, slot.as_ref()));
+    let holder = crate::pg::slot_holder::read(client, &stream.slot).await?;
+    checks.extend(verdicts::slot_holder(stream, holder.as_ref()));
     Ok(checks)
 }
 

@@ -482,3 +482,29 @@ fn a_shard_publication_needs_its_row_filter() {
         "both tables filtered: {fix}"
     );
 }
+
+#[test]
+fn a_slot_held_by_another_consumer_is_a_warning_naming_it() {
+    use crate::pg::slot_holder::SlotHolder;
+    assert!(verdicts::slot_holder(&stream(), None).is_none());
+    let theirs = SlotHolder {
+        pid: 4242,
+        application_name: "runs-replication:legacy".into(),
+        client: Some("10.0.0.7:53012".into()),
+        since: Some("2026-12-07T09:00:00Z".into()),
+    };
+    let c = verdicts::slot_holder(&stream(), Some(&theirs)).unwrap();
+    assert_eq!((c.check, c.status), ("slot_holder", Status::Warn));
+    assert!(
+        c.observed.contains("\"runs-replication:legacy\" (pid 4242")
+            && c.observed.contains("since 2026-12-07T09:00:00Z"),
+        "{c:?}"
+    );
+    assert!(c.fix.unwrap().contains("RUN_REPLICATION_ENABLED=0"));
+    let ours = SlotHolder {
+        application_name: crate::pg::APPLICATION_NAME.into(),
+        ..theirs
+    };
+    let c = verdicts::slot_holder(&stream(), Some(&ours)).unwrap();
+    assert_eq!(c.status, Status::Pass);
+}

@@ -5,6 +5,7 @@
 use super::report::Check;
 use crate::config::{Source, Stream};
 use crate::pg::catalog::{PublicationReading, ServerReading, SlotReading, TableReading};
+use crate::pg::slot_holder::SlotHolder;
 use crate::pg::{quote_ident, quote_literal};
 use crate::rows::Col;
 use crate::sink::catalog::ChTableReading;
@@ -368,6 +369,32 @@ pub fn slot(stream: &Stream, reading: Option<&SlotReading>) -> Vec<Check> {
             )
         }),
     ]
+}
+
+/// Who streams from the slot, when someone does: this worker (another instance, or an earlier
+/// session the server has not noticed is gone) passes; another consumer — trigger.dev's built-in
+/// service calls itself `runs-replication:legacy` — is a warning: the worker waits until it lets
+/// go, and never terminates it.
+pub fn slot_holder(stream: &Stream, holder: Option<&SlotHolder>) -> Option<Check> {
+    let holder = holder?;
+    let target = format!("slot {}", stream.slot);
+    Some(if holder.is_this_worker() {
+        Check::new(
+            "slot_holder",
+            &target,
+            true,
+            format!("streamed by this worker: {holder}"),
+            String::new,
+        )
+    } else {
+        Check::warn(
+            "slot_holder",
+            &target,
+            format!("held by another consumer: {holder}; the worker waits until it lets go"),
+            "stop that consumer (trigger.dev's built-in replication: RUN_REPLICATION_ENABLED=0 \
+             for the webapp, then restart it); the worker never terminates it",
+        )
+    })
 }
 
 /// Types that have the same RowBinary encoding compare equal: `LowCardinality(T)` is sent as `T`,

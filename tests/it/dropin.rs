@@ -320,3 +320,250 @@ async fn without_create_publication_the_sql_is_named_and_the_table_copied_once_a
     );
     w.terminate();
 }
+
+/// A replication session on `env`'s slot named as trigger.dev's own service names its
+/// legacy source's (`${serviceName}:${id}`, `runs-replication:legacy`). It holds the slot and
+/// acknowledges nothing: whatever it received, the slot still owes the next consumer.
+async fn hold_slot_as_trigger_dev(env: &TestEnv) -> pgwire_replication::ReplicationClient {
+    let cfg = pgwire_replication::ReplicationConfig::new(
+        env.pg.host.clone(),
+        "postgres",
+        SUPERUSER_PASSWORD,
+        env.pg_db.clone(),
+        env.slot.clone(),
+        runs_replicator::source::stream::publication_names(&env.publication),
+    )
+    .with_port(env.pg.port)
+    .with_tls(pgwire_replication::TlsConfig::disabled())
+    .with_application_name("runs-replication:legacy");
+    let mut client = pgwire_replication::ReplicationClient::connect(cfg)
+        .await
+        .expect("START_REPLICATION as runs-replication:legacy");
+    client.wait_started().await.expect("started");
+    client
+}
+
+async fn slot_pid(pg: &tokio_postgres::Client, slot: &str) -> Option<i32> {
+    pg.query_one(
+        "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+        &[&slot],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn cutover_waits_for_trigger_devs_consumer_then_takes_over_with_nothing_lost() {
+    let mut env = TestEnv::new("dropin_cutover").await;
+    let pg = env.pg_client().await;
+    // trigger.dev's schema and its service's publication and slot.
+    pg.batch_execute("DROP TABLE task_run_v2").await.unwrap();
+    env.tables = vec![("\"TaskRun\"", 0)];
+    trigger_devs_publication_and_slot(&env, &pg).await;
+    insert(&pg, "\"TaskRun\"", "run_before_cutover", &[]).await;
+    let holder = hold_slot_as_trigger_dev(&env).await;
+    let holder_pid = slot_pid(&pg, &env.slot).await.expect("held");
+
+    eprintln!(
+        "inject: the slot held by a replication session named runs-replication:legacy \
+         (trigger.dev's service not yet turned off); check: the preflight warns naming it, the \
+         worker waits and says who (log, /readyz), never terminates it"
+    );
+    let port = process::free_port();
+    let config = env.write_config(
+        port,
+        "[postgres]\ntables = [\"TaskRun\", \"task_run_v2\"]\n\
+         generations = { TaskRun = 0, task_run_v2 = 1 }\n",
+    );
+    let out = crate::support::worker::preflight(&config, &[]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("warn")
+            && l.contains("slot_holder")
+            && l.contains("\"runs-replication:legacy\"")
+            && l.contains(&format!("pid {holder_pid}"))),
+        "{text}"
+    );
+    let mut w = Worker::start(&config, port, &[]);
+    let said = format!("is held by application_name \"runs-replication:legacy\" (pid {holder_pid}");
+    wait_for(
+        "the worker to say who holds the slot",
+        Duration::from_secs(30),
+        || {
+            let found = w.log_text().contains(&said);
+            async move { found.then_some(()) }
+        },
+    )
+    .await;
+    let (status, body) = w.get("/readyz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("runs-replication:legacy") && body.contains("since "),
+        "{body}"
+    );
+    // Runs written while the other consumer holds the slot, which it never acknowledges.
+    for i in 0..20 {
+        insert(&pg, "\"TaskRun\"", &format!("run_during_{i:02}"), &[]).await;
+    }
+    pg.batch_execute(
+        "UPDATE \"TaskRun\" SET status = 'EXECUTING', \"updatedAt\" = now() WHERE id = 'run_during_00'; \
+         DELETE FROM \"TaskRun\" WHERE id = 'run_during_01'",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        slot_pid(&pg, &env.slot).await,
+        Some(holder_pid),
+        "the worker never takes the slot from its holder"
+    );
+    let log = w.log_text();
+    assert_eq!(
+        log.matches(&said).count(),
+        1,
+        "said once (then once a minute):\n{log}"
+    );
+
+    eprintln!("inject: trigger.dev's consumer released; check: the worker takes over, equal");
+    drop(holder);
+    w.wait_ready(Duration::from_secs(30)).await;
+    assert!(w.log_text().contains("taking over"), "{}", w.log_text());
+    insert(&pg, "\"TaskRun\"", "run_after_cutover", &[]).await;
+    assert_converges(&env, Duration::from_secs(30)).await;
+    w.terminate();
+}
+
+/// The `_version` trigger.dev's admin backfill stamps (upstream-trigger-dev.md §1.7):
+/// `compose(gen, lsnToUInt64("${hex(Date.now())}/00000000")) + rowIndex`, where the 56-bit mask
+/// keeps the low 24 bits of the milliseconds.
+fn admin_backfill_version(generation: u64, row_index: u64) -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    (generation << 56) | (((ms << 32) & ((1 << 56) - 1)) + row_index)
+}
+
+/// The source's WAL position now, as the number a `_version`'s low 56 bits compare with.
+async fn wal_now(pg: &tokio_postgres::Client) -> u64 {
+    let text: String = pg
+        .query_one("SELECT (pg_current_wal_lsn() - '0/0')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    text.parse().unwrap()
+}
+
+/// README's query: the rows whose version's LSN part is beyond anything the source has written.
+async fn future_rows(env: &TestEnv, wal: u64) -> Vec<String> {
+    env.ch_client()
+        .query(&format!(
+            "SELECT DISTINCT run_id FROM task_runs_v2 \
+             WHERE bitAnd(_version, 72057594037927935) > {wal} ORDER BY run_id"
+        ))
+        .fetch_all::<String>()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rows_of_trigger_devs_admin_backfill_are_found_and_replaced() {
+    let env = TestEnv::new("dropin_admin_backfill").await;
+    let pg = env.pg_client().await;
+    let port = process::free_port();
+    let config = env.write_config(port, "");
+    let mut w = Worker::start(&config, port, &[]);
+    w.wait_ready(Duration::from_secs(60)).await;
+    insert(&pg, "\"TaskRun\"", "run_backfilled_by_them", &[]).await;
+    insert(&pg, "\"TaskRun\"", "run_only_ours", &[]).await;
+    wait_for_runs(
+        &env,
+        &["run_backfilled_by_them".into(), "run_only_ours".into()],
+        Duration::from_secs(30),
+    )
+    .await;
+
+    eprintln!(
+        "inject: trigger.dev's admin backfill writes run_backfilled_by_them again with its \
+         Date.now()-based _version, then the run changes in Postgres; check: the streamed change \
+         loses (stale under FINAL), README's query finds the row, verify reports it and \
+         verify --repair leaves it (it cannot outrank it)"
+    );
+    let version = admin_backfill_version(0, 0);
+    env.ch_client()
+        .query(&format!(
+            "INSERT INTO task_runs_v2 SELECT * REPLACE (toUInt64({version}) AS _version) \
+             FROM task_runs_v2 FINAL WHERE run_id = 'run_backfilled_by_them'"
+        ))
+        .execute()
+        .await
+        .unwrap();
+    pg.batch_execute(
+        "UPDATE \"TaskRun\" SET status = 'COMPLETED_SUCCESSFULLY', \"updatedAt\" = now() \
+         WHERE id IN ('run_backfilled_by_them', 'run_only_ours')",
+    )
+    .await
+    .unwrap();
+    wait_for("our change to arrive", Duration::from_secs(30), || async {
+        let rows = actual_rows(&env).await;
+        (rows["run_only_ours"].status == "COMPLETED_SUCCESSFULLY").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        actual_rows(&env).await["run_backfilled_by_them"].status,
+        "PENDING",
+        "the admin backfill's version outranks the streamed change"
+    );
+    let wal = wal_now(&pg).await;
+    assert_eq!(future_rows(&env, wal).await, ["run_backfilled_by_them"]);
+    let run = |args: &[&str]| {
+        let mut cmd = crate::support::worker::command(&config);
+        cmd.args(args);
+        cmd.output().unwrap()
+    };
+    let out = run(&["verify", "--repair"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("run_backfilled_by_them") && text.contains("above the repair's"),
+        "{text}"
+    );
+
+    eprintln!(
+        "inject: README's fix — delete the rows whose version is beyond the WAL, then verify \
+         --repair; check: equal, and a later change streams and wins"
+    );
+    env.ch_client()
+        .query(&format!(
+            "ALTER TABLE task_runs_v2 DELETE WHERE bitAnd(_version, 72057594037927935) > {wal} \
+             SETTINGS mutations_sync = 2"
+        ))
+        .execute()
+        .await
+        .unwrap();
+    assert!(future_rows(&env, wal).await.is_empty());
+    let out = run(&["verify", "--repair"]);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(&["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    pg.batch_execute(
+        "UPDATE \"TaskRun\" SET status = 'CANCELED', \"updatedAt\" = now() \
+         WHERE id = 'run_backfilled_by_them'",
+    )
+    .await
+    .unwrap();
+    assert_converges(&env, Duration::from_secs(30)).await;
+    w.terminate();
+}
