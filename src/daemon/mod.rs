@@ -63,7 +63,10 @@ pub async fn run(config: Config) -> ExitCode {
         let why =
             "enabled = false (RUNS_REPLICATOR_ENABLED): not streaming until restarted with it on";
         health.disable(why);
-        tracing::warn!("{why}; serving /healthz, /readyz and /metrics meanwhile");
+        // A configuration warning: shown at every level.
+        crate::logging::config_warning(&format!(
+            "{why}; serving /healthz, /readyz and /metrics meanwhile"
+        ));
         wait_for_signal().await;
         return ExitCode::SUCCESS;
     }
