@@ -1146,3 +1146,38 @@ generations = { TaskRun = 3 }
     );
     assert!(!e.contains("s3cret-pw") && !e.contains("(source )"), "{e}");
 }
+
+#[test]
+fn rust_log_is_one_more_name_for_log_level() {
+    let level = |pairs: &[(&str, &str)], flags: &[FlagOverride]| {
+        Config::load(None, &env_of(pairs), flags).map(|c| c.log.level)
+    };
+    // Empty counts as unset (it would silence everything).
+    assert_eq!(level(&[("RUST_LOG", "")], &[]).unwrap(), "info");
+    assert_eq!(
+        level(
+            &[
+                ("RUST_LOG", "warning"),
+                ("RUNS_REPLICATOR_LOG_LEVEL", "debug")
+            ],
+            &[]
+        )
+        .unwrap(),
+        "warn",
+        "RUST_LOG replaces the configured filter"
+    );
+    let flag = FlagOverride {
+        flag: "--log-level",
+        key: "log.level",
+        value: "debug".into(),
+    };
+    assert_eq!(level(&[("RUST_LOG", "warn")], &[flag]).unwrap(), "debug");
+    let e = level(&[("RUST_LOG", "hyper")], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("invalid log.level = \"hyper\" (from env RUST_LOG): ")
+            && e.contains("silence"),
+        "{e}"
+    );
+}
