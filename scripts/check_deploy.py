@@ -12,8 +12,9 @@ Prints one line per problem to stdout and exits 1 when there is any, 0 otherwise
     carries (its counter!/gauge!/histogram! calls in src/, plus job and instance) and survives
     the expression's aggregation; every dashboard query of a per-stream metric (one with a
     `source` label) follows the dashboard's $source variable;
-  * every RUNS_REPLICATOR_* / RUN_REPLICATION_* variable docker-compose.yml or the Dockerfile sets
-    is one the configuration accepts (src/config/env.rs, src/cli.rs: the flags);
+  * every RUNS_REPLICATOR_* / RUN_REPLICATION_* variable docker-compose.yml, the worker's services
+    in docker-compose.trigger.yml or the Dockerfile set is one the configuration accepts
+    (src/config/env.rs, src/cli.rs: the flags);
   * the dashboards are JSON with schemaVersion >= 39 and use only provisioned datasource uids;
     the dashboard provider's path, Prometheus' rule files and its scrape target line up with what
     docker-compose.yml mounts and runs.
@@ -30,6 +31,7 @@ import yaml
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 COMPOSE = "docker-compose.yml"
+ADDON = "docker-compose.trigger.yml"
 DOCKERFILE = "Dockerfile"
 METRICS_RS = "src/metrics.rs"
 ENV_RS = "src/config/env.rs"
@@ -256,6 +258,32 @@ for ins in instructions:
             docker_env[m.group(1)] = True
         if "=" not in body.split(" ")[0]:
             docker_env[body.split(" ")[0]] = True
+
+# The image: bases pinned by digest, its version and license labels those of Cargo.toml.
+cargo_toml = read("Cargo.toml")
+cargo_version = re.search(r'^version = "([^"]+)"', cargo_toml, re.M)
+cargo_license = re.search(r'^license = "([^"]+)"', cargo_toml, re.M)
+stages = set()
+labels = {}
+for ins in instructions:
+    word, _, rest = ins.partition(" ")
+    if word.upper() == "FROM":
+        parts = rest.split()
+        image = next((p for p in parts if not p.startswith("--")), "")
+        if len(parts) >= 3 and parts[-2].upper() == "AS":
+            stages.add(parts[-1])
+        if image != "scratch" and image not in stages and "@sha256:" not in image:
+            problem(DOCKERFILE, f"FROM {image} is not pinned by digest (image@sha256:...)")
+    elif word.upper() == "ARG" and rest.startswith("VERSION="):
+        if cargo_version and rest.split("=", 1)[1].strip('"') != cargo_version.group(1):
+            problem(DOCKERFILE, f"ARG {rest}: Cargo.toml's version is {cargo_version.group(1)}")
+    elif word.upper() == "LABEL":
+        labels.update(dict(re.findall(r'([\w.]+)="([^"]*)"', rest)))
+for key in ("title", "description", "version", "revision", "created", "licenses", "base.name", "base.digest"):
+    if f"org.opencontainers.image.{key}" not in labels:
+        problem(DOCKERFILE, f"no OCI label org.opencontainers.image.{key}")
+if cargo_license and labels.get("org.opencontainers.image.licenses") != cargo_license.group(1):
+    problem(DOCKERFILE, f"org.opencontainers.image.licenses is not Cargo.toml's {cargo_license.group(1)!r}")
 
 ignored = git_ignored([p for _, p in needed])
 for where, path in needed:
@@ -527,7 +555,7 @@ keys_block = re.search(r"pub const KEYS: &\[&str\] = &\[(.*?)\];", env_src, re.S
 aliases_block = re.search(r"const ALIASES: .*?= &\[(.*?)\n\];", env_src, re.S)
 accepted = set()
 if keys_block:
-    for key in re.findall(r'"([a-z_]+\.[a-z_]+)"', keys_block.group(1)):
+    for key in re.findall(r'"([a-z_]+(?:\.[a-z_]+)?)"', keys_block.group(1)):
         accepted.add("RUNS_REPLICATOR_" + key.upper().replace(".", "_"))
 if aliases_block:
     accepted |= set(re.findall(r'"([A-Z][A-Z0-9_]+)"', aliases_block.group(1)))
@@ -547,6 +575,13 @@ for name, svc in services.items():
     names = list(env) if isinstance(env, dict) else [e.split("=", 1)[0] for e in env]
     check_env(f"{COMPOSE}: service {name}", names)
 check_env(DOCKERFILE, docker_env)
+# The add-on's webapp entry sets trigger.dev's own variables on trigger.dev's webapp.
+for name, svc in (load_yaml(ADDON).get("services") or {}).items():
+    if name == "webapp":
+        continue
+    env = (svc or {}).get("environment") or {}
+    names = list(env) if isinstance(env, dict) else [e.split("=", 1)[0] for e in env]
+    check_env(f"{ADDON}: service {name}", names)
 
 for p in problems:
     print(p)

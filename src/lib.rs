@@ -14,19 +14,24 @@
 //! ```
 //!
 //! - Foundations, used by all: [`rows`] (the row shapes), [`config`] (the one source of
-//!   settings), [`pg`] (Postgres connections and typed catalog readings), [`metrics`].
+//!   settings), [`budget`] (how `batch.max_bytes` is shared), [`pg`] (Postgres connections and
+//!   typed catalog readings), [`metrics`].
 //! - The data flow: [`source`], [`transform`], [`pipeline`], [`sink`].
 //! - Around it: [`preflight`] (readings → verdicts → report), [`leader`] (single consumer),
-//!   [`health`] and [`http`] (what operators see), [`logging`].
+//!   [`health`] and [`http`] (what operators see), [`logging`], [`version`] (what the binary
+//!   reports it is).
 //! - The top: [`daemon`] wires a session together (stream, control plane, sink, loop) and
 //!   supervises it; [`backfill`] copies the current rows through the same transform and sink
 //!   (SPEC §9); [`verify`] compares ClickHouse with the transform of Postgres and repairs it
 //!   through the backfill path (SPEC §10); `main.rs` is the command line.
+//! - [`failpoint`]: named moments a test can kill the worker at (test builds only).
 //! - [`testing`]: in-memory parts and builders for tests and benchmarks, never in the worker.
 
 pub mod backfill;
+pub mod budget;
 pub mod config;
 pub mod daemon;
+pub mod failpoint;
 pub mod health;
 pub mod http;
 pub mod leader;
@@ -44,3 +49,4 @@ pub mod source;
 pub mod testing;
 pub mod transform;
 pub mod verify;
+pub mod version;

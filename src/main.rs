@@ -78,12 +78,19 @@ fn main() -> ExitCode {
         return health_check(&config);
     }
     if cli.check_replica_identity {
-        logging::init(&config.log);
+        let _logs = logging::init(&config.log);
         logging::config_warnings(&config);
         return runtime.block_on(check(&config, cli.format));
     }
     config.clickhouse.null_sink = cli.null_sink;
-    logging::init(&config.log);
+    let _logs = logging::init(&config.log);
+    // The first line of the daemon's log names what is running.
+    tracing::info!(
+        version = runs_replicator::version::VERSION,
+        commit = runs_replicator::version::COMMIT,
+        "runs-replicator {} starting",
+        runs_replicator::version::line()
+    );
     logging::config_warnings(&config);
     if config.clickhouse.null_sink {
         logging::config_warning(
@@ -114,7 +121,7 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
         config.backfill.parallel = n;
     }
     config.clickhouse.null_sink = cli.null_sink;
-    logging::init(&config.log);
+    let _logs = logging::init(&config.log);
     logging::config_warnings(&config);
     let runtime = match copying_runtime(config.backfill.parallel) {
         Ok(r) => r,
@@ -139,6 +146,7 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
         parallel: config.backfill.parallel,
         restart: args.restart,
         display,
+        owed: None,
     };
     let format = cli.format;
     let serve_metrics = cli.metrics_listen.is_some();
@@ -160,13 +168,18 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
             client.clone(),
             std::time::Duration::from_millis(config.clickhouse.request_timeout_ms),
         ));
-        let sink = Arc::new(runs_replicator::sink::insert::ClickHouseSink::new(
-            &config, client, health,
-        ));
+        // A one-shot command: an insert ClickHouse does not store in time ends it (exit 2).
+        let sink = Arc::new(
+            runs_replicator::sink::insert::ClickHouseSink::new(&config, client, health)
+                .giving_up_after(std::time::Duration::from_millis(
+                    config.clickhouse.give_up_after_ms,
+                )),
+        );
         if config.clickhouse.null_sink {
             logging::config_warning(
-                "--null-sink: rows are encoded and discarded, never inserted into ClickHouse \
-                 (checkpoints still are); for benchmarks only",
+                "--null-sink: rows are encoded and discarded, never inserted into ClickHouse; a dry \
+                 run's checkpoints are kept apart, and no real backfill or bootstrap takes them for \
+                 copied rows; for benchmarks only",
             );
         }
         backfill::run(config, &request, sink, store)
@@ -223,7 +236,7 @@ fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
         }
         config.backfill.parallel = n;
     }
-    logging::init(&config.log);
+    let _logs = logging::init(&config.log);
     logging::config_warnings(&config);
     let runtime = match copying_runtime(config.backfill.parallel) {
         Ok(r) => r,
@@ -240,6 +253,7 @@ fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
         parallel: config.backfill.parallel,
         pause: std::time::Duration::ZERO,
         max_report: args.max_report,
+        progress: None,
     };
     let result = runtime.block_on(async move {
         let config = Arc::new(config);
@@ -252,9 +266,13 @@ fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
             std::time::Duration::from_millis(config.metrics.clickhouse_unready_after_ms),
             &[],
         ));
-        let sink = Arc::new(runs_replicator::sink::insert::ClickHouseSink::new(
-            &config, client, health,
-        ));
+        // A one-shot command: an insert ClickHouse does not store in time ends it (exit 2).
+        let sink = Arc::new(
+            runs_replicator::sink::insert::ClickHouseSink::new(&config, client, health)
+                .giving_up_after(std::time::Duration::from_millis(
+                    config.clickhouse.give_up_after_ms,
+                )),
+        );
         verify::run(config, &request, reads, sink)
             .await
             .map_err(|e| e.to_string())

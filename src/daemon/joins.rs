@@ -18,7 +18,17 @@
 //!
 //! A kill anywhere leaves the intent (or an uncovered member), and the next session start
 //! copies again from a fresh snapshot. The record is this module's own (`kind = "tables"` in
-//! the state table), per stream, beside the slot's marker and independent of it.
+//! the state table), per stream, beside the slot's marker and independent of it, keyed as the
+//! marker is — by the server's system identifier, the database and the slot — plus the
+//! publication, so a URL spelled another way finds it and another cluster does not.
+//!
+//! The ALTER runs on a connection of its own under `statement_timeout`
+//! (`postgres.query_timeout_ms`, a wait for its lock included), never on the leader's session,
+//! whose queries (the leader's ping, the slot's readings) must keep their pace while a join
+//! waits for a lock. The copy is a backfill job of its own: owned by
+//! the join (`backfill::Owed`, so no operator's `backfill` of the same table, no dry run and no
+//! earlier join stands in for it), planned anew each time, and counting only chunks copied at or
+//! after a WAL position read once the table was a member (its floor).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -26,13 +36,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::marker::unix_now;
-use crate::backfill::{self, Display, Request};
+use super::marker::{self, unix_now};
+use crate::backfill::{self, Display, Owed, Request, WaitReport};
 use crate::config::{Config, Stream};
 use crate::pg::catalog::{self, TableReading};
 use crate::preflight::{Status, verdicts};
 use crate::sink::insert::ClickHouseSink;
 use crate::sink::state::StateStore;
+use crate::source::identity::ServerIdentity;
 use crate::source::setup;
 
 const KIND: &str = "tables";
@@ -131,28 +142,57 @@ impl Coverage {
     }
 }
 
-fn key(stream: &Stream) -> String {
-    let url = &stream.source.url;
+/// The record's key: the slot's marker key (`<system identifier>/<database>/<slot>`) and the
+/// publication.
+pub fn key(identity: &ServerIdentity, stream: &Stream) -> String {
     format!(
-        "{}:{}/{}/{}/{}",
-        url.host, url.port, url.dbname, stream.slot, stream.publication
+        "{}/{}",
+        marker::key_of(
+            &identity.system_identifier,
+            &stream.source.url.dbname,
+            &stream.slot
+        ),
+        stream.publication
     )
 }
 
-pub async fn read(store: &StateStore, stream: &Stream) -> Result<Option<Coverage>, String> {
-    let value = store
-        .get(KIND, &key(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
+/// Why the coverage record cannot be used.
+#[derive(Debug)]
+pub enum RecordError {
+    /// The state table did not answer: try again.
+    Store(String),
+    /// The record is there and not readable: an operator must act (fail closed — a fresh
+    /// baseline would count a table still joining as covered).
+    Unreadable(String),
 }
 
-pub async fn write(store: &StateStore, stream: &Stream, c: &Coverage) -> Result<(), String> {
+/// The coverage record under `key`; `None` when there is none.
+pub async fn read(store: &StateStore, key: &str) -> Result<Option<Coverage>, RecordError> {
+    let value = store
+        .get(KIND, key)
+        .await
+        .map_err(|e| RecordError::Store(e.to_string()))?;
+    value
+        .map(|v| {
+            serde_json::from_str(&v).map_err(|e| {
+                RecordError::Unreadable(format!(
+                    "the tables' coverage record ({KIND} record {key:?} in runs_replicator_state) \
+                     cannot be read ({e}): the worker cannot tell which tables joined without \
+                     their rows copied, and will not guess. Fix or remove the record (removing \
+                     it counts the tables now in the publication as covered: copy one that \
+                     joined lately with `runs-replicator backfill --table T --payloads`)"
+                ))
+            })
+        })
+        .transpose()
+}
+
+pub async fn write(store: &StateStore, key: &str, c: &Coverage) -> Result<(), String> {
     let mut c = c.clone();
     c.updated_at = unix_now();
     let value = serde_json::to_string(&c).expect("a coverage record serializes");
     store
-        .put(KIND, &key(stream), &value)
+        .put(KIND, key, &value)
         .await
         .map_err(|e| e.to_string())
 }
@@ -274,33 +314,25 @@ impl Joins {
 pub struct JoinWork {
     pub config: Arc<Config>,
     pub stream: Stream,
+    /// The coverage record's key ([`key`]).
+    pub key: String,
     pub store: Arc<StateStore>,
     pub sink: Arc<ClickHouseSink>,
+    /// Told what the copy's snapshot waits on (a join before the stream starts: `/readyz`).
+    pub waiting: Option<WaitReport>,
 }
 
 impl JoinWork {
     /// Joins `table`: intent recorded, added to the publication unless it is a member, copied
     /// from a snapshot taken after that, recorded as covered with the copy's `L`. Returns the
     /// coverage as written.
-    pub async fn join(
-        &self,
-        client: &tokio_postgres::Client,
-        mut coverage: Coverage,
-        table: &str,
-    ) -> Result<Coverage, String> {
+    pub async fn join(&self, mut coverage: Coverage, table: &str) -> Result<Coverage, String> {
         let stream = &self.stream;
         if !coverage.pending.iter().any(|p| p == table) {
             coverage.pending.push(table.to_string());
         }
-        write(&self.store, stream, &coverage).await?;
-        // Without create_publication the operator added it (that is why it joins).
-        if stream.source.create_publication
-            && let Some(sql) = setup::add_table(client, stream, table)
-                .await
-                .map_err(|e| e.to_string())?
-        {
-            tracing::info!(stream = %stream.name, table, %sql, "publication: table added");
-        }
+        write(&self.store, &self.key, &coverage).await?;
+        let floor = self.add(table).await?;
         tracing::info!(
             stream = %stream.name,
             table,
@@ -321,9 +353,23 @@ impl JoinWork {
             // (before the table was dropped and created again) says nothing about this one.
             restart: true,
             display: Display::Lines,
+            owed: Some(Owed {
+                owner: format!("{}/join/{table}", self.key),
+                floor,
+                waiting: self.waiting.clone(),
+            }),
         };
-        let spec = backfill::prepare(&self.config, &request, &stream.source)
+        let config = &self.config;
+        // A connection and a few catalog readings, bounded as the rest of a session's setup.
+        let bound = config.connect_timeout_of(&stream.source.url) + 4 * config.query_timeout();
+        let spec = tokio::time::timeout(bound, backfill::prepare(config, &request, &stream.source))
             .await
+            .map_err(|_| {
+                format!(
+                    "preparing the copy: no answer within {} ms",
+                    bound.as_millis()
+                )
+            })?
             .map_err(|e| e.to_string())?;
         let summary = backfill::run_source(
             self.config.clone(),
@@ -339,6 +385,7 @@ impl JoinWork {
         tracing::info!(
             stream = %stream.name,
             table,
+            job = %summary.job_id,
             rows = summary.total.rows_read,
             %lsn,
             "{table} copied: its rows before the join are in ClickHouse at version L = {lsn}"
@@ -353,8 +400,40 @@ impl JoinWork {
             rows: summary.total.rows_read,
             at: unix_now(),
         });
-        write(&self.store, stream, &coverage).await?;
+        write(&self.store, &self.key, &coverage).await?;
         Ok(coverage)
+    }
+
+    /// Adds `table` to the publication unless it is a member (without `create_publication` the
+    /// operator added it: that is why it joins), on a connection of its own whose statements
+    /// give up after `postgres.query_timeout_ms`, a lock wait included. Returns the WAL position
+    /// once it is a member: the copy's floor, every transaction committed before it is in a
+    /// snapshot whose `L` is at or above it, every one after it is streamed.
+    async fn add(&self, table: &str) -> Result<u64, String> {
+        let stream = &self.stream;
+        let url = &stream.source.url;
+        let ms = self.config.postgres.query_timeout_ms;
+        let options = format!("-c statement_timeout={ms}");
+        let client = crate::pg::connect_with_options(
+            url,
+            self.config.connect_timeout_of(url),
+            Some(&options),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if stream.source.create_publication
+            && let Some(sql) = setup::add_table(&client, stream, table)
+                .await
+                .map_err(|e| e.to_string())?
+        {
+            tracing::info!(stream = %stream.name, table, %sql, "publication: table added");
+        }
+        let row = client
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .map_err(|e| format!("reading the WAL position: {}", crate::pg::describe(&e)))?;
+        let text: String = row.get(0);
+        marker::parse_lsn(&text).ok_or_else(|| format!("unreadable WAL position {text:?}"))
     }
 }
 

@@ -4,14 +4,17 @@
 //! running (`runs-replication:legacy`: its webapp's `RUN_REPLICATION_ENABLED` was not set to 0),
 //! another instance of this worker, or this worker's previous walsender that the server has not
 //! noticed is gone — the leader says who, since when, in the log (once, then once a minute) and
-//! on `/readyz`, and checks again every second. It never terminates the other session: taking a
-//! slot from a consumer that acknowledges positions of its own would make both lose changes.
+//! on `/readyz`, and checks again every second (each reading bounded by
+//! `postgres.query_timeout_ms`). It never terminates the other session: taking a slot from a
+//! consumer that acknowledges positions of its own would make both lose changes.
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::control::{PgControl, bounded};
 use super::session_end::SessionEnd;
+use super::slot::postgres_end;
 use super::supervisor::{Supervisor, pause};
 use crate::pg::slot_holder::{self, SlotHolder};
 
@@ -24,20 +27,20 @@ impl Supervisor {
     /// Returns once nobody holds the slot (at once when nobody does).
     pub(super) async fn wait_for_slot(
         &mut self,
-        session: &tokio_postgres::Client,
+        control: &PgControl,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), SessionEnd> {
         let name = self.stream.name.clone();
         let slot = self.stream.slot.clone();
         let mut waited: Option<(SlotHolder, Instant, Instant)> = None;
         loop {
-            let holder =
-                slot_holder::read(session, &slot)
-                    .await
-                    .map_err(|e| SessionEnd::Retry {
-                        cause: "postgres",
-                        error: e.to_string(),
-                    })?;
+            let holder = bounded(
+                "the slot's holder",
+                control.timeout(),
+                slot_holder::read(control.session(), &slot),
+            )
+            .await
+            .map_err(postgres_end)?;
             let Some(holder) = holder else {
                 if let Some((last, since, _)) = waited {
                     tracing::info!(
@@ -77,7 +80,7 @@ impl Supervisor {
             if say {
                 tracing::warn!(stream = %name, %slot, pid = holder.pid, application_name = %holder.application_name, "{line}");
             }
-            self.health.set_last_error(&name, &line);
+            self.activity(&line);
             waited = Some((holder, since, logged));
             if !pause(POLL, shutdown).await {
                 return Err(SessionEnd::Shutdown);
@@ -87,9 +90,10 @@ impl Supervisor {
 
     /// `START_REPLICATION` found the slot in use: whether a holder is there to wait for (it
     /// took the slot between the check and the start). `false` when the catalog shows none.
-    pub(super) async fn slot_is_held(&self, session: &tokio_postgres::Client) -> bool {
+    pub(super) async fn slot_is_held(&self, control: &PgControl) -> bool {
+        let read = slot_holder::read(control.session(), &self.stream.slot);
         matches!(
-            slot_holder::read(session, &self.stream.slot).await,
+            bounded("the slot's holder", control.timeout(), read).await,
             Ok(Some(_))
         )
     }

@@ -5,9 +5,11 @@
 //! exist yet — every configured table that exists in it (ALTER PUBLICATION … ADD TABLE). Once the
 //! slot exists, a table that joins the publication has rows the slot never streamed: adding it
 //! is `daemon::joins`' job, which copies them ([`add_table`] is its ALTER). With `create_slot`,
-//! a missing slot is created. All of it is idempotent and tolerates a second instance doing the
-//! same at the same moment.
+//! a missing slot is created, as a failover slot where `postgres.failover_slot` wants one (17+;
+//! `failover_slot`). All of it is idempotent and tolerates a second instance doing the same at
+//! the same moment.
 
+use super::failover_slot;
 use crate::config::Stream;
 use crate::pg::catalog::{self, CatalogError};
 use crate::pg::{self, quote_ident, quote_literal};
@@ -22,8 +24,15 @@ pub struct SetupError {
 /// What `ensure_slot` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotState {
-    Exists { wal_status: Option<String> },
-    Created { lsn: String },
+    /// `lost`: it can never stream again (`SlotReading::is_lost`: wal_status, invalidation_reason,
+    /// conflicting).
+    Exists {
+        wal_status: Option<String>,
+        lost: bool,
+    },
+    Created {
+        lsn: String,
+    },
     Missing,
 }
 
@@ -48,6 +57,15 @@ fn is_duplicate(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT)
 }
 
+/// `server_version_num`.
+async fn server_version(client: &tokio_postgres::Client) -> Result<i32, SetupError> {
+    Ok(client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(err("read server_version_num"))?
+        .get(0))
+}
+
 /// Creates or reconciles the stream's publication. Tables that do not exist are left out (the
 /// preflight reports them), and so are tables missing from an existing publication once the
 /// slot exists (`daemon::joins` adds them with a copy). A shard's publication filters each table
@@ -67,6 +85,10 @@ pub async fn ensure_publication(
         .filter(|t| t.is_ordinary())
         .map(|t| t.name)
         .collect();
+    if stream.shard.is_some() && server_version(client).await? < 150_000 {
+        // Row filters need 15: the preflight refuses the shards with one line.
+        return Ok(changes);
+    }
     let filter = stream
         .shard
         .map(|s| format!(" WHERE ({})", s.row_filter()))
@@ -151,20 +173,22 @@ pub async fn ensure_slot(
     let slot = &stream.slot;
     if let Some(reading) = catalog::read_slot(client, slot).await? {
         return Ok(SlotState::Exists {
+            lost: reading.is_lost(),
             wal_status: reading.wal_status,
         });
     }
     if !create {
         return Ok(SlotState::Missing);
     }
-    let sql = format!(
-        "SELECT lsn::text FROM pg_create_logical_replication_slot({}, 'pgoutput')",
-        quote_literal(slot)
-    );
+    let version = server_version(client).await?;
+    let sql = failover_slot::create_sql(slot, stream.source.failover_slot.wanted(version));
     match client.query_one(sql.as_str(), &[]).await {
         Ok(row) => Ok(SlotState::Created { lsn: row.get(0) }),
         // Another instance created it between our read and our create.
-        Err(e) if is_duplicate(&e) => Ok(SlotState::Exists { wal_status: None }),
+        Err(e) if is_duplicate(&e) => Ok(SlotState::Exists {
+            wal_status: None,
+            lost: false,
+        }),
         Err(e) => Err(err(format!("create slot {slot}"))(e)),
     }
 }

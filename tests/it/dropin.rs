@@ -86,6 +86,19 @@ fn start(env: &TestEnv, port: u16, extra: &[(&str, &str)]) -> Worker {
     Worker::start_from_env(&dir, port, &envs)
 }
 
+/// Waits until the worker's log says `line`.
+async fn wait_for_log(w: &Worker, line: &str) {
+    wait_for(
+        &format!("the log to say {line:?}"),
+        Duration::from_secs(30),
+        || {
+            let said = w.log_text().contains(line);
+            async move { said.then_some(()) }
+        },
+    )
+    .await;
+}
+
 async fn wait_for_runs(env: &TestEnv, ids: &[String], timeout: Duration) {
     wait_for("the runs in ClickHouse", timeout, || async {
         let rows = actual_rows(env).await;
@@ -174,8 +187,10 @@ async fn trigger_dev_environment_alone_then_task_run_v2_joins_while_streaming() 
     assert_converges(&env, Duration::from_secs(30)).await;
     let (status, body) = w.get("/readyz").unwrap();
     assert_eq!(status, 200, "{body}");
+    // The line is logged once the copy's checkpoints are written, after its rows (and a log
+    // line reaches the file from the writer thread, a moment after it is logged).
+    wait_for_log(&w, "task_run_v2 copied").await;
     let log = w.log_text();
-    assert!(log.contains("task_run_v2 copied"), "{log}");
     assert!(
         !log.contains(CH_PASSWORD) && !log.contains(SUPERUSER_PASSWORD),
         "{log}"
@@ -272,6 +287,102 @@ async fn a_join_killed_half_way_is_finished_at_the_next_start() {
 }
 
 #[tokio::test]
+async fn an_operators_backfill_of_the_table_never_stands_in_for_its_join() {
+    let env = TestEnv::new("dropin_join_owner").await;
+    let pg = env.pg_client().await;
+    trigger_devs_publication_and_slot(&env, &pg).await;
+    let runs = ids("2bq8aDrQkxTvTwXAhFCJrQOWN", 5);
+    pg.batch_execute(&insert_many_sql("task_run_v2", &runs, &[]))
+        .await
+        .unwrap();
+    eprintln!(
+        "inject: an operator's `backfill --table task_run_v2 --payloads` finishes (the same \
+         tables, window and payloads a join copies), then every run of task_run_v2 changes while \
+         it is outside the publication (never streamed); check: the join at the worker's start \
+         copies them again, its own job, and ClickHouse ends equal to Postgres"
+    );
+    let port = process::free_port();
+    let config = env.write_config(port, "");
+    let mut cmd = crate::support::worker::command(&config);
+    cmd.args(["backfill", "--table", "task_run_v2", "--payloads"]);
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pg.batch_execute(
+        "UPDATE task_run_v2 SET status = 'COMPLETED_SUCCESSFULLY', \"updatedAt\" = now()",
+    )
+    .await
+    .unwrap();
+    let mut w = Worker::start(&config, port, &[]);
+    w.wait_ready(Duration::from_secs(60)).await;
+    assert_converges(&env, Duration::from_secs(30)).await;
+    wait_for_log(&w, "task_run_v2 copied").await;
+    w.terminate();
+}
+
+#[tokio::test]
+async fn a_join_waiting_for_a_lock_gives_up_and_retries_while_the_stream_goes_on() {
+    let mut env = TestEnv::new("dropin_join_lock").await;
+    let pg = env.pg_client().await;
+    pg.batch_execute("DROP TABLE task_run_v2").await.unwrap();
+    env.tables = vec![("\"TaskRun\"", 0)];
+    let port = process::free_port();
+    let config = env.write_config(
+        port,
+        "[postgres]\ntables = [\"TaskRun\", \"task_run_v2\"]\n\
+         generations = { TaskRun = 0, task_run_v2 = 1 }\nquery_timeout_ms = 1500\n\
+         slot_poll_interval_ms = 3000\n",
+    );
+    let mut w = Worker::start(&config, port, &[]);
+    w.wait_ready(Duration::from_secs(60)).await;
+
+    eprintln!(
+        "inject: task_run_v2 created (with runs) while the worker streams, and at once a \
+         transaction holding SHARE UPDATE EXCLUSIVE on it, which the join's ALTER PUBLICATION \
+         waits for; check: the ALTER gives up after postgres.query_timeout_ms and is retried, \
+         \"TaskRun\" keeps streaming and /readyz stays 200 meanwhile"
+    );
+    pg.batch_execute(&task_run_v2_ddl()).await.unwrap();
+    let locker = env.pg_client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE task_run_v2 IN SHARE UPDATE EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let v2 = ids("2bq8aDrQkxTvTwXAhFCJrQLCK", 5);
+    pg.batch_execute(&insert_many_sql("task_run_v2", &v2, &[]))
+        .await
+        .unwrap();
+    wait_for_log(&w, "the join failed; it is retried").await;
+    assert!(
+        w.log_text()
+            .contains("canceling statement due to statement timeout"),
+        "the ALTER gave up on its lock:\n{}",
+        w.log_text()
+    );
+    insert(&pg, "\"TaskRun\"", "legacy_during_lock", &[]).await;
+    wait_for_runs(
+        &env,
+        &["legacy_during_lock".to_string()],
+        Duration::from_secs(15),
+    )
+    .await;
+    let (status, body) = w.get("/readyz").unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    eprintln!("inject: the lock released; check: task_run_v2 joins, ClickHouse equals Postgres");
+    locker.batch_execute("COMMIT").await.unwrap();
+    env.tables = vec![("\"TaskRun\"", 0), ("task_run_v2", 1)];
+    wait_for_log(&w, "task_run_v2 copied").await;
+    insert(&pg, "task_run_v2", "2bq8aDrQkxTvTwXAhFCJrQLCKAF", &[]).await;
+    assert_converges(&env, Duration::from_secs(30)).await;
+    w.terminate();
+}
+
+#[tokio::test]
 async fn without_create_publication_the_sql_is_named_and_the_table_copied_once_added() {
     let env = TestEnv::new("dropin_join_manual").await;
     let pg = env.pg_client().await;
@@ -313,11 +424,7 @@ async fn without_create_publication_the_sql_is_named_and_the_table_copied_once_a
     pg.batch_execute(&sql).await.unwrap();
     insert(&pg, "task_run_v2", "2bq8aDrQkxTvTwXAhFCJrQMANLT", &[]).await;
     assert_converges(&env, Duration::from_secs(60)).await;
-    assert!(
-        w.log_text().contains("task_run_v2 copied"),
-        "{}",
-        w.log_text()
-    );
+    wait_for_log(&w, "task_run_v2 copied").await;
     w.terminate();
 }
 
@@ -528,7 +635,7 @@ async fn rows_of_trigger_devs_admin_backfill_are_found_and_replaced() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("run_backfilled_by_them") && text.contains("above the repair's"),
+        text.contains("run_backfilled_by_them") && text.contains("newer than the repair's"),
         "{text}"
     );
 

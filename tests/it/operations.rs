@@ -90,9 +90,35 @@ async fn endpoints_answer_as_documented() {
     assert_eq!((status, body.trim()), (200, "leader, streaming"));
     let (status, metrics) = worker.get("/metrics").unwrap();
     assert_eq!(status, 200);
+    // The version three ways: the metric (with the commit and the compatibility), the log's first
+    // line, `--version`.
+    let version = env!("CARGO_PKG_VERSION");
+    let info = metrics
+        .lines()
+        .find(|l| l.starts_with("runs_replicator_build_info{"))
+        .unwrap_or_else(|| panic!("no build_info series:\n{metrics}"));
+    for label in [
+        format!("version=\"{version}\""),
+        "commit=\"".to_string(),
+        "trigger_dev=\"v4.5.12\"".to_string(),
+        "clickhouse_migration=\"041\"".to_string(),
+    ] {
+        assert!(info.contains(&label), "{label} not in {info}");
+    }
+    let log = worker.log_text();
+    let first = log.lines().next().unwrap_or_default();
     assert!(
-        metrics.contains("runs_replicator_build_info{version=\""),
-        "{metrics}"
+        first.contains(&format!("runs-replicator {version} (commit "))
+            && first.contains("starting"),
+        "first log line: {first}"
+    );
+    let out = std::process::Command::new(crate::support::worker::BIN)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("runs-replicator {}", runs_replicator::version::line())
     );
     // Its series, not its HELP line ("# HELP runs_replicator_leader 1 while ...").
     assert!(
@@ -160,10 +186,16 @@ async fn help_and_version() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("runs-replicator {}", env!("CARGO_PKG_VERSION"))
+    // The version, then what it is compatible with (src/version.rs).
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        version.starts_with(&format!(
+            "runs-replicator {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{version}"
     );
+    assert!(version.contains("trigger.dev v"), "{version}");
     let out = std::process::Command::new(worker::BIN)
         .arg("--help")
         .env("DATABASE_URL", "postgres://u:help-secret@h/db")

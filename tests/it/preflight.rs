@@ -364,3 +364,96 @@ async fn a_malformed_config_exits_2_naming_file_and_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("postgres.slot"), "{}", stderr(&out));
 }
+
+/// The `replication_role` check of a JSON report: (status, observed, fix).
+fn role_verdict(out: &std::process::Output) -> (String, String, String) {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("json report: {e}: {}{}", stdout(out), stderr(out)));
+    let c = report["checks"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["check"] == "replication_role"))
+        .unwrap_or_else(|| panic!("no replication_role check in {report}"))
+        .clone();
+    let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+    (s("status"), s("observed"), s("fix"))
+}
+
+/// Managed Postgres grants replication through roles of its own: the catalog reading finds them
+/// on a real server. A throwaway cluster of its own, since the roles are cluster-wide and name
+/// the provider to every other test's preflight: `rds_replication` (RDS/Aurora) made a member,
+/// then Cloud SQL's `cloudsqlsuperuser` with its `cloudsql.logical_decoding` flag (a placeholder
+/// setting here, set on the role) off, then on.
+#[tokio::test]
+async fn managed_provider_roles_grant_replication() {
+    let cluster = crate::support::PgCluster::start(&[]);
+    let db = cluster.create_database("pf_managed").await;
+    let admin = cluster.connect(&db).await;
+    let role = "rr_managed";
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE rds_replication NOLOGIN; CREATE ROLE rds_superuser NOLOGIN; \
+             CREATE ROLE {role} LOGIN NOREPLICATION PASSWORD 'managed-pw'; \
+             GRANT CONNECT ON DATABASE {db} TO {role}"
+        ))
+        .await
+        .unwrap();
+    let env = TestEnv::new("pf_managed").await;
+    let overrides = format!(
+        "[postgres]\nurl = \"{}\"\n",
+        cluster.url_as(role, "managed-pw", &db)
+    );
+    let json = ["--format", "json"];
+
+    let (status, observed, fix) = role_verdict(&run(&env, &overrides, &json));
+    assert_eq!(
+        (status.as_str(), observed.as_str()),
+        ("fail", "no REPLICATION attribute (Amazon RDS/Aurora)")
+    );
+    assert!(
+        fix.starts_with(&format!("GRANT rds_replication TO \"{role}\";")),
+        "{fix}"
+    );
+    admin
+        .batch_execute(&format!("GRANT rds_replication TO {role}"))
+        .await
+        .unwrap();
+    let (status, observed, _) = role_verdict(&run(&env, &overrides, &json));
+    assert_eq!(
+        (status.as_str(), observed.as_str()),
+        ("pass", "member of rds_replication (Amazon RDS/Aurora)")
+    );
+    println!("checked: RDS: fails with GRANT rds_replication, passes as its member");
+
+    admin
+        .batch_execute(&format!(
+            "REVOKE rds_replication FROM {role}; DROP ROLE rds_replication; DROP ROLE rds_superuser; \
+             CREATE ROLE cloudsqlsuperuser NOLOGIN; GRANT cloudsqlsuperuser TO {role}; \
+             ALTER ROLE {role} SET cloudsql.logical_decoding = 'off'"
+        ))
+        .await
+        .unwrap();
+    let (status, observed, fix) = role_verdict(&run(&env, &overrides, &json));
+    assert_eq!(
+        (status.as_str(), observed.as_str()),
+        (
+            "fail",
+            "member of cloudsqlsuperuser, cloudsql.logical_decoding off (Cloud SQL)"
+        )
+    );
+    assert!(fix.contains("cloudsql.logical_decoding=on"), "{fix}");
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {role} SET cloudsql.logical_decoding = 'on'"
+        ))
+        .await
+        .unwrap();
+    let (status, observed, _) = role_verdict(&run(&env, &overrides, &json));
+    assert_eq!(
+        (status.as_str(), observed.as_str()),
+        (
+            "pass",
+            "member of cloudsqlsuperuser, cloudsql.logical_decoding on (Cloud SQL)"
+        )
+    );
+    println!("checked: Cloud SQL: fails with the flag off, passes with it on");
+}

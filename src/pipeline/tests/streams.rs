@@ -157,3 +157,62 @@ async fn a_batch_is_written_early_only_when_every_stream_caught_up() {
     assert_eq!((bench.feed.acked(), new.feed.acked()), (end(100), end(100)));
     bench.stop().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_repair_replay_on_one_stream_neither_stalls_another_nor_looks_up_per_change() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    let mut source = (*bench.config().sources()[0]).clone();
+    source.name = "other".into();
+    let other = bench.attach("other", Arc::new(source));
+    for i in 0..30 {
+        bench.insert(100 + i, &format!("run_r_{i:02}"));
+    }
+    bench.run_for(300).await;
+    assert_eq!(bench.sink.final_rows().len(), 30);
+
+    // The first stream replays changes made under REPLICA IDENTITY DEFAULT: 30 transactions of
+    // one UPDATE each without its old row, each needing a lookup of ClickHouse, which takes
+    // 500 ms (a FINAL read of a large table).
+    bench
+        .sink
+        .slow_lookups(std::time::Duration::from_millis(500));
+    bench.control.set_complete("TaskRun", true);
+    bench.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Default);
+    for i in 0..30u64 {
+        let run = RunValues::new(&format!("run_r_{i:02}")).status("EXECUTING");
+        bench.txn(
+            1000 + i * 10,
+            &[task_runs::update_without_old(TASK_RUN, &run)],
+        );
+    }
+    other.insert(0x100, "run_other_1");
+    bench.run_for(300).await;
+    assert!(
+        bench.sink.run("run_other_1").is_some(),
+        "the other stream's change is stored while the first one's lookups are answered"
+    );
+    assert_eq!(other.feed.acked(), end(0x100), "and acknowledged");
+    other.insert(0x200, "run_other_2");
+    bench.run_for(300).await;
+    assert!(bench.sink.run("run_other_2").is_some(), "still streaming");
+
+    bench.run_for(3000).await;
+    assert_eq!(
+        bench.feed.acked(),
+        end(1290),
+        "every repaired transaction acknowledged"
+    );
+    let executing = bench
+        .sink
+        .final_rows()
+        .values()
+        .filter(|r| r.run_id.starts_with("run_r_") && r.status == "EXECUTING")
+        .count();
+    assert_eq!(executing, 30, "every repaired change applied");
+    let lookups = bench.sink.lookups();
+    assert!(
+        lookups <= 3,
+        "the transactions that queued while a lookup was in flight share the next: {lookups} lookups for 30"
+    );
+    bench.stop().await.unwrap();
+}
