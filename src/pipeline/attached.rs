@@ -13,6 +13,7 @@ use super::apply::SourceState;
 use super::control::Control;
 use super::errors::{HardStop, PipelineError};
 use super::meters::StreamMeters;
+use super::version_map::VersionMap;
 use super::writer::Acks;
 use crate::config::Source;
 use crate::health::Health;
@@ -38,6 +39,8 @@ pub struct Attach<E, C> {
     /// Where the loop reports the stream's repair progress for `/readyz` (none in tests that
     /// do not look at it).
     pub health: Option<Arc<Health>>,
+    /// Where the stream's LSNs sit in `_version` on the timeline it reads.
+    pub versions: VersionMap,
 }
 
 /// An attached stream.

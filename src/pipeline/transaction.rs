@@ -68,6 +68,9 @@ pub struct Transaction {
     /// which: looked up together before the rows are handed over ([`Self::take_lookups`]).
     /// Run id → the generation of the table whose change asked.
     lookups: BTreeMap<String, u8>,
+    /// Added to every version's LSN: the shift of the timeline segment this transaction
+    /// commits in (`version_map`; 0 before any failover with lost history).
+    shift: u64,
 }
 
 /// A committed transaction, its rows stamped with their versions.
@@ -99,7 +102,14 @@ impl Transaction {
             payloads_bytes: 0,
             changes: 0,
             lookups: Default::default(),
+            shift: 0,
         }
+    }
+
+    /// The same transaction with its versions shifted by `shift` (`VersionMap::shift_of_commit`).
+    pub fn shifted(mut self, shift: u64) -> Self {
+        self.shift = shift;
+        self
     }
 
     /// Adds a row; a later row for the same ClickHouse key replaces an earlier one unless the
@@ -180,13 +190,13 @@ impl Transaction {
     /// [`Self::commit`]. The pipeline calls it before a change enters the transaction, so
     /// [`Self::spill`] never meets an LSN that does not fit.
     pub fn check_lsn(&self) -> Result<(), LsnOverflow> {
-        version(0, self.part_lsn(SPILL_VERSIONS)).map(drop)
+        version(0, self.part_lsn(SPILL_VERSIONS).saturating_add(self.shift)).map(drop)
     }
 
     /// Takes the rows so far, stamped with the next part's version, for insertion before the
     /// Commit. Only called after [`Self::check_lsn`] passed for a change of this transaction.
     pub fn spill(&mut self) -> (CollapsedRows, Vec<PayloadRow>) {
-        let lsn = self.part_lsn(self.parts);
+        let lsn = self.part_lsn(self.parts).saturating_add(self.shift);
         self.parts += 1;
         let mut rows = std::mem::take(&mut self.rows);
         let stamped = Self::stamp(&mut rows, lsn);
@@ -209,7 +219,7 @@ impl Transaction {
         } else {
             end_lsn
         };
-        Self::stamp(&mut self.rows, lsn)?;
+        Self::stamp(&mut self.rows, lsn.saturating_add(self.shift))?;
         Ok(Committed {
             end_lsn,
             commit_time_micros,

@@ -16,6 +16,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use super::attempts::{Attempts, Failure, InsertError};
 use super::client::{INSERT_SETTINGS, describe, exception_code};
 use super::isolate::{self, Isolated, Refused, TryInsert};
+use super::lost_history::LostHistory;
 use super::payload_once::PayloadOnce;
 use super::row::SinkRow;
 use super::rowbinary::{self, BLOCK};
@@ -38,15 +39,15 @@ const LOOKUP_CHUNK: usize = 1000;
 
 /// The ClickHouse implementation of the pipeline's [`Sink`].
 pub struct ClickHouseSink {
-    client: clickhouse::Client,
-    runs_table: String,
+    pub(super) client: clickhouse::Client,
+    pub(super) runs_table: String,
     payloads_table: Option<String>,
     /// Keeps a replay from writing a run's payload row twice on a payload table that keeps
     /// copies (trigger.dev's plain MergeTree); see `sink::payload_once`.
     payload_once: Option<PayloadOnce>,
     settings: Vec<(&'static str, String)>,
     attempts: Attempts,
-    timeout: Duration,
+    pub(super) timeout: Duration,
     health: Arc<Health>,
     /// `--null-sink`: encode, then discard instead of sending.
     null: bool,
@@ -58,6 +59,9 @@ pub struct ClickHouseSink {
     /// A runs row ClickHouse stored recently, not a failed run's (the error views upstream
     /// ships count failed runs on every insert): the canary of `sink::isolate`.
     canary: std::sync::Mutex<Option<RunRow>>,
+    /// Versions of a timeline history the source's server lost at a failover: left out of every
+    /// write (`sink::lost_history`).
+    pub lost: LostHistory,
 }
 
 impl Sink for ClickHouseSink {
@@ -67,6 +71,9 @@ impl Sink for ClickHouseSink {
         payloads: &[PayloadRow],
     ) -> Result<Written, SinkError> {
         let started = Instant::now();
+        // Counted from here until it ends (`LostHistory::forget` waits for it).
+        let (_writing, kept) = self.lost.begin(runs);
+        let runs = kept.as_deref().unwrap_or(runs);
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(Duration::from_secs(1))
             .with_max_delay(REFUSAL_MAX_DELAY)
@@ -202,6 +209,7 @@ impl ClickHouseSink {
             compress: ch.compression == crate::config::Compression::Lz4,
             buffers: std::sync::Mutex::new(Vec::new()),
             canary: std::sync::Mutex::new(None),
+            lost: LostHistory::default(),
         }
     }
 
