@@ -16,7 +16,9 @@ mod marker;
 mod session;
 mod session_end;
 mod slot;
+mod standing;
 mod supervisor;
+mod timeline;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -117,6 +119,9 @@ pub async fn run(config: Config) -> ExitCode {
             marker: None,
             progress: marker::Progress::default(),
             identity: None,
+            versions: Default::default(),
+            started_at: marker::unix_now(),
+            swept: Default::default(),
             verdicts: verdict_tx.clone(),
         };
         supervisors.spawn(supervisor.run(stop.subscribe()));

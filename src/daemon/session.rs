@@ -1,7 +1,8 @@
-//! One session of one stream, step by step: control connection → publication reconciled →
-//! preflight → leader lock (standby until acquired) → slot ensured (`slot`) → stream started →
-//! attached to the loop. Each step that fails says how ([`SessionEnd`]) and the supervisor
-//! decides what comes next. Every query of the setup is bounded by `postgres.query_timeout_ms`
+//! One session of one stream, step by step: control connection → the server's identity and
+//! timeline checked (`timeline`) → publication reconciled → preflight → leader lock (standby
+//! until acquired) → a new timeline taken over (`timeline`) → slot ensured (`slot`) → stream
+//! started (on the server and timeline checked) → attached to the loop. Each step that fails
+//! says how ([`SessionEnd`]) and the supervisor decides what comes next. Every query of the setup is bounded by `postgres.query_timeout_ms`
 //! (`leader`, `preflight`), and `/readyz` names the step a stream that is not streaming yet is
 //! at.
 
@@ -34,6 +35,12 @@ impl Supervisor {
         let candidate = match Candidate::connect(&config, &stream).await {
             Ok(c) => c,
             Err(e) => return retry("postgres")(e.to_string()),
+        };
+        // Before anything is read from or written to it: who the server is, and whether it is
+        // the history ClickHouse holds (an old primary back after a failover is refused).
+        let standing = match self.check_server().await {
+            Ok(s) => s,
+            Err(end) => return end,
         };
         self.activity("reconciling the publication");
         let timeout = candidate.timeout();
@@ -117,11 +124,18 @@ impl Supervisor {
             Ok(None) => return SessionEnd::Shutdown,
             Err(e) => return retry("postgres")(e),
         };
+        if let Err(end) = self.take_over(&control, standing).await {
+            return end;
+        }
         if let Err(end) = self.ensure_slot(&control).await {
             return end;
         }
         self.activity("starting the replication stream");
-        let client = match stream::start(&config, &stream).await {
+        let checked = self
+            .identity
+            .clone()
+            .expect("checked at the session's start");
+        let client = match stream::start(&config, &stream, &checked).await {
             Ok(c) => c,
             Err(e @ StreamError::SlotActive { .. }) => return retry("slot_active")(e.to_string()),
             Err(StreamError::SlotMissing { slot }) => {

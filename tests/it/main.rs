@@ -21,6 +21,7 @@ mod reliability;
 mod replication;
 mod security;
 mod sources;
+mod timelines;
 mod upstream_schema;
 mod verify;
 mod versions;
