@@ -3,9 +3,9 @@
 # formatting, clippy, the deployment files (scripts/check-deploy.sh, with promtool's alert rule
 # tests), the Rust unit and integration tests (real Postgres 15 clusters and the real ClickHouse
 # engine), the integration tests that matter per server version on PostgreSQL 14, 16, 17 and 18
-# (the data path end to end, the preflight, the bootstrap, a lost slot; the failover tests and the
-# version gaps start the versions they are about within the main run), and the ClickHouse front's
-# own tests.
+# (the data path end to end, the preflight, the bootstrap, a lost slot; the failover and timeline
+# tests and the version gaps start the versions they are about within the main run), and the
+# ClickHouse front's own tests.
 #
 # Env: CLICKHOUSE_URL                     use a real ClickHouse server instead of the embedded engine
 #      RUNS_REPLICATOR_TEST_POSTGRES_URL  use an external Postgres (superuser, wal_level=logical);

@@ -38,6 +38,8 @@ pub struct RowAdder<'s> {
     with_payload: bool,
     txn: Transaction,
     lsn: u64,
+    /// Added to `lsn` in the versions (`Snapshot::shift`).
+    shift: u64,
     pub bytes: usize,
     pub rows_read: u64,
     pub skipped: u64,
@@ -61,10 +63,19 @@ impl<'s> RowAdder<'s> {
             with_payload,
             txn: Transaction::new(0, lsn),
             lsn,
+            shift: 0,
             bytes: 0,
             rows_read: 0,
             skipped: 0,
         }
+    }
+
+    /// The same adder with its versions shifted by `shift`: `generation << 56 | (L + shift)`
+    /// (the snapshot's [`Snapshot::shift`](super::Snapshot)).
+    pub fn with_shift(mut self, shift: u64) -> Self {
+        self.shift = shift;
+        self.txn = Transaction::new(0, self.lsn).shifted(shift);
+        self
     }
 
     /// One COPY row (without its `\n`).
@@ -96,9 +107,11 @@ impl<'s> RowAdder<'s> {
         Ok(())
     }
 
-    /// The rows so far, committed at `L`: every row's `_version` is `generation << 56 | L`.
+    /// The rows so far, committed at `L`: every row's `_version` is
+    /// `generation << 56 | (L + shift)`.
     pub fn take(&mut self) -> Result<Committed, BackfillError> {
-        let txn = std::mem::replace(&mut self.txn, Transaction::new(0, self.lsn));
+        let fresh = Transaction::new(0, self.lsn).shifted(self.shift);
+        let txn = std::mem::replace(&mut self.txn, fresh);
         self.bytes = 0;
         txn.commit(self.lsn, 0)
             .map_err(|e| BackfillError::Request(e.to_string()))

@@ -17,7 +17,9 @@ pub mod chunks;
 pub mod copier;
 pub mod progress;
 pub mod report;
+pub mod rewrite;
 pub mod snapshot;
+pub mod versions;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -405,6 +407,7 @@ pub async fn copy<S: Sink>(
         .filter(|c| !done_before.contains_key(&(c.table.clone(), c.index)))
         .collect();
     let lsn = snapshot.lsn;
+    let shift = snapshot.shift;
     let mut summary = Summary::new(checkpoints.job_id.clone(), Outcome::Complete, Some(lsn));
     summary.snapshot_wait_s = (snapshot.waited.as_secs_f64() * 100.0).round() / 100.0;
     summary.tables = report::table_summaries(&job, &done_before);
@@ -436,6 +439,7 @@ pub async fn copy<S: Sink>(
             window: spec.window.clone(),
             payloads: spec.payloads,
             lsn,
+            shift,
         };
         tasks.spawn(async move { worker.run(client).await });
     }
@@ -466,6 +470,8 @@ struct Worker<S: Sink> {
     window: Window,
     payloads: bool,
     lsn: u64,
+    /// `Snapshot::shift`: the rows' versions are `L + shift`, the chunks' records keep `L`.
+    shift: u64,
 }
 
 impl<S: Sink> Worker<S> {
@@ -501,7 +507,8 @@ impl<S: Sink> Worker<S> {
                 !config.clickhouse.payloads_table.is_empty(),
                 self.payloads,
                 self.lsn,
-            );
+            )
+            .with_shift(self.shift);
             let sql = chunks::copy_sql(&self.source.schema, &chunk, &self.window);
             let progress = self.progress.clone();
             let table = chunk.table.clone();

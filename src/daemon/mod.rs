@@ -19,7 +19,9 @@ mod session;
 mod session_end;
 mod slot;
 mod slot_wait;
+mod standing;
 mod supervisor;
+mod timeline;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -131,6 +133,9 @@ pub async fn run(config: Config) -> ExitCode {
             marker: None,
             progress: marker::Progress::default(),
             identity: None,
+            versions: Default::default(),
+            started_at: marker::unix_now(),
+            swept: Default::default(),
             verdicts: verdict_tx.clone(),
             joins: joins::Joins::default(),
         };

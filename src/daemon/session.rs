@@ -1,10 +1,11 @@
-//! One session of one stream, step by step: control connection → publication reconciled →
-//! preflight → leader lock (standby until acquired) → slot ensured (`slot`) → the slot free of
-//! other consumers (`slot_wait`) → tables that joined the publication copied (`joining`) →
-//! stream started → attached to the loop. Each step that fails says how ([`SessionEnd`]) and the
-//! supervisor decides what comes next. Every query of the setup is bounded by
-//! `postgres.query_timeout_ms` (`leader`, `preflight`), and `/readyz` names the step a stream
-//! that is not streaming yet is at.
+//! One session of one stream, step by step: control connection → the server's identity and
+//! timeline checked (`timeline`) → publication reconciled → preflight → leader lock (standby
+//! until acquired) → a new timeline taken over (`timeline`) → slot ensured (`slot`) → the slot
+//! free of other consumers (`slot_wait`) → tables that joined the publication copied
+//! (`joining`) → stream started (on the server and timeline checked) → attached to the loop.
+//! Each step that fails says how ([`SessionEnd`]) and the supervisor decides what comes next.
+//! Every query of the setup is bounded by `postgres.query_timeout_ms` (`leader`, `preflight`),
+//! and `/readyz` names the step a stream that is not streaming yet is at.
 
 use std::time::Duration;
 
@@ -35,6 +36,12 @@ impl Supervisor {
         let candidate = match Candidate::connect(&config, &stream).await {
             Ok(c) => c,
             Err(e) => return retry("postgres")(e.to_string()),
+        };
+        // Before anything is read from or written to it: who the server is, and whether it is
+        // the history ClickHouse holds (an old primary back after a failover is refused).
+        let standing = match self.check_server().await {
+            Ok(s) => s,
+            Err(end) => return end,
         };
         self.activity("reconciling the publication");
         let timeout = candidate.timeout();
@@ -118,6 +125,9 @@ impl Supervisor {
             Ok(None) => return SessionEnd::Shutdown,
             Err(e) => return retry("postgres")(e),
         };
+        if let Err(end) = self.take_over(&control, standing).await {
+            return end;
+        }
         if let Err(end) = self.ensure_slot(&control).await {
             return end;
         }
@@ -130,8 +140,12 @@ impl Supervisor {
             return end;
         }
         self.activity("starting the replication stream");
+        let checked = self
+            .identity
+            .clone()
+            .expect("checked at the session's start");
         let client = loop {
-            match stream::start(&config, &stream).await {
+            match stream::start(&config, &stream, &checked).await {
                 Ok(c) => break c,
                 // Taken between the check and the start: wait again.
                 Err(StreamError::SlotActive { .. }) if self.slot_is_held(&control).await => {

@@ -29,6 +29,7 @@ use crate::metrics as m;
 use crate::pg::catalog;
 use crate::pipeline::attached::Attach;
 use crate::pipeline::control::Control;
+use crate::pipeline::version_map::VersionMap;
 use crate::sink::insert::ClickHouseSink;
 use crate::sink::state::StateStore;
 use crate::source::identity::ServerIdentity;
@@ -62,6 +63,12 @@ pub struct Supervisor {
     pub(super) progress: marker::Progress,
     /// Who the server said it is at the start of the current session (the marker's key).
     pub(super) identity: Option<ServerIdentity>,
+    /// Where the stream's LSNs sit in `_version` on the server's timeline (`timeline`).
+    pub(super) versions: VersionMap,
+    /// Unix seconds when this process started the stream, and the timelines whose switch it
+    /// swept for rows of the lost history (`timeline`).
+    pub(super) started_at: u64,
+    pub(super) swept: std::collections::BTreeSet<u32>,
     /// Where each preflight's verdict goes.
     pub(super) verdicts: mpsc::UnboundedSender<Verdict>,
     /// Tables joining the publication (`joins`): what this stream said about them, and its
@@ -228,30 +235,39 @@ impl Supervisor {
         fixed
     }
 
-    /// Re-checks what stopped streaming, every 3 s at first and at most every minute later, with
-    /// one log line a minute: the preflight passes again; for a lost slot, an operator recreated
-    /// it (or dropped an invalidated one, which the worker then creates anew, copying the gap);
-    /// for a change that
-    /// would stop the next session again, the slot was moved past it. Returns false on shutdown.
+    /// Re-checks what stopped streaming, every 3 s at first and at most every minute later (5 s
+    /// for a refused server), with one log line a minute: the preflight passes again; for a lost
+    /// slot, an operator recreated it (or dropped an invalidated one, which the worker then
+    /// creates anew, copying the gap); for a change that would stop the next session again, the
+    /// slot was moved past it; for a refused server (`timeline`), the server reached now is
+    /// accepted; for a slot past the fork, it was dropped. Returns false on shutdown.
     async fn wait_until_fixed(
         &mut self,
         kind: &str,
         reason: &str,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
-        let stopped_at = self.slot().await.ok().flatten();
+        // A refused server is not read from, not even its catalog: only who it is is asked.
+        let refused = kind == "timeline";
+        let stopped_at = match refused {
+            true => None,
+            false => self.slot().await.ok().flatten(),
+        };
         let mut every = Duration::from_secs(3);
         let mut last_log = Instant::now();
         loop {
             if !pause(every, shutdown).await {
                 return false;
             }
-            every = (every * 2).min(Duration::from_secs(60));
+            // A server that is refused resumes as soon as the name reaches the right one again:
+            // asking who it is costs one short replication session.
+            let cap = if refused { 5 } else { 60 };
+            every = (every * 2).min(Duration::from_secs(cap));
             if last_log.elapsed() >= Duration::from_secs(60) {
                 last_log = Instant::now();
                 tracing::error!(stream = %self.name(), kind, "still hard-stopped: {reason}");
             }
-            let slot = match self.slot().await {
+            let slot = match if refused { Ok(None) } else { self.slot().await } {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::debug!(stream = %self.name(), error = %e, "cannot re-check yet");
@@ -270,6 +286,9 @@ impl Supervisor {
                     None => true,
                 },
                 "slot_missing" => slot.is_some(),
+                "timeline" => self.check_server().await.is_ok(),
+                // Dropped by the operator: then it is a lost slot.
+                "slot_past_fork" => slot.is_none(),
                 "slot_invalidated" => slot.as_ref().is_none_or(|s| !s.is_lost()),
                 k if stays_until_the_slot_moves(k) => {
                     let moved = |s: &catalog::SlotReading| s.confirmed_flush_lsn.clone();
@@ -334,6 +353,7 @@ impl Supervisor {
             control: control.clone(),
             ended,
             health: Some(self.health.clone()),
+            versions: self.versions.clone(),
         };
         if self.attach.send(attach).await.is_err() {
             return SessionEnd::Shutdown;

@@ -14,6 +14,7 @@ use super::control::Control;
 use super::errors::{HardStop, PipelineError};
 use super::held::Held;
 use super::meters::StreamMeters;
+use super::version_map::VersionMap;
 use super::writer::Acks;
 use crate::config::Source;
 use crate::health::Health;
@@ -39,6 +40,8 @@ pub struct Attach<E, C> {
     /// Where the loop reports the stream's repair progress for `/readyz` (none in tests that
     /// do not look at it).
     pub health: Option<Arc<Health>>,
+    /// Where the stream's LSNs sit in `_version` on the timeline it reads.
+    pub versions: VersionMap,
 }
 
 /// An attached stream.

@@ -209,9 +209,11 @@ impl<S: Sink> Replicator<S> {
             alarms.clone(),
         ));
         tracing::info!(stream = %new.name, "streaming");
+        let mut state = SourceState::new(&new.source, &self.config);
+        state.set_versions(new.versions);
         Attached {
             id,
-            state: SourceState::new(&new.source, &self.config),
+            state,
             meters: StreamMeters::new(&new.name),
             name: new.name,
             events: new.events,

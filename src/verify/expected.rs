@@ -50,6 +50,16 @@ pub struct Snap {
     /// Every transaction in the snapshot committed before it.
     #[serde(serialize_with = "as_lsn")]
     pub upper: u64,
+    /// `Snapshot::shift`: versions compare with `lsn + shift` (0 unless the server failed over).
+    #[serde(skip)]
+    pub shift: u64,
+}
+
+impl Snap {
+    /// `L`'s position in `_version`.
+    pub fn version_lsn(&self) -> u64 {
+        self.lsn.saturating_add(self.shift)
+    }
 }
 
 fn as_lsn<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
@@ -152,6 +162,7 @@ pub async fn read_window(
             source: source.name.clone(),
             lsn: snapshot.lsn,
             upper: snapshot.upper,
+            shift: snapshot.shift,
         });
         let mut queue = VecDeque::new();
         for table in &source.tables {
@@ -166,7 +177,7 @@ pub async fn read_window(
             queue.extend(plan.chunks());
         }
         let queue = Arc::new(Mutex::new(queue));
-        let lsn = snapshot.lsn;
+        let (lsn, shift) = (snapshot.lsn, snapshot.shift);
         let mut tasks = JoinSet::new();
         for client in snapshot.into_connections() {
             let job = WindowJob {
@@ -176,6 +187,7 @@ pub async fn read_window(
                 queue: queue.clone(),
                 options,
                 lsn,
+                shift,
             };
             tasks.spawn(async move { job.run(client).await });
         }
@@ -200,6 +212,7 @@ struct WindowJob {
     queue: Arc<Mutex<VecDeque<Chunk>>>,
     options: ReadOptions,
     lsn: u64,
+    shift: u64,
 }
 
 type JobOutput = (Vec<(String, Expected)>, u64, u64);
@@ -236,7 +249,8 @@ impl WindowJob {
                 false,
                 false,
                 self.lsn,
-            );
+            )
+            .with_shift(self.shift);
             let sql = chunks::copy_sql(&self.source.schema, &chunk, &self.window.pg);
             copier::copy_rows(&client, &sql, &mut adder, limits, &|_| {}, &mut digests).await?;
             rows_read += adder.rows_read;
@@ -305,6 +319,7 @@ pub async fn copy_runs(
         source: source.name.clone(),
         lsn: snapshot.lsn,
         upper: snapshot.upper,
+        shift: snapshot.shift,
     };
     let rows = copy_runs_in(config, source, &snapshot, ids, window).await?;
     Ok((rows, snap))
@@ -328,7 +343,8 @@ pub async fn copy_runs_in(
                 false,
                 false,
                 snapshot.lsn,
-            );
+            )
+            .with_shift(snapshot.shift);
             let sql = chunks::ids_copy_sql(&source.schema, table, part, window.map(|w| &w.pg));
             copier::copy_rows(
                 snapshot.first(),

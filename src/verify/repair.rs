@@ -99,7 +99,7 @@ pub async fn repair<S: Sink>(
         });
         let snapshot = Snapshot::open(&ctx.config, source, SnapshotSource::Fresh, 1).await?;
         for g in source.generations.values() {
-            lsn_of.insert(*g, snapshot.lsn);
+            lsn_of.insert(*g, snapshot.version_lsn());
         }
         let rows = copy_runs_in(&ctx.config, source, &snapshot, &ids, None).await?;
         let found: HashSet<String> = rows.iter().map(|r| r.run_id.clone()).collect();
@@ -292,7 +292,8 @@ async fn rewrite<S: Sink>(
             payloads,
             payloads,
             snapshot.lsn,
-        );
+        )
+        .with_shift(snapshot.shift);
         let sql = chunks::ids_copy_sql(&source.schema, table, ids, None);
         copier::copy_rows(
             snapshot.first(),

@@ -27,6 +27,7 @@ mod repair_replay;
 mod replication;
 mod security;
 mod sources;
+mod timelines;
 mod upstream_schema;
 mod verify;
 mod versions;

@@ -143,6 +143,7 @@ impl Bench {
                 control: control.clone(),
                 ended,
                 health: Some(self.health.clone()),
+                versions: Default::default(),
             })
             .expect("the loop takes it");
         let stream = Stream {
