@@ -280,6 +280,7 @@ impl Supervisor {
             control: control.clone(),
             ended,
             health: Some(self.health.clone()),
+            release: None,
         };
         if self.attach.send(attach).await.is_err() {
             return SessionEnd::Shutdown;

@@ -189,6 +189,17 @@ impl<S: Sink> BatchWriter<S> {
         self.batch.deadline(self.flush_interval)
     }
 
+    /// Everything `stream` handed over is written: the batch holds none of its rows, and none
+    /// of its inserts (or positions waiting behind them) is pending. Its position is then final.
+    pub fn settled(&self, stream: u64) -> bool {
+        !self.batch.holds(stream) && self.trackers.get(&stream).is_none_or(AckTracker::is_idle)
+    }
+
+    /// The batch being filled holds rows of `stream`.
+    pub fn holds(&self, stream: u64) -> bool {
+        self.batch.holds(stream)
+    }
+
     /// The highest position acknowledged to `stream` so far.
     pub fn acknowledged(&self, stream: u64) -> u64 {
         self.trackers.get(&stream).map_or(0, AckTracker::acked)

@@ -157,3 +157,62 @@ async fn a_batch_is_written_early_only_when_every_stream_caught_up() {
     assert_eq!((bench.feed.acked(), new.feed.acked()), (end(100), end(100)));
     bench.stop().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_released_stream_stores_and_acknowledges_its_commits_then_ends_alone() {
+    let bench = Bench::start(legacy_config());
+    let mut new = bench.attach("new", run_ops(&bench));
+    new.insert(100, "run_a");
+    bench.run_for(200).await;
+    assert_eq!(new.feed.acked(), end(100));
+    // A committed transaction whose insert hangs, then one still open when the release comes.
+    let gate = bench.sink.hang_next();
+    new.insert(200, "run_b");
+    bench.run_for(200).await;
+    new.feed.push(pgwire_replication::ReplicationEvent::Begin {
+        final_lsn: pgwire_replication::Lsn::from_u64(300),
+        xid: 300,
+        commit_time_micros: 0,
+    });
+    new.feed.push(crate::testing::feed::xlog(task_runs::insert(
+        TASK_RUN,
+        &RunValues::new("run_open"),
+    )));
+    bench.run_for(50).await;
+    new.release();
+    bench.run_for(500).await;
+    assert!(
+        !new.feed.closed(),
+        "not closed before its committed rows are stored"
+    );
+    assert_eq!(new.feed.acked(), end(100));
+    // Pushed after the release: never read.
+    let taken = new.feed.taken();
+    new.insert(400, "run_after_release");
+    bench.insert(500, "run_legacy");
+    bench.run_for(200).await;
+    assert_eq!(new.feed.taken(), taken, "a released stream is not read");
+    assert!(
+        bench.sink.run("run_legacy").is_some(),
+        "the other stream goes on meanwhile"
+    );
+    gate.open();
+    let ended = new.end().await;
+    assert!(ended.is_ok(), "a graceful end: {ended:?}");
+    assert!(new.feed.closed());
+    assert_eq!(
+        new.feed.acked(),
+        end(200),
+        "acknowledged through its last commit, never into the open transaction"
+    );
+    assert!(bench.sink.run("run_b").is_some());
+    assert!(
+        bench.sink.run("run_open").is_none() && bench.sink.run("run_after_release").is_none(),
+        "the open transaction and what follows are the next leader's, from the slot"
+    );
+    bench.insert(600, "run_legacy_later");
+    bench.run_for(200).await;
+    assert!(bench.sink.run("run_legacy_later").is_some());
+    assert_eq!(bench.feed.acked(), end(600));
+    bench.stop().await.unwrap();
+}

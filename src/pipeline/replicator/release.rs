@@ -1,0 +1,83 @@
+//! The graceful end of one stream the daemon hands over to another instance: it is not read
+//! any more, its open transaction is dropped (the next leader receives it again from the slot),
+//! what it committed is written and acknowledged, and once its server was told, it is closed and
+//! its session told `Ok`. The other streams are read meanwhile.
+
+use std::time::{Duration, Instant};
+
+use pgwire_replication::Lsn;
+
+use super::Replicator;
+use crate::pipeline::attached::Attached;
+use crate::pipeline::sink::Sink;
+use crate::source::stream::EventStream;
+
+/// How long a released stream may take to write and acknowledge what it received. Past it, the
+/// stream is closed anyway: what is not stored stays in the slot for the next leader.
+const RELEASE_GRACE: Duration = Duration::from_secs(10);
+
+/// How often a release in progress checks whether the server was told the last position (sent
+/// with the next standby status update).
+pub(super) const RELEASE_POLL: Duration = Duration::from_millis(20);
+
+impl<S: Sink> Replicator<S> {
+    /// Starts ending `id` gracefully, to hand it over: it is not read any more, its open
+    /// transaction is dropped, and its committed rows are written now when an insert slot is
+    /// free (else with the batch). [`Self::finish_releases`] closes it once they are stored
+    /// and acknowledged.
+    pub(super) fn release<E: EventStream, C>(&mut self, streams: &mut [Attached<E, C>], id: u64) {
+        let Some(stream) = streams.iter_mut().find(|s| s.id == id) else {
+            return;
+        };
+        stream.releasing = Some(Instant::now() + RELEASE_GRACE);
+        stream.behind = false;
+        stream.state.abandon();
+        stream.watch.abort();
+        if self.writer.holds(id) && self.writer.has_free_slot() {
+            self.writer.flush();
+        }
+        tracing::info!(stream = %stream.name, "releasing the stream: storing and acknowledging what it received");
+    }
+
+    /// Closes every released stream whose rows are all stored and whose server was told the
+    /// last acknowledged position (or whose [`RELEASE_GRACE`] is over), and tells its session.
+    pub(super) async fn finish_releases<E: EventStream, C>(
+        &mut self,
+        streams: &mut Vec<Attached<E, C>>,
+    ) {
+        let now = Instant::now();
+        let done: Vec<u64> = streams
+            .iter()
+            .filter(|s| {
+                s.releasing.is_some_and(|deadline| {
+                    let told = s.events.reported() >= self.writer.acknowledged(s.id);
+                    (self.writer.settled(s.id) && told) || now >= deadline
+                })
+            })
+            .map(|s| s.id)
+            .collect();
+        for id in done {
+            let Some(i) = streams.iter().position(|s| s.id == id) else {
+                continue;
+            };
+            let mut stream = streams.swap_remove(i);
+            let target = self.writer.acknowledged(id);
+            let complete = self.writer.settled(id) && stream.events.reported() >= target;
+            stream.events.close().await;
+            self.writer.detach(id);
+            if complete {
+                tracing::info!(stream = %stream.name, acknowledged_lsn = %Lsn::from_u64(target), "stream released after storing and acknowledging what it received");
+            } else {
+                tracing::warn!(
+                    stream = %stream.name,
+                    acknowledged_lsn = %Lsn::from_u64(target),
+                    grace_s = RELEASE_GRACE.as_secs(),
+                    "stream released with writes ClickHouse has not stored; they stay in the slot for the next leader"
+                );
+            }
+            if let Some(ended) = stream.ended.take() {
+                let _ = ended.send(Ok(()));
+            }
+        }
+    }
+}
