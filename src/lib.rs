@@ -16,7 +16,7 @@
 //! - Foundations, used by all: [`rows`] (the row shapes), [`config`] (the one source of
 //!   settings), [`pg`] (Postgres connections and typed catalog readings), [`metrics`].
 //! - The data flow: [`source`], [`transform`], [`pipeline`], [`sink`].
-//! - Around it: [`preflight`] (readings → verdicts → report), [`leader`] (single consumer),
+//! - Around it: [`preflight`] (readings → verdicts → report), [`leader`] (one consumer per stream, the streams shared among instances),
 //!   [`health`] and [`http`] (what operators see), [`logging`], [`version`] (what the binary
 //!   reports it is).
 //! - The top: [`daemon`] wires a session together (stream, control plane, sink, loop) and
