@@ -37,6 +37,8 @@ pub const SLOT_SAFE_WAL: &str = "runs_replicator_slot_safe_wal_size_bytes";
 pub const SLOT_WAL_STATUS: &str = "runs_replicator_slot_wal_status";
 pub const SLOT_ACTIVE: &str = "runs_replicator_slot_active";
 pub const LEADER: &str = "runs_replicator_leader";
+pub const INSTANCES: &str = "runs_replicator_instances";
+pub const HANDOVERS: &str = "runs_replicator_handovers_total";
 pub const READY: &str = "runs_replicator_ready";
 pub const HARD_STOP: &str = "runs_replicator_hard_stop";
 pub const RECONNECTS: &str = "runs_replicator_stream_restarts_total";
@@ -208,6 +210,14 @@ fn describe() {
         LEADER,
         "1 while this instance holds the leader lock and streams."
     );
+    describe_gauge!(
+        INSTANCES,
+        "Instances sharing the source's streams (leadership.share), as this instance sees them; 0 until it has seen them."
+    );
+    describe_counter!(
+        HANDOVERS,
+        "Times this instance handed the stream over to the instance it belongs to (after storing and acknowledging what it received)."
+    );
     describe_gauge!(READY, "1 while /readyz answers 200.");
     describe_gauge!(
         HARD_STOP,
@@ -310,6 +320,7 @@ pub fn register_defaults(config: &crate::config::Config) {
             metrics::gauge!(HARD_STOP, "source" => source.clone(), "reason" => *reason).set(0.0);
         }
         metrics::counter!(TRANSACTIONS, "source" => source.clone()).absolute(0);
+        metrics::counter!(HANDOVERS, "source" => source.clone()).absolute(0);
         for gauge in [
             RECEIVED_LSN,
             ACKNOWLEDGED_LSN,

@@ -30,8 +30,8 @@ pub use parse::duration_text;
 pub use postgres_url::{PgUrl, SslMode};
 pub use secret::{Secret, scrub};
 pub use sections::{
-    BackfillConfig, BatchConfig, ClickHouseConfig, Compression, LogConfig, LogFormat,
-    MetricsConfig, PostgresConfig, PreflightConfig, TransformConfig, VerifyConfig,
+    BackfillConfig, BatchConfig, ClickHouseConfig, Compression, LeadershipConfig, LogConfig,
+    LogFormat, MetricsConfig, PostgresConfig, PreflightConfig, TransformConfig, VerifyConfig,
 };
 pub use sources::{Shard, Source, SourceConfig, Stream};
 
@@ -53,6 +53,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub preflight: PreflightConfig,
+    pub leadership: LeadershipConfig,
     pub backfill: BackfillConfig,
     pub verify: VerifyConfig,
     /// Where each non-default value came from, for error messages.
@@ -237,6 +238,8 @@ impl Config {
             }
             "log.level" => self.log.level = v.into(),
             "preflight.ignore_failures" => self.preflight.ignore_failures = boolean(v)?,
+            "leadership.share" => self.leadership.share = boolean(v)?,
+            "leadership.min_hold_ms" => self.leadership.min_hold_ms = number(v)?,
             "backfill.parallel" => self.backfill.parallel = number(v)?,
             "backfill.chunk_rows" => self.backfill.chunk_rows = number(v)?,
             "backfill.max_bytes" => self.backfill.max_bytes = number(v)?,

@@ -12,6 +12,7 @@ mod control;
 mod marker;
 mod session;
 mod session_end;
+mod share;
 mod supervisor;
 
 use std::process::ExitCode;
@@ -97,8 +98,13 @@ pub async fn run(config: Config) -> ExitCode {
     ));
     let sink = Arc::new(ClickHouseSink::new(&config, ch, health.clone()));
     let (attach_tx, mut attach_rx) = mpsc::channel(streams.len());
+    let sharing = config
+        .leadership
+        .share
+        .then(|| share::Sharing::start(&config, &streams, &stop));
     let mut supervisors = JoinSet::new();
     for stream in streams {
+        let share = sharing.as_ref().map(|s| s.stream(&stream));
         let supervisor = Supervisor {
             config: config.clone(),
             stream,
@@ -110,6 +116,7 @@ pub async fn run(config: Config) -> ExitCode {
             recreate_requested: false,
             marker: None,
             progress: marker::Progress::default(),
+            share,
         };
         supervisors.spawn(supervisor.run(stop.subscribe()));
     }

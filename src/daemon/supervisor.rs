@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::control::PgControl;
 use super::marker;
 use super::session_end::{SessionEnd, end_of};
+use super::share::{self, StreamShare};
 use crate::config::{Config, Stream, scrub};
 use crate::health::{Health, Role};
 use crate::metrics as m;
@@ -54,6 +55,8 @@ pub struct Supervisor {
     /// The slot's marker as last read or written in this process.
     pub(super) marker: Option<marker::Marker>,
     pub(super) progress: marker::Progress,
+    /// The stream's share among the instances (`leadership.share`); `None`: not shared.
+    pub(super) share: Option<StreamShare>,
 }
 
 /// Sleeps for `d` unless shutdown is requested first; returns false on shutdown.
@@ -105,9 +108,20 @@ impl Supervisor {
         loop {
             let started = Instant::now();
             let end = self.session(&mut shutdown, &mut failing).await;
-            self.health.set_role(&self.stream.name, Role::Starting);
+            // A stream handed over stays ready: this instance is its standby now.
+            let role = match end {
+                SessionEnd::HandedOver => Role::Standby,
+                _ => Role::Starting,
+            };
+            self.health.set_role(&self.stream.name, role);
             match end {
                 SessionEnd::Shutdown => return Outcome::Shutdown,
+                SessionEnd::HandedOver if *shutdown.borrow() => return Outcome::Shutdown,
+                SessionEnd::HandedOver => {
+                    metrics::counter!(m::HANDOVERS, "source" => self.stream.name.clone())
+                        .increment(1);
+                    delays = reconnect_backoff();
+                }
                 SessionEnd::Preflight(summary) if first => {
                     return Outcome::RefusedToStart(summary);
                 }
@@ -271,6 +285,7 @@ impl Supervisor {
         control: PgControl,
     ) -> SessionEnd {
         let (ended, mut ended_rx) = oneshot::channel();
+        let (release, release_rx) = oneshot::channel();
         let control = Arc::new(control);
         let attach = Attach {
             name: self.stream.name.clone(),
@@ -280,21 +295,41 @@ impl Supervisor {
             control: control.clone(),
             ended,
             health: Some(self.health.clone()),
-            release: None,
+            release: Some(release_rx),
         };
         if self.attach.send(attach).await.is_err() {
             return SessionEnd::Shutdown;
         }
         let mut refresh = tokio::time::interval(marker::REFRESH);
+        let led_since = Instant::now();
+        let mut release = Some(release);
+        let mut check = tokio::time::interval(share::HANDOVER_CHECK);
         loop {
             tokio::select! {
                 ended = &mut ended_rx => {
                     return match ended {
+                        Ok(Ok(())) if release.is_none() => {
+                            // Standby before the lock passes (with `control`), so no two
+                            // instances ever say they lead the stream.
+                            self.health.set_role(&self.stream.name, Role::Standby);
+                            share::await_walsender_exit(&control).await;
+                            tracing::info!(stream = %self.name(), "handed over: standby now");
+                            SessionEnd::HandedOver
+                        }
                         Ok(Ok(())) | Err(_) => SessionEnd::Shutdown,
                         Ok(Err(e)) => end_of(e),
                     };
                 }
                 _ = refresh.tick() => self.refresh_marker(&control).await,
+                _ = check.tick(), if release.is_some() && self.share.is_some() => {
+                    let to = self.share.as_ref().and_then(|s| s.hand_over(led_since.elapsed()));
+                    if let Some(to) = to
+                        && let Some(release) = release.take()
+                    {
+                        tracing::info!(stream = %self.name(), to = %format!("{to:08x}"), "handing the stream over to the instance it belongs to");
+                        let _ = release.send(());
+                    }
+                }
             }
         }
     }

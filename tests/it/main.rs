@@ -15,6 +15,7 @@ mod null_sink;
 mod operations;
 mod preflight;
 mod reliability;
+mod replicas;
 mod replication;
 mod security;
 mod sources;
