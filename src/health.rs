@@ -3,8 +3,12 @@
 //! Each stream (a source, or a shard of one) has its own state: its role, a hard stop, the last
 //! error of its session. ClickHouse's state is shared. Ready means: every stream's leader is
 //! streaming or its standby is connected and waiting for the lock; no stream is hard-stopped;
-//! ClickHouse does not refuse rows table-wide; and ClickHouse inserts have not been failing for
-//! longer than `metrics.clickhouse_unready_after_ms`. The body says, per stream, why.
+//! ClickHouse does not refuse rows table-wide; ClickHouse answers (a failed probe is a known
+//! outage, not ready at once); and ClickHouse inserts have not been failing for longer than
+//! `metrics.clickhouse_unready_after_ms`. The body says, per stream, why — and, for a stream that
+//! is not streaming yet, what it is waiting on (a session step, a copy it owes and the
+//! transactions its snapshot waits for): [`Health::set_activity`]; and what a background verify in
+//! progress is doing (which never makes the worker unready).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -32,6 +36,11 @@ struct StreamState {
     /// Changes repaired so far while the stream replays changes made when a table could not
     /// be replicated completely.
     repairing: Option<u64>,
+    /// What the stream is doing, or waiting on, before it streams.
+    activity: Option<String>,
+    /// Why the primary holds the stream's changes back although it streams (a standby named in
+    /// `synchronized_standby_slots` is down): not ready, nothing arrives.
+    held: Option<String>,
 }
 
 #[derive(Debug)]
@@ -43,6 +52,11 @@ struct State {
     /// retrying. Not ready at once: nothing is acknowledged meanwhile.
     clickhouse_refusing: Option<(String, String)>,
     clickhouse_error: Option<String>,
+    /// ClickHouse does not answer at all (its probe failed): a known outage, not ready at
+    /// once rather than after `metrics.clickhouse_unready_after_ms`.
+    clickhouse_down: bool,
+    /// The background verify in progress: since when, and what it is doing (waiting for) now.
+    verify: Option<(Instant, String)>,
 }
 
 #[derive(Debug)]
@@ -75,6 +89,8 @@ impl Health {
                                 last_error: None,
                                 down_since: Some(now),
                                 repairing: None,
+                                activity: None,
+                                held: None,
                             },
                         )
                     })
@@ -82,6 +98,8 @@ impl Health {
                 clickhouse_failing_since: None,
                 clickhouse_refusing: None,
                 clickhouse_error: None,
+                clickhouse_down: false,
+                verify: None,
             }),
             clickhouse_grace,
         }
@@ -130,6 +148,7 @@ impl Health {
         self.update(stream, |s| {
             if role != Role::Leader {
                 s.repairing = None;
+                s.held = None;
             }
             s.role = role;
         });
@@ -142,6 +161,11 @@ impl Health {
     }
 
     /// Streaming stopped for a reason an operator must fix. `kind` is a short label for metrics.
+    /// Why the primary holds back `stream`'s changes, or `None` once it no longer does.
+    pub fn set_held(&self, stream: &str, held: Option<String>) {
+        self.update(stream, |s| s.held = held);
+    }
+
     pub fn hard_stop(&self, stream: &str, kind: &'static str, reason: String) {
         self.update(stream, |s| {
             s.role = Role::Starting;
@@ -151,6 +175,13 @@ impl Health {
 
     pub fn clear_hard_stop(&self, stream: &str) {
         self.update(stream, |s| s.hard_stop = None);
+    }
+
+    /// What the stream does, or waits on, before it streams (a session step, a copy it owes,
+    /// what a snapshot waits for); `None` once it is done. Shown while the stream is not
+    /// streaming; it does not change readiness.
+    pub fn set_activity(&self, stream: &str, activity: Option<String>) {
+        self.update(stream, |s| s.activity = activity);
     }
 
     pub fn set_last_error(&self, stream: &str, error: &str) {
@@ -163,9 +194,23 @@ impl Health {
         s.clickhouse_error = Some(error.to_string());
     }
 
+    /// ClickHouse does not answer a trivial query: an outage for sure, shown at once.
+    pub fn clickhouse_unreachable(&self, error: &str) {
+        let mut s = self.lock();
+        s.clickhouse_failing_since.get_or_insert_with(Instant::now);
+        s.clickhouse_error = Some(error.to_string());
+        s.clickhouse_down = true;
+    }
+
+    /// ClickHouse answers again (its inserts may still fail: they are judged as before).
+    pub fn clickhouse_answers(&self) {
+        self.lock().clickhouse_down = false;
+    }
+
     /// An insert succeeded: an outage, if there was one, is over (its length is exported).
     pub fn clickhouse_ok(&self) {
         let mut s = self.lock();
+        s.clickhouse_down = false;
         if let Some(since) = s.clickhouse_failing_since.take() {
             let lasted = since.elapsed().as_secs_f64();
             metrics::gauge!(m::CLICKHOUSE_LAST_OUTAGE).set(lasted);
@@ -178,6 +223,36 @@ impl Health {
     pub fn clickhouse_refusing(&self, table: &str, reason: &str) {
         metrics::gauge!(m::CLICKHOUSE_REFUSING, "table" => table.to_string()).set(1.0);
         self.lock().clickhouse_refusing = Some((table.to_string(), reason.to_string()));
+    }
+
+    /// What is wrong with ClickHouse, if anything: the table-wide refusal, else the last failed
+    /// insert's error while inserts fail (for a one-shot command's parting line).
+    pub fn clickhouse_problem(&self) -> Option<String> {
+        let s = self.lock();
+        if let Some((table, reason)) = &s.clickhouse_refusing {
+            return Some(format!("ClickHouse refuses the rows of {table}: {reason}"));
+        }
+        s.clickhouse_failing_since.and(s.clickhouse_error.clone())
+    }
+
+    /// The background verify is doing `what` now (it started with the first call).
+    pub fn verify_doing(&self, what: String) {
+        let mut s = self.lock();
+        let since = s.verify.as_ref().map_or_else(Instant::now, |(t, _)| *t);
+        s.verify = Some((since, what));
+    }
+
+    /// The background verify in progress, if any: how long it has run and what it is doing.
+    pub fn verify_in_progress(&self) -> Option<(Duration, String)> {
+        let s = self.lock();
+        s.verify
+            .as_ref()
+            .map(|(t, what)| (t.elapsed(), what.clone()))
+    }
+
+    /// The background verify ended (done, failed or abandoned).
+    pub fn verify_ended(&self) {
+        self.lock().verify = None;
     }
 
     /// A batch was stored after a table-wide refusal.
@@ -197,10 +272,15 @@ impl Health {
             ))
         } else {
             s.clickhouse_failing_since
-                .filter(|t| t.elapsed() >= self.clickhouse_grace)
+                .filter(|t| s.clickhouse_down || t.elapsed() >= self.clickhouse_grace)
                 .map(|since| {
                     format!(
-                        "ClickHouse inserts failing for {} s: {}",
+                        "ClickHouse {} for {} s: {}",
+                        if s.clickhouse_down {
+                            "does not answer"
+                        } else {
+                            "inserts failing"
+                        },
                         since.elapsed().as_secs(),
                         s.clickhouse_error.as_deref().unwrap_or("")
                     )
@@ -229,6 +309,17 @@ impl Health {
                 lines.push(format!("{name}: {detail}"));
             }
         }
+        if let Some((since, what)) = &s.verify {
+            lines.push(format!(
+                "background verify running for {} s: {what}",
+                since.elapsed().as_secs()
+            ));
+        }
+        metrics::gauge!(m::VERIFY_RUNNING).set(
+            s.verify
+                .as_ref()
+                .map_or(0.0, |(t, _)| t.elapsed().as_secs_f64()),
+        );
         metrics::gauge!(m::READY).set(if ready { 1.0 } else { 0.0 });
         metrics::gauge!(m::CLICKHOUSE_OUTAGE).set(
             s.clickhouse_failing_since
@@ -259,6 +350,13 @@ fn stream_verdict(s: &StreamState) -> (bool, String) {
         return (false, format!("hard stop: {reason}"));
     }
     match s.role {
+        Role::Leader if s.held.is_some() => (
+            false,
+            format!(
+                "leader, connected, but nothing arrives: {}",
+                s.held.as_deref().unwrap_or_default()
+            ),
+        ),
         Role::Leader => match s.repairing {
             None => (true, "leader, streaming".into()),
             Some(n) => (
@@ -270,16 +368,23 @@ fn stream_verdict(s: &StreamState) -> (bool, String) {
             ),
         },
         Role::Standby => (true, "standby, waiting for the leader lock".into()),
-        Role::Starting => (
-            false,
-            match (&s.last_error, s.down_since) {
-                (Some(e), Some(since)) => {
-                    format!("not streaming for {} s: {e}", since.elapsed().as_secs())
-                }
-                (Some(e), None) => format!("not streaming: {e}"),
-                (None, _) => "starting".into(),
-            },
-        ),
+        Role::Starting => {
+            let down = s
+                .down_since
+                .map(|t| format!(" for {} s", t.elapsed().as_secs()))
+                .unwrap_or_default();
+            (
+                false,
+                match (&s.activity, &s.last_error) {
+                    (Some(a), Some(e)) => {
+                        format!("not streaming{down}: {a} (last error: {e})")
+                    }
+                    (Some(a), None) => format!("not streaming{down}: {a}"),
+                    (None, Some(e)) => format!("not streaming{down}: {e}"),
+                    (None, None) => "starting".into(),
+                },
+            )
+        }
     }
 }
 

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! - Foundations, used by all: [`rows`] (the row shapes), [`config`] (the one source of
-//!   settings), [`pg`] (Postgres connections and typed catalog readings), [`metrics`].
+//!   settings), [`budget`] (how `batch.max_bytes` is shared), [`pg`] (Postgres connections and
+//!   typed catalog readings), [`metrics`].
 //! - The data flow: [`source`], [`transform`], [`pipeline`], [`sink`].
 //! - Around it: [`preflight`] (readings → verdicts → report), [`leader`] (one consumer per stream, the streams shared among instances),
 //!   [`health`] and [`http`] (what operators see), [`logging`], [`version`] (what the binary
@@ -23,11 +24,14 @@
 //!   supervises it; [`backfill`] copies the current rows through the same transform and sink
 //!   (SPEC §9); [`verify`] compares ClickHouse with the transform of Postgres and repairs it
 //!   through the backfill path (SPEC §10); `main.rs` is the command line.
+//! - [`failpoint`]: named moments a test can kill the worker at (test builds only).
 //! - [`testing`]: in-memory parts and builders for tests and benchmarks, never in the worker.
 
 pub mod backfill;
+pub mod budget;
 pub mod config;
 pub mod daemon;
+pub mod failpoint;
 pub mod health;
 pub mod http;
 pub mod leader;

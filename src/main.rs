@@ -96,7 +96,7 @@ fn main() -> ExitCode {
         return runtime.block_on(check(&config, cli.format));
     }
     config.clickhouse.null_sink = cli.null_sink;
-    logging::init(&config.log);
+    let _logs = logging::init(&config.log);
     // The first line of the daemon's log names what is running.
     tracing::info!(
         version = runs_replicator::version::VERSION,
@@ -136,7 +136,7 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
         config.backfill.parallel = n;
     }
     config.clickhouse.null_sink = cli.null_sink;
-    logging::init(&config.log);
+    let _logs = logging::init(&config.log);
     let runtime = match copying_runtime(config.backfill.parallel) {
         Ok(r) => r,
         Err(e) => {
@@ -160,6 +160,7 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
         parallel: config.backfill.parallel,
         restart: args.restart,
         display,
+        owed: None,
     };
     let format = cli.format;
     let serve_metrics = cli.metrics_listen.is_some();
@@ -181,13 +182,18 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
             client.clone(),
             std::time::Duration::from_millis(config.clickhouse.request_timeout_ms),
         ));
-        let sink = Arc::new(runs_replicator::sink::insert::ClickHouseSink::new(
-            &config, client, health,
-        ));
+        // A one-shot command: an insert ClickHouse does not store in time ends it (exit 2).
+        let sink = Arc::new(
+            runs_replicator::sink::insert::ClickHouseSink::new(&config, client, health)
+                .giving_up_after(std::time::Duration::from_millis(
+                    config.clickhouse.give_up_after_ms,
+                )),
+        );
         if config.clickhouse.null_sink {
             tracing::warn!(
-                "--null-sink: rows are encoded and discarded, never inserted into ClickHouse \
-                 (checkpoints still are); for benchmarks only"
+                "--null-sink: rows are encoded and discarded, never inserted into ClickHouse; a dry \
+                 run's checkpoints are kept apart, and no real backfill or bootstrap takes them for \
+                 copied rows; for benchmarks only"
             );
         }
         backfill::run(config, &request, sink, store)
@@ -244,7 +250,7 @@ fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
         }
         config.backfill.parallel = n;
     }
-    logging::init(&config.log);
+    let _logs = logging::init(&config.log);
     let runtime = match copying_runtime(config.backfill.parallel) {
         Ok(r) => r,
         Err(e) => {
@@ -260,6 +266,7 @@ fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
         parallel: config.backfill.parallel,
         pause: std::time::Duration::ZERO,
         max_report: args.max_report,
+        progress: None,
     };
     let result = runtime.block_on(async move {
         let config = Arc::new(config);
@@ -272,9 +279,13 @@ fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
             std::time::Duration::from_millis(config.metrics.clickhouse_unready_after_ms),
             &[],
         ));
-        let sink = Arc::new(runs_replicator::sink::insert::ClickHouseSink::new(
-            &config, client, health,
-        ));
+        // A one-shot command: an insert ClickHouse does not store in time ends it (exit 2).
+        let sink = Arc::new(
+            runs_replicator::sink::insert::ClickHouseSink::new(&config, client, health)
+                .giving_up_after(std::time::Duration::from_millis(
+                    config.clickhouse.give_up_after_ms,
+                )),
+        );
         verify::run(config, &request, reads, sink)
             .await
             .map_err(|e| e.to_string())

@@ -25,6 +25,7 @@ pub const REPAIR_LOOKUP_RUNS: &str = "runs_replicator_repair_lookup_runs_total";
 pub const REPAIR_TOMBSTONES: &str = "runs_replicator_repair_tombstones_total";
 pub const REPAIR_LOOKUP_SECONDS: &str = "runs_replicator_repair_lookup_seconds";
 pub const TRUNCATES: &str = "runs_replicator_truncates_received_total";
+pub const LOG_LINES_DROPPED: &str = "runs_replicator_log_lines_dropped_total";
 pub const COMMIT_LATENCY: &str = "runs_replicator_commit_to_clickhouse_seconds";
 pub const RECEIVED_LSN: &str = "runs_replicator_received_lsn";
 pub const ACKNOWLEDGED_LSN: &str = "runs_replicator_acknowledged_lsn";
@@ -36,6 +37,9 @@ pub const SLOT_RETAINED: &str = "runs_replicator_slot_retained_wal_bytes";
 pub const SLOT_SAFE_WAL: &str = "runs_replicator_slot_safe_wal_size_bytes";
 pub const SLOT_WAL_STATUS: &str = "runs_replicator_slot_wal_status";
 pub const SLOT_ACTIVE: &str = "runs_replicator_slot_active";
+pub const FAILOVER_READY: &str = "runs_replicator_failover_ready";
+pub const FAILOVER_LAG: &str = "runs_replicator_failover_slot_lag_bytes";
+pub const STANDBY_HOLD: &str = "runs_replicator_held_by_standby_slots";
 pub const LEADER: &str = "runs_replicator_leader";
 pub const INSTANCES: &str = "runs_replicator_instances";
 pub const HANDOVERS: &str = "runs_replicator_handovers_total";
@@ -58,11 +62,16 @@ pub const VERIFY_RUNS: &str = "runs_replicator_verify_runs_compared";
 pub const VERIFY_DURATION: &str = "runs_replicator_verify_duration_seconds";
 pub const VERIFY_INTERVAL: &str = "runs_replicator_verify_interval_seconds";
 pub const VERIFY_REPAIRS: &str = "runs_replicator_verify_repairs_total";
+pub const VERIFY_UNSETTLED: &str = "runs_replicator_verify_unsettled_runs";
+pub const VERIFY_RUNNING: &str = "runs_replicator_verify_running_seconds";
+pub const VERIFY_TIMEOUTS: &str = "runs_replicator_verify_timeouts_total";
 
 /// Every `kind` label of the drift gauge (`verify::compare::Kind`).
 pub const DRIFT_KINDS: &[&str] = &["missing", "extra", "stale", "missing_payload"];
 /// Every `action` label of the repair counter.
 pub const REPAIR_ACTIONS: &[&str] = &["rewritten", "tombstoned"];
+/// Every `reason` label of the unsettled gauge (`verify::settle::Reason`).
+pub const UNSETTLED_REASONS: &[&str] = &["stream_behind", "changing"];
 
 /// Every `state` label of the backfill chunk gauge.
 pub const BACKFILL_CHUNK_STATES: &[&str] = &["pending", "running", "done"];
@@ -167,6 +176,11 @@ fn describe() {
         "Time of one repair lookup, the flush before it included, by source."
     );
     describe_counter!(
+        LOG_LINES_DROPPED,
+        "Log lines not written, by reason: write_failed (stderr refuses them: its reader is gone), \
+         backlog_full (stderr does not take them: nobody reads it). Logging never blocks the worker."
+    );
+    describe_counter!(
         TRUNCATES,
         "TRUNCATE messages for replicated tables (not applied to ClickHouse), by table."
     );
@@ -206,6 +220,19 @@ fn describe() {
         "1 for the slot's current wal_status (reserved, extended, unreserved, lost)."
     );
     describe_gauge!(SLOT_ACTIVE, "1 when a walsender streams from the slot.");
+    describe_gauge!(
+        FAILOVER_READY,
+        "1 when a standby holds a synchronized, usable copy of the stream's failover slot (PG 17+: synced, not temporary, not invalidated), so a promotion keeps the slot; 0 otherwise, or when no standby can be asked."
+    );
+    describe_gauge!(
+        FAILOVER_LAG,
+        Unit::Bytes,
+        "How far the best standby copy of the failover slot is behind the primary's slot (confirmed_flush_lsn)."
+    );
+    describe_gauge!(
+        STANDBY_HOLD,
+        "1 while a slot named in the primary's synchronized_standby_slots (a standby down or invalidated) holds back this failover slot's changes: nothing arrives until it confirms."
+    );
     describe_gauge!(
         LEADER,
         "1 while this instance holds the leader lock and streams."
@@ -271,7 +298,20 @@ fn describe() {
     describe_gauge!(BACKFILL_RUNNING, "1 while a backfill copies.");
     describe_gauge!(
         DRIFT_ROWS,
-        "Runs the last background verify found drifted (settled, not changes in flight), by kind (missing, extra, stale, missing_payload); before its repair, if verify.repair."
+        "Runs the last background verify found drifted (settled, not changes in flight), by kind (missing, extra, stale, missing_payload); before its repair, if verify.repair. Unsettled runs are not counted here."
+    );
+    describe_gauge!(
+        VERIFY_UNSETTLED,
+        "Runs the last background verify could not settle (neither in sync nor drift, never repaired), by reason: stream_behind (a slot had not confirmed the snapshot), changing (changed through every re-check)."
+    );
+    describe_gauge!(
+        VERIFY_RUNNING,
+        Unit::Seconds,
+        "How long the background verify in progress has been running (0: none running); /readyz says what it is doing."
+    );
+    describe_counter!(
+        VERIFY_TIMEOUTS,
+        "Background verifies abandoned after verify.timeout (the log says what each was waiting for)."
     );
     describe_gauge!(
         VERIFY_LAST_SUCCESS,
@@ -327,6 +367,8 @@ pub fn register_defaults(config: &crate::config::Config) {
             LEADER,
             INTERRUPTION,
             LAST_INTERRUPTION,
+            FAILOVER_READY,
+            STANDBY_HOLD,
         ] {
             metrics::gauge!(gauge, "source" => source.clone()).set(0.0);
         }
@@ -355,6 +397,9 @@ pub fn register_defaults(config: &crate::config::Config) {
         metrics::counter!(ROWS_SKIPPED, "reason" => reason).absolute(0);
     }
     metrics::counter!(CLICKHOUSE_OUTAGES).absolute(0);
+    for reason in ["write_failed", "backlog_full"] {
+        metrics::counter!(LOG_LINES_DROPPED, "reason" => reason).absolute(0);
+    }
     for state in BACKFILL_CHUNK_STATES {
         metrics::gauge!(BACKFILL_CHUNKS, "state" => *state).set(0.0);
     }
@@ -364,6 +409,10 @@ pub fn register_defaults(config: &crate::config::Config) {
     for action in REPAIR_ACTIONS {
         metrics::counter!(VERIFY_REPAIRS, "action" => *action).absolute(0);
     }
+    for reason in UNSETTLED_REASONS {
+        metrics::gauge!(VERIFY_UNSETTLED, "reason" => *reason).set(0.0);
+    }
+    metrics::counter!(VERIFY_TIMEOUTS).absolute(0);
     metrics::gauge!(VERIFY_INTERVAL).set(config.verify.interval.as_secs_f64());
     for gauge in [
         CLICKHOUSE_OUTAGE,
@@ -376,6 +425,7 @@ pub fn register_defaults(config: &crate::config::Config) {
         VERIFY_LAST_SUCCESS,
         VERIFY_RUNS,
         VERIFY_DURATION,
+        VERIFY_RUNNING,
     ] {
         metrics::gauge!(gauge).set(0.0);
     }
@@ -393,6 +443,7 @@ pub const HARD_STOP_REASONS: &[&str] = &[
     "lsn_overflow",
     "preflight",
     "config",
+    "marker",
 ];
 
 /// An LSN as a gauge value: exact below 2^53 bytes of WAL (8 PiB).

@@ -34,11 +34,11 @@ use crate::sink::state::StateStore;
 use crate::source::relation::TableBinding;
 use crate::transform::TransformOptions;
 
-pub use checkpoint::{Checkpoints, JobRecord, JobSpec};
+pub use checkpoint::{Checkpoints, JobRecord, JobSpec, Ledger};
 pub use chunks::Window;
 pub use progress::Display;
 pub use report::{Outcome, Summary};
-pub use snapshot::{Snapshot, SnapshotSource};
+pub use snapshot::{Snapshot, SnapshotSource, WaitReport};
 
 /// Why a backfill cannot run or stopped. Progress made before is checkpointed.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,15 @@ pub enum BackfillError {
     Change(#[from] ChangeError),
     #[error("a copy task failed: {0}")]
     Task(String),
+    /// Transactions that were in flight at `L` did not end within
+    /// `backfill.snapshot_wait_timeout_s`: no snapshot was taken.
+    #[error(
+        "the copy snapshot waited {waited_s} s (backfill.snapshot_wait_timeout_s) for transactions \
+         in flight that can write the copied tables, and they have not ended: {waiting_on}. End \
+         them (COMMIT PREPARED or ROLLBACK PREPARED a forgotten prepared transaction, \
+         pg_terminate_backend(pid) a session left open) or raise backfill.snapshot_wait_timeout_s"
+    )]
+    SnapshotWait { waited_s: u64, waiting_on: String },
 }
 
 /// What to copy, and how.
@@ -81,6 +90,30 @@ pub struct Request {
     /// Start the job over (plan anew, copy every chunk) instead of resuming it.
     pub restart: bool,
     pub display: Display,
+    /// A copy a stream owes (the daemon's bootstrap or a lost slot's gap); `None` for an
+    /// operator's backfill.
+    pub owed: Option<Owed>,
+}
+
+/// A copy a stream owes, tied to the pending copy it fills: no other job (an operator's
+/// `backfill`, a dry run, the copy an earlier slot owed) stands in for it.
+#[derive(Clone)]
+pub struct Owed {
+    /// The pending copy (`<system id>/<database>/<slot>/<copy id>`): part of the job's identity.
+    pub owner: String,
+    /// The consistent point of the slot the copy completes: chunks copied below it do not count.
+    pub floor: u64,
+    /// Told what the snapshot waits on while it waits (for `/readyz`).
+    pub waiting: Option<WaitReport>,
+}
+
+impl std::fmt::Debug for Owed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Owed")
+            .field("owner", &self.owner)
+            .field("floor", &snapshot::lsn_text(self.floor))
+            .finish()
+    }
 }
 
 /// The sources a request names: the one `--source` names, or every configured one.
@@ -171,7 +204,20 @@ pub async fn prepare(
         tables,
         window,
         payloads: request.payloads,
+        owner: request.owed.as_ref().map(|o| o.owner.clone()),
     })
+}
+
+/// The checkpoints of the job `spec` as `request` and `config` see it: a dry run's own ledger,
+/// and an owed copy's floor.
+fn checkpoints(
+    config: &Config,
+    request: &Request,
+    store: Arc<StateStore>,
+    spec: &JobSpec,
+) -> Checkpoints {
+    Checkpoints::new(store, spec, Ledger::of(config.clickhouse.null_sink))
+        .with_floor(request.owed.as_ref().map_or(0, |o| o.floor))
 }
 
 /// A time as Postgres reads it (`2026-11-20`, `2026-11-20T10:00:00Z`, …), in UTC, in one
@@ -239,20 +285,34 @@ pub async fn run_source<S: Sink>(
     store: Arc<StateStore>,
 ) -> Result<Summary, BackfillError> {
     store.ensure().await?;
-    let checkpoints = Checkpoints::new(store.clone(), &spec);
+    let checkpoints = checkpoints(&config, request, store.clone(), &spec);
     if !request.restart
         && let Some(job) = checkpoints.load_job().await?
     {
         let done = checkpoints.done(&job).await?;
         if done.len() == job.chunks().len() {
+            // The L its rows carry: the lowest of its chunks' (every chunk is at least that new).
+            let lowest = done.values().map(|d| d.lsn).min();
+            let highest = done.values().map(|d| d.lsn).max();
             let mut summary =
-                Summary::new(checkpoints.job_id.clone(), Outcome::AlreadyComplete, None);
-            summary.tables = table_summaries(&job, &done);
+                Summary::new(checkpoints.job_id.clone(), Outcome::AlreadyComplete, lowest);
+            summary.lsn_highest = highest
+                .filter(|h| Some(*h) != lowest)
+                .map(snapshot::lsn_text);
+            summary.tables = report::table_summaries(&job, &done);
             summary.close(0.0);
             return Ok(summary);
         }
     }
-    let snapshot = Snapshot::open(&config, source, SnapshotSource::Fresh, request.parallel).await?;
+    let waiting = request.owed.as_ref().and_then(|o| o.waiting.clone());
+    let snapshot = Snapshot::open_reporting(
+        &config,
+        source,
+        SnapshotSource::Fresh,
+        request.parallel,
+        waiting,
+    )
+    .await?;
     copy(config, source.clone(), spec, request, snapshot, sink, store).await
 }
 
@@ -270,7 +330,7 @@ pub async fn copy<S: Sink>(
 ) -> Result<Summary, BackfillError> {
     let started = Instant::now();
     store.ensure().await?;
-    let checkpoints = Checkpoints::new(store, &spec);
+    let checkpoints = checkpoints(&config, request, store, &spec);
     let existing = checkpoints.load_job().await?;
     let job = match existing {
         Some(job) if !request.restart => job,
@@ -306,7 +366,7 @@ pub async fn copy<S: Sink>(
     let lsn = snapshot.lsn;
     let mut summary = Summary::new(checkpoints.job_id.clone(), Outcome::Complete, Some(lsn));
     summary.snapshot_wait_s = (snapshot.waited.as_secs_f64() * 100.0).round() / 100.0;
-    summary.tables = table_summaries(&job, &done_before);
+    summary.tables = report::table_summaries(&job, &done_before);
     tracing::info!(
         job = %checkpoints.job_id,
         epoch = job.epoch,
@@ -351,30 +411,6 @@ pub async fn copy<S: Sink>(
     }
     summary.close(started.elapsed().as_secs_f64());
     Ok(summary)
-}
-
-/// Per table: its chunks, and those in `done`.
-fn table_summaries(
-    job: &JobRecord,
-    done: &std::collections::BTreeMap<(String, usize), checkpoint::ChunkDone>,
-) -> Vec<report::TableSummary> {
-    job.plans
-        .iter()
-        .map(|plan| {
-            let mut t = report::TableSummary {
-                table: plan.table.clone(),
-                chunks: plan.bounds.len() as u64 + 1,
-                ..report::TableSummary::default()
-            };
-            for ((table, _), d) in done {
-                if *table == plan.table {
-                    t.chunks_done_before += 1;
-                    t.rows_done_before += d.rows_read;
-                }
-            }
-            t
-        })
-        .collect()
 }
 
 /// One copying connection: takes chunks from the shared queue until it is empty.

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::checkpoint::ChunkDone;
+use super::checkpoint::{ChunkDone, JobRecord};
 use super::snapshot::lsn_text;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,9 +62,13 @@ fn rate(rows: u64, seconds: f64) -> f64 {
 pub struct Summary {
     pub job_id: String,
     pub outcome: Outcome,
-    /// The `L` this run's rows carry (`_version = generation << 56 | L`); none when nothing was
-    /// copied.
+    /// The `L` this run's rows carry (`_version = generation << 56 | L`); for a job already
+    /// complete, the lowest `L` its chunks were copied at (every chunk is at least that new).
     pub lsn: Option<String>,
+    /// For a job already complete whose chunks were copied from several snapshots (a resumed
+    /// job): the highest of their `L`s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lsn_highest: Option<String>,
     /// How long the snapshot waited for transactions in flight at `L`.
     pub snapshot_wait_s: f64,
     pub tables: Vec<TableSummary>,
@@ -119,6 +123,7 @@ impl Summary {
             job_id,
             outcome,
             lsn: lsn.map(lsn_text),
+            lsn_highest: None,
             snapshot_wait_s: 0.0,
             tables: Vec::new(),
             total: TableSummary {
@@ -163,8 +168,13 @@ impl Summary {
         let at = self.lsn.as_deref().unwrap_or("-");
         match self.outcome {
             Outcome::AlreadyComplete => out.push_str(&format!(
-                "backfill job {} is already complete: nothing to do (--restart copies again)\n",
-                self.job_id
+                "backfill job {} is already complete: its rows were copied at L = {at}{}; nothing \
+                 to do (--restart copies again)\n",
+                self.job_id,
+                self.lsn_highest
+                    .as_deref()
+                    .map(|h| format!(" to {h} (resumed from several snapshots)"))
+                    .unwrap_or_default()
             )),
             Outcome::Complete => out.push_str(&format!(
                 "backfill job {} complete; rows copied now carry L = {at} (snapshot taken after waiting {:.2} s)\n",
@@ -232,4 +242,28 @@ impl Summary {
         );
         out
     }
+}
+
+/// Per table: its chunks, and those in `done`.
+pub fn table_summaries(
+    job: &JobRecord,
+    done: &std::collections::BTreeMap<(String, usize), ChunkDone>,
+) -> Vec<TableSummary> {
+    job.plans
+        .iter()
+        .map(|plan| {
+            let mut t = TableSummary {
+                table: plan.table.clone(),
+                chunks: plan.bounds.len() as u64 + 1,
+                ..TableSummary::default()
+            };
+            for ((table, _), d) in done {
+                if *table == plan.table {
+                    t.chunks_done_before += 1;
+                    t.rows_done_before += d.rows_read;
+                }
+            }
+            t
+        })
+        .collect()
 }

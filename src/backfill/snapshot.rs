@@ -18,7 +18,16 @@
 //! `pg_snapshot_xip(pg_current_snapshot())`: a snapshot lists only xids below its `xmax`
 //! (latest completed + 1), so the newest transactions in flight (often the only one) are not in
 //! it, and a commit whose record is already written but not yet visible would be missed.
+//!
+//! Only transactions that can write the copied tables are waited for: those of sessions
+//! connected to this database, and prepared transactions of it (a prepared transaction has no
+//! session; `pg_prepared_xacts` names its database). A transaction of another database cannot
+//! change these tables, so missing it from the snapshot changes nothing. The wait is bounded by
+//! `backfill.snapshot_wait_timeout_s` (a forgotten prepared transaction never ends by itself):
+//! past it the copy fails, naming what it waited on ([`BackfillError::SnapshotWait`]), and while
+//! it waits the log and the caller's [`WaitReport`] name it too.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
@@ -37,13 +46,17 @@ pub fn session_options() -> String {
     )
 }
 
+/// Told what a snapshot waits on while it waits (`Some`), and `None` once it no longer waits:
+/// the daemon shows it on `/readyz`.
+pub type WaitReport = Arc<dyn Fn(Option<String>) + Send + Sync>;
+
 /// Where the copy snapshot comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnapshotSource {
     /// Take one now, with `L` read before it as described above (the `backfill` command).
     Fresh,
     /// Import a snapshot exported elsewhere whose `L` is known: the one
-    /// `CREATE_REPLICATION_SLOT … (SNAPSHOT 'export')` returns with the slot's consistent point
+    /// `CREATE_REPLICATION_SLOT … EXPORT_SNAPSHOT` returns with the slot's consistent point
     /// (the daemon's bootstrap). The exporting session must stay open and idle until
     /// [`Snapshot::open`] returned.
     Exported { name: String, lsn: u64 },
@@ -110,11 +123,25 @@ impl Snapshot {
         origin: SnapshotSource,
         connections: usize,
     ) -> Result<Snapshot, BackfillError> {
+        Snapshot::open_reporting(config, source, origin, connections, None).await
+    }
+
+    /// [`Snapshot::open`], telling `report` what a fresh snapshot waits on while it waits.
+    pub async fn open_reporting(
+        config: &Config,
+        source: &Source,
+        origin: SnapshotSource,
+        connections: usize,
+        report: Option<WaitReport>,
+    ) -> Result<Snapshot, BackfillError> {
         let first = connect(config, source).await?;
         let (lsn, name, waited, upper) = match origin {
             SnapshotSource::Fresh => {
                 let lsn = current_lsn(&first).await?;
-                let waited = wait_for_running(&first).await?;
+                let limit = Duration::from_secs(config.backfill.snapshot_wait_timeout_s);
+                let waited =
+                    wait_for_running(&first, limit, config.query_timeout(), report.as_ref())
+                        .await?;
                 first
                     .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await
@@ -181,28 +208,130 @@ async fn current_lsn(client: &Client) -> Result<u64, BackfillError> {
     })
 }
 
-/// Transaction ids holding their own lock: every transaction that has an xid and has not yet
-/// become visible to new snapshots (its lock is released after that), prepared ones included.
-const RUNNING: &str = "SELECT DISTINCT transactionid::text FROM pg_locks \
-     WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted";
+/// One transaction in flight, as the snapshot's wait names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InFlight {
+    pub xid: String,
+    /// Its backend; `None` for a prepared transaction (no session holds it).
+    pub pid: Option<i32>,
+    /// A prepared transaction's name.
+    pub gid: Option<String>,
+    /// The database it runs in, when the server says.
+    pub database: Option<String>,
+    /// Seconds since it started (or was prepared), when the server shows it to this role.
+    pub age_s: Option<f64>,
+}
 
-/// The oldest of `$1` still running: its xid, backend pid (NULL for a prepared transaction) and
-/// age in xids.
-const OLDEST_STILL_RUNNING: &str = "SELECT transactionid::text, pid, age(transactionid) FROM pg_locks \
-     WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted \
-       AND transactionid::text = ANY($1) \
-     ORDER BY age(transactionid) DESC";
+impl std::fmt::Display for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let db = self.database.as_deref().unwrap_or("?");
+        let age = self
+            .age_s
+            .map(|a| format!(", for {} s", a.max(0.0).round()))
+            .unwrap_or_default();
+        match (&self.gid, self.pid) {
+            (Some(gid), _) => write!(
+                f,
+                "prepared transaction {} (xid {}, database {db}{age})",
+                crate::pg::quote_literal(gid),
+                self.xid
+            ),
+            (None, Some(pid)) => write!(f, "xid {} of pid {pid} (database {db}{age})", self.xid),
+            (None, None) => write!(f, "xid {} (database {db}{age})", self.xid),
+        }
+    }
+}
 
-/// Waits until every transaction in flight now has ended. Logs after a few seconds, naming the
-/// oldest, and then every 30 s: a forgotten open transaction blocks a backfill here.
-async fn wait_for_running(client: &Client) -> Result<Duration, BackfillError> {
-    let started = Instant::now();
-    let running: Vec<String> = client
-        .query(RUNNING, &[])
-        .await
-        .map_err(pg_error("reading the transactions in flight"))?
+/// Which transactions can matter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Those that can write this database's tables: its sessions' and its prepared ones (and any
+    /// whose database the server does not say). A transaction of another database cannot touch
+    /// the copied tables, so a fresh snapshot never waits for it.
+    Database,
+    /// Every one in the cluster: what creating a logical slot waits for inside Postgres.
+    Cluster,
+}
+
+/// Transactions holding an xid now: every transaction that has one and has not yet become visible
+/// to new snapshots holds an exclusive lock on it (released after that), prepared ones included
+/// (with no pid: their database comes from `pg_prepared_xacts`). `$1`: only these xids (all when
+/// empty); `$2`: only those that can write the current database.
+const IN_FLIGHT: &str = "SELECT l.transactionid::text, l.pid, p.gid, coalesce(a.datname, p.database)::text, \
+       extract(epoch FROM now() - coalesce(a.xact_start, p.prepared))::float8 \
+     FROM pg_locks l \
+     LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+     LEFT JOIN pg_prepared_xacts p ON p.transaction = l.transactionid \
+     WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted \
+       AND (cardinality($1::text[]) = 0 OR l.transactionid::text = ANY($1)) \
+       AND (NOT $2 OR coalesce(a.datname, p.database, current_database()) = current_database()) \
+     ORDER BY 5 DESC NULLS LAST";
+
+/// The transactions in flight now that can matter to `scope`, oldest first; only those of
+/// `among` when it is not empty.
+pub async fn in_flight(
+    client: &Client,
+    scope: Scope,
+    among: &[String],
+) -> Result<Vec<InFlight>, tokio_postgres::Error> {
+    let this_database = scope == Scope::Database;
+    Ok(client
+        .query(IN_FLIGHT, &[&among, &this_database])
+        .await?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| InFlight {
+            xid: r.get(0),
+            pid: r.get(1),
+            gid: r.get(2),
+            database: r.get(3),
+            age_s: r.get(4),
+        })
+        .collect())
+}
+
+/// Up to five of `waiting`, and how many more.
+pub fn describe_in_flight(waiting: &[InFlight]) -> String {
+    let mut text = waiting
+        .iter()
+        .take(5)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if waiting.len() > 5 {
+        text.push_str(&format!("; and {} more", waiting.len() - 5));
+    }
+    text
+}
+
+/// Waits until every transaction in flight now that can write this database has ended, for at
+/// most `limit`. Logs after a few seconds, naming them, and then every 30 s, and tells `report`
+/// what it waits on (and `None` once it is done): a forgotten open or prepared transaction
+/// blocks a backfill here, until the limit.
+async fn wait_for_running(
+    client: &Client,
+    limit: Duration,
+    query_timeout: Duration,
+    report: Option<&WaitReport>,
+) -> Result<Duration, BackfillError> {
+    let started = Instant::now();
+    // Each reading bounded: a backend that stops answering fails the copy, it does not hang it.
+    let read = |what: &'static str, among: Vec<String>| async move {
+        match tokio::time::timeout(query_timeout, in_flight(client, Scope::Database, &among)).await
+        {
+            Ok(r) => r.map_err(pg_error(what)),
+            Err(_) => Err(BackfillError::Postgres {
+                what: what.to_string(),
+                reason: format!(
+                    "no answer within {} ms (postgres.query_timeout_ms)",
+                    query_timeout.as_millis()
+                ),
+            }),
+        }
+    };
+    let running: Vec<String> = read("reading the transactions in flight", Vec::new())
+        .await?
+        .into_iter()
+        .map(|t| t.xid)
         .collect();
     if running.is_empty() {
         return Ok(Duration::ZERO);
@@ -211,28 +340,49 @@ async fn wait_for_running(client: &Client) -> Result<Duration, BackfillError> {
         transactions = running.len(),
         "waiting for the transactions in flight to end before taking the snapshot"
     );
+    let told = |text: Option<String>| {
+        if let Some(report) = report {
+            report(text);
+        }
+    };
     let mut delay = Duration::from_millis(10);
     let mut next_log = started + Duration::from_secs(5);
+    let mut next_report = started + Duration::from_secs(1);
     loop {
-        let left = client
-            .query(OLDEST_STILL_RUNNING, &[&running])
-            .await
-            .map_err(pg_error("watching the transactions in flight"))?;
-        let Some(oldest) = left.first() else {
+        let left = read("watching the transactions in flight", running.clone()).await?;
+        if left.is_empty() {
+            told(None);
             return Ok(started.elapsed());
-        };
-        if Instant::now() >= next_log {
-            let xid: String = oldest.get(0);
-            let pid: Option<i32> = oldest.get(1);
+        }
+        let waited = started.elapsed();
+        if waited >= limit {
+            told(None);
+            return Err(BackfillError::SnapshotWait {
+                waited_s: waited.as_secs(),
+                waiting_on: describe_in_flight(&left),
+            });
+        }
+        let now = Instant::now();
+        if now >= next_report {
+            told(Some(format!(
+                "waiting {} s (of at most {} s) for transactions in flight before taking the copy \
+                 snapshot: {}",
+                waited.as_secs(),
+                limit.as_secs(),
+                describe_in_flight(&left)
+            )));
+            next_report = now + Duration::from_secs(5);
+        }
+        if now >= next_log {
             tracing::warn!(
-                waiting_s = started.elapsed().as_secs(),
+                waiting_s = waited.as_secs(),
+                limit_s = limit.as_secs(),
                 transactions = left.len(),
-                oldest_xid = %xid,
-                oldest_pid = ?pid,
-                "waiting for transactions that were running when the backfill started to end \
-                 (pid None: a prepared transaction); the snapshot is taken once they have"
+                waiting_on = %describe_in_flight(&left),
+                "waiting for transactions that were running when the copy started to end; the \
+                 snapshot is taken once they have (backfill.snapshot_wait_timeout_s bounds it)"
             );
-            next_log = Instant::now() + Duration::from_secs(30);
+            next_log = now + Duration::from_secs(30);
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(500));

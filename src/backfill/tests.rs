@@ -20,6 +20,7 @@ fn spec() -> JobSpec {
             shard: None,
         },
         payloads: false,
+        owner: None,
     }
 }
 
@@ -169,6 +170,8 @@ fn job_ids_are_stable_and_name_what_is_copied() {
         |s: &mut JobSpec| s.window.until = Some("2026-12-01 00:00:00.000000".into()),
         |s: &mut JobSpec| s.database = "other:5432/trigger".into(),
         |s: &mut JobSpec| s.source = "run_ops".into(),
+        // A copy a stream owes is a job of its own: no operator's job stands in for it.
+        |s: &mut JobSpec| s.owner = Some("7301/trigger/slot/bootstrap-1".into()),
     ] {
         let mut other = spec();
         change(&mut other);
@@ -178,7 +181,26 @@ fn job_ids_are_stable_and_name_what_is_copied() {
 
 #[test]
 fn job_id_of_a_known_spec_never_changes() {
+    // Also with `owner` added: absent for an operator's job, it leaves the id as it was.
     assert_eq!(spec().id(), "e2b710637dba1c12");
+}
+
+#[test]
+fn a_job_already_complete_names_itself_and_its_l() {
+    let mut s = Summary::new("abc".into(), Outcome::AlreadyComplete, Some(0x1_0000_0010));
+    let text = s.render_text();
+    assert!(
+        text.contains("backfill job abc is already complete: its rows were copied at L = 1/10;"),
+        "{text}"
+    );
+    s.lsn_highest = Some("1/20".into());
+    let text = s.render_text();
+    assert!(text.contains("L = 1/10 to 1/20"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&s.render_json()).unwrap();
+    assert_eq!(
+        (json["lsn"].as_str(), json["lsn_highest"].as_str()),
+        (Some("1/10"), Some("1/20"))
+    );
 }
 
 /// One COPY text row with every column: `values` override the defaults.

@@ -24,8 +24,10 @@ pub const KEYS: &[&str] = &[
     "postgres.create_publication",
     "postgres.create_slot",
     "postgres.recreate_lost_slot",
+    "postgres.failover_slot",
     "postgres.status_interval_ms",
     "postgres.connect_timeout_ms",
+    "postgres.query_timeout_ms",
     "postgres.slot_poll_interval_ms",
     "clickhouse.url",
     "clickhouse.database",
@@ -39,6 +41,7 @@ pub const KEYS: &[&str] = &[
     "clickhouse.retry_min_delay_ms",
     "clickhouse.retry_max_delay_ms",
     "clickhouse.request_timeout_ms",
+    "clickhouse.give_up_after_ms",
     "clickhouse.ca_file",
     "batch.max_rows",
     "batch.flush_interval_ms",
@@ -58,6 +61,7 @@ pub const KEYS: &[&str] = &[
     "backfill.max_bytes",
     "backfill.on_slot_create",
     "backfill.gap_margin_s",
+    "backfill.snapshot_wait_timeout_s",
     "verify.interval",
     "verify.window",
     "verify.repair",
@@ -66,6 +70,7 @@ pub const KEYS: &[&str] = &[
     "verify.pause_ms",
     "verify.wait_timeout_ms",
     "verify.rounds",
+    "verify.timeout",
 ];
 
 /// How a trigger.dev variable maps onto a key.

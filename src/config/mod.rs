@@ -30,8 +30,9 @@ pub use parse::duration_text;
 pub use postgres_url::{PgUrl, SslMode};
 pub use secret::{Secret, scrub};
 pub use sections::{
-    BackfillConfig, BatchConfig, ClickHouseConfig, Compression, LeadershipConfig, LogConfig,
-    LogFormat, MetricsConfig, PostgresConfig, PreflightConfig, TransformConfig, VerifyConfig,
+    BackfillConfig, BatchConfig, ClickHouseConfig, Compression, FAILOVER_SLOTS_SINCE, FailoverSlot,
+    LeadershipConfig, LogConfig, LogFormat, MetricsConfig, PostgresConfig, PreflightConfig,
+    TransformConfig, VerifyConfig,
 };
 pub use sources::{Shard, Source, SourceConfig, Stream};
 
@@ -193,8 +194,10 @@ impl Config {
             "postgres.create_publication" => pg.create_publication = boolean(v)?,
             "postgres.create_slot" => pg.create_slot = boolean(v)?,
             "postgres.recreate_lost_slot" => pg.recreate_lost_slot = boolean(v)?,
+            "postgres.failover_slot" => pg.failover_slot = FailoverSlot::parse(v)?,
             "postgres.status_interval_ms" => pg.status_interval_ms = number(v)?,
             "postgres.connect_timeout_ms" => pg.connect_timeout_ms = number(v)?,
+            "postgres.query_timeout_ms" => pg.query_timeout_ms = number(v)?,
             "postgres.slot_poll_interval_ms" => pg.slot_poll_interval_ms = number(v)?,
             "clickhouse.url" => ch.url = v.parse()?,
             "clickhouse.database" => ch.database = v.into(),
@@ -214,6 +217,7 @@ impl Config {
             "clickhouse.retry_min_delay_ms" => ch.retry_min_delay_ms = number(v)?,
             "clickhouse.retry_max_delay_ms" => ch.retry_max_delay_ms = number(v)?,
             "clickhouse.request_timeout_ms" => ch.request_timeout_ms = number(v)?,
+            "clickhouse.give_up_after_ms" => ch.give_up_after_ms = number(v)?,
             "clickhouse.ca_file" => ch.ca_file = (!v.is_empty()).then(|| PathBuf::from(v)),
             "batch.max_rows" => self.batch.max_rows = number(v)?,
             "batch.flush_interval_ms" => self.batch.flush_interval_ms = number(v)?,
@@ -245,6 +249,9 @@ impl Config {
             "backfill.max_bytes" => self.backfill.max_bytes = number(v)?,
             "backfill.on_slot_create" => self.backfill.on_slot_create = boolean(v)?,
             "backfill.gap_margin_s" => self.backfill.gap_margin_s = number(v)?,
+            "backfill.snapshot_wait_timeout_s" => {
+                self.backfill.snapshot_wait_timeout_s = number(v)?
+            }
             "verify.interval" => self.verify.interval = duration(v)?,
             "verify.window" => self.verify.window = duration(v)?,
             "verify.repair" => self.verify.repair = boolean(v)?,
@@ -253,6 +260,7 @@ impl Config {
             "verify.pause_ms" => self.verify.pause_ms = number(v)?,
             "verify.wait_timeout_ms" => self.verify.wait_timeout_ms = number(v)?,
             "verify.rounds" => self.verify.rounds = number(v)?,
+            "verify.timeout" => self.verify.timeout = duration(v)?,
             other => return Err(format!("{other} is not a configuration key")),
         }
         Ok(())
@@ -384,6 +392,7 @@ impl Config {
             create_publication: pg.create_publication,
             create_slot: pg.create_slot,
             shards: pg.shards,
+            failover_slot: pg.failover_slot,
         })];
         out.extend(pg.sources.iter().filter_map(|s| {
             Some(Arc::new(Source {
@@ -397,6 +406,7 @@ impl Config {
                 create_publication: s.create_publication,
                 create_slot: s.create_slot,
                 shards: s.shards,
+                failover_slot: pg.failover_slot,
             }))
         }));
         out
@@ -419,6 +429,11 @@ impl Config {
     pub fn connect_timeout_of(&self, url: &PgUrl) -> Duration {
         url.connect_timeout
             .unwrap_or(Duration::from_millis(self.postgres.connect_timeout_ms))
+    }
+
+    /// How long one control-plane query may take (`postgres.query_timeout_ms`).
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_millis(self.postgres.query_timeout_ms)
     }
 
     pub fn flush_interval(&self) -> Duration {

@@ -4,6 +4,10 @@
 //! Both drivers need the same host, port, credentials and TLS settings, but neither parses the
 //! other's format (tokio-postgres has no `verify-full`, pgwire-replication takes fields), so the
 //! URL is parsed here into fields. Its `Display` and `Debug` never show the password.
+//!
+//! A URL may name several servers, as libpq allows (`postgres://u@h1:5432,h2:5433/db`, or
+//! `?host=h1,h2&port=5432,5433`): the worker connects to the one that is not in recovery
+//! (`pg::primary`), whatever `target_session_attrs` says among the values that allow a primary.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -61,8 +65,11 @@ impl FromStr for SslMode {
 /// A parsed `postgres://user:password@host:port/dbname?sslmode=…` URL.
 #[derive(Clone, PartialEq)]
 pub struct PgUrl {
+    /// The first server (`hosts[0]`).
     pub host: String,
     pub port: u16,
+    /// Every server the URL names, in its order (one for a plain URL).
+    pub hosts: Vec<(String, u16)>,
     pub user: String,
     pub password: Secret,
     pub dbname: String,
@@ -72,14 +79,74 @@ pub struct PgUrl {
     pub connect_timeout: Option<Duration>,
 }
 
-const ALLOWED_PARAMS: &str =
-    "sslmode, sslrootcert, connect_timeout, host, port, user, password, dbname, application_name";
+const ALLOWED_PARAMS: &str = "sslmode, sslrootcert, connect_timeout, host, port, user, password, dbname, application_name, target_session_attrs";
+
+/// libpq's several-host authority (`h1:5432,h2,[::1]:5433`): `url` takes one host, so the list is
+/// taken out and the URL is parsed with its first entry. Returns the URL to parse and, when there
+/// were several, each host with its port if it had one.
+#[allow(clippy::type_complexity)]
+fn split_hosts(raw: &str) -> Result<(String, Option<Vec<(String, Option<u16>)>>), String> {
+    let Some(start) = raw.find("://").map(|i| i + 3) else {
+        return Ok((raw.to_string(), None));
+    };
+    let end = raw[start..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |i| start + i);
+    let list_start = raw[start..end].rfind('@').map_or(start, |i| start + i + 1);
+    let list = &raw[list_start..end];
+    if !list.contains(',') {
+        return Ok((raw.to_string(), None));
+    }
+    let mut hosts = Vec::new();
+    for item in list.split(',') {
+        let (host, port) = match item.strip_prefix('[') {
+            Some(v6) => {
+                let (host, rest) = v6
+                    .split_once(']')
+                    .ok_or_else(|| format!("host {item:?} lacks its closing ]"))?;
+                (host, rest.strip_prefix(':'))
+            }
+            None => match item.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (item, None),
+            },
+        };
+        let port = port
+            .map(|p| {
+                p.parse::<u16>()
+                    .map_err(|_| format!("port {p:?} is not a number from 1 to 65535"))
+            })
+            .transpose()?;
+        hosts.push((host.to_string(), port));
+    }
+    let first = list.split(',').next().unwrap_or_default();
+    Ok((
+        format!("{}{first}{}", &raw[..list_start], &raw[end..]),
+        Some(hosts),
+    ))
+}
+
+/// `target_session_attrs`: the worker always connects to the primary (`pg::primary`), so only
+/// the values that allow one are accepted.
+fn check_session_attrs(value: &str) -> Result<(), String> {
+    match value {
+        "any" | "read-write" | "primary" => Ok(()),
+        "read-only" | "standby" | "prefer-standby" => Err(format!(
+            "target_session_attrs={value}: the worker streams from, and writes to, the primary \
+             only (it picks the host that is not in recovery); use any, read-write or primary"
+        )),
+        other => Err(format!(
+            "target_session_attrs {other:?} is not supported; use any, read-write or primary"
+        )),
+    }
+}
 
 impl FromStr for PgUrl {
     type Err = String;
 
     fn from_str(raw: &str) -> Result<Self, String> {
-        let url = url::Url::parse(raw).map_err(|e| {
+        let (one_host, listed) = split_hosts(raw)?;
+        let url = url::Url::parse(&one_host).map_err(|e| {
             format!("not a URL ({e}); expected postgres://user:password@host:5432/dbname")
         })?;
         if url.scheme() != "postgres" && url.scheme() != "postgresql" {
@@ -91,17 +158,15 @@ impl FromStr for PgUrl {
         let decode = |s: &str| {
             percent_decode(s).ok_or_else(|| "the URL has invalid percent-encoding".to_string())
         };
-        let mut host = url.host_str().unwrap_or("").to_string();
-        if host.starts_with('[') && host.ends_with(']') {
-            host = host[1..host.len() - 1].to_string();
-        }
-        let mut port = url.port().unwrap_or(5432);
+        let host = url.host_str().unwrap_or("").to_string();
         let mut user = decode(url.username())?;
         let mut password = Secret::new(decode(url.password().unwrap_or(""))?);
         let mut dbname = decode(url.path().trim_start_matches('/'))?;
         let mut sslmode = SslMode::default();
         let mut sslrootcert = None;
         let mut connect_timeout = None;
+        let mut host_param = None;
+        let mut port_param = None;
         for (key, value) in url.query_pairs() {
             let value = value.into_owned();
             match key.as_ref() {
@@ -113,12 +178,9 @@ impl FromStr for PgUrl {
                     })?;
                     connect_timeout = (secs > 0).then(|| Duration::from_secs(secs));
                 }
-                "host" => host = value,
-                "port" => {
-                    port = value
-                        .parse()
-                        .map_err(|_| format!("port {value:?} is not a number from 1 to 65535"))?
-                }
+                "host" => host_param = Some(value),
+                "port" => port_param = Some(value),
+                "target_session_attrs" => check_session_attrs(&value)?,
                 "user" => user = value,
                 "password" => password = Secret::new(value),
                 "dbname" => dbname = value,
@@ -131,17 +193,53 @@ impl FromStr for PgUrl {
                 }
             }
         }
-        if host.is_empty() {
-            host = "localhost".into();
+        let mut hosts: Vec<(String, Option<u16>)> = match listed {
+            Some(list) => list,
+            None => vec![(host, url.port())],
+        };
+        if let Some(names) = host_param {
+            hosts = names.split(',').map(|h| (h.to_string(), None)).collect();
         }
+        if let Some(ports) = port_param {
+            let ports = ports
+                .split(',')
+                .map(|p| {
+                    p.parse::<u16>()
+                        .map_err(|_| format!("port {p:?} is not a number from 1 to 65535"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            match ports.len() {
+                1 => hosts.iter_mut().for_each(|h| h.1 = Some(ports[0])),
+                n if n == hosts.len() => {
+                    hosts.iter_mut().zip(ports).for_each(|(h, p)| h.1 = Some(p))
+                }
+                n => {
+                    return Err(format!(
+                        "port lists {n} ports for {} hosts; give one port, or one per host",
+                        hosts.len()
+                    ));
+                }
+            }
+        }
+        let hosts: Vec<(String, u16)> = hosts
+            .into_iter()
+            .map(|(h, p)| {
+                let h = h.trim_start_matches('[').trim_end_matches(']').to_string();
+                (
+                    if h.is_empty() { "localhost".into() } else { h },
+                    p.unwrap_or(5432),
+                )
+            })
+            .collect();
+        if hosts.iter().any(|(_, p)| *p == 0) {
+            return Err("port 0 is not a valid port".into());
+        }
+        let (host, port) = hosts[0].clone();
         if user.is_empty() {
             user = "postgres".into();
         }
         if dbname.is_empty() {
             dbname = user.clone();
-        }
-        if port == 0 {
-            return Err("port 0 is not a valid port".into());
         }
         if sslrootcert.is_some() && sslmode == SslMode::Disable {
             return Err("sslrootcert is set but sslmode=disable".into());
@@ -149,6 +247,7 @@ impl FromStr for PgUrl {
         Ok(PgUrl {
             host,
             port,
+            hosts,
             user,
             password,
             dbname,
@@ -180,20 +279,34 @@ impl PgUrl {
     pub fn is_unix_socket(&self) -> bool {
         self.host.starts_with('/')
     }
+
+    /// The same URL naming only its server `host:port` (one of `hosts`): the connection the
+    /// worker opens once it knows which server is the primary.
+    pub fn at(&self, host: &str, port: u16) -> PgUrl {
+        PgUrl {
+            host: host.to_string(),
+            port,
+            hosts: vec![(host.to_string(), port)],
+            ..self.clone()
+        }
+    }
 }
 
 impl fmt::Display for PgUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let hosts: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|(host, port)| match host.contains(':') {
+                true => format!("[{host}]:{port}"),
+                false => format!("{host}:{port}"),
+            })
+            .collect();
         write!(f, "postgres://{}", self.user)?;
         if !self.password.is_empty() {
             f.write_str(":***")?;
         }
-        write!(f, "@{host}:{}/{}", self.port, self.dbname)?;
+        write!(f, "@{}/{}", hosts.join(","), self.dbname)?;
         if self.sslmode != SslMode::default() {
             write!(f, "?sslmode={}", self.sslmode.as_str())?;
         }
@@ -264,12 +377,50 @@ mod tests {
     }
 
     #[test]
+    fn several_hosts_in_the_authority_or_the_parameters() {
+        let u: PgUrl =
+            "postgres://repl:pw@db1:5433,db2,[::1]:6000/trigger?target_session_attrs=read-write"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            u.hosts,
+            vec![
+                ("db1".to_string(), 5433),
+                ("db2".to_string(), 5432),
+                ("::1".to_string(), 6000)
+            ]
+        );
+        assert_eq!((u.host.as_str(), u.port), ("db1", 5433));
+        assert_eq!((u.user.as_str(), u.dbname.as_str()), ("repl", "trigger"));
+        assert_eq!(u.password.expose(), "pw");
+        assert_eq!(
+            u.to_string(),
+            "postgres://repl:***@db1:5433,db2:5432,[::1]:6000/trigger"
+        );
+        let one = u.at("db2", 5432);
+        assert_eq!(one.to_string(), "postgres://repl:***@db2:5432/trigger");
+        let p: PgUrl = "postgres:///trigger?host=a,b&port=1,2".parse().unwrap();
+        assert_eq!(p.hosts, vec![("a".to_string(), 1), ("b".to_string(), 2)]);
+        let same: PgUrl = "postgres:///trigger?port=7&host=a,b".parse().unwrap();
+        assert_eq!(same.hosts, vec![("a".to_string(), 7), ("b".to_string(), 7)]);
+        let plain: PgUrl = "postgres://h:1/d".parse().unwrap();
+        assert_eq!(plain.hosts, vec![("h".to_string(), 1)]);
+    }
+
+    #[test]
     fn rejects_bad_input_with_a_reason() {
         for (raw, needle) in [
             ("mysql://x", "scheme"),
             ("postgres://h/db?sslmode=allow", "sslmode \"allow\""),
             ("postgres://h/db?foo=1", "parameter \"foo\""),
             ("postgres://h/db?port=x", "port"),
+            ("postgres://h1:x,h2/db", "port \"x\""),
+            ("postgres:///db?host=a,b,c&port=1,2", "2 ports for 3 hosts"),
+            (
+                "postgres://h/db?target_session_attrs=standby",
+                "primary only",
+            ),
+            ("postgres://h/db?target_session_attrs=nope", "not supported"),
             ("not a url", "not a URL"),
             (
                 "postgres://h/db?sslmode=disable&sslrootcert=/x",

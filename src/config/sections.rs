@@ -29,14 +29,52 @@ pub struct PostgresConfig {
     pub create_publication: bool,
     pub create_slot: bool,
     pub recreate_lost_slot: bool,
+    /// Whether the slot is a failover slot (PG 17+), synchronized to standbys.
+    pub failover_slot: FailoverSlot,
     pub status_interval_ms: u64,
     pub connect_timeout_ms: u64,
+    /// How long one control-plane query of a session's setup (leader lock, preflight readings,
+    /// publication and slot setup) or of the leader's checks may take before the session is
+    /// treated as broken.
+    pub query_timeout_ms: u64,
     pub slot_poll_interval_ms: u64,
     /// Streams (slots) the first source is split into, by a hash of the run id.
     pub shards: u16,
     /// Further sources (`[[postgres.sources]]`).
     pub sources: Vec<SourceConfig>,
 }
+
+/// `postgres.failover_slot`: whether the slot is created (or altered) with FAILOVER, so that
+/// standbys with `sync_replication_slots` keep a copy that survives a promotion (PostgreSQL 17+).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverSlot {
+    /// On where the server supports it (17+), off before.
+    Auto,
+    /// Required: the preflight refuses a server before 17.
+    On,
+    /// Never: a slot that has FAILOVER keeps it, a new one is made without.
+    Off,
+}
+
+impl FailoverSlot {
+    pub fn parse(v: &str) -> Result<FailoverSlot, String> {
+        match v {
+            "auto" => Ok(FailoverSlot::Auto),
+            "on" => Ok(FailoverSlot::On),
+            "off" => Ok(FailoverSlot::Off),
+            _ => Err("expected auto, on or off".into()),
+        }
+    }
+
+    /// The slot should have FAILOVER on a server of `version_num` (`server_version_num`).
+    pub fn wanted(self, version_num: i32) -> bool {
+        self != FailoverSlot::Off && version_num >= FAILOVER_SLOTS_SINCE
+    }
+}
+
+/// The first `server_version_num` with failover slots.
+pub const FAILOVER_SLOTS_SINCE: i32 = 170_000;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -55,6 +93,10 @@ pub struct ClickHouseConfig {
     pub retry_min_delay_ms: u64,
     pub retry_max_delay_ms: u64,
     pub request_timeout_ms: u64,
+    /// How long a one-shot command (`backfill`, `verify --repair`) waits for ClickHouse to store
+    /// one write (down, not answering, refusing the table's rows) before it exits 2; the daemon
+    /// never gives up.
+    pub give_up_after_ms: u64,
     pub ca_file: Option<PathBuf>,
     /// Benchmarking only (`--null-sink`, not a file or environment key): encode each batch and
     /// discard it instead of inserting it, still acknowledging, to measure the worker without
@@ -157,8 +199,10 @@ impl Default for PostgresConfig {
             create_publication: true,
             create_slot: true,
             recreate_lost_slot: false,
+            failover_slot: FailoverSlot::Auto,
             status_interval_ms: 1000,
             connect_timeout_ms: 5000,
+            query_timeout_ms: 10_000,
             slot_poll_interval_ms: 10_000,
             shards: 1,
             sources: Vec::new(),
@@ -181,6 +225,7 @@ impl Default for ClickHouseConfig {
             retry_min_delay_ms: 100,
             retry_max_delay_ms: 2000,
             request_timeout_ms: 30_000,
+            give_up_after_ms: 300_000,
             ca_file: None,
             null_sink: false,
         }
@@ -244,6 +289,9 @@ pub struct BackfillConfig {
     /// How far before the last position known safe a lost slot's gap backfill starts: covers
     /// transactions open across it and clock skew between the app and the database.
     pub gap_margin_s: u64,
+    /// How long a fresh copy snapshot (and the creation of a slot with its snapshot) may wait for
+    /// the transactions in flight at `L` to end.
+    pub snapshot_wait_timeout_s: u64,
 }
 
 impl Default for BackfillConfig {
@@ -254,6 +302,7 @@ impl Default for BackfillConfig {
             max_bytes: 16 << 20,
             on_slot_create: false,
             gap_margin_s: 900,
+            snapshot_wait_timeout_s: 600,
         }
     }
 }
@@ -281,6 +330,11 @@ pub struct VerifyConfig {
     /// Re-checks of the differing runs, each from a fresh snapshot, before a difference that
     /// keeps moving is set aside as unsettled.
     pub rounds: u32,
+    /// A background verify still running after this long is abandoned (logged, counted) so the
+    /// next interval's can run: a snapshot waiting on a forgotten transaction, a read that never
+    /// answers.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
 }
 
 impl Default for VerifyConfig {
@@ -294,6 +348,7 @@ impl Default for VerifyConfig {
             pause_ms: 50,
             wait_timeout_ms: 30_000,
             rounds: 4,
+            timeout: Duration::from_secs(3600),
         }
     }
 }

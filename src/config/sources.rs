@@ -73,6 +73,8 @@ pub struct Source {
     pub create_publication: bool,
     pub create_slot: bool,
     pub shards: u16,
+    /// `postgres.failover_slot` (one setting for every source).
+    pub failover_slot: super::FailoverSlot,
 }
 
 impl Source {

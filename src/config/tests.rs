@@ -106,8 +106,10 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("postgres.create_publication", "false"),
         ("postgres.create_slot", "0"),
         ("postgres.recreate_lost_slot", "true"),
+        ("postgres.failover_slot", "off"),
         ("postgres.status_interval_ms", "500"),
         ("postgres.connect_timeout_ms", "700"),
+        ("postgres.query_timeout_ms", "800"),
         ("postgres.slot_poll_interval_ms", "900"),
         ("clickhouse.url", "https://c:8443"),
         ("clickhouse.database", "db"),
@@ -121,6 +123,7 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("clickhouse.retry_min_delay_ms", "10"),
         ("clickhouse.retry_max_delay_ms", "20"),
         ("clickhouse.request_timeout_ms", "1000"),
+        ("clickhouse.give_up_after_ms", "45000"),
         ("clickhouse.ca_file", "/ca.pem"),
         ("batch.max_rows", "5"),
         ("batch.flush_interval_ms", "6"),
@@ -140,6 +143,7 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("backfill.max_bytes", "1048576"),
         ("backfill.on_slot_create", "true"),
         ("backfill.gap_margin_s", "60"),
+        ("backfill.snapshot_wait_timeout_s", "30"),
         ("verify.interval", "15m"),
         ("verify.window", "2h"),
         ("verify.repair", "true"),
@@ -148,6 +152,7 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("verify.pause_ms", "7"),
         ("verify.wait_timeout_ms", "900"),
         ("verify.rounds", "3"),
+        ("verify.timeout", "20m"),
     ];
     assert_eq!(values.len(), env::KEYS.len());
     let names: Vec<(String, &str)> = values.iter().map(|(k, v)| (env::own_name(k), *v)).collect();
@@ -164,13 +169,15 @@ fn every_key_can_be_set_from_its_own_env_name() {
     assert!(
         !c.postgres.create_publication && !c.postgres.create_slot && c.postgres.recreate_lost_slot
     );
+    assert_eq!(c.postgres.failover_slot, crate::config::FailoverSlot::Off);
     assert_eq!(
         (
             c.postgres.status_interval_ms,
             c.postgres.connect_timeout_ms,
+            c.postgres.query_timeout_ms,
             c.postgres.slot_poll_interval_ms
         ),
-        (500, 700, 900)
+        (500, 700, 800, 900)
     );
     assert!(c.clickhouse.url.https);
     assert_eq!(
@@ -191,9 +198,10 @@ fn every_key_can_be_set_from_its_own_env_name() {
         (
             c.backfill.parallel,
             c.backfill.chunk_rows,
-            c.backfill.max_bytes
+            c.backfill.max_bytes,
+            c.backfill.snapshot_wait_timeout_s
         ),
-        (4, 1000, 1 << 20)
+        (4, 1000, 1 << 20, 30)
     );
     let v = &c.verify;
     assert_eq!(
@@ -205,6 +213,8 @@ fn every_key_can_be_set_from_its_own_env_name() {
         (v.chunk_rows, v.pause_ms, v.wait_timeout_ms, v.rounds),
         (500, 7, 900, 3)
     );
+    assert_eq!(v.timeout, Duration::from_secs(1200));
+    assert_eq!(c.clickhouse.give_up_after_ms, 45_000);
     assert_eq!(
         (
             c.clickhouse.insert_max_retries,
@@ -1114,4 +1124,30 @@ fn verify_durations_read_as_text_or_seconds_and_are_checked() {
     assert!(e.contains("verify.window") && e.contains("duration"), "{e}");
     let e = err("", &[("RUNS_REPLICATOR_VERIFY_ROUNDS", "0")]);
     assert!(e.contains("verify.rounds"), "{e}");
+}
+
+#[test]
+fn verify_and_one_shot_writes_are_bounded_by_default_and_not_below_a_floor() {
+    let c = Config::default();
+    assert_eq!(c.verify.timeout, Duration::from_secs(3600));
+    assert_eq!(c.clickhouse.give_up_after_ms, 300_000);
+    let c = load_toml(
+        "[verify]\ntimeout = \"90s\"\n[clickhouse]\ngive_up_after_ms = 5000\n",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.verify.timeout, Duration::from_secs(90));
+    assert_eq!(c.clickhouse.give_up_after_ms, 5000);
+    for (toml, key) in [
+        ("[verify]\ntimeout = \"0\"\n", "verify.timeout"),
+        ("[verify]\ntimeout = \"5s\"\n", "verify.timeout"),
+        (
+            "[clickhouse]\ngive_up_after_ms = 0\n",
+            "clickhouse.give_up_after_ms",
+        ),
+    ] {
+        let e = err(toml, &[]);
+        assert!(e.contains(key), "{toml}: {e}");
+    }
 }

@@ -279,6 +279,13 @@ impl Config {
             3_600_000,
         )?;
         range(self, "verify.rounds", v.rounds as u64, 1, 20)?;
+        if v.timeout < Duration::from_secs(10) {
+            return Err(self.invalid(
+                "verify.timeout",
+                duration_text(v.timeout),
+                "expected a duration of at least 10s, like 1h",
+            ));
+        }
         Ok(())
     }
 
@@ -298,6 +305,13 @@ impl Config {
             self,
             "postgres.connect_timeout_ms",
             pg.connect_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            self,
+            "postgres.query_timeout_ms",
+            pg.query_timeout_ms,
             100,
             600_000,
         )?;
@@ -350,6 +364,13 @@ impl Config {
             ch.request_timeout_ms,
             100,
             3_600_000,
+        )?;
+        range(
+            self,
+            "clickhouse.give_up_after_ms",
+            ch.give_up_after_ms,
+            1000,
+            604_800_000,
         )?;
         if let Some(ca) = &ch.ca_file
             && !ch.url.https
@@ -432,6 +453,13 @@ impl Config {
             self.backfill.gap_margin_s,
             0,
             30 * 86_400,
+        )?;
+        range(
+            self,
+            "backfill.snapshot_wait_timeout_s",
+            self.backfill.snapshot_wait_timeout_s,
+            1,
+            7 * 86_400,
         )?;
         self.validate_verify()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

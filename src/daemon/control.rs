@@ -11,20 +11,23 @@ use crate::pg::catalog::{self, CatalogError, SlotReading};
 use crate::pipeline::control::Control;
 use crate::rows::Col;
 
-/// How long a control-plane query may take. A server that does not answer in time is treated as
-/// gone (leadership) or as a failed read (the rest): the loop must not hang on it.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn bounded<T>(
+/// Runs a control-plane query for at most `timeout` (`postgres.query_timeout_ms`). A server that
+/// does not answer in time is treated as gone (leadership) or as a failed read (the rest): the
+/// loop must not hang on it.
+pub async fn bounded<T>(
     what: &'static str,
+    timeout: Duration,
     query: impl Future<Output = Result<T, CatalogError>>,
 ) -> Result<T, CatalogError> {
-    tokio::time::timeout(QUERY_TIMEOUT, query)
+    tokio::time::timeout(timeout, query)
         .await
         .unwrap_or_else(|_| {
             Err(CatalogError {
                 what,
-                reason: format!("no answer within {} s", QUERY_TIMEOUT.as_secs()),
+                reason: format!(
+                    "no answer within {} ms (postgres.query_timeout_ms)",
+                    timeout.as_millis()
+                ),
             })
         })
 }
@@ -46,18 +49,22 @@ impl PgControl {
     pub fn session(&self) -> &tokio_postgres::Client {
         &self.lock.client
     }
+
+    /// How long one query on the session may take.
+    pub fn timeout(&self) -> Duration {
+        self.lock.timeout
+    }
 }
 
 impl Control for PgControl {
     async fn leader_alive(&self) -> bool {
-        tokio::time::timeout(QUERY_TIMEOUT, self.lock.held())
-            .await
-            .unwrap_or(false)
+        self.lock.held().await
     }
 
     async fn slot(&self) -> Result<Option<SlotReading>, CatalogError> {
         bounded(
             "replication slot",
+            self.lock.timeout,
             catalog::read_slot(&self.lock.client, &self.slot),
         )
         .await
@@ -66,6 +73,7 @@ impl Control for PgControl {
     async fn table_complete(&self, schema: &str, table: &str) -> Result<bool, CatalogError> {
         let tables = bounded(
             "tables",
+            self.lock.timeout,
             catalog::read_tables(&self.lock.client, schema, &[table.to_string()]),
         )
         .await?;
@@ -84,6 +92,7 @@ impl Control for PgControl {
         let names: Vec<&str> = columns.iter().map(|c| c.pg_name()).collect();
         bounded(
             "a run's current row",
+            self.lock.timeout,
             catalog::read_row_values(&self.lock.client, schema, table, id, &names),
         )
         .await

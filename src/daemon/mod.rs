@@ -4,15 +4,19 @@
 //! One process, one ClickHouse sink and one streaming loop (`pipeline::replicator`) shared by all
 //! streams; per stream a supervisor (`supervisor`) that runs its sessions (`session`) and hands
 //! each started stream to the loop. A stream that fails or is hard-stopped is restarted or held
-//! on its own; the others keep streaming. The loop reaches Postgres' control plane through
-//! `control::PgControl`.
+//! on its own; the others keep streaming — also at the first start: a stream whose preflight
+//! fails is hard-stopped alone, and the worker exits 1 only when every stream's first preflight
+//! failed (a single-stream worker refuses to start, as before). The loop reaches Postgres'
+//! control plane through `control::PgControl`.
 
 mod bootstrap;
 mod control;
+mod failover;
 mod marker;
 mod session;
 mod session_end;
 mod share;
+mod slot;
 mod supervisor;
 
 use std::process::ExitCode;
@@ -22,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use supervisor::{Outcome, Supervisor};
+use supervisor::{Supervisor, Verdict};
 
 use crate::config::Config;
 use crate::health::Health;
@@ -91,7 +95,7 @@ pub async fn run(config: Config) -> ExitCode {
     }
 
     // The background verify (verify.interval): a task of its own beside the streams it checks.
-    crate::verify::continuous::spawn(&config, &ch, &stop);
+    crate::verify::continuous::spawn(&config, &ch, &stop, &health);
     let store = Arc::new(StateStore::new(
         ch.clone(),
         Duration::from_millis(config.clickhouse.request_timeout_ms),
@@ -102,6 +106,8 @@ pub async fn run(config: Config) -> ExitCode {
         .leadership
         .share
         .then(|| share::Sharing::start(&config, &streams, &stop));
+    let (verdict_tx, mut verdict_rx) = mpsc::unbounded_channel();
+    let stream_count = streams.len();
     let mut supervisors = JoinSet::new();
     for stream in streams {
         let share = sharing.as_ref().map(|s| s.stream(&stream));
@@ -116,21 +122,49 @@ pub async fn run(config: Config) -> ExitCode {
             recreate_requested: false,
             marker: None,
             progress: marker::Progress::default(),
+            identity: None,
+            verdicts: verdict_tx.clone(),
             share,
         };
         supervisors.spawn(supervisor.run(stop.subscribe()));
     }
     drop(attach_tx);
+    drop(verdict_tx);
+    // The rule at start: a stream whose preflight fails is hard-stopped alone; the worker refuses
+    // to start (exit 1) only when every stream's preflight failed before any stream's passed.
     let supervise = async {
-        let mut refused = None;
-        while let Some(outcome) = supervisors.join_next().await {
-            if let Ok(Outcome::RefusedToStart(summary)) = outcome {
-                tracing::error!("preflight failed, not starting: {summary}");
-                refused.get_or_insert(summary);
-                let _ = stop.send(true);
+        let mut refused: Vec<(String, String)> = Vec::new();
+        let mut started = false;
+        let mut verdicts_open = true;
+        loop {
+            tokio::select! {
+                joined = supervisors.join_next() => if joined.is_none() { break },
+                verdict = verdict_rx.recv(), if verdicts_open => match verdict {
+                    None => verdicts_open = false,
+                    Some(Verdict::Passed) => started = true,
+                    Some(Verdict::Refused { .. }) if started => {}
+                    Some(Verdict::Refused { stream, summary }) => {
+                        if !refused.iter().any(|(s, _)| *s == stream) {
+                            refused.push((stream.clone(), summary));
+                        }
+                        if refused.len() == stream_count {
+                            for (stream, summary) in &refused {
+                                tracing::error!(%stream, "preflight failed, not starting: {summary}");
+                            }
+                            let _ = stop.send(true);
+                        } else {
+                            tracing::error!(
+                                %stream,
+                                "preflight failed at the first start: this stream is hard-stopped \
+                                 until it passes; the others start ({} of {stream_count} refused so far)",
+                                refused.len()
+                            );
+                        }
+                    }
+                },
             }
         }
-        refused
+        (!started && refused.len() == stream_count).then_some(())
     };
     let mut replicator = Replicator::new(config.clone(), sink);
     let mut shutdown = stop.subscribe();

@@ -1,24 +1,25 @@
 //! One session of one stream, step by step: control connection → publication reconciled →
-//! preflight → leader lock (standby until acquired) → slot ensured → stream started → attached
-//! to the loop. Each step that fails says how ([`SessionEnd`]) and the supervisor decides what
-//! comes next.
+//! preflight → leader lock (standby until acquired) → slot ensured (`slot`) → stream started →
+//! attached to the loop. Each step that fails says how ([`SessionEnd`]) and the supervisor
+//! decides what comes next. Every query of the setup is bounded by `postgres.query_timeout_ms`
+//! (`leader`, `preflight`), and `/readyz` names the step a stream that is not streaming yet is
+//! at.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::control::PgControl;
-use super::marker;
 use super::session_end::{SessionEnd, end_of};
 use super::share::QUEUE_WAIT;
-use super::supervisor::{Failing, Supervisor, pause};
+use super::supervisor::{Failing, Supervisor, Verdict, pause};
 use crate::health::Role;
 use crate::leader::share::Move;
 use crate::leader::{Candidate, LeaderLock};
 use crate::pipeline::errors::{HardStop, PipelineError};
 use crate::preflight::{self, Report};
 use crate::sink;
-use crate::source::setup::{self, SlotState};
+use crate::source::setup;
 use crate::source::stream::{self, StreamError};
 
 impl Supervisor {
@@ -31,17 +32,31 @@ impl Supervisor {
         let stream = self.stream.clone();
         let retry = |cause: &'static str| move |e: String| SessionEnd::Retry { cause, error: e };
 
+        self.activity("connecting to Postgres");
         let candidate = match Candidate::connect(&config, &stream).await {
             Ok(c) => c,
             Err(e) => return retry("postgres")(e.to_string()),
         };
-        match setup::ensure_publication(candidate.client(), &stream).await {
-            Ok(changes) => {
+        self.activity("reconciling the publication");
+        let timeout = candidate.timeout();
+        match tokio::time::timeout(
+            timeout,
+            setup::ensure_publication(candidate.client(), &stream),
+        )
+        .await
+        {
+            Ok(Ok(changes)) => {
                 for sql in changes {
                     tracing::info!(stream = %stream.name, %sql, "publication reconciled");
                 }
             }
-            Err(e) => return retry("postgres")(e.to_string()),
+            Ok(Err(e)) => return retry("postgres")(e.to_string()),
+            Err(_) => {
+                return retry("postgres")(format!(
+                    "reconciling the publication: no answer within {} ms (postgres.query_timeout_ms)",
+                    timeout.as_millis()
+                ));
+            }
         }
         let ch = match sink::client::build(&config) {
             Ok(c) => c,
@@ -52,8 +67,10 @@ impl Supervisor {
                 };
             }
         };
+        self.activity("running the preflight");
         let report = match async {
-            let mut checks = preflight::postgres_checks(candidate.client(), &stream).await?;
+            let mut checks =
+                preflight::postgres_checks(candidate.client(), &config, &stream, timeout).await?;
             checks.extend(preflight::clickhouse_checks(&ch, &config).await?);
             Ok::<_, preflight::PreflightError>(Report {
                 postgres: stream.source.url.to_string(),
@@ -94,15 +111,18 @@ impl Supervisor {
                 return SessionEnd::Preflight(report.summary());
             }
         }
+        self.verdict(Verdict::Passed);
 
+        self.activity("waiting for the leader lock");
         let control = match self.elect(candidate, shutdown).await {
             Ok(Some(lock)) => PgControl::new(lock, &stream.slot),
             Ok(None) => return SessionEnd::Shutdown,
             Err(e) => return retry("postgres")(e),
         };
-        if let Err(end) = self.ensure_slot(control.session()).await {
+        if let Err(end) = self.ensure_slot(&control).await {
             return end;
         }
+        self.activity("starting the replication stream");
         let client = match stream::start(&config, &stream).await {
             Ok(c) => c,
             Err(e @ StreamError::SlotActive { .. }) => return retry("slot_active")(e.to_string()),
@@ -115,6 +135,7 @@ impl Supervisor {
             Err(e) => return retry("postgres")(e.to_string()),
         };
         self.slot_seen = true;
+        self.health.set_activity(&stream.name, None);
         self.health.set_role(&stream.name, Role::Leader);
         match failing.take() {
             Some(f) => tracing::info!(
@@ -164,131 +185,24 @@ impl Supervisor {
                 announced = true;
             }
             self.health.set_role(&self.stream.name, Role::Standby);
-            // Queueing waited already.
+            // Queueing waited already; without a fresh roster (the member session reconnects,
+            // as after a Postgres restart) look again soon, so a stream nobody leads is not
+            // left waiting a whole second once the roster is back.
             let idle = match next {
                 Move::Queue => Duration::ZERO,
+                _ if self.share.as_ref().is_some_and(|s| !s.sees_roster()) => {
+                    Duration::from_millis(250)
+                }
                 _ => Duration::from_secs(1),
             };
             if !pause(idle, shutdown).await {
                 return Ok(None);
             }
-            if !candidate.ping().await {
-                return Err("the standby's Postgres session was lost".into());
+            if let Err(e) = candidate.ping().await {
+                return Err(format!(
+                    "the standby's Postgres session stopped answering, so it could not take over: {e}"
+                ));
             }
         }
-    }
-
-    /// Makes sure the stream has its slot, and owes no copy, before it streams.
-    ///
-    /// The slot's marker (`marker`) tells a slot never made from one that was lost: missing
-    /// with a marker, it was lost — a hard stop, or with `recreate_lost_slot` a new slot and a
-    /// backfill of the gap. Missing without one, it is created (with `on_slot_create`, together
-    /// with a copy of everything before it). Present, it simply continues.
-    async fn ensure_slot(&mut self, session: &tokio_postgres::Client) -> Result<(), SessionEnd> {
-        let config = self.config.clone();
-        let stream = self.stream.clone();
-        let slot = stream.slot.clone();
-        let clickhouse = |e: String| SessionEnd::Retry {
-            cause: "clickhouse",
-            error: e,
-        };
-        let postgres = |e: setup::SetupError| SessionEnd::Retry {
-            cause: "postgres",
-            error: e.to_string(),
-        };
-        self.store
-            .ensure()
-            .await
-            .map_err(|e| clickhouse(e.to_string()))?;
-        let mut marker = marker::read(&self.store, &stream)
-            .await
-            .map_err(clickhouse)?;
-        let state = setup::ensure_slot(session, &stream, false)
-            .await
-            .map_err(postgres)?;
-        let lost = match state {
-            SlotState::Exists { wal_status } if wal_status.as_deref() == Some("lost") => {
-                if !config.postgres.recreate_lost_slot {
-                    return Err(end_of(PipelineError::HardStop(HardStop::SlotInvalidated {
-                        slot,
-                    })));
-                }
-                tracing::error!(stream = %stream.name, %slot, "the slot was invalidated; recreating it (postgres.recreate_lost_slot) and backfilling the gap");
-                setup::drop_slot(session, &stream).await.map_err(postgres)?;
-                true
-            }
-            SlotState::Exists { .. } | SlotState::Created { .. } => {
-                let mut m = marker.take().unwrap_or_else(|| marker::new(&stream));
-                self.copy_pending(&mut m).await.map_err(clickhouse)?;
-                marker::write(&self.store, &stream, &m)
-                    .await
-                    .map_err(clickhouse)?;
-                self.marker = Some(m);
-                return Ok(());
-            }
-            SlotState::Missing => marker.is_some() || self.slot_seen || self.recreate_requested,
-        };
-        if lost {
-            let mut m = marker.unwrap_or_else(|| marker::new(&stream));
-            let recreate =
-                config.postgres.recreate_lost_slot || std::mem::take(&mut self.recreate_requested);
-            if !recreate {
-                let since = m.safe_since.map(|t| {
-                    marker::timestamp_text(t.saturating_sub(config.backfill.gap_margin_s))
-                });
-                return Err(SessionEnd::HardStop {
-                    kind: "slot_missing",
-                    reason: format!(
-                        "{}; once it is recreated, copy the gap: runs-replicator backfill --source {} --payloads{}",
-                        HardStop::SlotMissing { slot },
-                        stream.source.name,
-                        since
-                            .map(|t| format!(" --updated-since '{t}'"))
-                            .unwrap_or_default()
-                    ),
-                });
-            }
-            let created = setup::ensure_slot(session, &stream, true)
-                .await
-                .map_err(postgres)?;
-            tracing::error!(stream = %stream.name, %slot, ?created, "the slot was lost; created a new one; copying the runs changed in the gap");
-            m.pending = Some(self.gap(&m));
-            m.safe_since = Some(marker::unix_now());
-            marker::write(&self.store, &stream, &m)
-                .await
-                .map_err(clickhouse)?;
-            self.copy_pending(&mut m).await.map_err(clickhouse)?;
-            self.marker = Some(m);
-            return Ok(());
-        }
-        // Never made (as far as anything durable says): the first start.
-        if !stream.source.create_slot {
-            return Err(end_of(PipelineError::HardStop(HardStop::SlotMissing {
-                slot,
-            })));
-        }
-        let mut m = marker::new(&stream);
-        if config.backfill.on_slot_create {
-            self.bootstrap(&mut m).await.map_err(clickhouse)?;
-        } else {
-            match setup::ensure_slot(session, &stream, true)
-                .await
-                .map_err(postgres)?
-            {
-                SlotState::Created { lsn } => tracing::warn!(
-                    stream = %stream.name,
-                    %slot, %lsn,
-                    "created the replication slot: changes committed before {lsn} are not replicated: copy them with `runs-replicator backfill` (or set backfill.on_slot_create)"
-                ),
-                other => {
-                    tracing::info!(stream = %stream.name, %slot, ?other, "the slot appeared meanwhile")
-                }
-            }
-            marker::write(&self.store, &stream, &m)
-                .await
-                .map_err(clickhouse)?;
-        }
-        self.marker = Some(m);
-        Ok(())
     }
 }

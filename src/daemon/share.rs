@@ -22,6 +22,10 @@ use crate::pipeline::control::Control;
 
 /// How often the roster is read.
 const READ_EVERY: Duration = Duration::from_millis(500);
+/// The pauses before the member session is tried again after a failure: a quarter second,
+/// doubling to half a second, as a stream's session is.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_millis(500);
 /// A reading older than this is no reading (the member session is stuck or gone).
 const STALE_AFTER: Duration = Duration::from_secs(3);
 /// How long a free stream is left to the instance it is assigned to before any standby takes
@@ -42,10 +46,12 @@ struct Reading {
     at: Instant,
 }
 
-type Database = (String, u16, String);
+/// A database as the streams name it: every host of its URL (the primary among them is the one
+/// connected to), and the database name.
+type Database = (Vec<(String, u16)>, String);
 
 fn database(url: &PgUrl) -> Database {
-    (url.host.clone(), url.port, url.dbname.clone())
+    (url.hosts.clone(), url.dbname.clone())
 }
 
 /// This instance's part in sharing: its id and a roster per database.
@@ -94,8 +100,8 @@ impl Sharing {
             for name in &names {
                 metrics::gauge!(m::INSTANCES, "source" => name.clone()).set(0.0);
             }
-            let timeout = config.connect_timeout_of(&url);
-            tokio::spawn(keep_roster(url, timeout, me, names, tx, stop.subscribe()));
+            let timeouts = (config.connect_timeout_of(&url), config.query_timeout());
+            tokio::spawn(keep_roster(url, timeouts, me, names, tx, stop.subscribe()));
             rosters.insert(db, rx);
         }
         tracing::info!(
@@ -129,16 +135,18 @@ impl Sharing {
 /// Keeps this instance a member of `url`'s database and its roster fresh, until shutdown.
 async fn keep_roster(
     url: PgUrl,
-    timeout: Duration,
+    (connect_timeout, query_timeout): (Duration, Duration),
     me: u32,
     sources: Vec<String>,
     tx: watch::Sender<Option<Reading>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut last_warning: Option<Instant> = None;
+    let mut retry = RETRY_FIRST;
     loop {
-        match Membership::join(&url, timeout, me).await {
+        match Membership::join(&url, connect_timeout, query_timeout, me).await {
             Ok(Some(member)) => loop {
+                retry = RETRY_FIRST;
                 let read = tokio::time::timeout(STALE_AFTER, member.read()).await;
                 match read {
                     Ok(Ok(roster)) => {
@@ -176,9 +184,14 @@ async fn keep_roster(
             Err(e) => tracing::debug!(postgres = %url, error = %e, "cannot join the instances yet"),
         }
         tx.send_replace(None);
-        if !pause(Duration::from_secs(1), &mut shutdown).await {
+        // As often as the streams' sessions are retried (`supervisor::reconnect_backoff`): after
+        // a Postgres restart the roster must be back before they reach their election (a
+        // standby without a fresh roster leaves a stream to others for `CLAIM_GRACE`), so that
+        // streaming still resumes within a second or two of Postgres answering.
+        if !pause(retry, &mut shutdown).await {
             return;
         }
+        retry = (retry * 2).min(RETRY_MAX);
     }
 }
 
@@ -204,6 +217,11 @@ impl StreamShare {
             .as_ref()
             .filter(|r| r.at.elapsed() < STALE_AFTER)
             .map(|r| r.roster.clone())
+    }
+
+    /// A fresh roster reading is at hand (none: the member session is reconnecting).
+    pub fn sees_roster(&self) -> bool {
+        self.fresh().is_some()
     }
 
     /// A standby starts waiting: a free stream that is not its own is left to its instance for

@@ -29,12 +29,15 @@ use crate::pipeline::attached::Attach;
 use crate::pipeline::control::Control;
 use crate::sink::insert::ClickHouseSink;
 use crate::sink::state::StateStore;
+use crate::source::identity::ServerIdentity;
 
-/// How a supervisor ended.
-pub enum Outcome {
-    Shutdown,
-    /// The first session's preflight failed: the worker refuses to start.
-    RefusedToStart(String),
+/// What a stream's preflight said, for the daemon's rule at start: a stream whose preflight
+/// fails is hard-stopped alone; only when every stream's preflight failed before any passed, the
+/// worker refuses to start (exit 1).
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    Passed,
+    Refused { stream: String, summary: String },
 }
 
 pub struct Supervisor {
@@ -55,6 +58,10 @@ pub struct Supervisor {
     /// The slot's marker as last read or written in this process.
     pub(super) marker: Option<marker::Marker>,
     pub(super) progress: marker::Progress,
+    /// Who the server said it is at the start of the current session (the marker's key).
+    pub(super) identity: Option<ServerIdentity>,
+    /// Where each preflight's verdict goes.
+    pub(super) verdicts: mpsc::UnboundedSender<Verdict>,
     /// The stream's share among the instances (`leadership.share`); `None`: not shared.
     pub(super) share: Option<StreamShare>,
 }
@@ -70,12 +77,15 @@ pub async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
-/// Reconnect delays: a quarter second, doubling to at most one second. A session is cheap to
-/// try, and a connection refused costs Postgres nothing; waiting longer only delays the resume.
+/// Reconnect delays: a quarter second, doubling to half a second, plus up to as much again of
+/// jitter: at most a second between tries, so with a session's setup (well under a second)
+/// streaming resumes within 2 s of Postgres answering again. A session is cheap to try, and a
+/// connection refused costs Postgres nothing; waiting longer only delays the resume. (A
+/// delay capped at one second, jitter doubling it, resumed 2.0 s after Postgres answered.)
 fn reconnect_backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_millis(500))
         .with_jitter()
         .without_max_times()
         .build()
@@ -101,9 +111,13 @@ impl Supervisor {
         &self.stream.name
     }
 
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Outcome {
+    /// Reports a preflight's verdict to the daemon.
+    pub(super) fn verdict(&self, verdict: Verdict) {
+        let _ = self.verdicts.send(verdict);
+    }
+
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut delays = reconnect_backoff();
-        let mut first = true;
         let mut failing: Option<Failing> = None;
         loop {
             let started = Instant::now();
@@ -114,21 +128,26 @@ impl Supervisor {
                 _ => Role::Starting,
             };
             self.health.set_role(&self.stream.name, role);
+            self.health.set_activity(&self.stream.name, None);
             match end {
-                SessionEnd::Shutdown => return Outcome::Shutdown,
-                SessionEnd::HandedOver if *shutdown.borrow() => return Outcome::Shutdown,
+                SessionEnd::Shutdown => return,
+                SessionEnd::HandedOver if *shutdown.borrow() => return,
                 SessionEnd::HandedOver => {
                     metrics::counter!(m::HANDOVERS, "source" => self.stream.name.clone())
                         .increment(1);
                     delays = reconnect_backoff();
                 }
-                SessionEnd::Preflight(summary) if first => {
-                    return Outcome::RefusedToStart(summary);
-                }
                 SessionEnd::Preflight(summary) => {
+                    // At the first start as later: this stream stops alone (the daemon exits
+                    // only when every stream's preflight failed before any passed).
                     let reason = format!("preflight failed: {summary}");
-                    if !self.hard_stop("preflight", reason, &mut shutdown).await {
-                        return Outcome::Shutdown;
+                    let reason = self.report_hard_stop("preflight", reason);
+                    self.verdict(Verdict::Refused {
+                        stream: self.stream.name.clone(),
+                        summary,
+                    });
+                    if !self.wait_fixed("preflight", reason, &mut shutdown).await {
+                        return;
                     }
                     delays = reconnect_backoff();
                 }
@@ -141,7 +160,7 @@ impl Supervisor {
                 }
                 SessionEnd::HardStop { kind, reason } => {
                     if !self.hard_stop(kind, reason, &mut shutdown).await {
-                        return Outcome::Shutdown;
+                        return;
                     }
                     delays = reconnect_backoff();
                 }
@@ -176,11 +195,10 @@ impl Supervisor {
                         tracing::debug!(stream = %self.stream.name, cause, error = %error, "session ended; reconnecting");
                     }
                     if !pause(delay, &mut shutdown).await {
-                        return Outcome::Shutdown;
+                        return;
                     }
                 }
             }
-            first = false;
         }
     }
 
@@ -191,10 +209,26 @@ impl Supervisor {
         reason: String,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
+        let reason = self.report_hard_stop(kind, reason);
+        self.wait_fixed(kind, reason, shutdown).await
+    }
+
+    /// Logs a hard stop and shows it on `/readyz` and the metrics; returns the scrubbed reason.
+    fn report_hard_stop(&self, kind: &'static str, reason: String) -> String {
         let reason = scrub(&reason, &self.config.secrets());
         tracing::error!(stream = %self.name(), kind, "hard stop, not streaming until fixed: {reason}");
         self.health
             .hard_stop(&self.stream.name, kind, reason.clone());
+        reason
+    }
+
+    /// Waits until a reported hard stop is fixed. Returns false on shutdown.
+    async fn wait_fixed(
+        &mut self,
+        kind: &'static str,
+        reason: String,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
         let fixed = self.wait_until_fixed(kind, &reason, shutdown).await;
         if fixed {
             self.health.clear_hard_stop(&self.stream.name);
@@ -233,6 +267,10 @@ impl Supervisor {
                 }
             };
             let slot_fixed = match kind {
+                "marker" => match &self.identity {
+                    Some(id) => marker::load(&self.store, &self.stream, id).await.is_ok(),
+                    None => true,
+                },
                 "slot_missing" => slot.is_some(),
                 "slot_invalidated" => slot.as_ref().is_none_or(|s| !s.is_lost()),
                 k if stays_until_the_slot_moves(k) => {
@@ -272,9 +310,13 @@ impl Supervisor {
         let client = crate::pg::connect(url, self.config.connect_timeout_of(url))
             .await
             .map_err(|e| e.to_string())?;
-        catalog::read_slot(&client, &self.stream.slot)
-            .await
-            .map_err(|e| e.to_string())
+        super::control::bounded(
+            "the replication slot",
+            self.config.query_timeout(),
+            catalog::read_slot(&client, &self.stream.slot),
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Attaches a started stream to the loop and waits until the loop says how it ended,
@@ -300,14 +342,20 @@ impl Supervisor {
         if self.attach.send(attach).await.is_err() {
             return SessionEnd::Shutdown;
         }
+        let watch = tokio::spawn(super::failover::watch(
+            self.config.clone(),
+            self.stream.clone(),
+            self.health.clone(),
+            control.clone(),
+        ));
         let mut refresh = tokio::time::interval(marker::REFRESH);
         let led_since = Instant::now();
         let mut release = Some(release);
         let mut check = tokio::time::interval(share::HANDOVER_CHECK);
-        loop {
+        let end = loop {
             tokio::select! {
                 ended = &mut ended_rx => {
-                    return match ended {
+                    break match ended {
                         Ok(Ok(())) if release.is_none() => {
                             // Standby before the lock passes (with `control`), so no two
                             // instances ever say they lead the stream.
@@ -331,26 +379,32 @@ impl Supervisor {
                     }
                 }
             }
-        }
+        };
+        watch.abort();
+        super::failover::clear(&self.stream, &self.health);
+        end
     }
 
-    /// Records how far the slot is safe (see `marker`). A failure only delays the record.
+    /// Records how far the slot is safe and its acknowledged position (see `marker`): read
+    /// again and changed only in those fields. A failure only delays the record.
     async fn refresh_marker(&mut self, control: &PgControl) {
         let Ok(Some(reading)) = control.slot().await else {
             return;
         };
-        let mut marker = self
-            .marker
-            .clone()
-            .unwrap_or_else(|| marker::new(&self.stream));
-        if let Some(safe) = self.progress.observe(marker::unix_now(), &reading) {
-            marker.safe_since = Some(safe);
-        }
-        match marker::write(&self.store, &self.stream, &marker).await {
-            Ok(()) => self.marker = Some(marker),
-            Err(e) => {
-                tracing::debug!(stream = %self.name(), error = %e, "could not refresh the slot's marker")
-            }
+        let proven = self.progress.observe(marker::unix_now(), &reading);
+        let acknowledged = reading.confirmed_flush_lsn.clone();
+        let refreshed = self
+            .update_marker(|m| {
+                if let Some(t) = proven {
+                    m.safe_since = Some(m.safe_since.map_or(t, |s| s.max(t)));
+                }
+                if acknowledged.is_some() {
+                    m.acknowledged = acknowledged;
+                }
+            })
+            .await;
+        if let Err(e) = refreshed {
+            tracing::debug!(stream = %self.name(), error = ?e, "could not refresh the slot's marker");
         }
     }
 }

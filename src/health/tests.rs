@@ -36,6 +36,28 @@ fn clickhouse_failures_count_only_after_the_grace_period() {
 }
 
 #[test]
+fn clickhouse_not_answering_is_not_ready_at_once_and_clears_when_it_answers() {
+    let h = Health::new(Duration::from_secs(30), &["default".to_string()]);
+    h.set_role("default", Role::Leader);
+    h.clickhouse_failed("connection refused");
+    assert!(
+        h.readiness().ready,
+        "one failed insert is not an outage yet"
+    );
+    h.clickhouse_unreachable("connection refused");
+    let r = h.readiness();
+    assert!(!r.ready && r.detail.contains("does not answer"), "{r:?}");
+    h.clickhouse_answers();
+    assert!(
+        h.readiness().ready,
+        "answering, within the grace of failing inserts"
+    );
+    h.clickhouse_unreachable("connection refused");
+    h.clickhouse_ok();
+    assert!(h.readiness().ready);
+}
+
+#[test]
 fn every_stream_must_be_ready_and_each_says_why_not() {
     let names = ["legacy".to_string(), "new".to_string()];
     let h = Health::new(Duration::from_secs(60), &names);
@@ -61,4 +83,22 @@ fn every_stream_must_be_ready_and_each_says_why_not() {
         r.detail
     );
     assert!(r.detail.contains("legacy: leader, streaming"));
+}
+
+#[test]
+fn a_stream_not_streaming_yet_says_what_it_waits_on() {
+    let h = Health::new(Duration::from_secs(30), &["s".to_string()]);
+    h.set_activity(
+        "s",
+        Some("creating slot x: waiting for xid 7 of pid 42".into()),
+    );
+    let r = h.readiness();
+    assert!(!r.ready);
+    assert!(
+        r.detail.contains("waiting for xid 7 of pid 42"),
+        "{}",
+        r.detail
+    );
+    h.set_role("s", Role::Leader);
+    assert!(h.readiness().ready, "shown only while not streaming");
 }

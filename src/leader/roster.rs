@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::LockError;
+use super::{LockError, bounded};
 use crate::config::PgUrl;
 use crate::pg;
 
@@ -86,39 +86,60 @@ impl Roster {
 /// The session that keeps an instance a member of a database's roster, and reads the roster.
 pub struct Membership {
     client: tokio_postgres::Client,
+    /// How long one query may take (`postgres.query_timeout_ms`).
+    timeout: Duration,
 }
 
 impl Membership {
-    /// Connects and takes member lock `id`; `Ok(None)` when another session holds it (another
-    /// instance drew the same id, or a session of ours that Postgres has not seen go yet).
+    /// Connects (within `connect_timeout`) to the primary among `url`'s hosts and takes member
+    /// lock `id`; `Ok(None)` when another session holds it (another instance drew the same id,
+    /// or a session of ours that Postgres has not seen go yet). Every query is bounded by
+    /// `query_timeout`, on the server (`statement_timeout`) and here.
     pub async fn join(
         url: &PgUrl,
-        timeout: Duration,
+        connect_timeout: Duration,
+        query_timeout: Duration,
         id: u32,
     ) -> Result<Option<Membership>, LockError> {
-        let client = pg::connect_with_options(url, timeout, Some(pg::DEAD_PEER_OPTIONS)).await?;
-        let row = client
-            .query_one(
+        let client =
+            pg::connect_with_options(url, connect_timeout, Some(pg::DEAD_PEER_OPTIONS)).await?;
+        bounded(
+            "setting the member session's statement_timeout",
+            query_timeout,
+            client.batch_execute(&format!(
+                "SET statement_timeout = {}",
+                query_timeout.as_millis()
+            )),
+        )
+        .await?;
+        let row = bounded(
+            "the member lock (pg_try_advisory_lock)",
+            query_timeout,
+            client.query_one(
                 "SELECT pg_try_advisory_lock($1::int4, $2::int4)",
                 &[&MEMBER_SPACE, &(id as i32)],
-            )
-            .await
-            .map_err(|e| LockError::Query(pg::describe(&e)))?;
-        Ok(row.get::<_, bool>(0).then_some(Membership { client }))
+            ),
+        )
+        .await?;
+        Ok(row.get::<_, bool>(0).then_some(Membership {
+            client,
+            timeout: query_timeout,
+        }))
     }
 
     /// The database's advisory locks now.
     pub async fn read(&self) -> Result<Roster, LockError> {
-        let rows = self
-            .client
-            .query(
+        let rows = bounded(
+            "reading the instances (pg_locks)",
+            self.timeout,
+            self.client.query(
                 "SELECT classid::int8, objid::int8, objsubid::int4, pid, granted FROM pg_locks \
                  WHERE locktype = 'advisory' \
                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 &[],
-            )
-            .await
-            .map_err(|e| LockError::Query(pg::describe(&e)))?;
+            ),
+        )
+        .await?;
         let rows: Vec<LockRow> = rows
             .iter()
             .map(|r| LockRow {

@@ -241,8 +241,9 @@ pub async fn read_publication(
     }))
 }
 
-/// One reading of `pg_replication_slots` for a slot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One reading of `pg_replication_slots` for a slot. Columns a server version lacks read as
+/// `None`: `conflicting` before 16, `invalidation_reason`, `failover` and `synced` before 17.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SlotReading {
     pub plugin: String,
     pub slot_type: String,
@@ -250,6 +251,17 @@ pub struct SlotReading {
     pub active: bool,
     /// `reserved`, `extended`, `unreserved` or `lost`.
     pub wal_status: Option<String>,
+    /// Why the slot was invalidated (17+): `wal_removed`, `rows_removed`,
+    /// `wal_level_insufficient`, `idle_timeout` (18).
+    pub invalidation_reason: Option<String>,
+    /// A logical slot invalidated by a recovery conflict (16+).
+    pub conflicting: Option<bool>,
+    /// Created (or altered) to be synchronized to standbys (17+).
+    pub failover: Option<bool>,
+    /// A copy synchronized from the primary (17+; on a standby).
+    pub synced: Option<bool>,
+    /// Dropped at the end of its session, or on a standby not yet persisted by the slot sync.
+    pub temporary: bool,
     pub confirmed_flush_lsn: Option<String>,
     /// `pg_current_wal_lsn() - confirmed_flush_lsn`.
     pub lag_bytes: Option<i64>,
@@ -260,9 +272,31 @@ pub struct SlotReading {
 }
 
 impl SlotReading {
-    /// Postgres removed WAL the slot still needs: it can never stream again.
+    /// The slot can never stream again, by the catalog: `wal_status = lost` (Postgres removed WAL
+    /// it still needs), an `invalidation_reason` (17+), or `conflicting` (16+).
     pub fn is_lost(&self) -> bool {
         self.wal_status.as_deref() == Some("lost")
+            || self.invalidation_reason.is_some()
+            || self.conflicting == Some(true)
+    }
+
+    /// What the catalog says of the slot's health, for checks and logs: `wal_status reserved`,
+    /// `invalidated: rows_removed`, …
+    pub fn health(&self) -> String {
+        match (&self.invalidation_reason, self.conflicting) {
+            (Some(reason), _) => format!("invalidated: {reason}"),
+            (None, Some(true)) => "invalidated: conflicting with recovery".into(),
+            _ => format!(
+                "wal_status {}",
+                self.wal_status.as_deref().unwrap_or("unknown")
+            ),
+        }
+    }
+
+    /// `confirmed_flush_lsn` as a number.
+    pub fn confirmed_lsn(&self) -> Option<u64> {
+        let (hi, lo) = self.confirmed_flush_lsn.as_deref()?.split_once('/')?;
+        Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
     }
 
     /// A logical pgoutput slot of `database`.
@@ -273,23 +307,20 @@ impl SlotReading {
     }
 }
 
-/// The slot, or `None` when it does not exist.
-pub async fn read_slot(
-    client: &tokio_postgres::Client,
-    slot: &str,
-) -> Result<Option<SlotReading>, CatalogError> {
-    let row = client
-        .query_opt(
-            "SELECT coalesce(plugin::text, ''), slot_type::text, database::text, active, \
-                    wal_status::text, confirmed_flush_lsn::text, \
-                    (pg_current_wal_lsn() - confirmed_flush_lsn)::int8, \
-                    (pg_current_wal_lsn() - restart_lsn)::int8, safe_wal_size::int8 \
-             FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .map_err(failed("replication slot"))?;
-    Ok(row.map(|r| SlotReading {
+/// The columns of `pg_replication_slots` every version has, then those only some have, read
+/// through the row's JSON so that one query serves every version (a missing key is NULL). On a
+/// standby, the WAL positions are measured from what it replayed.
+const SLOT_COLUMNS: &str = "coalesce(plugin::text, ''), slot_type::text, database::text, active, \
+    wal_status::text, confirmed_flush_lsn::text, \
+    (w.lsn - confirmed_flush_lsn)::int8, (w.lsn - restart_lsn)::int8, safe_wal_size::int8, \
+    to_jsonb(s) ->> 'invalidation_reason', (to_jsonb(s) ->> 'conflicting')::bool, \
+    (to_jsonb(s) ->> 'failover')::bool, (to_jsonb(s) ->> 'synced')::bool, temporary \
+    FROM pg_replication_slots s, \
+    (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+                 ELSE pg_current_wal_lsn() END AS lsn) w";
+
+fn slot_reading(r: &tokio_postgres::Row) -> SlotReading {
+    SlotReading {
         plugin: r.get(0),
         slot_type: r.get(1),
         database: r.get(2),
@@ -299,7 +330,98 @@ pub async fn read_slot(
         lag_bytes: r.get(6),
         retained_bytes: r.get(7),
         safe_wal_size: r.get(8),
-    }))
+        invalidation_reason: r.get(9),
+        conflicting: r.get(10),
+        failover: r.get(11),
+        synced: r.get(12),
+        temporary: r.get(13),
+    }
+}
+
+/// The slot, or `None` when it does not exist.
+pub async fn read_slot(
+    client: &tokio_postgres::Client,
+    slot: &str,
+) -> Result<Option<SlotReading>, CatalogError> {
+    let sql = format!("SELECT {SLOT_COLUMNS} WHERE slot_name = $1");
+    let row = client
+        .query_opt(sql.as_str(), &[&slot])
+        .await
+        .map_err(failed("replication slot"))?;
+    Ok(row.as_ref().map(slot_reading))
+}
+
+/// A standby's state as the slot's failover readiness needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StandbyReading {
+    /// `pg_is_in_recovery()`: false once it was promoted (or if it never was a standby).
+    pub in_recovery: bool,
+    /// `sync_replication_slots` (17+; `None` before).
+    pub sync_replication_slots: Option<String>,
+    /// `hot_standby_feedback` and `primary_slot_name`, which the slot sync needs.
+    pub hot_standby_feedback: String,
+    pub primary_slot_name: String,
+    /// Its copy of the slot, when it has one.
+    pub slot: Option<SlotReading>,
+}
+
+/// Reads a server that should be a standby: its role, whether it synchronizes slots, its copy
+/// of `slot`.
+pub async fn read_standby(
+    client: &tokio_postgres::Client,
+    slot: &str,
+) -> Result<StandbyReading, CatalogError> {
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(), \
+                    (SELECT setting FROM pg_settings WHERE name = 'sync_replication_slots'), \
+                    current_setting('hot_standby_feedback'), current_setting('primary_slot_name')",
+            &[],
+        )
+        .await
+        .map_err(failed("standby state"))?;
+    Ok(StandbyReading {
+        in_recovery: row.get(0),
+        sync_replication_slots: row.get(1),
+        hot_standby_feedback: row.get(2),
+        primary_slot_name: row.get(3),
+        slot: read_slot(client, slot).await?,
+    })
+}
+
+/// One slot named in the primary's `synchronized_standby_slots` (17+), as the primary sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatingSlot {
+    pub name: String,
+    /// `None`: no such slot.
+    pub slot: Option<SlotReading>,
+}
+
+/// The slots `synchronized_standby_slots` names (empty before 17 or when unset). Postgres sends a
+/// failover slot's changes only once every one of them confirmed the WAL.
+pub async fn read_gating_slots(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<GatingSlot>, CatalogError> {
+    let setting: Option<String> = client
+        .query_opt(
+            "SELECT setting FROM pg_settings WHERE name = 'synchronized_standby_slots'",
+            &[],
+        )
+        .await
+        .map_err(failed("synchronized_standby_slots"))?
+        .and_then(|r| r.get(0));
+    let names: Vec<String> = setting
+        .unwrap_or_default()
+        .split(',')
+        .map(|n| n.trim().trim_matches('"').to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let mut out = Vec::new();
+    for name in names {
+        let slot = read_slot(client, &name).await?;
+        out.push(GatingSlot { name, slot });
+    }
+    Ok(out)
 }
 
 /// The current text values of `columns` of the row `id` of `schema.table`, or `None` when the

@@ -1,9 +1,15 @@
 //! The Postgres control plane: plain SQL connections (tokio-postgres) for the preflight, the
 //! publication and slot setup, the leader lock and slot monitoring. The replication stream itself
 //! lives in `source::stream`.
+//!
+//! Every connection the worker works through is to a primary (`primary`): a URL's hosts are
+//! tried in order and a server in recovery is passed over, so nothing is ever written to, or
+//! streamed from, a standby. Only reading a standby's copy of the slot connects to one
+//! ([`connect_server`]).
 
 pub mod catalog;
 pub mod copy_text;
+pub mod primary;
 pub mod tls;
 
 use std::time::Duration;
@@ -32,9 +38,16 @@ pub enum ConnectError {
     Connect { target: String, reason: String },
     #[error("Postgres TLS setup for {target}: {reason}")]
     Tls { target: String, reason: String },
+    /// Every server of the URL that answered is in recovery (a standby): the worker waits for a
+    /// primary, as after a failover until the name moves or the standby is promoted.
+    #[error(
+        "no primary at {target} ({tried}): the worker streams from and writes to a primary only; trying again"
+    )]
+    NoPrimary { target: String, tried: String },
 }
 
-/// Opens a control connection and drives it on a background task.
+/// Opens a control connection to the primary among `url`'s hosts and drives it on a
+/// background task.
 pub async fn connect(
     url: &PgUrl,
     timeout: Duration,
@@ -45,6 +58,16 @@ pub async fn connect(
 /// Like [`connect`], with session settings (`-c name=value …`) applied at startup, before any
 /// statement runs.
 pub async fn connect_with_options(
+    url: &PgUrl,
+    timeout: Duration,
+    options: Option<&str>,
+) -> Result<tokio_postgres::Client, ConnectError> {
+    Ok(primary::connect(url, timeout, options).await?.client)
+}
+
+/// Opens a connection to `url`'s first server, whatever its role (a standby too), with session
+/// settings when asked.
+pub async fn connect_server(
     url: &PgUrl,
     timeout: Duration,
     options: Option<&str>,

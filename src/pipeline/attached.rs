@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::apply::SourceState;
 use super::control::Control;
 use super::errors::{HardStop, PipelineError};
+use super::held::Held;
 use super::meters::StreamMeters;
 use super::writer::Acks;
 use crate::config::Source;
@@ -74,6 +75,8 @@ pub(super) struct Attached<E, C> {
     pub(super) health: Option<Arc<Health>>,
     /// Changes repaired since the stream started replaying an incomplete table's changes.
     pub(super) repair: Option<RepairEpisode>,
+    /// Committed transactions waiting for their repair lookups (and those behind them).
+    pub(super) held: Held,
     /// Being released (not read any more) until this deadline: see `pipeline::replicator::release`.
     pub(super) releasing: Option<Instant>,
 }
@@ -134,17 +137,22 @@ impl<E, C> Attached<E, C> {
     }
 }
 
-/// The next event of any stream, the streams taken in turn from `start` so none starves.
-/// Cancel-safe: each `recv` is.
+/// The next event of any stream, the streams taken in turn from `start` so none starves; a
+/// stream holding `held_limit` bytes of transactions waiting for repair lookups is not read
+/// until they are answered, and a stream being released is not read again. Cancel-safe: each
+/// `recv` is.
 pub(super) async fn next_event<E: EventStream, C>(
     streams: &mut [Attached<E, C>],
     start: usize,
+    held_limit: usize,
 ) -> (usize, Result<Option<ReplicationEvent>, String>) {
     std::future::poll_fn(|cx| {
         let n = streams.len();
         for k in 0..n {
             let i = (start + k) % n;
-            if streams[i].releasing.is_some() {
+            // Not read: a stream being released, or one holding its share of transactions
+            // waiting for lookups.
+            if streams[i].releasing.is_some() || streams[i].held.bytes() >= held_limit {
                 continue;
             }
             let recv = std::pin::pin!(streams[i].events.recv());

@@ -115,7 +115,7 @@ impl std::fmt::Debug for IdentityHasher {
 
 /// FxHash (rustc's hasher): a multiply per word. The keys are our own ids, not attacker-chosen
 /// input aimed at a HashMap, and SipHash cost four times as much in the profile.
-fn key_hash(row: &RunRow) -> u64 {
+pub(super) fn key_hash(row: &RunRow) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(row.sort_key())
 }
 
@@ -209,6 +209,11 @@ impl CollapsedRows {
             .filter(|r| r.run_id == id && r._is_deleted == 0)
             .map(|r| RunRow::clone(r))
             .collect()
+    }
+
+    /// Every row, to read.
+    pub fn iter(&self) -> impl Iterator<Item = &RunRow> + '_ {
+        self.rows.iter().map(|r| &**r)
     }
 
     /// Every row, for re-collapsing into another set.

@@ -27,7 +27,8 @@ pub enum HardStop {
     #[error("undecodable pgoutput message: {0}")]
     Decode(#[from] DecodeError),
     #[error(
-        "replication slot {slot} was invalidated (wal_status = lost): Postgres removed WAL it still needed; \
+        "replication slot {slot} was invalidated (wal_status lost, or an invalidation_reason: WAL or rows it \
+         needed were removed, or it sat idle too long) and can never stream again; \
          drop it (SELECT pg_drop_replication_slot('{slot}')): the worker then creates a new one and \
          copies the runs changed in the gap (postgres.recreate_lost_slot = true does both without asking)"
     )]

@@ -20,6 +20,7 @@ pub mod changes;
 pub mod collapse;
 pub mod control;
 pub mod errors;
+pub mod held;
 pub mod meters;
 pub mod repair;
 pub mod replicator;

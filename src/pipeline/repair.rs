@@ -14,10 +14,12 @@
 //! - a DELETE, or an UPDATE whose old row the stream does not carry whole, may leave rows of
 //!   the run in ClickHouse under a key the stream cannot name (a deleted run's, or the old key
 //!   of a run whose organization, project, environment or createdAt changed). The run is marked
-//!   for a lookup; before the transaction's rows are handed over, [`resolve`] waits until
-//!   everything before is stored, reads the marked runs from the sink in one query, and
-//!   tombstones every row under a key the transaction holds no row for. One flush and one read
-//!   per transaction (or spilled part), however many changes it repairs.
+//!   for a lookup, and every row ClickHouse shows of it under a key the transaction holds no row
+//!   for is tombstoned. A committed transaction is held for that (`pipeline::held`), with the
+//!   transactions behind it, and one lookup, on a task of its own, answers all of them once
+//!   everything before is stored: the other streams are read meanwhile. Only a transaction
+//!   large enough to be spilled resolves its parts here ([`resolve`]), waiting for everything in
+//!   flight.
 
 use super::apply::SourceState;
 use super::changes::ChangeError;
@@ -187,11 +189,12 @@ impl<'a, C: Control> Repair<'a, C> {
     }
 }
 
-/// The lookups repaired changes of the open transaction asked for, done together: once
-/// everything received before is stored, one read of the sink for all those runs, and a
+/// The lookups repaired changes of the open, spilled transaction asked for, done together:
+/// once everything received before is stored, one read of the sink for all those runs, and a
 /// tombstone for each row it shows under a key the transaction holds no row for. Called before
-/// the transaction's rows are handed over (its commit, or a spilled part). Returns positions
-/// that became acknowledgeable while it waited.
+/// a spilled transaction's rows are handed over (a part, or the rest at its commit; the
+/// stream's held transactions were settled before). Returns positions that became
+/// acknowledgeable while it waited.
 pub async fn resolve<S: Sink>(
     state: &mut SourceState,
     writer: &mut BatchWriter<S>,

@@ -48,12 +48,16 @@ use super::meters::{Meters, StreamMeters};
 use super::repair::{self, Repair};
 use super::sink::Sink;
 use super::writer::{Acks, BatchWriter};
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::metrics as m;
 use crate::source::pgoutput;
 use crate::source::stream::EventStream;
 
+mod lookups;
 mod release;
+
+use lookups::Lookup;
 use release::RELEASE_POLL;
 
 /// Events of one stream handled in a row before the loop looks at timers, inserts, other
@@ -99,7 +103,7 @@ pub struct Replicator<S: Sink> {
 impl<S: Sink> Replicator<S> {
     pub fn new(config: Arc<Config>, sink: Arc<S>) -> Replicator<S> {
         Replicator {
-            writer: BatchWriter::new(sink, &config.batch),
+            writer: BatchWriter::new(sink, &config.batch, Budget::of(&config)),
             behind_after_micros: config.batch.flush_interval_ms.saturating_mul(1000) as i64,
             config,
             meters: Meters::default(),
@@ -116,6 +120,7 @@ impl<S: Sink> Replicator<S> {
         shutdown: &mut watch::Receiver<bool>,
     ) {
         let (alarms_tx, mut alarms) = mpsc::unbounded_channel::<(u64, Alarm)>();
+        let (lookups_tx, mut lookups) = mpsc::unbounded_channel::<Lookup>();
         let mut streams: Vec<Attached<E, C>> = Vec::new();
         let mut turn = 0usize;
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
@@ -137,6 +142,7 @@ impl<S: Sink> Replicator<S> {
                 .backpressure
                 .set(if pressed { 1.0 } else { 0.0 });
             let deadline = self.writer.deadline();
+            let held_limit = self.writer.held_bytes();
             // Sealed early only while reading (a stream not read may well have more) and when
             // no stream is draining a backlog. (`early_flush_at` is `None` while an insert is in
             // flight, so a slot is free whenever it is `Some`.)
@@ -162,10 +168,17 @@ impl<S: Sink> Replicator<S> {
                         Err(e) => self.fail_all(&mut streams, e),
                     }
                 }
+                Some(lookup) = lookups.recv() => {
+                    let id = lookup.stream;
+                    match self.looked_up(&mut streams, lookup) {
+                        Ok(acks) => deliver(&mut streams, acks),
+                        Err(e) => self.detach(&mut streams, id, Err(e)),
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline.unwrap_or(far).into()), if deadline.is_some() && slots_free => {
                     self.writer.flush();
                 }
-                (i, event) = next_event(&mut streams, turn), if read => {
+                (i, event) = next_event(&mut streams, turn, held_limit), if read => {
                     turn = i + 1;
                     match self.burst(&mut streams[i], event).await {
                         Ok(acks) => deliver(&mut streams, acks),
@@ -185,6 +198,7 @@ impl<S: Sink> Replicator<S> {
             if releasing {
                 self.finish_releases(&mut streams).await;
             }
+            self.start_lookups(&mut streams, &lookups_tx);
             self.meters.buffered_rows.set(self.writer.buffered() as f64);
             self.meters
                 .inflight_batches
@@ -225,6 +239,7 @@ impl<S: Sink> Replicator<S> {
             health: new.health,
             repair: None,
             releasing: None,
+            held: Default::default(),
         }
     }
 
@@ -354,26 +369,38 @@ impl<S: Sink> Replicator<S> {
                     .meters
                     .received_lsn
                     .set(m::lsn_value(end_lsn.as_u64()));
-                acks.extend(
-                    repair::resolve(&mut stream.state, &mut self.writer, &stream.meters).await?,
-                );
                 if stream.state.txn().is_some_and(|t| t.is_spilled()) {
-                    // The rest of a spilled transaction goes in after its parts. Its version is
-                    // above theirs anyway; parts past `SPILL_VERSIONS` share one, and with equal
-                    // versions ClickHouse keeps the row inserted last.
+                    // Its parts went out in order behind everything before; so does the rest
+                    // (its version is above theirs anyway), its lookups resolved here.
+                    acks.extend(self.settle_held(stream).await?);
+                    acks.extend(
+                        repair::resolve(&mut stream.state, &mut self.writer, &stream.meters)
+                            .await?,
+                    );
                     acks.extend(self.writer.wait_for_inflight().await?);
                 }
+                let lookups = stream
+                    .state
+                    .txn_mut()
+                    .map(|t| t.take_lookups())
+                    .unwrap_or_default();
                 let committed = stream.state.commit(end_lsn.as_u64(), commit_time_micros)?;
                 stream.repair_done_unless(true);
-                if let Some(lsn) = self.writer.add(id, committed) {
-                    acks.push((id, lsn));
+                if lookups.is_empty() && stream.held.is_empty() {
+                    if let Some(lsn) = self.writer.add(id, committed) {
+                        acks.push((id, lsn));
+                    }
+                } else {
+                    // Held until its lookups are answered (`pipeline::held`), and with it
+                    // every later transaction of the stream.
+                    stream.held.push(committed, lookups);
                 }
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
                 // The walsender sends a keepalive when it waits for more WAL (or to ask for a
                 // reply): it has sent everything it had.
                 stream.behind = false;
-                if stream.state.txn().is_none() {
+                if stream.state.txn().is_none() && stream.held.is_empty() {
                     stream.repair_done_unless(false);
                     if let Some(lsn) = self.writer.idle_at(id, wal_end.as_u64()) {
                         acks.push((id, lsn));
@@ -387,9 +414,8 @@ impl<S: Sink> Replicator<S> {
 
     /// Bounds the memory of one transaction: past `max_rows` rows or a batch's share of
     /// `max_bytes`, the rows so far are inserted before the Commit arrives (see
-    /// `pipeline::transaction`). Each part has a higher version than the one before (up to
-    /// `SPILL_VERSIONS` parts; later ones share the last), and waits for everything in flight,
-    /// so parts also land in order.
+    /// `pipeline::transaction`). Each later state of a row has a higher version than its earlier
+    /// ones, whatever order the parts land in; each part also waits for everything in flight.
     async fn spill_if_large<E, C>(
         &mut self,
         stream: &mut Attached<E, C>,
@@ -401,7 +427,8 @@ impl<S: Sink> Replicator<S> {
         {
             return Ok(Acks::new());
         }
-        let mut acks = repair::resolve(&mut stream.state, &mut self.writer, &stream.meters).await?;
+        let mut acks = self.settle_held(stream).await?;
+        acks.extend(repair::resolve(&mut stream.state, &mut self.writer, &stream.meters).await?);
         acks.extend(self.writer.wait_for_inflight().await?);
         let txn = stream.state.txn_mut().expect("checked above");
         let (rows, payloads) = txn.spill();

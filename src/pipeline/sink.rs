@@ -33,6 +33,12 @@ pub enum SinkError {
     /// A read failed or did not answer in time.
     #[error("reading {what}: {reason}")]
     Read { what: String, reason: String },
+    /// A one-shot command's write was not stored within its bound (an outage, a table-wide
+    /// refusal); the daemon's sink never returns this.
+    #[error(
+        "gave up after {waited} without a write stored (clickhouse.give_up_after_ms); last error: {reason}"
+    )]
+    GaveUp { waited: String, reason: String },
 }
 
 /// Where committed rows are stored. The contract the streaming loop relies on:
@@ -46,9 +52,10 @@ pub enum SinkError {
 ///   (after a restart from the slot). Writing a row twice is harmless: rows carry their version,
 ///   and equal versions collapse.
 /// - **Retries are the sink's.** Transient failures are retried inside `write`; `Err` is
-///   returned only when the sink gave up. (`ClickHouseSink` never gives up on an insert: it
-///   waits out outages and table-wide refusals, so a write can take as long as they last; the
-///   loop bounds only how long a shutdown waits for it.)
+///   returned only when the sink gave up. (The daemon's `ClickHouseSink` never gives up on an
+///   insert: it waits out outages and table-wide refusals, so a write can take as long as they
+///   last; the loop bounds only how long a shutdown waits for it. A one-shot command's gives up
+///   after `clickhouse.give_up_after_ms`.)
 /// - **Order.** Two writes in flight at once may land in either order; rows of one `write` land
 ///   runs first, then payloads. A caller that needs one write to land after another (parts of
 ///   one transaction that share a version) waits for the first to return.
@@ -64,7 +71,8 @@ pub trait Sink: Send + Sync + 'static {
     /// The rows of the runs `run_ids` that a reader sees now (ClickHouse: under `FINAL`),
     /// tombstones excluded, in any order. Repairs tombstone those the stream cannot say a change
     /// removed. One call per batch of runs, answered within the sink's read timeout (an `Err`
-    /// otherwise): the caller asks once per transaction, not once per change.
+    /// otherwise): the caller asks once for all the transactions a stream holds for it, not once
+    /// per change. Called from a task of its own, beside the writes.
     fn visible_rows(
         &self,
         run_ids: &[String],

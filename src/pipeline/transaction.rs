@@ -6,26 +6,34 @@
 //! generation until then and are stamped in [`Transaction::commit`].
 //!
 //! A transaction too large to hold (more rows than a batch) is spilled: its rows so far are
-//! stamped and handed over before the Commit arrives, as parts. Part `k` gets the commit record's
-//! LSN (known from Begin) plus `1 + k`, and the rows left at the Commit get its end LSN. All of
-//! these lie strictly between the end of the previous transaction's commit record and the end
-//! of this one's, so they order the same way against every other transaction; and inside the
-//! transaction each later state has a higher version than every earlier one. So no intermediate
-//! state can win under `FINAL`, whatever the order its insert lands in: an insert whose client
-//! gave up but which the server committed later (after the next part) loses on its version,
-//! not on timing. The room is the commit record's size: at least 40 bytes in PostgreSQL (a
-//! 24-byte record header, a 2-byte data header and the 8-byte commit time, aligned to 8), so
-//! parts use at most [`SPILL_VERSIONS`] of it; parts past that share the last one (a transaction
-//! of more than 32 batches) and rely on landing in order, which the pipeline waits for.
+//! stamped and handed over before the Commit arrives, as parts. The versions a spilled row can
+//! get lie strictly between the end of the previous transaction's commit record and the end of
+//! this one's: the commit record's LSN (known from Begin) plus `1 + k`, and the rows left at the
+//! Commit get its end LSN. So they order the same way against every other transaction. Inside
+//! the transaction only the order of one ClickHouse row's own states matters (ReplacingMergeTree
+//! compares versions per key), so `k` counts *that row's* spills: its first spill gets `+1`, its
+//! second `+2`, and so on, whichever part each is in. Every later state of a row then has a
+//! higher version than every earlier one, for any number of parts, and no intermediate state can
+//! win under `FINAL` whatever the order its insert lands in: an insert whose client gave up but
+//! which the server committed later (a timed-out async insert flushed after its retry) loses on
+//! its version, not on timing. The room is the commit record's size: at least 40 bytes in
+//! PostgreSQL (a 24-byte record header, a 2-byte data header and the 8-byte commit time, aligned
+//! to 8), so a row uses at most [`SPILL_VERSIONS`] of it. A row spilled that often in one
+//! transaction is not spilled again: it stays in the transaction until the Commit, where it gets
+//! the end LSN, above all of them. What a row was spilled is remembered by its key's hash (a
+//! collision only makes two rows share a counter, which still increases for each): about 16
+//! bytes per row of a spilled transaction.
 
 use std::collections::BTreeMap;
 
-use super::collapse::{CollapsedRows, payload_bytes};
+use rustc_hash::FxHashMap;
+
+use super::collapse::{CollapsedRows, key_hash, payload_bytes};
 use crate::rows::{PayloadRow, RunRow};
 
-/// Distinct versions spilled parts may use after the commit record's LSN: fewer than the
+/// Distinct versions one row's spills may use after the commit record's LSN: fewer than the
 /// smallest commit record (40 bytes), so the rows left at the Commit, stamped with its end,
-/// stay above every part.
+/// stay above every spilled one.
 pub const SPILL_VERSIONS: u64 = 32;
 
 /// `_version` holds the LSN in its low 56 bits; the top 8 hold the generation.
@@ -58,6 +66,8 @@ pub struct Transaction {
     final_lsn: u64,
     /// Parts handed over before the Commit (spilled).
     parts: u64,
+    /// Hash of the key of each row spilled so far → the offset its last spill used (`k`).
+    spilled: FxHashMap<u64, u8>,
     rows: CollapsedRows,
     payloads: Vec<PayloadRow>,
     /// [`payload_bytes`] of `payloads`.
@@ -94,6 +104,7 @@ impl Transaction {
             xid,
             final_lsn,
             parts: 0,
+            spilled: FxHashMap::default(),
             rows: CollapsedRows::default(),
             payloads: Vec::new(),
             payloads_bytes: 0,
@@ -171,7 +182,7 @@ impl Transaction {
         self.parts > 0
     }
 
-    /// The version part `k` is stamped with (its low bits).
+    /// The version a row's spill number `k` is stamped with (its low bits).
     fn part_lsn(&self, k: u64) -> u64 {
         self.final_lsn.saturating_add(1 + k.min(SPILL_VERSIONS - 1))
     }
@@ -183,29 +194,43 @@ impl Transaction {
         version(0, self.part_lsn(SPILL_VERSIONS)).map(drop)
     }
 
-    /// Takes the rows so far, stamped with the next part's version, for insertion before the
-    /// Commit. Only called after [`Self::check_lsn`] passed for a change of this transaction.
+    /// Takes the rows so far, each stamped with its own next spill version, for insertion
+    /// before the Commit; a row whose spill versions are used up stays (see the module's
+    /// comment). Only called after [`Self::check_lsn`] passed for a change of this transaction.
     pub fn spill(&mut self) -> (CollapsedRows, Vec<PayloadRow>) {
-        let lsn = self.part_lsn(self.parts);
         self.parts += 1;
-        let mut rows = std::mem::take(&mut self.rows);
-        let stamped = Self::stamp(&mut rows, lsn);
-        debug_assert!(stamped.is_ok(), "check_lsn passed before any row was added");
+        let mut out = CollapsedRows::default();
+        let mut kept = CollapsedRows::default();
+        for mut row in std::mem::take(&mut self.rows).drain() {
+            let hash = key_hash(&row);
+            let k = self.spilled.get(&hash).map_or(0, |k| u64::from(*k) + 1);
+            if k >= SPILL_VERSIONS {
+                kept.upsert_boxed(row);
+                continue;
+            }
+            self.spilled.insert(hash, k as u8);
+            let low = version(0, self.part_lsn(k));
+            debug_assert!(low.is_ok(), "check_lsn passed before any row was added");
+            row._version |= low.unwrap_or(0);
+            out.upsert_boxed(row);
+        }
+        self.rows = kept;
         self.payloads_bytes = 0;
-        (rows, std::mem::take(&mut self.payloads))
+        (out, std::mem::take(&mut self.payloads))
     }
 
-    /// Stamps the rows' versions; an error when the LSN does not fit in `_version`.
+    /// Stamps the rows' versions at the Commit; an error when the LSN does not fit in
+    /// `_version`.
     pub fn commit(
         mut self,
         end_lsn: u64,
         commit_time_micros: i64,
     ) -> Result<Committed, LsnOverflow> {
-        // Above every part (see SPILL_VERSIONS). A commit record shorter than a PostgreSQL
-        // one (never seen from a server) would put the rest at the last part's version: a tie
-        // ClickHouse breaks by insert order, which the pipeline keeps.
+        // Above every spilled version (see SPILL_VERSIONS). A commit record shorter than a
+        // PostgreSQL one (never seen from a server) would put the rest at the highest spill
+        // version: a tie ClickHouse breaks by insert order, which the pipeline keeps.
         let lsn = if self.is_spilled() {
-            end_lsn.max(self.part_lsn(self.parts.saturating_sub(1)))
+            end_lsn.max(self.part_lsn(SPILL_VERSIONS - 1))
         } else {
             end_lsn
         };

@@ -22,9 +22,10 @@
 //! gets fewer, larger inserts rather than a queue of small ones.
 //!
 //! **Memory.** Rows are counted in bytes as well as rows (`collapse::run_bytes`, an estimate
-//! from their strings): the batch is sealed at `max_bytes / (max_inflight + 1)`, a transaction
-//! is spilled at the same share, and the loop stops reading while the batch and the inserts in
-//! flight together hold `max_bytes` ([`BatchWriter::must_wait`]). A run with a megabyte of
+//! from their strings), against the writer's half of the process's budget (`crate::budget`):
+//! the batch is sealed at `1 / (max_inflight + 1)` of it, and the loop stops reading while the
+//! batch and the inserts in flight together hold all of it ([`BatchWriter::must_wait`]); each
+//! stream's open transaction is spilled at its own share of the budget. A run with a megabyte of
 //! output then weighs a megabyte, not one row among ten thousand.
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use super::collapse::CollapsedRows;
 use super::errors::PipelineError;
 use super::sink::{Sink, SinkError, Written};
 use super::transaction::{Committed, Transaction};
+use crate::budget::Budget;
 use crate::config::BatchConfig;
 use crate::metrics as m;
 use crate::rows::{PayloadRow, RunRow};
@@ -73,8 +75,11 @@ pub struct BatchWriter<S: Sink> {
     min_insert_interval: Duration,
     /// Bytes the batch and the inserts in flight may hold together.
     max_bytes: usize,
-    /// A batch's (and an open transaction's) share of `max_bytes`.
+    /// A batch's share of `max_bytes`.
     share_bytes: usize,
+    /// One stream's open transaction is spilled past this, and it is not read while it holds
+    /// as much in transactions waiting for repair lookups (`crate::budget`).
+    transaction_bytes: usize,
     /// Bytes of the rows being inserted.
     inflight_bytes: usize,
     /// When the last insert (a batch or a part of a transaction) started.
@@ -83,8 +88,8 @@ pub struct BatchWriter<S: Sink> {
 }
 
 impl<S: Sink> BatchWriter<S> {
-    pub fn new(sink: Arc<S>, config: &BatchConfig) -> Self {
-        let max_bytes = usize::try_from(config.max_bytes).unwrap_or(usize::MAX);
+    pub fn new(sink: Arc<S>, config: &BatchConfig, budget: Budget) -> Self {
+        let max_bytes = budget.writer;
         BatchWriter {
             sink,
             batch: Batch::default(),
@@ -100,6 +105,7 @@ impl<S: Sink> BatchWriter<S> {
             max_bytes,
             // The batch being filled plus max_inflight sealed ones fit in max_bytes.
             share_bytes: (max_bytes / (config.max_inflight + 1)).max(1),
+            transaction_bytes: budget.transaction,
             inflight_bytes: 0,
             last_insert: None,
             commit_latency: metrics::histogram!(m::COMMIT_LATENCY),
@@ -153,9 +159,9 @@ impl<S: Sink> BatchWriter<S> {
     }
 
     /// An open transaction this large is inserted in parts before its Commit: past `max_rows`
-    /// rows, or past a batch's share of `max_bytes`.
+    /// rows, or past a stream's transaction share of the budget.
     pub fn should_spill(&self, txn: &Transaction) -> bool {
-        txn.len() >= self.max_rows || txn.bytes() >= self.share_bytes
+        txn.len() >= self.max_rows || txn.bytes() >= self.transaction_bytes
     }
 
     /// When the batch may be sealed because the streams caught up: at once, or
@@ -189,15 +195,22 @@ impl<S: Sink> BatchWriter<S> {
         self.batch.deadline(self.flush_interval)
     }
 
-    /// Everything `stream` handed over is written: the batch holds none of its rows, and none
-    /// of its inserts (or positions waiting behind them) is pending. Its position is then final.
+    /// Everything of `stream` handed over so far is stored: none of its rows wait in the batch
+    /// or in an insert in flight (nor positions behind them). Its acknowledged position is then
+    /// final for what it handed over.
     pub fn settled(&self, stream: u64) -> bool {
         !self.batch.holds(stream) && self.trackers.get(&stream).is_none_or(AckTracker::is_idle)
     }
 
-    /// The batch being filled holds rows of `stream`.
+    /// The batch holds rows of `stream`.
     pub fn holds(&self, stream: u64) -> bool {
         self.batch.holds(stream)
+    }
+
+    /// What one stream may hold in transactions waiting for repair lookups before it is not
+    /// read (`crate::budget`).
+    pub fn held_bytes(&self) -> usize {
+        self.transaction_bytes
     }
 
     /// The highest position acknowledged to `stream` so far.

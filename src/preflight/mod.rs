@@ -5,7 +5,11 @@
 //! functions (`verdicts`); each check reports what it observed and, when it fails, the SQL (or
 //! step) that fixes it (`report`). It only reads; creating the publication and the slot is
 //! `source::setup`'s job, which runs before it in the daemon.
+//!
+//! Every reading is bounded: Postgres by `postgres.query_timeout_ms` (a backend that stops
+//! answering fails the check run, it does not hang it), ClickHouse by its request timeout.
 
+pub mod failover;
 mod providers;
 mod report;
 pub mod verdicts;
@@ -53,7 +57,7 @@ pub async fn run(config: &Config) -> Result<Report, PreflightError> {
     for stream in &streams {
         let url = &stream.source.url;
         let client = pg::connect(url, config.connect_timeout_of(url)).await?;
-        let mut found = postgres_checks(&client, stream).await?;
+        let mut found = postgres_checks(&client, config, stream, config.query_timeout()).await?;
         if several {
             for c in &mut found {
                 c.source = Some(stream.name.clone());
@@ -87,28 +91,91 @@ fn ch_error(config: &Config, reason: String) -> PreflightError {
 pub async fn run_stream(config: &Config, stream: &Stream) -> Result<Vec<Check>, PreflightError> {
     let url = &stream.source.url;
     let client = pg::connect(url, config.connect_timeout_of(url)).await?;
-    let mut checks = postgres_checks(&client, stream).await?;
+    let mut checks = postgres_checks(&client, config, stream, config.query_timeout()).await?;
     let ch = sink::client::build(config).map_err(|reason| ch_error(config, reason))?;
     checks.extend(clickhouse_checks(&ch, config).await?);
     Ok(checks)
 }
 
-/// Reads a stream's server, tables, publication and slot, and judges them.
+/// Reads a stream's server (on `client`, the primary), tables, publication and slot, and its
+/// standbys' copies of the slot, and judges them; each reading of the primary within `timeout`.
 pub async fn postgres_checks(
     client: &tokio_postgres::Client,
+    config: &Config,
     stream: &Stream,
+    timeout: std::time::Duration,
 ) -> Result<Vec<Check>, PreflightError> {
     let src = &stream.source;
-    let server = catalog::read_server(client).await?;
-    let tables = catalog::read_tables(client, &src.schema, &src.tables).await?;
-    let publication = catalog::read_publication(client, &stream.publication).await?;
-    let slot = catalog::read_slot(client, &stream.slot).await?;
-    let mut checks = verdicts::connection(&src.url.host, src.url.port);
+    let server = within(
+        timeout,
+        "the server's settings",
+        catalog::read_server(client),
+    )
+    .await?;
+    let tables = within(
+        timeout,
+        "the tables",
+        catalog::read_tables(client, &src.schema, &src.tables),
+    )
+    .await?;
+    let publication = within(
+        timeout,
+        "the publication",
+        catalog::read_publication(client, &stream.publication),
+    )
+    .await?;
+    let slot = within(
+        timeout,
+        "the replication slot",
+        catalog::read_slot(client, &stream.slot),
+    )
+    .await?;
+    let mut checks = verdicts::version_gaps(stream, &server);
+    checks.extend(verdicts::connection(&src.url.host, src.url.port));
     checks.extend(verdicts::server(&server));
     checks.extend(verdicts::tables(src, &tables, &server.user));
     checks.extend(verdicts::publication(stream, publication.as_ref()));
     checks.extend(verdicts::slot(stream, slot.as_ref()));
+    let wanted = src.failover_slot.wanted(server.version_num);
+    let (gating, standbys) = if wanted {
+        (
+            within(
+                timeout,
+                "the standby slots that gate the stream",
+                catalog::read_gating_slots(client),
+            )
+            .await?,
+            failover::probe_standbys(config, stream).await,
+        )
+    } else {
+        Default::default()
+    };
+    checks.extend(failover::checks(
+        stream,
+        server.version_num,
+        slot.as_ref(),
+        &gating,
+        &standbys,
+    ));
     Ok(checks)
+}
+
+/// `reading`, or an error naming `what` when Postgres does not answer within `timeout`.
+async fn within<T>(
+    timeout: std::time::Duration,
+    what: &'static str,
+    reading: impl std::future::Future<Output = Result<T, catalog::CatalogError>>,
+) -> Result<T, PreflightError> {
+    match tokio::time::timeout(timeout, reading).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(PreflightError::Postgres {
+            what,
+            reason: format!(
+                "no answer within {} ms (postgres.query_timeout_ms)",
+                timeout.as_millis()
+            ),
+        }),
+    }
 }
 
 /// Reads the runs table (and the payload table, when one is configured) and judges them.

@@ -96,6 +96,7 @@ fn slot() -> SlotReading {
         lag_bytes: Some(0),
         retained_bytes: Some(0),
         safe_wal_size: None,
+        ..SlotReading::default()
     }
 }
 
@@ -295,8 +296,33 @@ fn the_slot_must_be_ours_and_not_lost() {
     let lost = find(&c, "slot_wal_status", target);
     assert_eq!(
         (lost.status, lost.observed.as_str()),
-        (Status::Fail, "lost")
+        (Status::Fail, "wal_status lost")
     );
+    // PostgreSQL 17 names the reason; 16 flags a recovery conflict: either is lost, whatever
+    // wal_status still says.
+    for (reason, conflicting, shown) in [
+        (
+            Some("rows_removed"),
+            Some(true),
+            "invalidated: rows_removed",
+        ),
+        (
+            Some("idle_timeout"),
+            Some(false),
+            "invalidated: idle_timeout",
+        ),
+        (None, Some(true), "invalidated: conflicting with recovery"),
+    ] {
+        let mut s = slot();
+        s.invalidation_reason = reason.map(String::from);
+        s.conflicting = conflicting;
+        let c = verdicts::slot(&stream(), Some(&s));
+        let check = find(&c, "slot_wal_status", target);
+        assert_eq!(
+            (check.status, check.observed.as_str()),
+            (Status::Fail, shown)
+        );
+    }
     assert!(
         lost.fix
             .as_deref()
@@ -533,4 +559,183 @@ fn supabases_pooler_fails_and_its_direct_connection_passes() {
     // Any other address: no check at all (a self-managed pooler is not recognisable by address).
     assert!(verdicts::connection("db.internal", 6543).is_empty());
     assert!(verdicts::connection("127.0.0.1", 5432).is_empty());
+}
+
+#[test]
+fn version_gaps_are_refused_with_one_line() {
+    let at = |version_num| ServerReading {
+        version_num,
+        ..server()
+    };
+    assert!(all_pass(&verdicts::version_gaps(&stream(), &at(140_023))));
+    let old = verdicts::version_gaps(&stream(), &at(130_020));
+    assert_eq!(find(&old, "server_version", "server").status, Status::Fail);
+    let newer = verdicts::version_gaps(&stream(), &at(190_001));
+    assert_eq!(
+        find(&newer, "server_version", "server").status,
+        Status::Warn
+    );
+
+    let sharded = stream_with(|s| s.shards = 4);
+    let c = verdicts::version_gaps(&sharded, &at(140_023));
+    let shards = find(&c, "shards", "source default");
+    assert_eq!(shards.status, Status::Fail);
+    assert_eq!(
+        shards.observed,
+        "postgres.shards = 4 on PostgreSQL 14.23: shards need row filters (PostgreSQL 15+)"
+    );
+    assert!(all_pass(&verdicts::version_gaps(&sharded, &at(150_018))));
+}
+
+mod failover {
+    use super::*;
+    use crate::config::FailoverSlot;
+    use crate::pg::catalog::{GatingSlot, StandbyReading};
+    use crate::preflight::failover::{StandbyProbe, checks, readiness};
+
+    fn standby(copy: Option<SlotReading>) -> StandbyProbe {
+        StandbyProbe {
+            host: "db2:5432".into(),
+            reading: Ok(StandbyReading {
+                in_recovery: true,
+                sync_replication_slots: Some("on".into()),
+                hot_standby_feedback: "on".into(),
+                primary_slot_name: "db2".into(),
+                slot: copy,
+            }),
+        }
+    }
+
+    fn copy(at: &str) -> SlotReading {
+        SlotReading {
+            synced: Some(true),
+            failover: Some(true),
+            confirmed_flush_lsn: Some(at.into()),
+            ..slot()
+        }
+    }
+
+    fn primary(at: &str) -> SlotReading {
+        SlotReading {
+            failover: Some(true),
+            confirmed_flush_lsn: Some(at.into()),
+            ..slot()
+        }
+    }
+
+    #[test]
+    fn a_synced_persistent_valid_copy_is_ready_with_its_lag() {
+        let r = readiness(Some(&primary("0/3000")), &[standby(Some(copy("0/1000")))]);
+        assert!(r.ready);
+        assert_eq!(r.lag_bytes, Some(0x2000));
+        // The primary itself, listed among the hosts, is not a standby to ask.
+        let the_primary = StandbyProbe {
+            host: "db1:5432".into(),
+            reading: Ok(StandbyReading::default()),
+        };
+        let r = readiness(Some(&primary("0/3000")), std::slice::from_ref(&the_primary));
+        assert!(!r.ready);
+        assert!(
+            r.findings[0].contains("no standby to ask"),
+            "{:?}",
+            r.findings
+        );
+        let r = readiness(
+            Some(&primary("0/3000")),
+            &[the_primary, standby(Some(copy("0/3000")))],
+        );
+        assert_eq!((r.ready, r.lag_bytes), (true, Some(0)));
+    }
+
+    #[test]
+    fn each_unusable_copy_says_why() {
+        let temporary = SlotReading {
+            temporary: true,
+            ..copy("0/1")
+        };
+        let invalidated = SlotReading {
+            invalidation_reason: Some("wal_removed".into()),
+            ..copy("0/1")
+        };
+        let not_synced = SlotReading {
+            synced: Some(false),
+            ..copy("0/1")
+        };
+        let mut off = standby(None);
+        if let Ok(r) = &mut off.reading {
+            r.sync_replication_slots = Some("off".into());
+        }
+        let mut no_feedback = standby(None);
+        if let Ok(r) = &mut no_feedback.reading {
+            r.hot_standby_feedback = "off".into();
+        }
+        let unreachable = StandbyProbe {
+            host: "db3:5432".into(),
+            reading: Err("connection refused".into()),
+        };
+        for (probe, says) in [
+            (standby(Some(temporary)), "not persisted yet"),
+            (standby(Some(invalidated)), "invalidated: wal_removed"),
+            (standby(Some(not_synced)), "not a synchronized copy"),
+            (standby(None), "no copy of the slot yet"),
+            (off, "sync_replication_slots is off"),
+            (no_feedback, "hot_standby_feedback is off"),
+            (unreachable, "cannot be read: connection refused"),
+        ] {
+            let r = readiness(Some(&primary("0/1")), &[probe]);
+            assert!(!r.ready, "{says}");
+            assert!(r.findings[0].contains(says), "{says}: {:?}", r.findings);
+        }
+    }
+
+    #[test]
+    fn failover_slots_on_refuses_a_server_before_17() {
+        let on = stream_with(|s| s.failover_slot = FailoverSlot::On);
+        let c = checks(&on, 160_014, None, &[], &[]);
+        let check = find(&c, "failover_slot", "slot task_runs_to_clickhouse_v1");
+        assert_eq!(check.status, Status::Fail);
+        assert!(
+            check
+                .observed
+                .starts_with("PostgreSQL 16.14 has no failover slots (17+)")
+        );
+        let auto = checks(&stream(), 160_014, None, &[], &[]);
+        assert!(all_pass(&auto));
+        assert!(!FailoverSlot::Auto.wanted(160_014) && FailoverSlot::Auto.wanted(170_000));
+        assert!(!FailoverSlot::Off.wanted(180_000) && FailoverSlot::On.wanted(170_000));
+    }
+
+    #[test]
+    fn a_down_standby_named_in_synchronized_standby_slots_holds_the_stream() {
+        let gating = |active: bool| GatingSlot {
+            name: "db2".into(),
+            slot: Some(SlotReading {
+                slot_type: "physical".into(),
+                active,
+                ..SlotReading::default()
+            }),
+        };
+        let probes = [standby(Some(copy("0/1")))];
+        let c = checks(
+            &stream(),
+            170_010,
+            Some(&primary("0/1")),
+            &[gating(false)],
+            &probes,
+        );
+        let held = find(&c, "synchronized_standby_slots", "server");
+        assert_eq!(held.status, Status::Warn);
+        assert_eq!(
+            held.observed,
+            "holds the stream back: db2: its standby is not connected"
+        );
+        let c = checks(
+            &stream(),
+            170_010,
+            Some(&primary("0/1")),
+            &[gating(true)],
+            &probes,
+        );
+        assert!(all_pass(&c), "{c:?}");
+    }
 }

@@ -15,6 +15,69 @@ pub fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))
 }
 
+/// `server_version_num` as people write it: 170010 → "17.10", 90624 → "9.6.24".
+pub fn version_text(version_num: i32) -> String {
+    if version_num >= 100_000 {
+        format!("{}.{}", version_num / 10_000, version_num % 10_000)
+    } else {
+        format!(
+            "{}.{}.{}",
+            version_num / 10_000,
+            version_num / 100 % 100,
+            version_num % 100
+        )
+    }
+}
+
+/// The oldest and newest major versions the worker is tested against.
+pub const OLDEST_SERVER: i32 = 14;
+pub const NEWEST_SERVER: i32 = 18;
+
+/// What a stream asks of the server's version: a supported one (14 to 18; a newer one warns),
+/// and row filters (15+) for shards. Each gap is one line naming the setting and the version.
+pub fn version_gaps(stream: &Stream, s: &ServerReading) -> Vec<Check> {
+    let major = s.version_num / 10_000;
+    let version = version_text(s.version_num);
+    let mut checks = vec![if major > NEWEST_SERVER {
+        Check::warn(
+            "server_version",
+            "server",
+            format!("PostgreSQL {version}: newer than the newest tested ({NEWEST_SERVER})"),
+            "watch the first run closely, and report what differs",
+        )
+    } else {
+        Check::new(
+            "server_version",
+            "server",
+            major >= OLDEST_SERVER,
+            format!("PostgreSQL {version}"),
+            || {
+                format!(
+                    "PostgreSQL {OLDEST_SERVER} to {NEWEST_SERVER} are supported: upgrade the server"
+                )
+            },
+        )
+    }];
+    if stream.source.shards > 1 {
+        checks.push(Check::new(
+            "shards",
+            format!("source {}", stream.source.name),
+            s.version_num >= 150_000,
+            format!(
+                "postgres.shards = {} on PostgreSQL {version}{}",
+                stream.source.shards,
+                if s.version_num >= 150_000 {
+                    ""
+                } else {
+                    ": shards need row filters (PostgreSQL 15+)"
+                }
+            ),
+            || "set postgres.shards = 1, or upgrade to PostgreSQL 15 or later".into(),
+        ));
+    }
+    checks
+}
+
 /// wal_level, wal senders, encoding, the role's right to replicate (the REPLICATION attribute or a
 /// managed provider's grant, `providers`), the WAL bound of slots. Fixes name the provider's step.
 pub fn server(s: &ServerReading) -> Vec<Check> {
@@ -301,7 +364,7 @@ pub fn slot(stream: &Stream, reading: Option<&SlotReading>) -> Vec<Check> {
             },
         )];
     };
-    let status = s.wal_status.clone().unwrap_or_else(|| "unknown".into());
+    let status = s.health();
     vec![
         Check::new(
             "slot",
@@ -323,7 +386,7 @@ pub fn slot(stream: &Stream, reading: Option<&SlotReading>) -> Vec<Check> {
         ),
         Check::new("slot_wal_status", &target, !s.is_lost(), &status, || {
             format!(
-                "the slot lost WAL it needed: {drop_sql} (the worker creates a new one) and backfill the gap"
+                "the slot can never stream again: {drop_sql} (the worker creates a new one) and backfill the gap"
             )
         }),
     ]

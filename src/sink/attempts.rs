@@ -10,6 +10,10 @@
 //! grow the reconnect backoff: measured, that resumed ~23 s after a 30 s outage.) If ClickHouse
 //! answers probes but keeps failing inserts, attempts continue with the backoff capped at
 //! `clickhouse.retry_max_delay_ms`. `/readyz` and the outage metrics say how long it has been.
+//!
+//! The daemon waits as long as the outage lasts. A one-shot command's sink bounds each write
+//! (`ClickHouseSink::giving_up_after`, `clickhouse.give_up_after_ms`); the log lines here then
+//! say when it gives up.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -69,6 +73,8 @@ pub struct Attempts {
     max_retries: u32,
     min_delay: Duration,
     max_delay: Duration,
+    /// A one-shot command's bound on a write, for the log: the sink enforces it.
+    pub(super) give_up_after: Option<Duration>,
 }
 
 impl Attempts {
@@ -80,6 +86,7 @@ impl Attempts {
             max_retries: ch.insert_max_retries,
             min_delay: Duration::from_millis(ch.retry_min_delay_ms),
             max_delay: Duration::from_millis(ch.retry_max_delay_ms),
+            give_up_after: None,
         }
     }
 
@@ -148,17 +155,29 @@ impl Attempts {
     async fn wait_until_up(&self, error: &str) {
         let since = Instant::now();
         let mut next_log = since;
+        // Not answering at all is an outage for sure: /readyz says so at once.
+        self.health.clickhouse_unreachable(error);
         loop {
             if Instant::now() >= next_log {
-                tracing::warn!(
-                    error,
-                    down_for_s = since.elapsed().as_secs(),
-                    "ClickHouse does not answer; probing it every second, holding the batch"
-                );
+                match self.give_up_after {
+                    None => tracing::warn!(
+                        error,
+                        down_for_s = since.elapsed().as_secs(),
+                        "ClickHouse does not answer; probing it every second, holding the batch"
+                    ),
+                    Some(limit) => tracing::warn!(
+                        error,
+                        down_for_s = since.elapsed().as_secs(),
+                        "ClickHouse does not answer; probing it every second; the command gives \
+                         up (exit 2) once a write has waited {} (clickhouse.give_up_after_ms)",
+                        crate::config::duration_text(limit)
+                    ),
+                }
                 next_log += Duration::from_secs(60);
             }
             let probed = Instant::now();
             if self.probe().await {
+                self.health.clickhouse_answers();
                 tracing::info!(
                     down_for_ms = since.elapsed().as_millis() as u64,
                     "ClickHouse answers again; retrying the insert"

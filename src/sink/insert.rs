@@ -3,10 +3,13 @@
 //! outages) and `sink::isolate` (refused data), and on a payload table that keeps copies
 //! `sink::payload_once` leaves out the payloads of runs it already holds.
 //!
-//! It never gives up on an insert: an outage is waited out (`attempts`), a systemic refusal is
-//! retried with backoff, and either keeps the batch — and every position after it —
-//! unacknowledged while `/readyz` says why. The only rows it does not store are poison rows it
-//! isolated, each logged with its run id and counted.
+//! The daemon's sink never gives up on an insert: an outage is waited out (`attempts`), a
+//! systemic refusal is retried with backoff, and either keeps the batch — and every position
+//! after it — unacknowledged while `/readyz` says why. The only rows it does not store are poison
+//! rows it isolated, each logged with its run id and counted. A one-shot command's sink
+//! ([`ClickHouseSink::giving_up_after`]: `backfill`, `verify --repair`) waits the same way, but
+//! only for `clickhouse.give_up_after_ms` per write: then the write fails
+//! ([`SinkError::GaveUp`]) and the command exits 2 instead of hanging through the outage.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,10 +27,6 @@ use crate::health::Health;
 use crate::metrics as m;
 use crate::pipeline::sink::{Sink, SinkError, Written};
 use crate::rows::{PayloadRow, RunRow};
-
-/// Rows one insert may lose as poison (refused even with every JSON field emptied) before the
-/// refusal counts as systemic: a broken table, not bad rows.
-const REJECTED_BUDGET: usize = 2;
 
 /// The longest pause between two attempts of a batch ClickHouse refuses systemically.
 const REFUSAL_MAX_DELAY: Duration = Duration::from_secs(30);
@@ -47,6 +46,9 @@ pub struct ClickHouseSink {
     settings: Vec<(&'static str, String)>,
     attempts: Attempts,
     timeout: Duration,
+    /// How long one write may wait for ClickHouse to store it (one-shot commands); `None`: as
+    /// long as it takes (the daemon).
+    give_up_after: Option<Duration>,
     health: Arc<Health>,
     /// `--null-sink`: encode, then discard instead of sending.
     null: bool,
@@ -66,37 +68,22 @@ impl Sink for ClickHouseSink {
         runs: &[Box<RunRow>],
         payloads: &[PayloadRow],
     ) -> Result<Written, SinkError> {
-        let started = Instant::now();
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_secs(1))
-            .with_max_delay(REFUSAL_MAX_DELAY)
-            .with_jitter()
-            .without_max_times()
-            .build();
-        let written = loop {
-            match self.write_once(runs, payloads).await {
-                Ok(written) => break written,
-                Err(Systemic { table, reason }) => {
-                    metrics::counter!(m::BATCHES, "result" => "refused").increment(1);
-                    self.health.clickhouse_refusing(&table, &reason);
-                    let delay = delays.next().unwrap_or(REFUSAL_MAX_DELAY);
-                    tracing::error!(
-                        table,
-                        error = %reason,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "ClickHouse refuses most rows of the batch: a table-wide refusal (a materialized \
-                         view, a constraint, a column type?), not poison rows; nothing is dropped or \
-                         acknowledged, the batch is retried until ClickHouse takes it"
-                    );
-                    tokio::time::sleep(delay).await;
-                }
-            }
+        let Some(limit) = self.give_up_after else {
+            return Ok(self.write_patiently(runs, payloads).await);
         };
-        self.health.clickhouse_accepting();
-        metrics::histogram!(m::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
-        metrics::histogram!(m::BATCH_ROWS).record((runs.len() + payloads.len()) as f64);
-        metrics::counter!(m::BATCHES, "result" => "ok").increment(1);
-        Ok(written)
+        // Every path of a write (an outage, a refusal, the isolation of poison rows) is bounded
+        // at once. An insert abandoned mid-flight may still be stored: the rows of a backfill or
+        // a repair are the same rows with the same version whenever they land.
+        match tokio::time::timeout(limit, self.write_patiently(runs, payloads)).await {
+            Ok(written) => Ok(written),
+            Err(_) => Err(SinkError::GaveUp {
+                waited: crate::config::duration_text(limit),
+                reason: self
+                    .health
+                    .clickhouse_problem()
+                    .unwrap_or_else(|| "no answer".into()),
+            }),
+        }
     }
 
     async fn visible_rows(&self, run_ids: &[String]) -> Result<Vec<RunRow>, SinkError> {
@@ -111,6 +98,9 @@ impl Sink for ClickHouseSink {
                 ))
                 .bind(ids)
                 .with_setting("output_format_binary_write_json_as_string", "1")
+                // The skip index on run_id (config/clickhouse/002), also under FINAL: run_id is
+                // part of the sorting key, so every version of a row is in the granules it keeps.
+                .with_setting("use_skip_indexes_if_final", "1")
                 .fetch_all::<RunRow>();
             let rows = super::catalog::answer("runs' rows", self.timeout, query)
                 .await
@@ -128,6 +118,12 @@ impl Sink for ClickHouseSink {
 struct Systemic {
     table: String,
     reason: String,
+}
+
+/// A systemic refusal, with the rows of the attempt that were stored before it was recognised.
+struct Refusal {
+    systemic: Systemic,
+    landed: Vec<bool>,
 }
 
 /// The inserts of one table, as isolation sees them.
@@ -197,12 +193,90 @@ impl ClickHouseSink {
                 .then(|| PayloadOnce::new(&ch.payloads_table, timeout)),
             settings,
             timeout,
+            give_up_after: None,
             health,
             null: ch.null_sink,
             compress: ch.compression == crate::config::Compression::Lz4,
             buffers: std::sync::Mutex::new(Vec::new()),
             canary: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Stores the batch however long ClickHouse takes: outages are waited out, table-wide
+    /// refusals retried (never storing again a row a refused attempt stored).
+    async fn write_patiently(&self, runs: &[Box<RunRow>], payloads: &[PayloadRow]) -> Written {
+        let started = Instant::now();
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(REFUSAL_MAX_DELAY)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let mut written = Written::default();
+        // What each table still has to store: all of its rows at first; after a systemic
+        // refusal, the rows isolation did not store. A retry never stores a row again (each
+        // stored failed run is counted by upstream's error views, on every insert).
+        let mut runs_left: Option<Vec<Box<RunRow>>> = None;
+        let mut payloads_left: Option<Vec<PayloadRow>> = None;
+        let written = loop {
+            let Written {
+                runs: stored_runs,
+                payloads: stored_payloads,
+                rejected,
+            } = &mut written;
+            let mut result = self
+                .store(
+                    &self.runs_table,
+                    runs,
+                    &mut runs_left,
+                    stored_runs,
+                    rejected,
+                )
+                .await;
+            if result.is_ok()
+                && let Some(table) = &self.payloads_table
+            {
+                result = self
+                    .store(
+                        table,
+                        payloads,
+                        &mut payloads_left,
+                        stored_payloads,
+                        rejected,
+                    )
+                    .await;
+            }
+            match result {
+                Ok(()) => break written,
+                Err(Systemic { table, reason }) => {
+                    metrics::counter!(m::BATCHES, "result" => "refused").increment(1);
+                    self.health.clickhouse_refusing(&table, &reason);
+                    let delay = delays.next().unwrap_or(REFUSAL_MAX_DELAY);
+                    tracing::error!(
+                        table,
+                        error = %reason,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "ClickHouse refuses most rows of the batch: a table-wide refusal (a materialized \
+                         view, a constraint, a column type?), not poison rows; nothing is dropped or \
+                         acknowledged, the batch is retried until ClickHouse takes it"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        };
+        self.health.clickhouse_accepting();
+        metrics::histogram!(m::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::BATCH_ROWS).record((runs.len() + payloads.len()) as f64);
+        metrics::counter!(m::BATCHES, "result" => "ok").increment(1);
+        written
+    }
+
+    /// The sink of a one-shot command (`backfill`, `verify --repair`): a write ClickHouse has not
+    /// stored after `limit` fails with [`SinkError::GaveUp`] instead of waiting on.
+    pub fn giving_up_after(mut self, limit: Duration) -> ClickHouseSink {
+        self.give_up_after = Some(limit);
+        self.attempts.give_up_after = Some(limit);
+        self
     }
 
     /// A runs row ClickHouse already holds, as a reader sees it, for a canary when this process
@@ -222,26 +296,49 @@ impl ClickHouseSink {
             .flatten()
     }
 
-    /// One attempt at the batch: every row stored or isolated, or a systemic refusal.
-    async fn write_once(
+    /// One attempt at a table's rows still to store (`left`, all of `all` while `None`): all
+    /// stored or isolated (`left` becomes empty), or a systemic refusal (`left` keeps the rows
+    /// not stored). `stored` and `rejected` count the rows as they go.
+    async fn store<T: SinkRow>(
         &self,
-        runs: &[Box<RunRow>],
-        payloads: &[PayloadRow],
-    ) -> Result<Written, Systemic> {
-        let mut written = Written::default();
-        if !runs.is_empty() {
-            let (ok, rejected) = self.insert_all(&self.runs_table, runs).await?;
-            written.runs = ok;
-            written.rejected += rejected;
+        table: &str,
+        all: &[T],
+        left: &mut Option<Vec<T>>,
+        stored: &mut usize,
+        rejected: &mut usize,
+    ) -> Result<(), Systemic> {
+        let rows = left.as_deref().unwrap_or(all);
+        if rows.is_empty() {
+            *left = Some(Vec::new());
+            return Ok(());
         }
-        if let Some(table) = &self.payloads_table
-            && !payloads.is_empty()
-        {
-            let (ok, rejected) = self.insert_all(table, payloads).await?;
-            written.payloads = ok;
-            written.rejected += rejected;
+        match self.insert_all(table, rows).await {
+            Ok((ok, lost)) => {
+                *stored += ok;
+                *rejected += lost;
+                *left = Some(Vec::new());
+                Ok(())
+            }
+            Err(Refusal { systemic, landed }) => {
+                let landed_rows = landed.iter().filter(|l| **l).count();
+                *stored += landed_rows;
+                if landed_rows > 0 {
+                    tracing::info!(
+                        table,
+                        stored = landed_rows,
+                        "rows stored before the refusal was found systemic are not sent again"
+                    );
+                }
+                *left = Some(
+                    rows.iter()
+                        .zip(&landed)
+                        .filter(|(_, l)| !**l)
+                        .map(|(r, _)| r.clone())
+                        .collect(),
+                );
+                Err(systemic)
+            }
         }
-        Ok(written)
     }
 
     /// Inserts `rows`, isolating refused rows. Returns (rows stored, rows rejected).
@@ -249,7 +346,7 @@ impl ClickHouseSink {
         &self,
         table: &str,
         rows: &[T],
-    ) -> Result<(usize, usize), Systemic> {
+    ) -> Result<(usize, usize), Refusal> {
         let refused = match self.insert(table, rows).await {
             Ok(()) => {
                 metrics::counter!(m::ROWS_INSERTED, "table" => table.to_string())
@@ -265,12 +362,22 @@ impl ClickHouseSink {
             "ClickHouse refused the batch's data; isolating the rows it refuses"
         );
         let inserts = TableInserts { sink: self, table };
-        match isolate::isolate(&inserts, rows, refused, REJECTED_BUDGET).await {
-            Isolated::Systemic { reason, inserts } => {
+        match isolate::isolate(&inserts, rows, refused, isolate::budget(rows.len())).await {
+            Isolated::Systemic {
+                reason,
+                inserts,
+                landed,
+            } => {
                 tracing::debug!(table, inserts, "isolation stopped: the refusal is systemic");
-                Err(Systemic {
-                    table: table.to_string(),
-                    reason,
+                let stored = landed.iter().filter(|l| **l).count();
+                metrics::counter!(m::ROWS_INSERTED, "table" => table.to_string())
+                    .increment(stored as u64);
+                Err(Refusal {
+                    systemic: Systemic {
+                        table: table.to_string(),
+                        reason,
+                    },
+                    landed,
                 })
             }
             Isolated::Done {

@@ -9,9 +9,12 @@
 //! view, a CHECK a DBA added, a column type changed — and the two look the same from one row. So
 //! before such a row is given up, a *canary* is inserted: a row the table took before. Only if the
 //! table still takes the canary is the row *rejected*; if it refuses the canary too, or there is
-//! no canary to try, or more than `budget` rows are rejected, isolation stops and reports
+//! no canary to try, or more rows are rejected than a share of the batch ([`budget`]: a few bad
+//! runs in a batch are poison, a twentieth of it is the table), isolation stops and reports
 //! [`Isolated::Systemic`]: dropping the rows would lose the batch, so the sink treats it like an
-//! outage (retry, never acknowledge).
+//! outage (retry, never acknowledge). What isolation stored before it stopped is reported with
+//! it (`landed`), and the sink's retries leave those rows out: a row is never stored twice by
+//! retrying (upstream's error views count every stored failed run).
 //!
 //! A refusal raised inside a materialized view on the table ([`refusing_view`], such as
 //! trigger.dev's `errors_mv_v1`, which reads every insert into the runs table) is systemic at
@@ -47,6 +50,13 @@ pub trait TryInsert<T: SinkRow> {
     fn canary(&self) -> impl Future<Output = Option<bool>> + Send;
 }
 
+/// Rows a batch may lose as poison before the refusal counts as systemic: a share of the batch
+/// (one in twenty), at least two. An absolute count made three bad runs in a batch of a hundred
+/// a table-wide refusal, held forever.
+pub fn budget(rows: usize) -> usize {
+    (rows / 20).max(2)
+}
+
 /// A row stored only after some of its fields were emptied, or not at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Salvaged {
@@ -68,7 +78,12 @@ pub enum Isolated {
         inserts: usize,
     },
     /// More rows were refused than poison rows explain: the table refuses the data.
-    Systemic { reason: String, inserts: usize },
+    Systemic {
+        reason: String,
+        inserts: usize,
+        /// Per row of the batch: stored before isolation stopped (whole, or neutralised).
+        landed: Vec<bool>,
+    },
 }
 
 /// Isolates the rows ClickHouse refuses in `rows`, whose insert as a whole was refused with
@@ -83,6 +98,7 @@ pub async fn isolate<T: SinkRow, I: TryInsert<T>>(
     let mut inserts = 0;
     let mut salvaged = Vec::new();
     let mut rejected = 0;
+    let mut landed = vec![false; rows.len()];
     // Ranges known to contain a refused row, the next to look at last; split until each is
     // one row, the left half first.
     let mut suspects: Vec<(Range<usize>, Refused)> = vec![(0..rows.len(), first)];
@@ -91,6 +107,7 @@ pub async fn isolate<T: SinkRow, I: TryInsert<T>>(
             return Isolated::Systemic {
                 reason: format!("materialized view {view} refuses the rows: {}", reason.text),
                 inserts,
+                landed,
             };
         }
         if range.len() == 1 {
@@ -98,6 +115,7 @@ pub async fn isolate<T: SinkRow, I: TryInsert<T>>(
             inserts += tries;
             if row.stored {
                 stored += 1;
+                landed[range.start] = true;
                 salvaged.push(row);
                 continue;
             }
@@ -106,6 +124,7 @@ pub async fn isolate<T: SinkRow, I: TryInsert<T>>(
                 return Isolated::Systemic {
                     reason: row.reason,
                     inserts,
+                    landed,
                 };
             }
             // The table takes rows now. It may have been fixed since the row was refused: the
@@ -117,6 +136,7 @@ pub async fn isolate<T: SinkRow, I: TryInsert<T>>(
                 .is_ok()
             {
                 stored += 1;
+                landed[range.start] = true;
                 continue;
             }
             rejected += 1;
@@ -128,7 +148,10 @@ pub async fn isolate<T: SinkRow, I: TryInsert<T>>(
         for half in [range.start..mid, mid..range.end] {
             inserts += 1;
             match ins.try_insert(&rows[half.clone()]).await {
-                Ok(()) => stored += half.len(),
+                Ok(()) => {
+                    stored += half.len();
+                    landed[half].fill(true);
+                }
                 Err(r) => refused_halves.push((half, r)),
             }
         }

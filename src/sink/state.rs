@@ -1,15 +1,22 @@
 //! The worker's own durable state, in ClickHouse: small key/value records that must outlive the
-//! process (a backfill's plan and the chunks it finished; later, markers such as "this slot
-//! existed").
+//! process (a backfill's plan and the chunks it finished; each stream's slot marker, see
+//! `daemon::marker`).
 //!
 //! It lives in ClickHouse rather than Postgres because the worker already writes there and a
 //! least-privilege Postgres role cannot. The table (`config/clickhouse/004_runs_replicator_state.sql`,
 //! and created here when missing) is generic: `(kind, key) → value`, a ReplacingMergeTree on
 //! `_version`, read under FINAL, so a later `put` of the same key replaces the earlier one. A
 //! caller picks a `kind` per feature and keeps its own value format (JSON text).
+//!
+//! Which record of a key wins is decided by `_version`, and that must follow the order of the
+//! writes, not the writers' clocks: two instances, or one whose clock moved back, would otherwise
+//! let an older record win. A write's version is the wall clock in microseconds or one more than
+//! the highest version the key already has, whichever is larger ([`StateStore::put`]). A write
+//! is retried a few times (the same record again: harmless) before its error reaches the caller.
 
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
@@ -99,17 +106,55 @@ impl StateStore {
         .map_err(Self::failed(STATE_TABLE))
     }
 
-    /// Stores `value` under `(kind, key)`, replacing what was there. Durable when it returns:
-    /// the insert is synchronous.
+    /// The highest version `(kind, key)` has (0 when it has none).
+    async fn latest_version(&self, kind: &str, key: &str) -> Result<u64, SinkError> {
+        answer(
+            "reading the state table",
+            self.timeout,
+            self.client
+                .query(&format!(
+                    "SELECT max(_version) FROM {STATE_TABLE} WHERE kind = ? AND key = ?"
+                ))
+                .bind(kind)
+                .bind(key)
+                .fetch_one::<u64>(),
+        )
+        .await
+        .map_err(Self::failed(STATE_TABLE))
+    }
+
+    /// Stores `value` under `(kind, key)`, replacing what was there: its version is above every
+    /// earlier one of the key, whatever the clocks say. Durable when it returns: the insert is
+    /// synchronous. Retried up to [`PUT_ATTEMPTS`] times over a few seconds.
     pub async fn put(&self, kind: &str, key: &str, value: &str) -> Result<(), SinkError> {
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(PUT_ATTEMPTS - 1)
+            .build();
+        loop {
+            match self.put_once(kind, key, value).await {
+                Ok(()) => return Ok(()),
+                Err(e) => match delays.next() {
+                    Some(delay) => {
+                        tracing::debug!(kind, key, error = %e, "state write failed; retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
+    }
+
+    async fn put_once(&self, kind: &str, key: &str, value: &str) -> Result<(), SinkError> {
         let now = now_micros();
+        let version = now.max(self.latest_version(kind, key).await? + 1);
         let row = StateRow {
             kind: kind.to_string(),
             key: key.to_string(),
             value: value.to_string(),
             updated_at: (now / 1000) as i64,
-            // Microseconds: a later put of the same key (a resumed run) has a higher version.
-            _version: now,
+            _version: version,
         };
         let write = async {
             let mut insert = self
@@ -129,6 +174,9 @@ impl StateStore {
             })
     }
 }
+
+/// How many times a state write is tried before its error is returned.
+pub const PUT_ATTEMPTS: usize = 5;
 
 fn now_micros() -> u64 {
     std::time::SystemTime::now()

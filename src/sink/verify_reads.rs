@@ -1,7 +1,8 @@
 //! What a verify reads from ClickHouse (SPEC §10): per hash range a count and a sum of row
 //! hashes, the row hashes of a few ranges, and the rows of a few runs — under `FINAL`, within
-//! a `created_at` window — plus the newest version of a run including tombstones, whether runs
-//! have payload rows, and ClickHouse's own rendering of JSON values.
+//! a `created_at` window — plus the newest version of a run (and of each of its sorting keys)
+//! including tombstones, whether runs have payload rows, and ClickHouse's own rendering of JSON
+//! values.
 //!
 //! The hash expression comes from the caller (`verify::canonical`, where its Rust twin lives);
 //! this file owns the tables, the window and the settings that make ClickHouse print JSON the
@@ -90,6 +91,33 @@ pub struct RangeSum {
     pub runs: u64,
     /// Wrapping sum of the row hashes.
     pub sum: u64,
+}
+
+/// The newest row ClickHouse holds under one sorting key of a run, tombstones included: what a
+/// row written under that key must outrank to be seen.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
+pub struct KeyVersion {
+    pub run_id: String,
+    pub organization_id: String,
+    pub project_id: String,
+    pub environment_id: String,
+    /// Epoch milliseconds, as `RunRow::created_at`.
+    pub created_at: i64,
+    pub version: u64,
+    /// 1: that newest row is a tombstone.
+    pub deleted: u8,
+}
+
+impl KeyVersion {
+    pub fn sort_key(&self) -> crate::rows::clickhouse::SortKey<'_> {
+        (
+            &self.organization_id,
+            &self.project_id,
+            &self.environment_id,
+            self.created_at,
+            &self.run_id,
+        )
+    }
 }
 
 /// The reads, with what they cost.
@@ -285,6 +313,33 @@ impl VerifyReads {
             );
             let q = self.query(&sql).bind(part);
             out.extend(self.fetch("the runs' versions", q).await?);
+        }
+        Ok(out)
+    }
+
+    /// Per sorting key of each of `ids` in the window, the newest row, tombstones included
+    /// (without `FINAL`): a repair's row under that key is seen only if its version outranks it.
+    pub async fn newest_by_key(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+    ) -> Result<Vec<KeyVersion>, SinkError> {
+        let time = Scope {
+            generations: None,
+            ..scope.clone()
+        };
+        let mut out = Vec::new();
+        for part in ids.chunks(IDS_PER_QUERY) {
+            let sql = format!(
+                "SELECT run_id, organization_id, project_id, environment_id, created_at, \
+                        max(_version) AS version, argMax(_is_deleted, _version) AS deleted \
+                 FROM `{}` WHERE {} AND run_id IN ? \
+                 GROUP BY run_id, organization_id, project_id, environment_id, created_at",
+                self.runs_table,
+                time.runs()
+            );
+            let q = self.query(&sql).bind(part);
+            out.extend(self.fetch("the runs' newest rows per key", q).await?);
         }
         Ok(out)
     }

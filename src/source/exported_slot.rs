@@ -1,19 +1,25 @@
-//! Creating a slot together with a snapshot of everything before it, for the daemon's bootstrap
-//! copy: `CREATE_REPLICATION_SLOT … LOGICAL pgoutput (SNAPSHOT 'export')` on a replication
+//! Creating a slot together with a snapshot of everything before it, for the copies the daemon
+//! makes from it: `CREATE_REPLICATION_SLOT … LOGICAL pgoutput EXPORT_SNAPSHOT` on a replication
 //! session (only the replication protocol can export the snapshot that matches the slot's
-//! consistent point exactly; `pg_create_logical_replication_slot` cannot).
+//! consistent point exactly; `pg_create_logical_replication_slot` cannot). The option is written
+//! in the form every supported server reads: PostgreSQL 14 knows only `EXPORT_SNAPSHOT`, and 15+
+//! still accept it next to `(SNAPSHOT 'export')`.
 //!
 //! The slot streams exactly the transactions that commit after its consistent point, and the
 //! snapshot shows exactly those before it: copied at `L` = the consistent point, no change is
 //! missed and none is copied twice. The snapshot lives only while the session that exported it
 //! sends no other command, so the caller imports it on its copy connections and only then lets
 //! the session go ([`ExportedSlot::release`]).
+//!
+//! The session is opened on the primary among the source's hosts (`primary_session`: never a
+//! slot on a standby), in the grammar of its version, with FAILOVER where it is wanted (17+).
 
 use pgwire_replication::ReplicationClient;
 
-use super::stream::{StreamError, replication_config};
+use super::failover_slot;
+use super::primary_session;
+use super::stream::StreamError;
 use crate::config::{Config, Stream};
-use crate::pg::quote_ident;
 
 /// A slot just created, and the session holding its exported snapshot.
 pub struct ExportedSlot {
@@ -33,15 +39,15 @@ impl ExportedSlot {
 
 /// Creates `stream`'s slot and exports the snapshot of its consistent point.
 pub async fn create(config: &Config, stream: &Stream) -> Result<ExportedSlot, StreamError> {
-    let cfg = replication_config(config, stream);
-    let fail = |e| StreamError::classify(stream, e);
-    let mut session = ReplicationClient::connect_gated(cfg).await.map_err(fail)?;
+    let primary = primary_session::open(config, stream).await?;
+    let failover = stream.source.failover_slot.wanted(primary.version_num);
+    let mut session = primary.session;
     // A slot name is [a-z0-9_]; quoting it changes nothing but says it is a name.
-    let sql = format!(
-        "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
-        quote_ident(&stream.slot)
-    );
-    let rows = session.simple_query(&sql).await.map_err(fail)?;
+    let sql = failover_slot::create_exporting_command(&stream.slot, primary.version_num, failover);
+    let rows = match session.simple_query(&sql).await {
+        Ok(rows) => rows,
+        Err(e) => return Err(StreamError::classify(config, stream, e).await),
+    };
     let field = |i: usize| {
         rows.first()
             .and_then(|r| r.get(i).cloned().flatten())

@@ -2,7 +2,10 @@
 //! relation cache, and the publication and slot the stream reads from.
 
 pub mod exported_slot;
+pub mod failover_slot;
+pub mod identity;
 pub mod pgoutput;
+pub mod primary_session;
 pub mod relation;
 pub mod setup;
 pub mod stream;

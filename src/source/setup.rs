@@ -3,8 +3,10 @@
 //! With `create_publication`, a missing publication is created and an existing one is brought to
 //! what the worker needs: every configured table in it (ALTER PUBLICATION … ADD TABLE), and
 //! insert, update and delete published. With `create_slot`, a missing slot is created. Both are
-//! idempotent and tolerate a second instance doing the same at the same moment.
+//! idempotent and tolerate a second instance doing the same at the same moment. A slot is created
+//! as a failover slot where `postgres.failover_slot` wants one (17+; `failover_slot`).
 
+use super::failover_slot;
 use crate::config::Stream;
 use crate::pg::catalog::{self, CatalogError};
 use crate::pg::{self, quote_ident, quote_literal};
@@ -19,8 +21,15 @@ pub struct SetupError {
 /// What `ensure_slot` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotState {
-    Exists { wal_status: Option<String> },
-    Created { lsn: String },
+    /// `lost`: it can never stream again (`SlotReading::is_lost`: wal_status, invalidation_reason,
+    /// conflicting).
+    Exists {
+        wal_status: Option<String>,
+        lost: bool,
+    },
+    Created {
+        lsn: String,
+    },
     Missing,
 }
 
@@ -45,6 +54,15 @@ fn is_duplicate(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT)
 }
 
+/// `server_version_num`.
+async fn server_version(client: &tokio_postgres::Client) -> Result<i32, SetupError> {
+    Ok(client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(err("read server_version_num"))?
+        .get(0))
+}
+
 /// Creates or reconciles the stream's publication. Tables that do not exist are left out (the
 /// preflight reports them). A shard's publication filters each table by its row filter.
 /// Returns what it changed, for the log.
@@ -63,6 +81,10 @@ pub async fn ensure_publication(
         .filter(|t| t.is_ordinary())
         .map(|t| t.name)
         .collect();
+    if stream.shard.is_some() && server_version(client).await? < 150_000 {
+        // Row filters need 15: the preflight refuses the shards with one line.
+        return Ok(changes);
+    }
     let filter = stream
         .shard
         .map(|s| format!(" WHERE ({})", s.row_filter()))
@@ -125,20 +147,22 @@ pub async fn ensure_slot(
     let slot = &stream.slot;
     if let Some(reading) = catalog::read_slot(client, slot).await? {
         return Ok(SlotState::Exists {
+            lost: reading.is_lost(),
             wal_status: reading.wal_status,
         });
     }
     if !create {
         return Ok(SlotState::Missing);
     }
-    let sql = format!(
-        "SELECT lsn::text FROM pg_create_logical_replication_slot({}, 'pgoutput')",
-        quote_literal(slot)
-    );
+    let version = server_version(client).await?;
+    let sql = failover_slot::create_sql(slot, stream.source.failover_slot.wanted(version));
     match client.query_one(sql.as_str(), &[]).await {
         Ok(row) => Ok(SlotState::Created { lsn: row.get(0) }),
         // Another instance created it between our read and our create.
-        Err(e) if is_duplicate(&e) => Ok(SlotState::Exists { wal_status: None }),
+        Err(e) if is_duplicate(&e) => Ok(SlotState::Exists {
+            wal_status: None,
+            lost: false,
+        }),
         Err(e) => Err(err(format!("create slot {slot}"))(e)),
     }
 }

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 
-use crate::config::{Config, SslMode, Stream};
+use super::{failover_slot, primary_session};
+use crate::budget::{Budget, LARGE_EVENT};
+use crate::config::{Config, PgUrl, SslMode, Stream};
+use crate::pg::catalog::{self, SlotReading};
 use crate::pg::{APPLICATION_NAME, DEAD_PEER_OPTIONS, quote_ident};
 
 /// Session settings for the walsender; values in tuples are rendered with them.
@@ -25,18 +28,15 @@ pub fn publication_names(publication: &str) -> String {
     quote_ident(publication)
 }
 
-/// An event as large as the channel is sized for: an UPDATE under REPLICA IDENTITY FULL of a run
-/// whose output is at trigger.dev's offload threshold (512 KB; larger packets go to object
-/// storage) carries it twice, old and new row.
-const LARGE_EVENT: u64 = 1 << 20;
-
 /// How many events pgwire-replication may hold between its reader and the loop. Its channel is
 /// bounded by a count, and while the loop does not read (backpressure) it fills with whatever
-/// comes: 4096 events of a megabyte each would be 4 GiB. Sized so that a full channel of large
-/// events is a quarter of `batch.max_bytes` (32 at the default 128 MiB), which costs nothing
-/// measurable on small events (BENCHMARKS.md: the drain with 32 against 4096).
+/// comes: 4096 events of a megabyte each would be 4 GiB. Sized so that the full channels of all
+/// streams, of large events, are a quarter of `batch.max_bytes` (`budget`: 32 events for one
+/// stream at the default 128 MiB, 8 each for four), which costs nothing measurable on small
+/// events (BENCHMARKS.md: the drain with 32 against 4096). At least 2: the reader then still
+/// reads ahead of the loop.
 pub fn event_buffer(config: &Config) -> usize {
-    (config.batch.max_bytes / 4 / LARGE_EVENT).clamp(16, 4096) as usize
+    (Budget::of(config).channel as u64 / LARGE_EVENT).clamp(2, 4096) as usize
 }
 
 /// What the streaming loop needs of a replication stream: events in, acknowledgements out.
@@ -101,7 +101,7 @@ pub enum StreamError {
     SlotActive { slot: String, detail: String },
     #[error("replication slot {slot} does not exist")]
     SlotMissing { slot: String },
-    /// `wal_status = lost`: the server removed WAL the slot still needed.
+    /// The catalog says the slot can never stream again (`SlotReading::is_lost`).
     #[error("replication slot {slot} was invalidated and can no longer stream: {detail}")]
     SlotInvalidated { slot: String, detail: String },
     #[error("publication {publication} does not exist")]
@@ -110,41 +110,102 @@ pub enum StreamError {
     Connection { target: String, detail: String },
 }
 
+/// The SQLSTATE of a server error as pgwire-replication reports it (`… (SQLSTATE 55006)`, the
+/// code its error carries, in the one format the crate writes).
+pub(crate) fn sqlstate(e: &pgwire_replication::PgWireError) -> Option<String> {
+    let pgwire_replication::PgWireError::Server(text) = e else {
+        return None;
+    };
+    let code = text
+        .trim_end()
+        .strip_suffix(')')?
+        .rsplit_once("(SQLSTATE ")?
+        .1;
+    (code.len() == 5).then(|| code.to_string())
+}
+
 impl StreamError {
-    pub(crate) fn classify(stream: &Stream, e: pgwire_replication::PgWireError) -> StreamError {
+    /// A failure of a replication session to `url`, described, not yet classified.
+    pub(crate) fn plain(url: &PgUrl, e: pgwire_replication::PgWireError) -> StreamError {
+        StreamError::Connection {
+            target: url.to_string(),
+            detail: e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
+    /// What went wrong, without the target.
+    pub fn detail(&self) -> String {
+        match self {
+            StreamError::SlotActive { detail, .. }
+            | StreamError::SlotInvalidated { detail, .. }
+            | StreamError::Connection { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// What a replication command's failure means for `stream`, by SQLSTATE and the catalog,
+    /// never by the message's text (PostgreSQL 18 reworded the invalidated slot's): a slot in use
+    /// (55006) is retried; any other server error is explained by reading the slot and the
+    /// publication on the primary (missing, invalidated: `wal_status`, `invalidation_reason`,
+    /// `conflicting`); what the catalog does not explain stays a connection error, retried.
+    pub(crate) async fn classify(
+        config: &Config,
+        stream: &Stream,
+        e: pgwire_replication::PgWireError,
+    ) -> StreamError {
+        let code = sqlstate(&e);
+        let plain = StreamError::plain(&stream.source.url, e);
         let slot = stream.slot.clone();
-        let detail = e
-            .to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let sqlstate = detail
-            .rsplit("SQLSTATE ")
-            .next()
-            .map(|s| s.trim_end_matches(')').to_string())
-            .filter(|s| s.len() == 5);
-        let lower = detail.to_ascii_lowercase();
-        match sqlstate.as_deref() {
-            Some("55006") => StreamError::SlotActive { slot, detail },
-            Some("42704") if lower.contains("publication") => StreamError::PublicationMissing {
-                publication: stream.publication.clone(),
+        match code.as_deref() {
+            Some("55006") => StreamError::SlotActive {
+                slot,
+                detail: plain.detail(),
             },
-            Some("42704") => StreamError::SlotMissing { slot },
-            Some("55000") if lower.contains("invalidated") || lower.contains("no longer") => {
-                StreamError::SlotInvalidated { slot, detail }
-            }
-            _ => StreamError::Connection {
-                target: stream.source.url.to_string(),
-                detail,
+            Some(_) => match read_slot_and_publication(config, stream).await {
+                Ok((None, _)) => StreamError::SlotMissing { slot },
+                Ok((Some(s), _)) if s.is_lost() => StreamError::SlotInvalidated {
+                    slot,
+                    detail: s.health(),
+                },
+                Ok((_, false)) => StreamError::PublicationMissing {
+                    publication: stream.publication.clone(),
+                },
+                _ => plain,
             },
+            None => plain,
         }
     }
 }
 
-/// The replication connection settings of `stream`: its server, slot and publication, TLS,
-/// status interval, and the pinned text rendering.
-pub(crate) fn replication_config(config: &Config, stream: &Stream) -> ReplicationConfig {
+/// The stream's slot and whether its publication exists, read on the primary.
+async fn read_slot_and_publication(
+    config: &Config,
+    stream: &Stream,
+) -> Result<(Option<SlotReading>, bool), String> {
     let url = &stream.source.url;
+    let client = crate::pg::connect(url, config.connect_timeout_of(url))
+        .await
+        .map_err(|e| e.to_string())?;
+    let slot = catalog::read_slot(&client, &stream.slot)
+        .await
+        .map_err(|e| e.to_string())?;
+    let publication = catalog::read_publication(&client, &stream.publication)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((slot, publication.is_some()))
+}
+
+/// The replication connection settings of `stream` to the server `url` (one of its hosts):
+/// slot and publication, TLS, status interval, and the pinned text rendering.
+pub(crate) fn replication_config(
+    config: &Config,
+    stream: &Stream,
+    url: &PgUrl,
+) -> ReplicationConfig {
     let tls = match url.tls_mode() {
         SslMode::Disable => TlsConfig::disabled(),
         SslMode::Prefer => TlsConfig {
@@ -177,22 +238,46 @@ pub(crate) fn replication_config(config: &Config, stream: &Stream) -> Replicatio
     .with_application_name(APPLICATION_NAME)
 }
 
-/// Opens `stream`'s replication connection and waits until the server accepted
-/// START_REPLICATION. The stream resumes at the slot's confirmed position.
+/// Opens `stream`'s replication connection on the primary among its hosts and waits until the
+/// server accepted START_REPLICATION. The stream resumes at the slot's confirmed position. Before
+/// the start, on the same session: the server is not in recovery (`primary_session`), its
+/// identity is read, and the slot is made a failover slot when it should be one.
 pub async fn start(config: &Config, stream: &Stream) -> Result<ReplicationClient, StreamError> {
-    let url = &stream.source.url;
-    let cfg = replication_config(config, stream);
-    let timeout = config.connect_timeout_of(url);
-    let connect = async {
-        let mut client = ReplicationClient::connect(cfg).await?;
-        client.wait_started().await?;
-        Ok::<_, pgwire_replication::PgWireError>(client)
+    let mut primary = primary_session::open(config, stream).await?;
+    let identity = primary.identify().await?;
+    tracing::debug!(
+        stream = %stream.name,
+        server = %primary.url,
+        system_id = %identity.system_id,
+        timeline = identity.timeline,
+        "replication session on the primary"
+    );
+    match failover_slot::ensure(&mut primary, stream).await {
+        Ok(true) => tracing::info!(
+            stream = %stream.name,
+            slot = %stream.slot,
+            "the slot is now a failover slot (ALTER_REPLICATION_SLOT … (FAILOVER true)): standbys with sync_replication_slots keep a copy"
+        ),
+        Ok(false) => {}
+        Err(e) if sqlstate(&e).as_deref() == Some("55006") => {
+            return Err(StreamError::SlotActive {
+                slot: stream.slot.clone(),
+                detail: StreamError::plain(&primary.url, e).detail(),
+            });
+        }
+        Err(e) => return Err(StreamError::plain(&primary.url, e)),
+    }
+    let timeout = config.connect_timeout_of(&primary.url);
+    let mut client = primary.session;
+    let started = async {
+        client.start().await?;
+        client.wait_started().await
     };
-    match tokio::time::timeout(timeout + Duration::from_secs(1), connect).await {
-        Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(StreamError::classify(stream, e)),
+    match tokio::time::timeout(timeout + Duration::from_secs(1), started).await {
+        Ok(Ok(())) => Ok(client),
+        Ok(Err(e)) => Err(StreamError::classify(config, stream, e).await),
         Err(_) => Err(StreamError::Connection {
-            target: url.to_string(),
+            target: primary.url.to_string(),
             detail: format!(
                 "START_REPLICATION not accepted within {} ms",
                 timeout.as_millis()
@@ -203,7 +288,31 @@ pub async fn start(config: &Config, stream: &Stream) -> Result<ReplicationClient
 
 #[cfg(test)]
 mod tests {
-    use super::publication_names;
+    use super::{publication_names, sqlstate};
+    use pgwire_replication::PgWireError;
+
+    #[test]
+    fn the_sqlstate_is_read_from_a_server_error_only() {
+        let server = |text: &str| PgWireError::Server(text.into());
+        assert_eq!(
+            sqlstate(&server(
+                "replication slot \"s\" is active for PID 7 (SQLSTATE 55006)"
+            )),
+            Some("55006".into())
+        );
+        // Whatever the words (PostgreSQL 18 reworded the invalidated slot's), the code decides.
+        assert_eq!(
+            sqlstate(&server(
+                "can no longer access replication slot \"s\" (SQLSTATE 55000)"
+            )),
+            Some("55000".into())
+        );
+        assert_eq!(sqlstate(&server("no code here")), None);
+        assert_eq!(
+            sqlstate(&PgWireError::Protocol("x (SQLSTATE 55006)".into())),
+            None
+        );
+    }
 
     /// Postgres's `SplitIdentifierString(rawstring, ',', ...)` (varlena.c), as pgoutput applies
     /// it to `publication_names`: whitespace around names is skipped, a double-quoted name is

@@ -32,6 +32,7 @@ pub fn healthy_slot() -> SlotReading {
         lag_bytes: Some(0),
         retained_bytes: Some(0),
         safe_wal_size: None,
+        ..SlotReading::default()
     }
 }
 

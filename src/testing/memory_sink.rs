@@ -17,6 +17,8 @@ use crate::rows::{PayloadRow, RunRow};
 /// What the next write does instead of storing its rows.
 #[derive(Clone)]
 pub enum Fault {
+    /// Stores as usual: places a later fault on a later write.
+    Pass,
     /// Fails as a sink does when its retries are used up; nothing is stored.
     Fail(String),
     /// Waits until the [`Gate`] opens, then stores.
@@ -58,6 +60,8 @@ struct Inner {
     started: usize,
     /// Calls of `visible_rows`.
     lookups: usize,
+    /// How long each `visible_rows` takes (a `FINAL` read of a large table).
+    lookup_delay: std::time::Duration,
 }
 
 #[derive(Default, Clone)]
@@ -99,6 +103,11 @@ impl MemorySink {
 
     /// Writes that started, including failed and still hanging ones.
     /// How many times `visible_rows` was asked (repairs batch their lookups per transaction).
+    /// Makes every later `visible_rows` take `delay`.
+    pub fn slow_lookups(&self, delay: std::time::Duration) {
+        self.lock().lookup_delay = delay;
+    }
+
     pub fn lookups(&self) -> usize {
         self.lock().lookups
     }
@@ -191,7 +200,7 @@ impl Sink for MemorySink {
                     sink.stored.notify_waiters();
                 });
             }
-            None => {}
+            Some(Fault::Pass) | None => {}
         }
         let mut inner = self.lock();
         if let Some(reason) = failed {
@@ -237,7 +246,12 @@ impl Sink for MemorySink {
     }
 
     async fn visible_rows(&self, run_ids: &[String]) -> Result<Vec<RunRow>, SinkError> {
-        self.lock().lookups += 1;
+        let delay = {
+            let mut inner = self.lock();
+            inner.lookups += 1;
+            inner.lookup_delay
+        };
+        tokio::time::sleep(delay).await;
         Ok(self
             .final_rows()
             .into_values()

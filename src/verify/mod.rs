@@ -9,8 +9,9 @@
 //!    ([`canonical`]); the stream waited for past the snapshot ([`slots`]); ClickHouse's sum per
 //!    hash range ([`ranges`], `sink::verify_reads`), run hashes in the ranges that differ.
 //! 3. The re-checks: the runs whose hashes differ, in full, from fresh snapshots, until each is
-//!    in sync or its drift is settled ([`settle`], [`compare`]).
-//! 4. With `--repair`, [`repair`]; then the [`report`].
+//!    in sync or its drift is settled ([`settle`], [`compare`]); a run still pending after the
+//!    last round is unsettled, reported apart and never repaired.
+//! 4. With `--repair`, [`repair`] of the settled drift; then the [`report`].
 //!
 //! The daemon runs the same over a recent window in the background ([`continuous`]).
 
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::backfill::{self, BackfillError};
 use crate::config::{Config, Source};
+use crate::health::Health;
 use crate::pipeline::sink::{Sink, SinkError};
 use crate::sink::verify_reads::{PAYLOAD_PRESENT, Scope, VerifyReads};
 
@@ -66,6 +68,9 @@ pub struct Request {
     pub pause: Duration,
     /// Drifted runs listed in the report.
     pub max_report: usize,
+    /// Where the daemon's background verify says what it is doing (`/readyz`); `None` for the
+    /// command.
+    pub progress: Option<Arc<Health>>,
 }
 
 /// A prepared verify: everything the passes share.
@@ -79,6 +84,16 @@ pub struct Context {
     pub payloads: bool,
     pub wait_timeout: Duration,
     pub rounds: u32,
+    pub progress: Option<Arc<Health>>,
+}
+
+impl Context {
+    /// Says what the verify is doing now, where `/readyz` reads it (the background verify).
+    pub fn doing(&self, what: impl FnOnce() -> String) {
+        if let Some(p) = &self.progress {
+            p.verify_doing(what());
+        }
+    }
 }
 
 /// Checks the request against the configuration and reads its window.
@@ -125,6 +140,7 @@ pub async fn prepare(
     Ok(Context {
         wait_timeout: Duration::from_millis(config.verify.wait_timeout_ms),
         rounds: config.verify.rounds,
+        progress: request.progress.clone(),
         config,
         sources,
         window,
@@ -159,6 +175,13 @@ pub async fn run<S: Sink>(
         payloads: ctx.payloads,
     };
     let phase = Instant::now();
+    ctx.doing(|| {
+        format!(
+            "reading the window from Postgres: a snapshot of {} (which first waits for the \
+             transactions in flight to end), then COPY",
+            report.sources.join(", ")
+        )
+    });
     let ours = expected::read_window(&ctx.config, &ctx.sources, &ctx.window, options).await?;
     report.phases.postgres = Phases::round(phase.elapsed().as_secs_f64());
     let phase = Instant::now();
@@ -168,11 +191,12 @@ pub async fn run<S: Sink>(
     report.skipped = ours.skipped;
     let mut waits = Vec::new();
     for (source, snap) in ctx.sources.iter().zip(&ours.snapshots) {
-        waits.extend(slots::wait(&ctx.config, source, snap.upper, ctx.wait_timeout).await?);
+        waits.extend(slots::wait(&ctx, source, snap.upper).await?);
     }
     report.slots = waits;
     report.phases.stream = Phases::round(phase.elapsed().as_secs_f64());
     let phase = Instant::now();
+    ctx.doing(|| "reading ClickHouse: the window's hash ranges".into());
     let bits = ranges::bits_for(ours.runs.len());
     let range_sql = canonical::range_sql(bits);
     let digest_sql = canonical::digest_sql(ctx.payloads.then_some(PAYLOAD_PRESENT));
@@ -205,8 +229,6 @@ pub async fn run<S: Sink>(
     report.phases.recheck = Phases::round(phase.elapsed().as_secs_f64());
     report.rounds = settled.rounds;
     report.changed_meanwhile = settled.resolved as u64;
-    report.unsettled = settled.unsettled.clone();
-    report.unconfirmed = settled.unconfirmed;
     report.postgres_rows_read += settled.postgres_rows_read;
     if settled.rounds > 0 {
         report.slots = settled.waits.clone();
@@ -214,30 +236,27 @@ pub async fn run<S: Sink>(
     let findings: Vec<compare::Finding> =
         settled.drifted.iter().map(|d| d.finding.clone()).collect();
     report.drift = report::DriftCounts::of(&findings);
-    report.runs_in_sync = report.runs_compared.saturating_sub(report.drift.runs);
+    report.unsettled = report::UnsettledCounts::of(&settled.unsettled);
+    report.runs_in_sync = report
+        .runs_compared
+        .saturating_sub(report.drift.runs + report.unsettled.runs);
     report.drifted = findings.into_iter().take(request.max_report).collect();
-    report.in_sync = settled.drifted.is_empty();
+    report.unsettled_runs = settled
+        .unsettled
+        .iter()
+        .take(request.max_report)
+        .cloned()
+        .collect();
+    report.outcome = Report::conclude(&report.drift, &report.unsettled);
+    report.in_sync = report.outcome == report::Outcome::InSync;
     for w in &report.slots {
         if w.outcome != slots::Outcome::Passed {
             report.warnings.push(w.describe());
         }
     }
-    if settled.unconfirmed {
-        report.warnings.push(
-            "the stream had not passed the snapshot: the drift reported may include changes it \
-             has not delivered yet; verify again once it has caught up"
-                .into(),
-        );
-    }
-    if !settled.unsettled.is_empty() {
-        report.warnings.push(format!(
-            "{} run(s) kept changing through {} re-checks and were not compared to the end",
-            settled.unsettled.len(),
-            settled.rounds
-        ));
-    }
     if request.repair {
         let phase = Instant::now();
+        ctx.doing(|| format!("repairing {} drifted run(s)", settled.drifted.len()));
         report.repair = Some(repair::repair(&ctx, &sink, &settled.drifted).await?);
         report.phases.repair = Phases::round(phase.elapsed().as_secs_f64());
     }

@@ -10,9 +10,12 @@
 //!   longer has — gets a tombstone built from it: the row with `_is_deleted = 1` and `_version =
 //!   generation << 56 | L`. That is the row a stream delete committed at `L` would write.
 //!
-//! A ClickHouse row whose version is already above the one a repair would write cannot be
-//! outranked by it (a version from the future, e.g. written by another tool): it is left as it
-//! is and reported, never forced. (On equal versions the later insert wins: the repair's.)
+//! Before writing, ClickHouse's newest row under every key the repair writes is read, tombstones
+//! included. One whose version is already above the repair's cannot be outranked by it (a
+//! version from the future, e.g. written by another tool): a rewrite would stay hidden behind a
+//! tombstone, a stale row would stay. Such a run is not written, and is reported as
+//! unrepairable with the row's version and how to remove it — never as rewritten, never forced.
+//! (On equal versions the later insert wins: the repair's.)
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -21,15 +24,18 @@ use serde::Serialize;
 
 use super::compare::Kind;
 use super::expected::copy_runs_in;
-use super::settle::Drifted;
+use super::settle::{Drifted, LSN_MASK};
 use super::{Context, VerifyError};
 use crate::backfill::chunks;
 use crate::backfill::copier::{self, Limits, RowAdder, SinkWriter};
+use crate::backfill::snapshot::lsn_text;
 use crate::backfill::{Snapshot, SnapshotSource};
 use crate::config::Source;
 use crate::pipeline::sink::Sink;
 use crate::pipeline::transaction::version;
 use crate::rows::RunRow;
+use crate::rows::clickhouse::SortKey;
+use crate::sink::verify_reads::Scope;
 use crate::source::relation::TableBinding;
 use crate::transform::TransformOptions;
 
@@ -45,6 +51,22 @@ pub struct Repaired {
     pub tombstoned: u64,
     /// Runs left as they are, and why.
     pub unrepairable: BTreeMap<String, String>,
+}
+
+/// A sorting key of the runs table, owned.
+pub type Key = (String, String, String, i64, String);
+
+pub fn key_of(k: SortKey<'_>) -> Key {
+    (k.0.into(), k.1.into(), k.2.into(), k.3, k.4.into())
+}
+
+/// A `_version` for a person: its value, generation and LSN.
+fn version_text(v: u64) -> String {
+    format!(
+        "{v} (generation {}, LSN {})",
+        v >> 56,
+        lsn_text(v & LSN_MASK)
+    )
 }
 
 /// Repairs `drifted`.
@@ -63,10 +85,18 @@ pub async fn repair<S: Sink>(
         .filter(|d| d.finding.kinds.contains(&Kind::MissingPayload))
         .map(|d| d.finding.run_id.as_str())
         .collect();
-    // Each run's copies in Postgres now, stamped as they are written, and each generation's L.
+    // Each run's copies in Postgres now, stamped as they will be written, and each generation's L.
     let mut copies: HashMap<String, Vec<RunRow>> = HashMap::new();
     let mut lsn_of: HashMap<u8, u64> = HashMap::new();
+    let mut snapshots = Vec::new();
     for source in &ctx.sources {
+        ctx.doing(|| {
+            format!(
+                "repair: a snapshot of {} (which first waits for the transactions in flight to \
+                 end) and its drifted runs",
+                source.name
+            )
+        });
         let snapshot = Snapshot::open(&ctx.config, source, SnapshotSource::Fresh, 1).await?;
         for g in source.generations.values() {
             lsn_of.insert(*g, snapshot.lsn);
@@ -76,80 +106,166 @@ pub async fn repair<S: Sink>(
         for row in rows {
             copies.entry(row.run_id.clone()).or_default().push(row);
         }
+        snapshots.push((source, snapshot, found));
+    }
+    // What ClickHouse holds under each key of these runs now, tombstones included: a row the
+    // repair writes is seen only if it outranks that.
+    ctx.doing(|| "repair: reading ClickHouse's newest row per key".into());
+    // Every key the repair writes, whatever the window: a copy may lie outside it.
+    let times = copies
+        .values()
+        .flatten()
+        .chain(drifted.iter().flat_map(|d| &d.seen.actual))
+        .map(|r| r.created_at);
+    let keys = Scope {
+        since_ms: times.clone().min(),
+        until_ms: times.max().map(|t| t + 1),
+        generations: None,
+    };
+    let newest: HashMap<Key, (u64, bool)> = ctx
+        .reads
+        .newest_by_key(&keys, &ids)
+        .await?
+        .into_iter()
+        .map(|k| (key_of(k.sort_key()), (k.version, k.deleted == 1)))
+        .collect();
+    let ch = &ctx.config.clickhouse;
+    let table = format!("{}.{}", ch.database, ch.runs_table);
+    let mut tombstones = Vec::new();
+    let mut blocked: HashSet<String> = HashSet::new();
+    for d in drifted {
+        let id = &d.finding.run_id;
+        let planned = copies.get(id).map(Vec::as_slice).unwrap_or(&[]);
+        match plan(&table, d, planned, &newest, &lsn_of)? {
+            Plan::Repair(mut more) => tombstones.append(&mut more),
+            Plan::Unrepairable(why) => {
+                blocked.insert(id.clone());
+                done.unrepairable.insert(id.clone(), why);
+            }
+        }
+    }
+    for (source, snapshot, found) in &snapshots {
         let (with_payload, without): (Vec<String>, Vec<String>) = found
-            .into_iter()
+            .iter()
+            .filter(|id| !blocked.contains(*id))
+            .cloned()
             .partition(|id| wants_payload.contains(id.as_str()));
         for (list, payloads) in [(with_payload, true), (without, false)] {
             if list.is_empty() {
                 continue;
             }
+            ctx.doing(|| format!("repair: rewriting {} run(s) into ClickHouse", list.len()));
+            tracing::info!(
+                source = %source.name,
+                runs = list.len(),
+                lsn = %lsn_text(snapshot.lsn),
+                "repair: rewriting drifted runs from the snapshot"
+            );
             done.rewritten += list.len() as u64;
             let (rows, payloads_written) =
-                rewrite(ctx, sink, source, &snapshot, &list, payloads).await?;
+                rewrite(ctx, sink, source, snapshot, &list, payloads).await?;
             done.rows_written += rows;
             done.payloads_written += payloads_written;
         }
     }
-    let mut tombstones = Vec::new();
-    for d in drifted {
-        let id = &d.finding.run_id;
-        let winner = copies
-            .get(id)
-            .and_then(|rows| rows.iter().max_by_key(|r| r._version >> 56));
-        for row in &d.seen.actual {
-            let g = (row._version >> 56) as u8;
-            match winner {
-                // The rewrite replaces it, unless its version is above the rewrite's (on a tie
-                // the later insert wins).
-                Some(w) if w.sort_key() == row.sort_key() => {
-                    if row._version > w._version {
-                        done.unrepairable.insert(
-                            id.clone(),
-                            format!(
-                                "ClickHouse's row has version {:#x}, above the repair's {:#x}",
-                                row._version, w._version
-                            ),
-                        );
-                    }
-                }
-                // A row Postgres does not have (the run is gone, or it is under a sorting key
-                // the run no longer has): a tombstone as a delete at L would write.
-                _ => match lsn_of.get(&g).map(|lsn| version(g, *lsn)) {
-                    Some(Ok(v)) if v >= row._version => {
-                        let mut tombstone = row.clone();
-                        tombstone._is_deleted = 1;
-                        tombstone._version = v;
-                        tombstones.push(tombstone);
-                    }
-                    Some(Ok(v)) => {
-                        done.unrepairable.insert(
-                            id.clone(),
-                            format!(
-                                "ClickHouse's row has version {:#x}, above the tombstone's {v:#x}",
-                                row._version
-                            ),
-                        );
-                    }
-                    Some(Err(e)) => return Err(VerifyError::Request(e.to_string())),
-                    None => {
-                        done.unrepairable.insert(
-                            id.clone(),
-                            format!(
-                                "its ClickHouse row has generation {g}, which no verified table has"
-                            ),
-                        );
-                    }
-                },
-            }
-        }
-    }
     if !tombstones.is_empty() {
+        ctx.doing(|| format!("repair: writing {} tombstone(s)", tombstones.len()));
         tombstones.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         let tombstones: Vec<Box<RunRow>> = tombstones.into_iter().map(Box::new).collect();
         let written = sink.write(&tombstones, &[]).await?;
         done.tombstoned += written.runs as u64;
     }
     Ok(done)
+}
+
+/// What repairing one drifted run takes.
+#[derive(Debug, PartialEq)]
+pub enum Plan {
+    /// Its copies are rewritten, and these tombstones written besides.
+    Repair(Vec<RunRow>),
+    /// No repair can put it right, and why: a row ClickHouse holds under a key the repair writes,
+    /// a tombstone included, has a version above the repair's (on a tie the later insert, the
+    /// repair's, wins).
+    Unrepairable(String),
+}
+
+/// The [`Plan`] for `d`, whose copies in Postgres are `planned` (stamped as a repair writes them),
+/// given ClickHouse's `newest` row per key (version, tombstone) and each generation's `L`;
+/// `table` is the runs table as the fix names it.
+pub fn plan(
+    table: &str,
+    d: &Drifted,
+    planned: &[RunRow],
+    newest: &HashMap<Key, (u64, bool)>,
+    lsn_of: &HashMap<u8, u64>,
+) -> Result<Plan, VerifyError> {
+    let id = &d.finding.run_id;
+    let fix = |v: u64| {
+        format!(
+            "delete it (ALTER TABLE {table} DELETE WHERE run_id = '{id}' AND _version = {v}), \
+             then repair again"
+        )
+    };
+    for copy in planned {
+        match newest.get(&key_of(copy.sort_key())) {
+            Some(&(v, true)) if v > copy._version => {
+                return Ok(Plan::Unrepairable(format!(
+                    "a tombstone at _version {} hides it, newer than the repair's {}: the \
+                     rewritten row cannot be seen through it; {}",
+                    version_text(v),
+                    version_text(copy._version),
+                    fix(v)
+                )));
+            }
+            Some(&(v, false)) if v > copy._version => {
+                return Ok(Plan::Unrepairable(format!(
+                    "ClickHouse's row has _version {}, newer than the repair's {}: the repair \
+                     cannot replace it; {}",
+                    version_text(v),
+                    version_text(copy._version),
+                    fix(v)
+                )));
+            }
+            _ => {}
+        }
+    }
+    let mut tombstones = Vec::new();
+    for row in &d.seen.actual {
+        // The rewrite of a copy under the same key replaces it.
+        if planned.iter().any(|c| c.sort_key() == row.sort_key()) {
+            continue;
+        }
+        // A row Postgres does not have (the run is gone, or it is under a sorting key the run
+        // no longer has): a tombstone as a delete at L would write.
+        let g = (row._version >> 56) as u8;
+        let Some(lsn) = lsn_of.get(&g) else {
+            return Ok(Plan::Unrepairable(format!(
+                "its ClickHouse row has generation {g}, which no verified table has"
+            )));
+        };
+        let v = version(g, *lsn).map_err(|e| VerifyError::Request(e.to_string()))?;
+        let (held, deleted) = newest
+            .get(&key_of(row.sort_key()))
+            .copied()
+            .unwrap_or((row._version, false));
+        if deleted && held >= row._version {
+            continue; // already tombstoned since the re-check saw it
+        }
+        if held > v {
+            return Ok(Plan::Unrepairable(format!(
+                "ClickHouse's row has _version {}, newer than the tombstone's {}: a tombstone \
+                 cannot hide it; {}",
+                version_text(held),
+                version_text(v),
+                fix(held)
+            )));
+        }
+        let mut tombstone = row.clone();
+        tombstone._is_deleted = 1;
+        tombstone._version = v;
+        tombstones.push(tombstone);
+    }
+    Ok(Plan::Repair(tombstones))
 }
 
 /// Copies `ids` from each of `source`'s tables into the sink, stamped with the snapshot's `L`.

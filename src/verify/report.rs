@@ -1,6 +1,11 @@
 //! What a verify found, for a person (`render_text`: a summary, then the drifted runs with each
-//! differing column, expected next to actual) and for scripts (`render_json`: the same as one
-//! object), and the exit code.
+//! differing column, expected next to actual, then the unsettled runs) and for scripts
+//! (`render_json`: the same as one object), and the exit code.
+//!
+//! Only what the verify proved is drift. A run it could not settle (the stream behind, or the run
+//! changing through every re-check) is counted and listed apart, never as drift, and keeps the
+//! verify from saying "in sync": [`Outcome`] and [`Report::exit_code`] (0 in sync, 1 drift, 2
+//! nothing proven wrong but not every run could be checked).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -10,7 +15,52 @@ use serde::Serialize;
 use super::compare::{Finding, Kind};
 use super::expected::Snap;
 use super::repair::Repaired;
+use super::settle::{Reason, Unsettled};
 use super::slots::SlotWait;
+
+/// What a verify concluded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every run compared is equal on both sides.
+    #[default]
+    InSync,
+    /// Some runs drifted (settled); others may be unsettled too.
+    Drift,
+    /// No drift proven, but some runs could not be settled: not known to be in sync.
+    Unsettled,
+}
+
+/// Counts of unsettled runs, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UnsettledCounts {
+    pub runs: u64,
+    pub stream_behind: u64,
+    pub changing: u64,
+}
+
+impl UnsettledCounts {
+    pub fn of(runs: &[Unsettled]) -> UnsettledCounts {
+        let mut c = UnsettledCounts {
+            runs: runs.len() as u64,
+            ..UnsettledCounts::default()
+        };
+        for r in runs {
+            match r.reason {
+                Reason::StreamBehind => c.stream_behind += 1,
+                Reason::Changing => c.changing += 1,
+            }
+        }
+        c
+    }
+
+    pub fn get(&self, reason: Reason) -> u64 {
+        match reason {
+            Reason::StreamBehind => self.stream_behind,
+            Reason::Changing => self.changing,
+        }
+    }
+}
 
 /// Counts of drifted runs by kind (a run may count under several), and stale runs by column.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -62,6 +112,8 @@ impl DriftCounts {
 /// The whole outcome.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
+    pub outcome: Outcome,
+    /// `outcome` is `in_sync`.
     pub in_sync: bool,
     /// The window as a person reads it, and its bounds (canonical UTC, `null` when open).
     pub window: String,
@@ -89,13 +141,14 @@ pub struct Report {
     pub rounds: u32,
     /// Re-checked runs found in sync: changes the stream delivered meanwhile.
     pub changed_meanwhile: u64,
-    /// Runs still changing after the last round: not reported as drift.
-    pub unsettled: Vec<String>,
-    /// The stream was not keeping up: some drift may be changes not yet delivered.
-    pub unconfirmed: bool,
     pub drift: DriftCounts,
     /// The first `--max-report` drifted runs, by id.
     pub drifted: Vec<Finding>,
+    /// Runs that still differed after the last round without the difference being settled:
+    /// not drift, not in sync, never repaired.
+    pub unsettled: UnsettledCounts,
+    /// The first `--max-report` of them, by id.
+    pub unsettled_runs: Vec<Unsettled>,
     pub repair: Option<Repaired>,
     pub warnings: Vec<String>,
     pub seconds: f64,
@@ -147,9 +200,24 @@ fn n(v: u64) -> String {
 }
 
 impl Report {
-    /// 0 in sync, 1 drift found (repaired or not).
+    /// The outcome of `drift` and `unsettled`.
+    pub fn conclude(drift: &DriftCounts, unsettled: &UnsettledCounts) -> Outcome {
+        match (drift.runs, unsettled.runs) {
+            (0, 0) => Outcome::InSync,
+            (0, _) => Outcome::Unsettled,
+            _ => Outcome::Drift,
+        }
+    }
+
+    /// 0 in sync; 1 drift found (repaired or not); 2 no drift found, but runs left unsettled:
+    /// the verify could not check them (SPEC §2's "cannot check"), verify again once the
+    /// stream keeps up.
     pub fn exit_code(&self) -> u8 {
-        if self.in_sync { 0 } else { 1 }
+        match self.outcome {
+            Outcome::InSync => 0,
+            Outcome::Drift => 1,
+            Outcome::Unsettled => 2,
+        }
     }
 
     pub fn render_json(&self) -> String {
@@ -159,17 +227,26 @@ impl Report {
     pub fn render_text(&self) -> String {
         let mut o = String::new();
         let d = &self.drift;
-        let headline = if self.in_sync {
-            format!(
+        let u = &self.unsettled;
+        let headline = match self.outcome {
+            Outcome::InSync => format!(
                 "verify: in sync: ClickHouse equals Postgres for all {} runs",
                 n(self.runs_compared)
-            )
-        } else {
-            format!(
-                "verify: DRIFT: {} of {} runs differ between ClickHouse and Postgres",
+            ),
+            Outcome::Drift => format!(
+                "verify: DRIFT: {} of {} runs differ between ClickHouse and Postgres{}",
                 n(d.runs),
+                n(self.runs_compared),
+                match u.runs {
+                    0 => String::new(),
+                    k => format!("; {} more could not be settled", n(k)),
+                }
+            ),
+            Outcome::Unsettled => format!(
+                "verify: UNSETTLED: {} of {} runs could not be settled; no drift was proven",
+                n(u.runs),
                 n(self.runs_compared)
-            )
+            ),
         };
         let _ = writeln!(o, "{headline}");
         let _ = writeln!(o, "  window     {}", self.window);
@@ -209,11 +286,20 @@ impl Report {
         if self.rechecked > 0 {
             let _ = writeln!(
                 o,
-                "  re-checked {} runs over {} round(s): {} changed by the stream meanwhile (not drift), {} still changing",
+                "  re-checked {} runs over {} round(s): {} changed by the stream meanwhile (not drift)",
                 n(self.rechecked),
                 self.rounds,
                 n(self.changed_meanwhile),
-                self.unsettled.len()
+            );
+        }
+        if u.runs > 0 {
+            let _ = writeln!(
+                o,
+                "  unsettled  {} runs: {} with the stream behind, {} changing; not drift, not repaired: \
+                 verify again once the stream keeps up",
+                n(u.runs),
+                n(u.stream_behind),
+                n(u.changing),
             );
         }
         for w in &self.warnings {
@@ -284,6 +370,24 @@ impl Report {
                         cut(&c.actual, 100)
                     );
                 }
+            }
+        }
+        if !self.unsettled_runs.is_empty() {
+            let _ = writeln!(
+                o,
+                "\nunsettled runs ({} of {}), not drift:",
+                self.unsettled_runs.len(),
+                n(u.runs)
+            );
+            for r in &self.unsettled_runs {
+                let kinds: Vec<&str> = r.differed.iter().map(|k| k.label()).collect();
+                let _ = writeln!(
+                    o,
+                    "  {}  {} (differed: {})",
+                    r.run_id,
+                    r.reason.describe(),
+                    kinds.join(", ")
+                );
             }
         }
         o

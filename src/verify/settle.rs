@@ -11,21 +11,24 @@
 //!   the round before (same rows, same versions): what it shows was there before this round's
 //!   snapshot, so it is not a change that snapshot misses.
 //!
-//! Anything else is pending and re-checked; still pending after `verify.rounds`, it was changing
-//! all along and is set aside as unsettled, not reported — unless the stream was not keeping up
-//! (a slot missing, idle or behind), where a difference cannot be told from an undelivered
-//! change and is reported, marked unconfirmed.
+//! Anything else is pending and re-checked. A run still pending after the last round is
+//! *unsettled*: neither in sync nor drift, never repaired, and reported apart with why
+//! ([`Unsettled`]): the stream was not keeping up (a slot idle or behind: ClickHouse may lack a
+//! change the snapshot shows, so a difference cannot be told from an undelivered change), or the
+//! run changed between every two rounds.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::compare::{self, Finding, Rendered};
+use serde::Serialize;
+
+use super::compare::{self, Finding, Kind, Rendered};
 use super::expected::{self, Snap};
 use super::slots::{self, SlotWait};
 use super::{Context, VerifyError};
 use crate::rows::RunRow;
 
 /// `_version`'s LSN bits.
-const LSN_MASK: u64 = (1 << 56) - 1;
+pub(crate) const LSN_MASK: u64 = (1 << 56) - 1;
 
 /// The generation a row's `_version` carries.
 fn generation(r: &RunRow) -> u8 {
@@ -100,17 +103,61 @@ pub struct Drifted {
     pub seen: Observation,
 }
 
+/// Why a run could not be settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The last round's stream had not confirmed the snapshot (a slot not streaming: the daemon
+    /// stopped, reconnecting or hard-stopped; or one behind past `verify.wait_timeout_ms`):
+    /// ClickHouse may lack a change the snapshot shows.
+    StreamBehind,
+    /// The stream kept up, but ClickHouse showed a change newer than each round's snapshot,
+    /// a different one every round: the run kept changing.
+    Changing,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 2] = [Reason::StreamBehind, Reason::Changing];
+
+    /// The metric label and the JSON value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::StreamBehind => "stream_behind",
+            Reason::Changing => "changing",
+        }
+    }
+
+    /// What it means, for a person.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::StreamBehind => {
+                "the stream had not delivered the snapshot's changes: ClickHouse may still be \
+                 missing them"
+            }
+            Reason::Changing => "it changed between every two re-checks",
+        }
+    }
+}
+
+/// A run that differed in the last round without the difference being settled: neither in sync
+/// nor drift, and never repaired.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unsettled {
+    pub run_id: String,
+    pub reason: Reason,
+    /// How it differed in the last round (not a finding: it may be a change in flight).
+    pub differed: Vec<Kind>,
+}
+
 /// The outcome of the re-checks.
 #[derive(Debug, Default)]
 pub struct Settled {
     pub drifted: Vec<Drifted>,
     /// Differences a re-check found gone: changes the stream delivered meanwhile.
     pub resolved: usize,
-    /// Runs still changing after the last round.
-    pub unsettled: Vec<String>,
+    /// Runs still pending after the last round, by id.
+    pub unsettled: Vec<Unsettled>,
     pub rounds: u32,
-    /// The last round did not catch up: the drift reported may include undelivered changes.
-    pub unconfirmed: bool,
     pub waits: Vec<SlotWait>,
     pub snapshots: Vec<Snap>,
     pub postgres_rows_read: u64,
@@ -124,6 +171,14 @@ pub async fn settle(ctx: &Context, candidates: Vec<String>) -> Result<Settled, V
     let rounds = ctx.rounds.max(1);
     while !pending.is_empty() && settled.rounds < rounds {
         settled.rounds += 1;
+        ctx.doing(|| {
+            format!(
+                "re-check round {} of at most {rounds}: {} run(s) from fresh snapshots (each \
+                 first waits for the transactions in flight to end)",
+                settled.rounds,
+                pending.len()
+            )
+        });
         let (seen, round, waits, snapshots, rows_read) = observe(ctx, &pending).await?;
         settled.postgres_rows_read += rows_read;
         let last = settled.rounds == rounds || slots::standing_still(&waits);
@@ -144,13 +199,14 @@ pub async fn settle(ctx: &Context, candidates: Vec<String>) -> Result<Settled, V
                     finding: finding.expect("a drift has a finding"),
                     seen: now.clone(),
                 }),
-                Verdict::Pending if last && !round.caught_up => {
-                    settled.unconfirmed = true;
-                    settled.drifted.push(Drifted {
-                        finding: finding.expect("a pending run has a finding"),
-                        seen: now.clone(),
-                    });
-                }
+                Verdict::Pending if last => settled.unsettled.push(Unsettled {
+                    run_id: id,
+                    reason: match round.caught_up {
+                        true => Reason::Changing,
+                        false => Reason::StreamBehind,
+                    },
+                    differed: finding.map(|f| f.kinds).unwrap_or_default(),
+                }),
                 Verdict::Pending => still.push(id),
             }
         }
@@ -162,10 +218,12 @@ pub async fn settle(ctx: &Context, candidates: Vec<String>) -> Result<Settled, V
             break;
         }
     }
-    settled.unsettled = pending;
+    // The last round decides every run it re-checks: nothing is left pending.
+    debug_assert!(pending.is_empty());
     settled
         .drifted
         .sort_by(|a, b| a.finding.run_id.cmp(&b.finding.run_id));
+    settled.unsettled.sort_by(|a, b| a.run_id.cmp(&b.run_id));
     Ok(settled)
 }
 
@@ -184,7 +242,7 @@ async fn observe(ctx: &Context, ids: &[String]) -> Result<Seen, VerifyError> {
     let mut waits = Vec::new();
     let mut round = Round::default();
     for (source, snap) in ctx.sources.iter().zip(&snapshots) {
-        waits.extend(slots::wait(&ctx.config, source, snap.upper, ctx.wait_timeout).await?);
+        waits.extend(slots::wait(ctx, source, snap.upper).await?);
         for g in source.generations.values() {
             round.floors.insert(*g, snap.lsn);
         }

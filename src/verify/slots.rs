@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::VerifyError;
+use super::{Context, VerifyError};
 use crate::backfill::snapshot::{lsn_text, parse_lsn};
-use crate::config::{Config, Source};
+use crate::config::Source;
 use crate::pg::catalog;
 
 /// How long a slot must stay without a walsender to count as not streaming.
@@ -70,13 +70,13 @@ impl SlotWait {
     }
 }
 
-/// Waits until every slot of `source` confirmed `target`, at most `timeout` in all.
+/// Waits until every slot of `source` confirmed `target`, at most `verify.wait_timeout_ms` in all.
 pub async fn wait(
-    config: &Config,
+    ctx: &Context,
     source: &Arc<Source>,
     target: u64,
-    timeout: Duration,
 ) -> Result<Vec<SlotWait>, VerifyError> {
+    let (config, timeout) = (&ctx.config, ctx.wait_timeout);
     let client = crate::pg::connect(&source.url, config.connect_timeout_of(&source.url))
         .await
         .map_err(|e| VerifyError::Postgres {
@@ -86,6 +86,14 @@ pub async fn wait(
     let started = Instant::now();
     let mut out = Vec::new();
     for stream in source.streams() {
+        ctx.doing(|| {
+            format!(
+                "waiting (at most {:.0} s) for slot {} to confirm {}",
+                timeout.as_secs_f64(),
+                stream.slot,
+                lsn_text(target)
+            )
+        });
         let mut inactive_since: Option<Instant> = None;
         let outcome = loop {
             let reading = catalog::read_slot(&client, &stream.slot)

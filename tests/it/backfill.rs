@@ -450,7 +450,7 @@ async fn the_snapshot_waits_for_a_commit_written_before_l_but_not_yet_visible() 
         let n: i64 = pg
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity \
-                 WHERE application_name = 'runs-replicator' AND query LIKE '%age(transactionid)%'",
+                 WHERE application_name = 'runs-replicator' AND query LIKE '%pg_prepared_xacts%'",
                 &[],
             )
             .await
@@ -659,6 +659,7 @@ async fn bootstrap_copies_the_snapshot_a_new_slot_exports_no_gap_no_overlap() {
         parallel: 2,
         restart: false,
         display: backfill::Display::Lines,
+        owed: None,
     };
     let spec = backfill::prepare(&config, &request, &source).await.unwrap();
     let client = runs_replicator::sink::client::build(&config).unwrap();
@@ -698,4 +699,166 @@ async fn bootstrap_copies_the_snapshot_a_new_slot_exports_no_gap_no_overlap() {
         assert_eq!(r._version & ((1 << 56) - 1), lsn, "run {}", r.run_id);
     }
     println!("checked: ClickHouse equals Postgres; the copy carries the slot's consistent point");
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_no_checkpoint_a_real_backfill_honours() {
+    let env = TestEnv::new("bf_dry").await;
+    let pg = env.pg_client().await;
+    crate::recovery::seed(&pg, "run_bfdry", 120).await;
+    let config = env.write_config(process::free_port(), "");
+    let dry = summary(&backfill(&config, &["--null-sink", "--format", "json"]));
+    assert_eq!(total(&dry, "rows_read"), 240);
+    println!("injected: a dry run (--null-sink) of 240 runs");
+    let real = summary(&backfill(&config, &["--format", "json"]));
+    println!("the real backfill: {}", real["total"]);
+    assert_eq!(real["outcome"], "complete", "{real}");
+    assert_eq!(
+        total(&real, "rows_read"),
+        240,
+        "the real run copies every run"
+    );
+    assert_converges(&env, CONVERGE).await;
+    let again = backfill(&config, &[]);
+    let text = String::from_utf8_lossy(&again.stdout);
+    let lsn = real["lsn"].as_str().unwrap();
+    let job = real["job_id"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("backfill job {job} is already complete"))
+            && text.contains(&format!("L = {lsn}")),
+        "names the job and its L: {text}"
+    );
+    println!(
+        "checked: the dry run's checkpoints were not honoured; a finished job says: {}",
+        text.lines().next().unwrap_or("")
+    );
+}
+
+/// Runs `backfill <args>`, killing it when it has not exited within `limit` (`None` then).
+fn backfill_within(config: &Path, args: &[&str], limit: Duration) -> Option<Output> {
+    let mut cmd = worker::command(config);
+    cmd.arg("backfill")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = process::spawn(cmd).expect("start backfill");
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_waits_only_for_transactions_that_can_write_the_copied_tables() {
+    let env = TestEnv::new("bf_scope").await;
+    let pg = env.pg_client().await;
+    crate::recovery::seed(&pg, "run_scope", 20).await;
+    // A transaction left open in another database of the same cluster.
+    let other_db = env.pg.create_database("bf_scope_other").await;
+    let other = env.pg.connect(&other_db).await;
+    other
+        .batch_execute(&format!(
+            "BEGIN; {}",
+            insert_sql("\"TaskRun\"", "run_elsewhere", &[])
+        ))
+        .await
+        .unwrap();
+    println!("injected: a transaction holding an xid, open in another database");
+    let config = env.write_config(
+        process::free_port(),
+        "[backfill]\nsnapshot_wait_timeout_s = 3\n",
+    );
+    let out = backfill_within(&config, &["--format", "json"], Duration::from_secs(60))
+        .expect("the backfill does not wait for another database's transaction");
+    let done = summary(&out);
+    assert_eq!(total(&done, "rows_read"), 40);
+    println!(
+        "checked: copied without waiting ({} s)",
+        done["snapshot_wait_s"]
+    );
+
+    // One left open in this database: waited for, within the limit, then named.
+    pg.batch_execute(&format!(
+        "BEGIN; {}",
+        insert_sql("\"TaskRun\"", "run_open", &[])
+    ))
+    .await
+    .unwrap();
+    let pid: i32 = pg
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let out = backfill_within(&config, &["--restart"], Duration::from_secs(60))
+        .expect("the wait is bounded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("backfill.snapshot_wait_timeout_s")
+            && stderr.contains(&format!("of pid {pid}")),
+        "names what it waited for: {stderr}"
+    );
+    println!("checked: exit 2: {}", stderr.trim());
+    pg.batch_execute("ROLLBACK").await.unwrap();
+    other.batch_execute("ROLLBACK").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_prepared_transaction_bounds_the_wait_and_is_named_on_readyz() {
+    let cluster: &'static crate::support::PgCluster = Box::leak(Box::new(
+        crate::support::PgCluster::start(&[("max_prepared_transactions", "4")]),
+    ));
+    let mut env = TestEnv::new("bf_prepared").await;
+    env.pg = cluster;
+    env.pg_db = cluster.create_database("bf_prepared").await;
+    let pg = env.pg_client().await;
+    crate::recovery::seed(&pg, "run_prep", 20).await;
+    pg.batch_execute(&format!(
+        "BEGIN; {}; PREPARE TRANSACTION 'forgotten_tx'",
+        insert_sql("\"TaskRun\"", "run_prepared", &[])
+    ))
+    .await
+    .unwrap();
+    println!("injected: a prepared transaction nobody commits");
+    let overrides = "[backfill]\nsnapshot_wait_timeout_s = 4\non_slot_create = true\n";
+    let port = process::free_port();
+    let config = env.write_config(port, overrides);
+    let began = std::time::Instant::now();
+    let out = backfill_within(&config, &[], Duration::from_secs(60)).expect("the wait is bounded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("prepared transaction 'forgotten_tx'"),
+        "{stderr}"
+    );
+    println!(
+        "checked: backfill exits 2 after {:.1} s (limit 4 s): {}",
+        began.elapsed().as_secs_f64(),
+        stderr.trim()
+    );
+
+    // The daemon's bootstrap: creating its slot waits for it too, and says so.
+    let worker = crate::support::Worker::start(&config, port, &[]);
+    let body =
+        crate::reliability::wait_unready(&worker, "forgotten_tx", Duration::from_secs(30)).await;
+    println!("checked: /readyz: {}", body.trim());
+    runs_replicator::testing::wait::wait_for(
+        "the daemon to give up and say it tries again",
+        Duration::from_secs(60),
+        || async { worker.log_text().contains("trying again").then_some(()) },
+    )
+    .await;
+    pg.batch_execute("ROLLBACK PREPARED 'forgotten_tx'")
+        .await
+        .unwrap();
+    println!("fixed: ROLLBACK PREPARED");
+    crate::reliability::wait_ready(&worker, Duration::from_secs(60)).await;
+    assert_converges(&env, CONVERGE).await;
+    println!("checked: the bootstrap then copied every run; equal");
 }

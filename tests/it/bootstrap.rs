@@ -181,3 +181,43 @@ async fn a_lost_slot_recreated_by_the_worker_is_followed_by_a_backfill_of_the_ga
     println!("checked: a new slot, and the gap's changes arrived (ClickHouse equals Postgres)");
     wait_ready(&worker, Duration::from_secs(10)).await;
 }
+
+#[tokio::test]
+async fn a_dry_run_backfill_does_not_stand_in_for_the_bootstrap() {
+    let env = TestEnv::new("boot_dry").await;
+    let pg = env.pg_client().await;
+    crate::recovery::seed(&pg, "run_dry", 300).await;
+    let port = process::free_port();
+    let config = env.write_config(port, "[backfill]\non_slot_create = true\n");
+    let out = crate::backfill::backfill(&config, &["--null-sink", "--payloads"]);
+    assert!(out.status.success(), "{out:?}");
+    println!("injected: a dry run (`backfill --null-sink --payloads`) of the 600 runs");
+    let mut worker = Worker::start(&config, port, &[]);
+    worker.wait_ready(CONVERGE).await;
+    assert_converges(&env, CONVERGE).await;
+    println!("checked: the first start's bootstrap copied every run; equal");
+}
+
+#[tokio::test]
+async fn an_earlier_backfill_does_not_stand_in_for_the_bootstrap() {
+    let env = TestEnv::new("boot_earlier").await;
+    let pg = env.pg_client().await;
+    crate::recovery::seed(&pg, "run_early", 100).await;
+    let port = process::free_port();
+    let config = env.write_config(port, "[backfill]\non_slot_create = true\n");
+    let out = crate::backfill::backfill(&config, &["--payloads"]);
+    assert!(out.status.success(), "{out:?}");
+    // Changes after the operator's backfill and before the worker's slot: only the bootstrap
+    // can carry them.
+    pg.batch_execute(
+        "UPDATE \"TaskRun\" SET status = 'COMPLETED_SUCCESSFULLY', output = '{\"after\": 1}' WHERE id LIKE '%_00%'; \
+         UPDATE task_run_v2 SET status = 'EXECUTING' WHERE id LIKE '%_001%'",
+    )
+    .await
+    .unwrap();
+    println!("injected: an operator's backfill, then updates before the first start");
+    let mut worker = Worker::start(&config, port, &[]);
+    worker.wait_ready(CONVERGE).await;
+    assert_converges(&env, CONVERGE).await;
+    println!("checked: the bootstrap copied the snapshot of its slot, not the earlier job; equal");
+}

@@ -186,10 +186,16 @@ async fn help_and_version() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("runs-replicator {}", env!("CARGO_PKG_VERSION"))
+    // The version, then what it is compatible with (src/version.rs).
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        version.starts_with(&format!(
+            "runs-replicator {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{version}"
     );
+    assert!(version.contains("trigger.dev v"), "{version}");
     let out = std::process::Command::new(worker::BIN)
         .arg("--help")
         .env("DATABASE_URL", "postgres://u:help-secret@h/db")

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use runs_replicator::leader::roster::MEMBER_SPACE;
 use runs_replicator::testing::metrics::{
     sum as metric_sum, value as metric, value_with as metric_with,
 };
@@ -608,4 +609,120 @@ async fn truncate_is_logged_counted_and_not_applied() {
     );
     assert!(worker.log_text().contains("TRUNCATE of a replicated table"));
     println!("checked: logged, counted, runs kept in ClickHouse, stream continued");
+}
+
+/// The pid in a local cluster's `postmaster.pid`.
+fn postmaster_pid(cluster: &PgCluster) -> u32 {
+    let text = std::fs::read_to_string(cluster.data_dir().unwrap().join("postmaster.pid")).unwrap();
+    text.lines().next().unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_standby_whose_postgres_stops_answering_is_not_reported_ready() {
+    // A private cluster: the test freezes its postmaster.
+    let cluster: &'static PgCluster = Box::leak(Box::new(PgCluster::start(&[])));
+    let mut env = TestEnv::new("standby_hang").await;
+    env.pg = cluster;
+    env.pg_db = cluster.create_database("standby_hang").await;
+    let overrides = "[postgres]\nquery_timeout_ms = 2000\nconnect_timeout_ms = 2000\n";
+    let _leader = start_worker(&env, overrides).await;
+    let port = process::free_port();
+    let standby = Worker::start(&env.write_config(port, overrides), port, &[]);
+    wait_for(
+        "the second worker to be a ready standby",
+        Duration::from_secs(30),
+        || async {
+            matches!(readyz(&standby).await, Some((200, b)) if b.contains("standby")).then_some(())
+        },
+    )
+    .await;
+    let pg = env.pg_client().await;
+    // The standby's lock session: the worker's session that holds no stream lock (objsubid 1)
+    // and is not an instance's member session (`leader::roster`; it may hold its tag).
+    let backend: i32 = pg
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend' \
+             AND application_name = 'runs-replicator' \
+             AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                             AND (objsubid = 1 OR classid::int8 = $2))",
+            &[&env.pg_db, &i64::from(MEMBER_SPACE)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let postmaster = postmaster_pid(cluster);
+    process::signal(backend as u32, libc::SIGSTOP);
+    process::signal(postmaster, libc::SIGSTOP);
+    let frozen = Instant::now();
+    println!("injected: SIGSTOP of the standby's backend ({backend}) and of the postmaster");
+    let body = wait_unready(&standby, "stopped answering", Duration::from_secs(20)).await;
+    println!(
+        "checked: /readyz after {:.1} s (query_timeout_ms = 2000): {}",
+        frozen.elapsed().as_secs_f64(),
+        body.trim()
+    );
+    process::signal(postmaster, libc::SIGCONT);
+    process::signal(backend as u32, libc::SIGCONT);
+    wait_for(
+        "the standby to be ready again",
+        Duration::from_secs(30),
+        || async {
+            matches!(readyz(&standby).await, Some((200, b)) if b.contains("standby")).then_some(())
+        },
+    )
+    .await;
+    println!("checked: once Postgres answers again, it is a ready standby again");
+}
+
+#[tokio::test]
+async fn one_source_failing_its_preflight_at_the_first_start_stops_alone() {
+    let mut env = TestEnv::new("first_refusal").await;
+    let pg = env.pg;
+    env.add_source("new", pg, &[("\"TaskRun\"", 1)], &[("\"TaskRun\"", 0)])
+        .await;
+    let new = env.sources[0].client().await;
+    new.batch_execute("ALTER TABLE \"TaskRun\" REPLICA IDENTITY DEFAULT")
+        .await
+        .unwrap();
+    println!("injected: REPLICA IDENTITY DEFAULT on the run-ops source before the first start");
+    let port = process::free_port();
+    let worker = Worker::start(&env.write_config(port, ""), port, &[]);
+    let body = poll(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            match readyz(&worker).await {
+                Some((503, body))
+                    if body.contains("new: hard stop: preflight failed")
+                        && body.contains("default: leader, streaming") =>
+                {
+                    Ok(body)
+                }
+                answer => Err(answer),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|answer| panic!("last /readyz answer {answer:?}:\n{}", worker.log_text()));
+    println!("checked: /readyz: {}", body.replace('\n', " | "));
+    let legacy = env.pg_client().await;
+    insert(&legacy, "\"TaskRun\"", "run_first_refusal_1", &[]).await;
+    assert_converges(&env, CONVERGE).await;
+    let (_, metrics) = worker.get("/metrics").unwrap();
+    assert_eq!(
+        metric_with(
+            &metrics,
+            "runs_replicator_hard_stop",
+            &[("source", "new"), ("reason", "preflight")]
+        ),
+        Some(1.0)
+    );
+    println!("checked: the legacy source streams; only `new` is hard-stopped");
+    new.batch_execute("ALTER TABLE \"TaskRun\" REPLICA IDENTITY FULL")
+        .await
+        .unwrap();
+    wait_ready(&worker, Duration::from_secs(90)).await;
+    insert(&new, "\"TaskRun\"", "run_first_refusal_new", &[]).await;
+    assert_converges(&env, CONVERGE).await;
+    println!("checked: fixed, the run-ops source started too");
 }

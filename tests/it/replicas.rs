@@ -353,3 +353,54 @@ async fn three_replicas_share_six_shards_across_a_sigkill_and_a_return() {
         started.elapsed()
     );
 }
+
+/// A standby queueing for a stream's lock waits out its `lock_timeout` even when
+/// `postgres.query_timeout_ms` is shorter than the wait: the session's `statement_timeout` and
+/// the client-side bound (that query timeout everywhere else) must not cut the queue short and
+/// end the session as an error. While it queues, the lock's release is granted to it.
+#[tokio::test]
+async fn a_queued_standby_waits_out_its_lock_timeout_under_a_shorter_query_timeout() {
+    use runs_replicator::leader::Candidate;
+
+    let env = TestEnv::new("replicas_queue").await;
+    let path = env.write_config(process::free_port(), "[postgres]\nquery_timeout_ms = 200\n");
+    let config = runs_replicator::config::Config::load(Some(&path), &|_| None, &[]).unwrap();
+    let stream = config.streams().remove(0);
+    let leader = Candidate::connect(&config, &stream)
+        .await
+        .unwrap()
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap_or_else(|_| panic!("the lock is free"));
+    let standby = Candidate::connect(&config, &stream).await.unwrap();
+
+    let wait = Duration::from_millis(1500);
+    let started = Instant::now();
+    let standby = match standby.queue(wait).await {
+        Ok(Err(standby)) => standby,
+        Ok(Ok(_)) => panic!("the lock is held: it cannot be granted"),
+        Err(e) => panic!("the queue's wait was cut short as an error: {e}"),
+    };
+    let waited = started.elapsed();
+    println!("checked: queued {waited:?} (lock_timeout 1.5 s, query_timeout_ms 200)");
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "waited out the lock_timeout: {waited:?}"
+    );
+    standby.ping().await.expect("the session is still usable");
+
+    // Released while it waits: granted to the waiting session.
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(leader);
+    });
+    let started = Instant::now();
+    match standby.queue(wait).await {
+        Ok(Ok(lock)) => assert!(lock.held().await),
+        Ok(Err(_)) => panic!("the released lock was not granted to the waiting session"),
+        Err(e) => panic!("the queue failed: {e}"),
+    }
+    println!("checked: granted {:?} after queueing", started.elapsed());
+    release.await.unwrap();
+}

@@ -631,3 +631,105 @@ async fn a_replay_writes_each_payload_once_on_upstreams_plain_merge_tree() {
         "the replay was seen and its payloads skipped"
     );
 }
+
+#[tokio::test]
+async fn three_bad_runs_in_a_batch_of_100_are_rejected_and_the_failed_runs_count_once() {
+    let env = TestEnv::new("errors_three_bad").await;
+    // Three runs ClickHouse refuses whatever their JSON fields hold.
+    env.ch_client()
+        .query(
+            "ALTER TABLE task_runs_v2 ADD CONSTRAINT not_these CHECK \
+             run_id NOT IN ('run_tb_007', 'run_tb_050', 'run_tb_093')",
+        )
+        .execute()
+        .await
+        .unwrap();
+    let worker = start_worker(&env, "[batch]\nmax_rows = 1000\nflush_interval_ms = 300\n").await;
+    let pg = env.pg_client().await;
+    // One transaction, one batch: 100 runs, every third one failed (the error views count those).
+    let mut sql = vec!["BEGIN".to_string()];
+    let mut failed = 0u64;
+    for i in 0..100 {
+        let id = format!("run_tb_{i:03}");
+        let bad = [7, 50, 93].contains(&i);
+        let fails = i % 3 == 0;
+        if fails && !bad {
+            failed += 1;
+        }
+        let overrides = if fails {
+            vec![
+                ("status", lit("TIMED_OUT")),
+                (
+                    "error",
+                    lit(
+                        r#"{"type": "INTERNAL_ERROR", "code": "MAX_DURATION_EXCEEDED", "message": "Run exceeded maximum compute time (maxDuration) of 300 seconds"}"#,
+                    ),
+                ),
+            ]
+        } else {
+            Vec::new()
+        };
+        sql.push(insert_many_sql("task_run_v2", &[id], &overrides));
+    }
+    sql.push("COMMIT".into());
+    pg.batch_execute(&sql.join(";\n")).await.unwrap();
+    let commit_end = wal_insert_lsn(&env).await;
+    println!(
+        "injected: 3 runs ClickHouse refuses in one transaction of 100 ({failed} good failed runs)"
+    );
+
+    let confirmed = poll(CONVERGE, Duration::from_millis(200), || async {
+        let slot = slot_confirmed(&env).await.unwrap_or(0);
+        if slot >= commit_end {
+            Ok(slot)
+        } else {
+            let counted: u64 = error_groups(&env).await.iter().map(|g| g.occurrences).sum();
+            Err((slot, counted))
+        }
+    })
+    .await
+    .unwrap_or_else(|(slot, counted)| {
+        panic!(
+            "the slot stayed at {slot:X}, before the commit's end {commit_end:X}; errors_v1 counts \
+             {counted} occurrences for {failed} failed runs; /readyz: {:?}",
+            worker.get("/readyz")
+        )
+    });
+    println!("checked: the slot confirmed {confirmed:X}, past the transaction");
+    // Anything a retry would store again has had time to.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rows = actual_rows(&env).await;
+    assert_eq!(rows.len(), 97, "every good run stored");
+    for bad in ["run_tb_007", "run_tb_050", "run_tb_093"] {
+        assert!(!rows.contains_key(bad), "{bad} is refused");
+    }
+    let (_, metrics) = worker.get("/metrics").unwrap();
+    assert_eq!(
+        metric_sum(&metrics, "runs_replicator_rows_rejected_total"),
+        3.0,
+        "the three bad runs are rejected, logged and counted"
+    );
+    // Without FINAL: every copy stored counts. The canary (a copy of a stored run that did not
+    // fail, inserted before each row is given up) is the only row stored again.
+    let (stored, stored_failed): (u64, u64) = env
+        .ch_client()
+        .query("SELECT count(), countIf(error_fingerprint != '') FROM task_runs_v2")
+        .fetch_one()
+        .await
+        .unwrap();
+    let groups = error_groups(&env).await;
+    let counted: u64 = groups.iter().map(|g| g.occurrences).sum();
+    let occurrences: u64 = occurrences_since(&env, 0).await.iter().map(|o| o.1).sum();
+    println!(
+        "checked: 97 runs, 3 rejected; {stored} rows stored in task_runs_v2 without FINAL \
+         ({stored_failed} of failed runs; the rest includes the canary's copies); errors_v1 counts \
+         {counted} and error_occurrences_v1 {occurrences} for {failed} failed runs"
+    );
+    assert_eq!(counted, failed, "errors_v1 counts each failed run once");
+    assert_eq!(occurrences, failed, "error_occurrences_v1 counts each once");
+    assert_eq!(stored_failed, failed, "no failed run stored twice");
+    assert!(
+        stored <= 97 + 3,
+        "at most a canary copy per rejected row: {stored}"
+    );
+}

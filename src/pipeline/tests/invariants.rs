@@ -217,6 +217,78 @@ async fn a_part_that_lands_again_after_the_commit_does_not_bring_back_an_earlier
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_transaction_of_any_number_of_parts_ends_in_its_last_state_whatever_lands_late() {
+    // Batches of two rows: every change below is a part of its own, 90 parts in all. run_x is
+    // updated between parts throughout, its last state (the 45th) in a part, not in the rest
+    // left for the Commit; run_y only in parts 60 and 70. The inserts of parts 40 and 61 are
+    // committed by the server once more after everything else (attempts the client gave up on).
+    let bench = Bench::start(config(2, 2, 1000));
+    let late: Vec<_> = (0..2)
+        .map(|_| crate::testing::memory_sink::Gate::default())
+        .collect();
+    // Faults apply to writes in order: 40 plain ones, part 40, 20 more, part 61.
+    for (plain, gate) in [(40, &late[0]), (20, &late[1])] {
+        for _ in 0..plain {
+            bench.sink.push_fault(Fault::Pass);
+        }
+        bench.sink.push_fault(Fault::LandsAgainLater(gate.clone()));
+    }
+    let statuses = ["DEQUEUED", "EXECUTING", "WAITING_TO_RESUME"];
+    let mut x = RunValues::new("run_x");
+    let mut y = RunValues::new("run_y");
+    let mut messages = vec![task_runs::insert(TASK_RUN, &RunValues::new("run_x"))];
+    for n in 0..88 {
+        messages.push(task_runs::insert(
+            TASK_RUN,
+            &RunValues::new(&format!("run_filler_{n:02}")),
+        ));
+        if n < 45 {
+            let status = if n == 44 {
+                "COMPLETED_SUCCESSFULLY"
+            } else {
+                statuses[n % 3]
+            };
+            let new = x.clone().status(status);
+            messages.push(task_runs::update(TASK_RUN, &x, &new));
+            x = new;
+        }
+        if n == 58 {
+            messages.push(task_runs::insert(TASK_RUN, &y));
+        }
+        if n == 68 {
+            let new = y.clone().status("CANCELED");
+            messages.push(task_runs::update(TASK_RUN, &y, &new));
+            y = new;
+        }
+    }
+    bench.txn(500, &messages);
+    bench.run_for(5000).await;
+    assert_eq!(bench.feed.acked(), end(500), "the transaction is stored");
+    let parts = bench.sink.writes().len();
+    assert!(parts > 80, "written in many parts: {parts}");
+    for gate in &late {
+        gate.open();
+        bench.run_for(100).await;
+    }
+    assert_eq!(
+        bench.sink.writes().len(),
+        parts + 2,
+        "parts 40 and 61 landed again after everything else"
+    );
+    assert_eq!(
+        bench.sink.run("run_x").expect("run_x").status,
+        "COMPLETED_SUCCESSFULLY",
+        "run_x ends in its last state"
+    );
+    assert_eq!(
+        bench.sink.run("run_y").expect("run_y").status,
+        "CANCELED",
+        "run_y ends in its last state"
+    );
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn replica_identity_default_is_a_hard_stop_while_the_table_is_still_broken() {
     let bench = Bench::start(config(10_000, 2, 100));
     bench.insert(100, "run_a");

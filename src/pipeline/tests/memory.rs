@@ -1,5 +1,6 @@
-//! Memory bounded by bytes as well as rows (`batch.max_bytes`): the batch, the inserts in flight
-//! and an open transaction, each with runs of a third of a megabyte.
+//! Memory bounded by bytes as well as rows (`batch.max_bytes`, shared as `crate::budget` says):
+//! the batch, the inserts in flight and an open transaction, each with runs of a third of a
+//! megabyte.
 
 use super::bench::{Bench, TASK_RUN, config};
 use crate::pipeline::collapse::{payload_bytes, run_bytes};
@@ -15,10 +16,11 @@ fn big_run(id: &str) -> RunValues {
     RunValues::new(id).with(Col::Output, Some(&output))
 }
 
-/// max_bytes 3 MiB, two inserts in flight: a batch's share is 1 MiB.
-fn three_mib() -> crate::config::Config {
+/// max_bytes 6 MiB for one stream, two inserts in flight: the batch and the inserts in flight
+/// get half (3 MiB, a batch's share is 1 MiB), the open transaction an eighth (0.75 MiB).
+fn six_mib() -> crate::config::Config {
     let mut c = config(10_000, 2, 60_000);
-    c.batch.max_bytes = 3 * MIB;
+    c.batch.max_bytes = 6 * MIB;
     c
 }
 
@@ -29,7 +31,7 @@ fn bytes_of(w: &crate::testing::memory_sink::Write) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_is_sealed_at_its_share_of_max_bytes() {
-    let bench = Bench::start(three_mib());
+    let bench = Bench::start(six_mib());
     for n in 0..10u64 {
         bench.txn(
             100 + n,
@@ -50,7 +52,7 @@ async fn a_batch_is_sealed_at_its_share_of_max_bytes() {
 
 #[tokio::test(start_paused = true)]
 async fn reading_stops_while_the_batch_and_the_inserts_in_flight_hold_max_bytes() {
-    let bench = Bench::start(three_mib());
+    let bench = Bench::start(six_mib());
     let gates = [bench.sink.hang_next(), bench.sink.hang_next()];
     for n in 0..20u64 {
         bench.txn(
@@ -82,7 +84,7 @@ async fn reading_stops_while_the_batch_and_the_inserts_in_flight_hold_max_bytes(
 
 #[tokio::test(start_paused = true)]
 async fn a_transaction_past_its_byte_share_is_written_in_parts_before_its_commit() {
-    let bench = Bench::start(three_mib());
+    let bench = Bench::start(six_mib());
     bench
         .feed
         .push(pgwire_replication::ReplicationEvent::Begin {
@@ -100,7 +102,11 @@ async fn a_transaction_past_its_byte_share_is_written_in_parts_before_its_commit
     let parts = bench.sink.writes();
     let runs: Vec<usize> = parts.iter().map(|w| w.runs.len()).collect();
     println!("runs per part before the Commit: {runs:?}");
-    assert_eq!(runs, [4, 4], "spilled at 1 MiB, not held until 10,000 rows");
+    assert_eq!(
+        runs,
+        [3, 3, 3],
+        "spilled at 0.75 MiB, not held until 10,000 rows"
+    );
     assert_eq!(
         bench.feed.acked(),
         0,

@@ -216,3 +216,138 @@ async fn a_released_stream_stores_and_acknowledges_its_commits_then_ends_alone()
     assert_eq!(bench.feed.acked(), end(600));
     bench.stop().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_repair_replay_on_one_stream_neither_stalls_another_nor_looks_up_per_change() {
+    let bench = Bench::start(config(10_000, 2, 100));
+    let mut source = (*bench.config().sources()[0]).clone();
+    source.name = "other".into();
+    let other = bench.attach("other", Arc::new(source));
+    for i in 0..30 {
+        bench.insert(100 + i, &format!("run_r_{i:02}"));
+    }
+    bench.run_for(300).await;
+    assert_eq!(bench.sink.final_rows().len(), 30);
+
+    // The first stream replays changes made under REPLICA IDENTITY DEFAULT: 30 transactions of
+    // one UPDATE each without its old row, each needing a lookup of ClickHouse, which takes
+    // 500 ms (a FINAL read of a large table).
+    bench
+        .sink
+        .slow_lookups(std::time::Duration::from_millis(500));
+    bench.control.set_complete("TaskRun", true);
+    bench.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Default);
+    for i in 0..30u64 {
+        let run = RunValues::new(&format!("run_r_{i:02}")).status("EXECUTING");
+        bench.txn(
+            1000 + i * 10,
+            &[task_runs::update_without_old(TASK_RUN, &run)],
+        );
+    }
+    other.insert(0x100, "run_other_1");
+    bench.run_for(300).await;
+    assert!(
+        bench.sink.run("run_other_1").is_some(),
+        "the other stream's change is stored while the first one's lookups are answered"
+    );
+    assert_eq!(other.feed.acked(), end(0x100), "and acknowledged");
+    other.insert(0x200, "run_other_2");
+    bench.run_for(300).await;
+    assert!(bench.sink.run("run_other_2").is_some(), "still streaming");
+
+    bench.run_for(3000).await;
+    assert_eq!(
+        bench.feed.acked(),
+        end(1290),
+        "every repaired transaction acknowledged"
+    );
+    let executing = bench
+        .sink
+        .final_rows()
+        .values()
+        .filter(|r| r.run_id.starts_with("run_r_") && r.status == "EXECUTING")
+        .count();
+    assert_eq!(executing, 30, "every repaired change applied");
+    let lookups = bench.sink.lookups();
+    assert!(
+        lookups <= 3,
+        "the transactions that queued while a lookup was in flight share the next: {lookups} lookups for 30"
+    );
+    bench.stop().await.unwrap();
+}
+
+/// A stream with repaired transactions held for their lookups, released: the release waits for
+/// the lookups and stores them before it ends; one that runs out of time first acknowledges
+/// only what ClickHouse stored, and a late answer is ignored.
+#[tokio::test(start_paused = true)]
+async fn a_released_stream_stores_its_held_transactions_or_leaves_them_unacknowledged() {
+    for lookup_ms in [500u64, 30_000] {
+        let bench = Bench::start(config(10_000, 2, 100));
+        let mut source = (*bench.config().sources()[0]).clone();
+        source.name = "other".into();
+        let mut other = bench.attach("other", Arc::new(source));
+        for i in 0..5 {
+            other.insert(100 + i, &format!("run_h_{i}"));
+        }
+        bench.run_for(300).await;
+        assert_eq!(other.feed.acked(), end(104));
+
+        // Five repaired transactions, each holding back for a lookup that takes `lookup_ms`.
+        bench
+            .sink
+            .slow_lookups(std::time::Duration::from_millis(lookup_ms));
+        other.control.set_complete("TaskRun", true);
+        other.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Default);
+        for i in 0..5u64 {
+            let run = RunValues::new(&format!("run_h_{i}")).status("EXECUTING");
+            other.txn(
+                1000 + i * 10,
+                &[task_runs::update_without_old(TASK_RUN, &run)],
+            );
+        }
+        bench.run_for(100).await;
+        assert_eq!(bench.sink.lookups(), 1, "a lookup in flight");
+        other.release();
+        other.insert(2000, "run_after_release");
+        bench.insert(3000, "run_default");
+        bench.run_for(200).await;
+        assert_eq!(
+            other.feed.acked(),
+            end(104),
+            "nothing held is acknowledged before its lookup is answered and its rows stored"
+        );
+        assert!(!other.feed.closed(), "the release waits for the lookup");
+        assert!(
+            bench.sink.run("run_default").is_some(),
+            "the other stream goes on meanwhile"
+        );
+
+        let ended = other.end().await;
+        assert!(ended.is_ok(), "a graceful end: {ended:?}");
+        assert!(other.feed.closed());
+        let executing = bench
+            .sink
+            .final_rows()
+            .values()
+            .filter(|r| r.run_id.starts_with("run_h_") && r.status == "EXECUTING")
+            .count();
+        if lookup_ms < 10_000 {
+            assert_eq!(executing, 5, "the held transactions were stored");
+            assert_eq!(other.feed.acked(), end(1040), "and acknowledged");
+        } else {
+            assert_eq!(executing, 0, "out of time: nothing held was stored");
+            assert_eq!(
+                other.feed.acked(),
+                end(104),
+                "so nothing held is acknowledged: the next leader receives it again"
+            );
+        }
+        assert!(bench.sink.run("run_after_release").is_none());
+        // A late answer to the lookup finds the stream gone.
+        bench.run_for(lookup_ms).await;
+        bench.insert(4000, "run_default_later");
+        bench.run_for(300).await;
+        assert_eq!(bench.feed.acked(), end(4000));
+        bench.stop().await.unwrap();
+    }
+}

@@ -95,21 +95,58 @@ fn spilled_parts_get_increasing_versions_and_the_rest_the_commit_end() {
 }
 
 #[test]
-fn parts_past_the_room_of_the_commit_record_share_the_last_version() {
+fn a_rows_spills_get_increasing_versions_in_any_number_of_parts() {
     let mut t = Transaction::new(3, 0x500);
-    let mut last = 0;
-    for k in 0..(SPILL_VERSIONS + 5) {
-        t.add_row(0, run_row(&format!("run_{k}")));
+    let mut hot = Vec::new();
+    let mut other = Vec::new();
+    for k in 0..(SPILL_VERSIONS + 8) {
+        // run_hot in every part; run_cold only in parts 35 and 38.
+        t.add_row(0, run_row("run_hot").with_status(format!("S{k}")));
+        if k == 35 || k == 38 {
+            t.add_row(0, run_row("run_cold").with_status(format!("S{k}")));
+        }
+        t.add_row(0, run_row(&format!("run_filler_{k}")));
         let (rows, _) = t.spill();
-        let v = rows.into_sorted()[0]._version;
-        assert!(v >= last, "never lower than an earlier part");
-        assert!(v < 0x500 + 40, "inside the smallest commit record: {v:#x}");
-        last = v;
+        for row in rows.into_sorted() {
+            assert!(row._version > 0x500, "above the previous transaction");
+            assert!(
+                row._version < 0x500 + 40,
+                "inside the smallest commit record"
+            );
+            match row.run_id.as_str() {
+                "run_hot" => hot.push(row._version),
+                "run_cold" => other.push(row._version),
+                _ => assert_eq!(row._version, 0x501, "a row's first spill"),
+            }
+        }
     }
-    assert_eq!(last, 0x500 + SPILL_VERSIONS);
-    t.add_row(0, run_row("run_rest"));
+    assert_eq!(
+        hot.len() as u64,
+        SPILL_VERSIONS,
+        "spilled until its room is used"
+    );
+    assert!(
+        hot.windows(2).all(|w| w[0] < w[1]),
+        "strictly increasing: {hot:x?}"
+    );
+    assert_eq!(
+        other,
+        vec![0x501, 0x502],
+        "its own count, whatever the part"
+    );
     let c = t.commit(0x500 + 40, 0).unwrap();
-    assert_eq!(c.rows.into_sorted()[0]._version, 0x500 + 40);
+    let rest = c.rows.into_sorted();
+    let hot_rest = rest.iter().find(|r| r.run_id == "run_hot").expect("held");
+    assert_eq!(
+        hot_rest.status,
+        format!("S{}", SPILL_VERSIONS + 7),
+        "its last state"
+    );
+    assert_eq!(
+        hot_rest._version,
+        0x500 + 40,
+        "at the commit's end, above every spill"
+    );
 }
 
 #[test]

@@ -155,6 +155,53 @@ async fn a_refusal_of_a_large_share_is_systemic() {
 }
 
 #[tokio::test]
+async fn three_bad_runs_in_a_hundred_are_poison_not_a_table_wide_refusal() {
+    let bad = ["run_00007", "run_00050", "run_00093"];
+    let fake = Fake::new(|r: &RunRow| bad.contains(&r.run_id.as_str()));
+    let rows = batch(100);
+    let result = isolate(&fake, &rows, refused(), budget(rows.len())).await;
+    let Isolated::Done {
+        stored, salvaged, ..
+    } = result
+    else {
+        panic!("3 bad rows in 100 are poison rows: {result:?}")
+    };
+    assert_eq!(stored, 97);
+    assert_eq!(salvaged.iter().filter(|s| !s.stored).count(), 3);
+    let kept = fake.stored.lock().unwrap();
+    let mut ids: Vec<&str> = kept.iter().map(|r| r.run_id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(kept.len(), 97, "each good row stored once");
+    assert_eq!(ids.len(), 97);
+    // The share, not a count: a fifth of a batch is the table, however the canary answers.
+    assert_eq!(budget(100), 5);
+    assert_eq!(budget(10), 2);
+    assert_eq!(budget(10_000), 500);
+}
+
+#[tokio::test]
+async fn a_systemic_refusal_reports_the_rows_it_stored_before_it_stopped() {
+    // Rows refused past the budget after halves were stored: the sink retries only the rest.
+    let fake = Fake::new(|r: &RunRow| r.run_id.ends_with('5'));
+    let rows = batch(40);
+    let result = isolate(&fake, &rows, refused(), 2).await;
+    let Isolated::Systemic { landed, .. } = result else {
+        panic!("four bad rows past a budget of two: {result:?}")
+    };
+    let stored = fake.stored.lock().unwrap();
+    assert!(!stored.is_empty(), "some halves were stored first");
+    for (row, landed) in rows.iter().zip(&landed) {
+        assert_eq!(
+            *landed,
+            stored.iter().any(|s| s.run_id == row.run_id),
+            "{} reported as it is",
+            row.run_id
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_single_row_batch_is_salvaged_directly() {
     let fake = Fake::new(|r: &RunRow| r.output != "{}");
     let rows = batch(1);
@@ -256,7 +303,10 @@ async fn a_view_refusing_some_rows_is_systemic_without_splitting() {
             .into(),
     };
     let result = isolate(&fake, &batch(100), first, 2).await;
-    let Isolated::Systemic { reason, inserts } = result else {
+    let Isolated::Systemic {
+        reason, inserts, ..
+    } = result
+    else {
         panic!("a view's refusal is not a poison row: {result:?}")
     };
     assert!(

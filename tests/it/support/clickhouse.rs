@@ -127,6 +127,21 @@ impl ChServer {
         }
     }
 
+    /// Stops the server's process (SIGSTOP) or lets it go on (SIGCONT): a stall, where
+    /// connections are accepted and nothing is answered.
+    pub fn stall(&self, stalled: bool) {
+        if let Some(child) = self.child.lock().unwrap().as_ref() {
+            process::signal(
+                child.id(),
+                if stalled {
+                    libc::SIGSTOP
+                } else {
+                    libc::SIGCONT
+                },
+            );
+        }
+    }
+
     /// Kills the server (SIGKILL), as an outage.
     pub fn kill(&self) {
         if let Some(mut child) = self.child.lock().unwrap().take() {

@@ -253,3 +253,18 @@ pub fn assert_cannot_run(
     );
     stderr
 }
+
+/// Waits until ClickHouse shows `n` runs (under FINAL) whose id starts with `prefix`.
+pub async fn wait_run_count(env: &TestEnv, prefix: &str, n: u64, timeout: Duration) {
+    let client = env.ch_client();
+    runs_replicator::testing::wait::wait_for(&format!("{n} runs {prefix}*"), timeout, || async {
+        let have: u64 = client
+            .query("SELECT count() FROM task_runs_v2 FINAL WHERE startsWith(run_id, ?)")
+            .bind(prefix)
+            .fetch_one()
+            .await
+            .unwrap_or(0);
+        (have == n).then_some(())
+    })
+    .await;
+}

@@ -11,7 +11,9 @@ pub mod http;
 pub mod load;
 pub mod postgres;
 pub mod process;
+pub mod relay;
 pub mod runs;
+pub mod standby;
 pub mod tls;
 pub mod worker;
 
@@ -54,6 +56,8 @@ pub struct TestEnv {
     pub tables: Vec<(&'static str, u8)>,
     /// Further sources (`[[postgres.sources]]`), each a database of its own.
     pub sources: Vec<ExtraSource>,
+    /// The first source's `host:port` list, in place of `pg`'s own (several hosts, a relay).
+    pub pg_hosts: Option<String>,
 }
 
 /// A second (third, …) source of a test: a database on some cluster, with its tables.
@@ -90,6 +94,7 @@ impl TestEnv {
             extra_toml: String::new(),
             tables: runs::TABLES.to_vec(),
             sources: Vec::new(),
+            pg_hosts: None,
         }
     }
 
@@ -153,7 +158,10 @@ clickhouse_unready_after_ms = 2000
 [log]
 level = "info,runs_replicator=debug"
 "#,
-            pg_url = self.pg.url(&self.pg_db),
+            pg_url = match &self.pg_hosts {
+                Some(hosts) => self.pg.url_at(hosts, &self.pg_db),
+                None => self.pg.url(&self.pg_db),
+            },
             tables = self
                 .tables
                 .iter()

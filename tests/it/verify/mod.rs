@@ -1,13 +1,19 @@
 //! `runs-replicator verify` against the real services: the canonical hash equals ClickHouse's for
 //! tricky values; drift of every kind planted in ClickHouse while the daemon streams a live
 //! workload is reported exactly, repaired, and gone; a window reads only its rows; the daemon's
-//! background verify finds drift and says so in /metrics; bad input exits 2 with one line.
+//! background verify finds drift and says so in /metrics, and is abandoned at its timeout when
+//! stuck; runs the stream has not delivered or that keep changing are unsettled, not drift; a run
+//! a newer tombstone hides is unrepairable, not "rewritten"; `backfill` and `verify --repair`
+//! exit 2 through a ClickHouse outage; bad input exits 2 with one line.
 
 mod canonical;
 mod continuous;
 mod errors;
 mod live;
+mod outage;
 mod sources;
+mod unrepairable;
+mod unsettled;
 mod window;
 
 use std::path::Path;
@@ -27,6 +33,19 @@ pub fn verify(config: &Path, args: &[&str]) -> Output {
     let mut cmd = worker::command(config);
     cmd.arg("verify").args(args);
     cmd.output().expect("run runs-replicator verify")
+}
+
+/// The `--format json` report on stdout, whatever the exit code (a verify that leaves runs
+/// unsettled reports and exits 2).
+pub fn json(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{e}: exit {:?}\nstdout: {stdout}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 /// The `--format json` report of a verify that could check (exit 0 or 1).
