@@ -134,6 +134,35 @@ pub fn sources(config: &Config, request: &Request) -> Result<Vec<Arc<Source>>, B
     }
 }
 
+/// `source` as it can be read now: with the default table list, only the tables that exist (at
+/// least one must; trigger.dev's schema may not have task_run_v2 yet). A list of the
+/// operator's is kept whole: a missing table is then an error where it is read.
+pub async fn existing_tables(
+    config: &Config,
+    source: &Arc<Source>,
+) -> Result<Arc<Source>, BackfillError> {
+    if source.tables_required {
+        return Ok(source.clone());
+    }
+    let client = snapshot::connect(config, source).await?;
+    let found = catalog::read_tables(&client, &source.schema, &source.tables)
+        .await
+        .map_err(|e| BackfillError::Postgres {
+            what: "reading the tables".into(),
+            reason: e.reason,
+        })?;
+    let present: Vec<String> = source
+        .tables
+        .iter()
+        .filter(|t| found.iter().any(|r| &r.name == *t))
+        .cloned()
+        .collect();
+    if present.is_empty() || present.len() == source.tables.len() {
+        return Ok(source.clone());
+    }
+    Ok(Arc::new(source.with_tables(present)))
+}
+
 /// Checks the request against `source` and its database, and returns the job it is.
 pub async fn prepare(
     config: &Config,
@@ -153,7 +182,8 @@ pub async fn prepare(
             tables.push(t.clone());
         }
     }
-    if tables.is_empty() {
+    let named = !tables.is_empty();
+    if !named {
         tables = configured.clone();
     }
     let client = snapshot::connect(config, source).await?;
@@ -164,6 +194,17 @@ pub async fn prepare(
             what: "reading the tables".into(),
             reason: e.reason,
         })?;
+    // The default table list copies the tables that exist (trigger.dev's schema may not have
+    // task_run_v2 yet); a table named here, or in a list of the operator's, must exist.
+    if !named && !source.tables_required && found.iter().any(|r| tables.contains(&r.name)) {
+        tables.retain(|t| {
+            let exists = found.iter().any(|r| &r.name == t);
+            if !exists {
+                tracing::info!(source = %source.name, table = %t, "not copied: it does not exist (yet)");
+            }
+            exists
+        });
+    }
     for t in &tables {
         let Some(reading) = found.iter().find(|r| &r.name == t) else {
             return Err(BackfillError::Request(format!(

@@ -12,11 +12,14 @@
 mod bootstrap;
 mod control;
 mod failover;
+mod joining;
+mod joins;
 mod marker;
 mod session;
 mod session_end;
 mod share;
 mod slot;
+mod slot_wait;
 mod supervisor;
 
 use std::process::ExitCode;
@@ -60,6 +63,17 @@ pub async fn run(config: Config) -> ExitCode {
             );
             return ExitCode::from(2);
         }
+    }
+    if !config.enabled {
+        let why =
+            "enabled = false (RUNS_REPLICATOR_ENABLED): not streaming until restarted with it on";
+        health.disable(why);
+        // A configuration warning: shown at every level.
+        crate::logging::config_warning(&format!(
+            "{why}; serving /healthz, /readyz and /metrics meanwhile"
+        ));
+        wait_for_signal().await;
+        return ExitCode::SUCCESS;
     }
     let ch = match sink::client::build(&config) {
         Ok(c) => c,
@@ -124,6 +138,7 @@ pub async fn run(config: Config) -> ExitCode {
             progress: marker::Progress::default(),
             identity: None,
             verdicts: verdict_tx.clone(),
+            joins: joins::Joins::default(),
             share,
         };
         supervisors.spawn(supervisor.run(stop.subscribe()));

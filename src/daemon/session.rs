@@ -1,9 +1,10 @@
 //! One session of one stream, step by step: control connection → publication reconciled →
-//! preflight → leader lock (standby until acquired) → slot ensured (`slot`) → stream started →
-//! attached to the loop. Each step that fails says how ([`SessionEnd`]) and the supervisor
-//! decides what comes next. Every query of the setup is bounded by `postgres.query_timeout_ms`
-//! (`leader`, `preflight`), and `/readyz` names the step a stream that is not streaming yet is
-//! at.
+//! preflight → leader lock (standby until acquired) → slot ensured (`slot`) → the slot free of
+//! other consumers (`slot_wait`) → tables that joined the publication copied (`joining`) →
+//! stream started → attached to the loop. Each step that fails says how ([`SessionEnd`]) and the
+//! supervisor decides what comes next. Every query of the setup is bounded by
+//! `postgres.query_timeout_ms` (`leader`, `preflight`), and `/readyz` names the step a stream
+//! that is not streaming yet is at.
 
 use std::time::Duration;
 
@@ -122,17 +123,36 @@ impl Supervisor {
         if let Err(end) = self.ensure_slot(&control).await {
             return end;
         }
+        // Another consumer may hold the slot (trigger.dev's own service during a cutover): wait
+        // for it, by the catalog (`slot_wait`), before the publication is changed for a join.
+        if let Err(end) = self.wait_for_slot(&control, shutdown).await {
+            return end;
+        }
+        if let Err(end) = self.joins_at_start(&control).await {
+            return end;
+        }
         self.activity("starting the replication stream");
-        let client = match stream::start(&config, &stream).await {
-            Ok(c) => c,
-            Err(e @ StreamError::SlotActive { .. }) => return retry("slot_active")(e.to_string()),
-            Err(StreamError::SlotMissing { slot }) => {
-                return end_of(PipelineError::HardStop(HardStop::SlotMissing { slot }));
+        let client = loop {
+            match stream::start(&config, &stream).await {
+                Ok(c) => break c,
+                // Taken between the check and the start: wait again.
+                Err(StreamError::SlotActive { .. }) if self.slot_is_held(&control).await => {
+                    if let Err(end) = self.wait_for_slot(&control, shutdown).await {
+                        return end;
+                    }
+                    self.activity("starting the replication stream");
+                }
+                Err(e @ StreamError::SlotActive { .. }) => {
+                    return retry("slot_active")(e.to_string());
+                }
+                Err(StreamError::SlotMissing { slot }) => {
+                    return end_of(PipelineError::HardStop(HardStop::SlotMissing { slot }));
+                }
+                Err(StreamError::SlotInvalidated { slot, .. }) => {
+                    return end_of(PipelineError::HardStop(HardStop::SlotInvalidated { slot }));
+                }
+                Err(e) => return retry("postgres")(e.to_string()),
             }
-            Err(StreamError::SlotInvalidated { slot, .. }) => {
-                return end_of(PipelineError::HardStop(HardStop::SlotInvalidated { slot }));
-            }
-            Err(e) => return retry("postgres")(e.to_string()),
         };
         self.slot_seen = true;
         self.health.set_activity(&stream.name, None);

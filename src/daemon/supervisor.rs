@@ -1,8 +1,9 @@
 //! One stream's sessions, started and restarted for as long as the worker runs.
 //!
 //! A session: control connection → publication reconciled → preflight → leader lock (standby
-//! until acquired) → slot ensured → stream → attached to the loop, until the loop reports how it
-//! ended. A session that fails for a reason time can fix (a server down, the slot held by a
+//! until acquired) → slot ensured → joined tables copied → stream → attached to the loop, until
+//! the loop reports how it ended; meanwhile the slot's marker is refreshed and the tables are
+//! watched for one that joins (`joining`). A session that fails for a reason time can fix (a server down, the slot held by a
 //! lingering walsender, lost leadership) is restarted at once and then about every second while
 //! the failure lasts — so streaming resumes within a second or two of Postgres answering again —
 //! with one log line when it starts failing and one a minute while it goes on. A hard stop (an
@@ -18,6 +19,8 @@ use pgwire_replication::ReplicationClient;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::control::PgControl;
+use super::joining::Joining;
+use super::joins;
 use super::marker;
 use super::session_end::{SessionEnd, end_of};
 use super::share::{self, StreamShare};
@@ -62,6 +65,9 @@ pub struct Supervisor {
     pub(super) identity: Option<ServerIdentity>,
     /// Where each preflight's verdict goes.
     pub(super) verdicts: mpsc::UnboundedSender<Verdict>,
+    /// Tables joining the publication (`joins`): what this stream said about them, and its
+    /// coverage record as this session read it.
+    pub(super) joins: joins::Joins,
     /// The stream's share among the instances (`leadership.share`); `None`: not shared.
     pub(super) share: Option<StreamShare>,
 }
@@ -267,8 +273,14 @@ impl Supervisor {
                 }
             };
             let slot_fixed = match kind {
+                // The slot's marker, or the tables' coverage record (`joins`).
                 "marker" => match &self.identity {
-                    Some(id) => marker::load(&self.store, &self.stream, id).await.is_ok(),
+                    Some(id) => {
+                        marker::load(&self.store, &self.stream, id).await.is_ok()
+                            && joins::read(&self.store, &joins::key(id, &self.stream))
+                                .await
+                                .is_ok()
+                    }
                     None => true,
                 },
                 "slot_missing" => slot.is_some(),
@@ -349,6 +361,10 @@ impl Supervisor {
             control.clone(),
         ));
         let mut refresh = tokio::time::interval(marker::REFRESH);
+        // The tables were checked at the session's start: next after one period.
+        let every = Duration::from_millis(self.config.postgres.slot_poll_interval_ms);
+        let mut tables = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut joining: Option<Joining> = None;
         let led_since = Instant::now();
         let mut release = Some(release);
         let mut check = tokio::time::interval(share::HANDOVER_CHECK);
@@ -369,7 +385,15 @@ impl Supervisor {
                     };
                 }
                 _ = refresh.tick() => self.refresh_marker(&control).await,
-                _ = check.tick(), if release.is_some() && self.share.is_some() => {
+                _ = tables.tick(), if joining.is_none() && release.is_some() => {
+                    joining = self.watch_tables(&control).await;
+                }
+                (table, result) = async { joining.as_mut().expect("guarded").await }, if joining.is_some() => {
+                    joining = None;
+                    self.joined(table, result);
+                }
+                // Not while a table joins: the next leader would copy it again from the start.
+                _ = check.tick(), if release.is_some() && self.share.is_some() && joining.is_none() => {
                     let to = self.share.as_ref().and_then(|s| s.hand_over(led_since.elapsed()));
                     if let Some(to) = to
                         && let Some(release) = release.take()

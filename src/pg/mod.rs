@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod copy_text;
 pub mod primary;
+pub mod slot_holder;
 pub mod tls;
 
 use std::time::Duration;

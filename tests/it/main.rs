@@ -10,6 +10,7 @@ mod backfill;
 mod bootstrap;
 mod clickhouse_front;
 mod config;
+mod dropin;
 mod durability;
 mod failover;
 mod hardening;
