@@ -45,6 +45,8 @@ pub const TIMELINE_SWITCHES: &str = "runs_replicator_timeline_switches_total";
 pub const DIVERGENCE_BYTES: &str = "runs_replicator_divergence_bytes";
 pub const DIVERGENCE_RUNS: &str = "runs_replicator_divergence_runs_total";
 pub const LEADER: &str = "runs_replicator_leader";
+pub const INSTANCES: &str = "runs_replicator_instances";
+pub const HANDOVERS: &str = "runs_replicator_handovers_total";
 pub const READY: &str = "runs_replicator_ready";
 pub const HARD_STOP: &str = "runs_replicator_hard_stop";
 pub const RECONNECTS: &str = "runs_replicator_stream_restarts_total";
@@ -256,6 +258,14 @@ fn describe() {
         LEADER,
         "1 while this instance holds the leader lock and streams."
     );
+    describe_gauge!(
+        INSTANCES,
+        "Instances sharing the source's streams (leadership.share), as this instance sees them; 0 until it has seen them."
+    );
+    describe_counter!(
+        HANDOVERS,
+        "Times this instance handed the stream over to the instance it belongs to (after storing and acknowledging what it received)."
+    );
     describe_gauge!(READY, "1 while /readyz answers 200.");
     describe_gauge!(
         HARD_STOP,
@@ -371,6 +381,7 @@ pub fn register_defaults(config: &crate::config::Config) {
             metrics::gauge!(HARD_STOP, "source" => source.clone(), "reason" => *reason).set(0.0);
         }
         metrics::counter!(TRANSACTIONS, "source" => source.clone()).absolute(0);
+        metrics::counter!(HANDOVERS, "source" => source.clone()).absolute(0);
         for gauge in [
             RECEIVED_LSN,
             ACKNOWLEDGED_LSN,

@@ -57,6 +57,8 @@ pub const KEYS: &[&str] = &[
     "log.format",
     "log.level",
     "preflight.ignore_failures",
+    "leadership.share",
+    "leadership.min_hold_ms",
     "backfill.parallel",
     "backfill.chunk_rows",
     "backfill.max_bytes",

@@ -32,8 +32,8 @@ pub use postgres_url::{PgUrl, SslMode};
 pub use secret::{Secret, scrub};
 pub use sections::{
     BackfillConfig, BatchConfig, ClickHouseConfig, Compression, FAILOVER_SLOTS_SINCE, FailoverSlot,
-    LogConfig, LogFormat, MetricsConfig, PostgresConfig, PreflightConfig, TransformConfig,
-    VerifyConfig,
+    LeadershipConfig, LogConfig, LogFormat, MetricsConfig, PostgresConfig, PreflightConfig,
+    TransformConfig, VerifyConfig,
 };
 pub use sources::{DEFAULT_TABLES, Shard, Source, SourceConfig, Stream};
 
@@ -60,6 +60,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub preflight: PreflightConfig,
+    pub leadership: LeadershipConfig,
     pub backfill: BackfillConfig,
     pub verify: VerifyConfig,
     /// Where each non-default value came from, for error messages.
@@ -81,6 +82,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             preflight: PreflightConfig::default(),
+            leadership: LeadershipConfig::default(),
             backfill: BackfillConfig::default(),
             verify: VerifyConfig::default(),
             origins: BTreeMap::new(),
@@ -270,6 +272,8 @@ impl Config {
             }
             "log.level" => self.log.level = v.into(),
             "preflight.ignore_failures" => self.preflight.ignore_failures = boolean(v)?,
+            "leadership.share" => self.leadership.share = boolean(v)?,
+            "leadership.min_hold_ms" => self.leadership.min_hold_ms = number(v)?,
             "backfill.parallel" => self.backfill.parallel = number(v)?,
             "backfill.chunk_rows" => self.backfill.chunk_rows = number(v)?,
             "backfill.max_bytes" => self.backfill.max_bytes = number(v)?,

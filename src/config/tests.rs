@@ -141,6 +141,8 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("log.format", "json"),
         ("log.level", "debug"),
         ("preflight.ignore_failures", "true"),
+        ("leadership.share", "false"),
+        ("leadership.min_hold_ms", "2500"),
         ("backfill.parallel", "4"),
         ("backfill.chunk_rows", "1000"),
         ("backfill.max_bytes", "1048576"),
@@ -246,6 +248,8 @@ fn every_key_can_be_set_from_its_own_env_name() {
         (LogFormat::Json, "debug")
     );
     assert!(c.preflight.ignore_failures);
+    assert!(!c.leadership.share);
+    assert_eq!(c.leadership.min_hold_ms, 2500);
 }
 
 #[test]

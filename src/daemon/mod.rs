@@ -17,6 +17,7 @@ mod joins;
 mod marker;
 mod session;
 mod session_end;
+mod share;
 mod slot;
 mod slot_wait;
 mod standing;
@@ -117,10 +118,15 @@ pub async fn run(config: Config) -> ExitCode {
     ));
     let sink = Arc::new(ClickHouseSink::new(&config, ch, health.clone()));
     let (attach_tx, mut attach_rx) = mpsc::channel(streams.len());
+    let sharing = config
+        .leadership
+        .share
+        .then(|| share::Sharing::start(&config, &streams, &stop));
     let (verdict_tx, mut verdict_rx) = mpsc::unbounded_channel();
     let stream_count = streams.len();
     let mut supervisors = JoinSet::new();
     for stream in streams {
+        let share = sharing.as_ref().map(|s| s.stream(&stream));
         let supervisor = Supervisor {
             config: config.clone(),
             stream,
@@ -138,6 +144,7 @@ pub async fn run(config: Config) -> ExitCode {
             swept: Default::default(),
             verdicts: verdict_tx.clone(),
             joins: joins::Joins::default(),
+            share,
         };
         supervisors.spawn(supervisor.run(stop.subscribe()));
     }

@@ -13,8 +13,10 @@ use tokio::sync::watch;
 
 use super::control::PgControl;
 use super::session_end::{SessionEnd, end_of};
+use super::share::QUEUE_WAIT;
 use super::supervisor::{Failing, Supervisor, Verdict, pause};
 use crate::health::Role;
+use crate::leader::share::Move;
 use crate::leader::{Candidate, LeaderLock};
 use crate::pipeline::errors::{HardStop, PipelineError};
 use crate::preflight::{self, Report};
@@ -182,15 +184,26 @@ impl Supervisor {
         self.stream_until_ended(client, control).await
     }
 
-    /// Waits as a standby until the leader lock is ours. `Ok(None)` on shutdown.
+    /// Waits as a standby until the leader lock is ours. `Ok(None)` on shutdown. With
+    /// sharing, it tries the lock only as the stream's share says (`share::StreamShare`).
     async fn elect(
-        &self,
+        &mut self,
         mut candidate: Candidate,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<LeaderLock>, String> {
+        if let Some(share) = &mut self.share {
+            candidate.tag(share.me()).await.map_err(|e| e.to_string())?;
+            share.standby();
+        }
         let mut announced = false;
         loop {
-            match candidate.try_acquire().await {
+            let next = self.share.as_mut().map_or(Move::Take, |s| s.next_move());
+            let attempt = match next {
+                Move::Take => candidate.try_acquire().await,
+                Move::Queue => candidate.queue(QUEUE_WAIT).await,
+                Move::Wait => Ok(Err(candidate)),
+            };
+            match attempt {
                 Ok(Ok(lock)) => {
                     tracing::info!(stream = %self.stream.name, "leader lock acquired");
                     return Ok(Some(lock));
@@ -201,12 +214,22 @@ impl Supervisor {
             if !announced {
                 tracing::info!(
                     stream = %self.stream.name,
-                    "standby: another instance holds the leader lock; waiting to take over"
+                    "standby: another instance leads the stream (or it is another instance's share); waiting to take over"
                 );
                 announced = true;
             }
             self.health.set_role(&self.stream.name, Role::Standby);
-            if !pause(Duration::from_secs(1), shutdown).await {
+            // Queueing waited already; without a fresh roster (the member session reconnects,
+            // as after a Postgres restart) look again soon, so a stream nobody leads is not
+            // left waiting a whole second once the roster is back.
+            let idle = match next {
+                Move::Queue => Duration::ZERO,
+                _ if self.share.as_ref().is_some_and(|s| !s.sees_roster()) => {
+                    Duration::from_millis(250)
+                }
+                _ => Duration::from_secs(1),
+            };
+            if !pause(idle, shutdown).await {
                 return Ok(None);
             }
             if let Err(e) = candidate.ping().await {

@@ -23,6 +23,7 @@ use super::joining::Joining;
 use super::joins;
 use super::marker;
 use super::session_end::{SessionEnd, end_of};
+use super::share::{self, StreamShare};
 use crate::config::{Config, Stream, scrub};
 use crate::health::{Health, Role};
 use crate::metrics as m;
@@ -74,6 +75,8 @@ pub struct Supervisor {
     /// Tables joining the publication (`joins`): what this stream said about them, and its
     /// coverage record as this session read it.
     pub(super) joins: joins::Joins,
+    /// The stream's share among the instances (`leadership.share`); `None`: not shared.
+    pub(super) share: Option<StreamShare>,
 }
 
 /// Sleeps for `d` unless shutdown is requested first; returns false on shutdown.
@@ -132,10 +135,21 @@ impl Supervisor {
         loop {
             let started = Instant::now();
             let end = self.session(&mut shutdown, &mut failing).await;
-            self.health.set_role(&self.stream.name, Role::Starting);
+            // A stream handed over stays ready: this instance is its standby now.
+            let role = match end {
+                SessionEnd::HandedOver => Role::Standby,
+                _ => Role::Starting,
+            };
+            self.health.set_role(&self.stream.name, role);
             self.health.set_activity(&self.stream.name, None);
             match end {
                 SessionEnd::Shutdown => return,
+                SessionEnd::HandedOver if *shutdown.borrow() => return,
+                SessionEnd::HandedOver => {
+                    metrics::counter!(m::HANDOVERS, "source" => self.stream.name.clone())
+                        .increment(1);
+                    delays = reconnect_backoff();
+                }
                 SessionEnd::Preflight(summary) => {
                     // At the first start as later: this stream stops alone (the daemon exits
                     // only when every stream's preflight failed before any passed).
@@ -344,6 +358,7 @@ impl Supervisor {
         control: PgControl,
     ) -> SessionEnd {
         let (ended, mut ended_rx) = oneshot::channel();
+        let (release, release_rx) = oneshot::channel();
         let control = Arc::new(control);
         let attach = Attach {
             name: self.stream.name.clone(),
@@ -354,6 +369,7 @@ impl Supervisor {
             ended,
             health: Some(self.health.clone()),
             versions: self.versions.clone(),
+            release: Some(release_rx),
         };
         if self.attach.send(attach).await.is_err() {
             return SessionEnd::Shutdown;
@@ -369,21 +385,42 @@ impl Supervisor {
         let every = Duration::from_millis(self.config.postgres.slot_poll_interval_ms);
         let mut tables = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut joining: Option<Joining> = None;
+        let led_since = Instant::now();
+        let mut release = Some(release);
+        let mut check = tokio::time::interval(share::HANDOVER_CHECK);
         let end = loop {
             tokio::select! {
                 ended = &mut ended_rx => {
                     break match ended {
+                        Ok(Ok(())) if release.is_none() => {
+                            // Standby before the lock passes (with `control`), so no two
+                            // instances ever say they lead the stream.
+                            self.health.set_role(&self.stream.name, Role::Standby);
+                            share::await_walsender_exit(&control).await;
+                            tracing::info!(stream = %self.name(), "handed over: standby now");
+                            SessionEnd::HandedOver
+                        }
                         Ok(Ok(())) | Err(_) => SessionEnd::Shutdown,
                         Ok(Err(e)) => end_of(e),
                     };
                 }
                 _ = refresh.tick() => self.refresh_marker(&control).await,
-                _ = tables.tick(), if joining.is_none() => {
+                _ = tables.tick(), if joining.is_none() && release.is_some() => {
                     joining = self.watch_tables(&control).await;
                 }
                 (table, result) = async { joining.as_mut().expect("guarded").await }, if joining.is_some() => {
                     joining = None;
                     self.joined(table, result);
+                }
+                // Not while a table joins: the next leader would copy it again from the start.
+                _ = check.tick(), if release.is_some() && self.share.is_some() && joining.is_none() => {
+                    let to = self.share.as_ref().and_then(|s| s.hand_over(led_since.elapsed()));
+                    if let Some(to) = to
+                        && let Some(release) = release.take()
+                    {
+                        tracing::info!(stream = %self.name(), to = %format!("{to:08x}"), "handing the stream over to the instance it belongs to");
+                        let _ = release.send(());
+                    }
                 }
             }
         };

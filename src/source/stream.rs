@@ -14,7 +14,7 @@ use super::{failover_slot, primary_session};
 use crate::budget::{Budget, LARGE_EVENT};
 use crate::config::{Config, PgUrl, SslMode, Stream};
 use crate::pg::catalog::{self, SlotReading};
-use crate::pg::{APPLICATION_NAME, quote_ident};
+use crate::pg::{APPLICATION_NAME, DEAD_PEER_OPTIONS, quote_ident};
 
 /// Session settings for the walsender; values in tuples are rendered with them.
 pub const PINNED_OPTIONS: &str =
@@ -233,7 +233,9 @@ pub(crate) fn replication_config(
     .with_wakeup_interval(config.status_interval().max(Duration::from_secs(1)))
     // The first stage of backpressure, and memory the byte bound does not see: see `event_buffer`.
     .with_buffer_size(event_buffer(config))
-    .with_options(PINNED_OPTIONS)
+    // A walsender of a vanished host ends as soon as its leader's lock session does
+    // (`pg::DEAD_PEER_OPTIONS`), so the next leader's START_REPLICATION is not refused meanwhile.
+    .with_options(format!("{PINNED_OPTIONS} {DEAD_PEER_OPTIONS}"))
     .with_application_name(APPLICATION_NAME)
 }
 

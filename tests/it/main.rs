@@ -24,6 +24,7 @@ mod preflight;
 mod recovery;
 mod reliability;
 mod repair_replay;
+mod replicas;
 mod replication;
 mod security;
 mod sources;
