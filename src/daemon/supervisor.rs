@@ -178,6 +178,14 @@ impl Supervisor {
                     delays = reconnect_backoff();
                 }
                 SessionEnd::Retry { cause, error } => {
+                    // Say which server failed: a state-table read says only what it read.
+                    let error = match cause {
+                        "clickhouse" if !error.contains("ClickHouse") => format!(
+                            "ClickHouse at {}: {error}",
+                            self.config.clickhouse.url
+                        ),
+                        _ => error,
+                    };
                     let error = scrub(&error, &self.config.secrets());
                     metrics::counter!(m::RECONNECTS, "source" => self.stream.name.clone(), "cause" => cause)
                         .increment(1);
