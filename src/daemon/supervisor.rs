@@ -180,10 +180,9 @@ impl Supervisor {
                 SessionEnd::Retry { cause, error } => {
                     // Say which server failed: a state-table read says only what it read.
                     let error = match cause {
-                        "clickhouse" if !error.contains("ClickHouse") => format!(
-                            "ClickHouse at {}: {error}",
-                            self.config.clickhouse.url
-                        ),
+                        "clickhouse" if !error.contains("ClickHouse") => {
+                            format!("ClickHouse at {}: {error}", self.config.clickhouse.url)
+                        }
                         _ => error,
                     };
                     let error = scrub(&error, &self.config.secrets());
