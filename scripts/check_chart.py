@@ -10,7 +10,9 @@ For the default values and for each ci/*-values.yaml, prints one line per proble
   * the objects fit together: the Deployment's selector matches its pods, the Service and the
     PodDisruptionBudget select them, the Service's and ServiceMonitor's port is the container's,
     the probes ask /healthz and /readyz, every RUNS_REPLICATOR_* / RUN_REPLICATION_* variable is
-    one the configuration accepts, and no password is written into a manifest but a Secret;
+    one the configuration accepts, the worker's own switch (RUNS_REPLICATOR_ENABLED) is set and
+    the webapp's (RUN_REPLICATION_ENABLED) is not, and no password is written into a manifest but
+    a Secret;
   * the PrometheusRule's groups pass `promtool check rules` and are config/prometheus/alerts.yml's;
     the dashboard ConfigMap is JSON with the dashboard's panels;
 and the chart's generated copies (files/) are current (scripts/gen-helm-files.py --check), and
@@ -54,7 +56,7 @@ def accepted_env():
     names = set()
     keys = re.search(r"pub const KEYS: &\[&str\] = &\[(.*?)\];", env_src, re.S)
     aliases = re.search(r"const ALIASES: .*?= &\[(.*?)\n\];", env_src, re.S)
-    for key in re.findall(r'"([a-z_]+\.[a-z_]+)"', keys.group(1) if keys else ""):
+    for key in re.findall(r'"([a-z_]+(?:\.[a-z_]+)?)"', keys.group(1) if keys else ""):
         names.add("RUNS_REPLICATOR_" + key.upper().replace(".", "_"))
     names |= set(re.findall(r'"([A-Z][A-Z0-9_]+)"', aliases.group(1) if aliases else ""))
     names |= set(re.findall(r'env = "([A-Z][A-Z0-9_]+)"', cli_src))
@@ -102,6 +104,11 @@ def check_objects(where, objs):
         name = e.get("name", "")
         if re.match(r"^(RUNS_REPLICATOR_|RUN_REPLICATION_)", name) and name not in ACCEPTED | CHART_ENV:
             problem(where, f"{name} is not a variable the configuration accepts (src/config/env.rs)")
+    env = {e.get("name"): e for e in container.get("env") or []}
+    if "RUN_REPLICATION_ENABLED" in env:
+        problem(where, "the worker sets RUN_REPLICATION_ENABLED: that is the webapp's switch (the worker never reads it); its own is RUNS_REPLICATOR_ENABLED")
+    if "RUNS_REPLICATOR_ENABLED" not in env:
+        problem(where, "the worker has no RUNS_REPLICATOR_ENABLED (config.enabled): its own switch")
     names = [e.get("name") for e in container.get("env") or []]
     if len(names) != len(set(names)):
         problem(where, f"an environment variable is set twice: {sorted(n for n in set(names) if names.count(n) > 1)}")

@@ -13,6 +13,9 @@ Prints one line per problem and exits 1 when there is any:
       - the webapp's RUN_REPLICATION_ENABLED is 0 and the worker's environment has none;
       - the worker reaches the Postgres database and ClickHouse the webapp uses, with the stack's
         defaults and with DATABASE_URL / RUN_REPLICATION_CLICKHOUSE_URL / CLICKHOUSE_USER set;
+        its DATABASE_URL is the webapp's as written, Prisma's schema= included (the worker reads
+        it as trigger.dev does: schema= names the tables' schema);
+      - the worker's own switch, RUNS_REPLICATOR_ENABLED, is on unless the .env turns it off;
       - no two services publish the same host port;
   * every password the add-on puts in a URL is required (`${VAR:?message}`), not defaulted.
 """
@@ -139,6 +142,10 @@ for label, extra in VARIANTS.items():
     wenv = env_of(worker)
     if "RUN_REPLICATION_ENABLED" in wenv:
         problem(where, f"{WORKER} sets RUN_REPLICATION_ENABLED; the switch is the webapp's")
+    if wenv.get("DATABASE_URL") != env_of(webapp).get("DATABASE_URL"):
+        problem(where, f"{WORKER}'s DATABASE_URL is not the webapp's as written (its schema= and sslmode= included)")
+    if str(wenv.get("RUNS_REPLICATOR_ENABLED", "true")).lower() not in ("true", "1"):
+        problem(where, f"{WORKER}'s RUNS_REPLICATOR_ENABLED is {wenv.get('RUNS_REPLICATOR_ENABLED')!r} by default: it would stream nothing")
     for svc_name in (WORKER, SETUP):
         url = env_of(svcs.get(svc_name) or {}).get("DATABASE_URL", "")
         if db_target(url) != db_target(env_of(webapp)["DATABASE_URL"]):

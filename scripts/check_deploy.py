@@ -555,7 +555,7 @@ keys_block = re.search(r"pub const KEYS: &\[&str\] = &\[(.*?)\];", env_src, re.S
 aliases_block = re.search(r"const ALIASES: .*?= &\[(.*?)\n\];", env_src, re.S)
 accepted = set()
 if keys_block:
-    for key in re.findall(r'"([a-z_]+\.[a-z_]+)"', keys_block.group(1)):
+    for key in re.findall(r'"([a-z_]+(?:\.[a-z_]+)?)"', keys_block.group(1)):
         accepted.add("RUNS_REPLICATOR_" + key.upper().replace(".", "_"))
 if aliases_block:
     accepted |= set(re.findall(r'"([A-Z][A-Z0-9_]+)"', aliases_block.group(1)))

@@ -2,10 +2,11 @@
 # Sets up what the tests need (scripts/setup-dev.sh), then runs every check and test:
 # formatting, clippy, the deployment files (scripts/check-deploy.sh, with promtool's alert rule
 # tests), the Rust unit and integration tests (real Postgres 15 clusters and the real ClickHouse
-# engine), the integration tests that matter per server version on PostgreSQL 14, 16, 17 and 18
-# (the data path end to end, the preflight, the bootstrap, a lost slot; the failover tests and the
-# version gaps start the versions they are about within the main run), and the ClickHouse front's
-# own tests.
+# engine; those that assert a latency alone, after the rest), the integration tests that matter
+# per server version on PostgreSQL 14, 16, 17 and 18
+# (the data path end to end, the preflight, the bootstrap, a lost slot; the failover and timeline
+# tests and the version gaps start the versions they are about within the main run), and the
+# ClickHouse front's own tests.
 #
 # Env: CLICKHOUSE_URL                     use a real ClickHouse server instead of the embedded engine
 #      RUNS_REPLICATOR_TEST_POSTGRES_URL  use an external Postgres (superuser, wal_level=logical);
@@ -27,8 +28,18 @@ cargo clippy --all-targets --locked -- -D warnings
 step "deployment files (docker-compose.yml, Dockerfile, Grafana, Prometheus config and alert rule tests)"
 scripts/check-deploy.sh
 
+# Tests that assert a latency (ingestion resumes within 2 s of a server answering again, the
+# pace of the periodic checks, SIGTERM ending the worker within seconds) run alone after the
+# rest: beside five other tests' clusters on two cores they would measure the machine.
+timed=(outage:: periodic:: log_pipe::)
+skip_timed=()
+for t in "${timed[@]}"; do skip_timed+=(--skip "$t"); done
+
 step "Rust tests (unit + integration, PostgreSQL 15)"
-cargo test --all-targets --locked -- --test-threads "${TEST_THREADS:-6}"
+cargo test --all-targets --locked -- --test-threads "${TEST_THREADS:-6}" "${skip_timed[@]}"
+
+step "Rust integration tests that assert a latency, one at a time (PostgreSQL 15)"
+cargo test --test it --locked -- --test-threads 1 "${timed[@]}"
 
 # What depends on the server version, run on each other one: the data path end to end (every
 # column of both tables, updates and tombstones, TOAST, one transaction across both tables), the

@@ -52,6 +52,8 @@ struct State {
     /// retrying. Not ready at once: nothing is acknowledged meanwhile.
     clickhouse_refusing: Option<(String, String)>,
     clickhouse_error: Option<String>,
+    /// The daemon is switched off (`enabled = false`): it streams nothing, on purpose.
+    disabled: Option<String>,
     /// ClickHouse does not answer at all (its probe failed): a known outage, not ready at
     /// once rather than after `metrics.clickhouse_unready_after_ms`.
     clickhouse_down: bool,
@@ -98,6 +100,7 @@ impl Health {
                 clickhouse_failing_since: None,
                 clickhouse_refusing: None,
                 clickhouse_error: None,
+                disabled: None,
                 clickhouse_down: false,
                 verify: None,
             }),
@@ -263,8 +266,21 @@ impl Health {
         }
     }
 
+    /// The daemon is switched off: ready (it is doing what it was told), saying why it does not
+    /// stream.
+    pub fn disable(&self, why: &str) {
+        self.lock().disabled = Some(why.to_string());
+    }
+
     pub fn readiness(&self) -> Readiness {
         let s = self.lock();
+        if let Some(why) = &s.disabled {
+            metrics::gauge!(m::READY).set(1.0);
+            return Readiness {
+                ready: true,
+                detail: format!("disabled: {why}"),
+            };
+        }
         let clickhouse = if let Some((table, reason)) = &s.clickhouse_refusing {
             Some(format!(
                 "ClickHouse refuses the rows of {table} table-wide ({reason}); holding them, \

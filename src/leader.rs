@@ -10,12 +10,21 @@
 //! session's `statement_timeout` (a query stuck behind a lock is cancelled by the server) and a
 //! client-side timeout (a backend that stopped answering altogether). A standby whose session
 //! does not answer in time is not a standby that can take over: its session ends and `/readyz`
-//! says why.
+//! says why. The one wait that is meant to block, a standby queueing for a lock
+//! ([`Candidate::queue`]), is bounded by its own `lock_timeout`, and its statement and client
+//! bounds are widened by that wait so they never cut it short.
+//!
+//! With several instances the streams are shared out (`leadership.share`): `roster` reads who is
+//! alive and who leads what from the advisory locks, `share` decides who should lead each stream.
+
+pub mod roster;
+pub mod share;
 
 use std::future::Future;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use tokio_postgres::error::SqlState;
 
 use crate::config::{Config, Stream};
 use crate::pg::{self, ConnectError};
@@ -76,7 +85,12 @@ impl Candidate {
     /// statements bounded by `postgres.query_timeout_ms`.
     pub async fn connect(config: &Config, stream: &Stream) -> Result<Candidate, LockError> {
         let url = &stream.source.url;
-        let client = pg::connect(url, config.connect_timeout_of(url)).await?;
+        let client = pg::connect_with_options(
+            url,
+            config.connect_timeout_of(url),
+            Some(pg::DEAD_PEER_OPTIONS),
+        )
+        .await?;
         let timeout = config.query_timeout();
         bounded(
             "setting the control session's statement_timeout",
@@ -117,6 +131,87 @@ impl Candidate {
         } else {
             Ok(Err(self))
         }
+    }
+
+    /// Waits up to `wait` in the lock's queue, where the leader sees this session waiting
+    /// (`roster`); `Err(self)` when the lock was not granted meanwhile. A lock released while
+    /// this session waits is granted to it at once, before any other session can try it.
+    ///
+    /// The wait is ended by the server's `lock_timeout` (SQLSTATE 55P03, not an error). The
+    /// session's `statement_timeout` (`postgres.query_timeout_ms`) could be shorter than `wait`
+    /// and would cancel the wait as an error, so inside this transaction it is `wait` plus the
+    /// query timeout; the client-side bound is the same, so it only fires on a server that
+    /// stopped answering. Every other statement of the transaction keeps the query timeout.
+    pub async fn queue(
+        mut self,
+        wait: Duration,
+    ) -> Result<Result<LeaderLock, Candidate>, LockError> {
+        let (key, timeout) = (self.key, self.timeout);
+        let wait_ms = wait.as_millis().max(1);
+        let attempt = async {
+            let tx = bounded("the lock queue (BEGIN)", timeout, self.client.transaction()).await?;
+            bounded(
+                "the lock queue (lock_timeout)",
+                timeout,
+                tx.batch_execute(&format!(
+                    "SET LOCAL lock_timeout = {wait_ms}; SET LOCAL statement_timeout = {}",
+                    wait_ms + timeout.as_millis()
+                )),
+            )
+            .await?;
+            let waited = tokio::time::timeout(
+                wait + timeout,
+                tx.query_one("SELECT pg_advisory_lock($1)", &[&key]),
+            )
+            .await;
+            match waited {
+                // The lock is the session's: it outlives the transaction.
+                Ok(Ok(_)) => bounded("the lock queue (COMMIT)", timeout, tx.commit())
+                    .await
+                    .map(|()| true),
+                Ok(Err(e)) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                    bounded("the lock queue (ROLLBACK)", timeout, tx.rollback())
+                        .await
+                        .map(|()| false)
+                }
+                Ok(Err(e)) => Err(LockError::Query {
+                    what: "the lock queue (pg_advisory_lock)",
+                    reason: pg::describe(&e),
+                }),
+                Err(_) => Err(LockError::Query {
+                    what: "the lock queue (pg_advisory_lock)",
+                    reason: format!(
+                        "no answer within {} ms (the wait plus postgres.query_timeout_ms)",
+                        (wait + timeout).as_millis()
+                    ),
+                }),
+            }
+        };
+        // On an error the candidate is dropped, its session closed: a lock granted at the last
+        // moment goes with it.
+        match attempt.await? {
+            true => Ok(Ok(LeaderLock {
+                client: self.client,
+                timeout,
+            })),
+            false => Ok(Err(self)),
+        }
+    }
+
+    /// Tags the session as instance `member`'s (`roster::TAG_SPACE`), so the other instances
+    /// see which instance leads, or waits for, the stream. A shared lock nobody takes
+    /// exclusively: it never waits.
+    pub async fn tag(&self, member: u32) -> Result<(), LockError> {
+        bounded(
+            "tagging the session (pg_advisory_lock_shared)",
+            self.timeout,
+            self.client.execute(
+                "SELECT pg_advisory_lock_shared($1::int4, $2::int4)",
+                &[&roster::TAG_SPACE, &(member as i32)],
+            ),
+        )
+        .await
+        .map(drop)
     }
 
     /// The session still answers (a standby is only healthy while it can take over).

@@ -17,7 +17,7 @@
 //!   settings), [`budget`] (how `batch.max_bytes` is shared), [`pg`] (Postgres connections and
 //!   typed catalog readings), [`metrics`].
 //! - The data flow: [`source`], [`transform`], [`pipeline`], [`sink`].
-//! - Around it: [`preflight`] (readings → verdicts → report), [`leader`] (single consumer),
+//! - Around it: [`preflight`] (readings → verdicts → report), [`leader`] (one consumer per stream, the streams shared among instances),
 //!   [`health`] and [`http`] (what operators see), [`logging`], [`version`] (what the binary
 //!   reports it is).
 //! - The top: [`daemon`] wires a session together (stream, control plane, sink, loop) and

@@ -1,6 +1,10 @@
 //! Log output: `tracing` to stderr, human-readable by default, JSON lines for log pipelines.
 //!
-//! `RUST_LOG`, when set, replaces the configured filter, the usual escape hatch while debugging.
+//! The filter is `log.level`, which the configuration reads from the file, the environment
+//! (`RUST_LOG` included, the usual escape hatch while debugging) and `--log-level`, and which it
+//! checks: it never silences the worker's own lines. The configuration's warnings (trigger.dev
+//! variables it ignores, URL parameters, `--null-sink`) go to their own target, which shows at
+//! every level: at trigger.dev's `log` level too, a person must see what the worker ignored.
 //!
 //! **Logging never takes the control path with it.** A log line is formatted where it is
 //! logged and handed to a thread of its own ([`LogGuard`]), which writes it to stderr; the
@@ -22,8 +26,11 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{Config, LogConfig, LogFormat};
 use crate::metrics as m;
+
+/// The target of the configuration's warnings, enabled at `warn` whatever the filter says.
+pub const CONFIG_TARGET: &str = "runs_replicator::config";
 
 /// Lines waiting for the writer thread before new ones are dropped: a burst of a few thousand
 /// lines is kept, a stuck stderr costs at most this many lines of memory.
@@ -126,10 +133,15 @@ fn write_lines(entries: Receiver<Entry>, mut out: impl Write) {
 
 /// Starts logging; keep the guard until the process ends (dropping it flushes).
 pub fn init(config: &LogConfig) -> LogGuard {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(&config.level));
+    // The configuration validated the filter (`RUST_LOG` is one of its names); the fallback
+    // only guards a caller that did not.
+    let filter = EnvFilter::try_new(&config.level)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(
+            format!("{CONFIG_TARGET}=warn")
+                .parse()
+                .expect("a valid directive"),
+        );
     let (queue, entries) = mpsc::sync_channel(BACKLOG);
     let spawned = std::thread::Builder::new()
         .name("log-writer".into())
@@ -155,6 +167,18 @@ pub fn init(config: &LogConfig) -> LogGuard {
             .try_init(),
     };
     LogGuard { queue: Some(queue) }
+}
+
+/// One configuration warning, shown at every level.
+pub fn config_warning(message: &str) {
+    tracing::warn!(target: CONFIG_TARGET, "{message}");
+}
+
+/// Every warning the configuration collected, shown at every level.
+pub fn config_warnings(config: &Config) {
+    for warning in config.warnings() {
+        config_warning(warning);
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The `runs-replicator` binary: parses the command line, loads the configuration, and runs the
 //! daemon, the one-shot preflight or a subcommand (`backfill`, `verify`). Errors are reported
-//! here, once, as one line.
+//! here, once, as one line; the configuration's warnings are logged by every command, at every
+//! log level.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use runs_replicator::config::{Config, replication_disabled_by, scrub};
+use runs_replicator::config::{Config, scrub};
 use runs_replicator::{backfill, daemon, logging, preflight, verify};
 
 mod cli;
@@ -42,26 +43,10 @@ fn main() -> ExitCode {
     // with two providers compiled in, rustls refuses to pick one, so pick it here, once.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
+    // trigger.dev's RUN_REPLICATION_ENABLED is its webapp's switch, not read here (a shared .env
+    // turning the built-in service off must not stop this worker); the daemon's own switch is
+    // the config key `enabled` (RUNS_REPLICATOR_ENABLED).
     let env = |k: &str| std::env::var(k).ok();
-    // trigger.dev's switch for its built-in service, honoured by the daemon: an explicit "off"
-    // (RUN_REPLICATION_ENABLED=0) means this worker must not stream either. Unset, it runs.
-    if !cli.health_check && !cli.check_replica_identity {
-        match replication_disabled_by(&env) {
-            Ok(None) => {}
-            Ok(Some(setting)) => {
-                eprintln!(
-                    "runs-replicator: {setting}: replication is disabled, not starting \
-                     (unset it, or set it to 1, to run)"
-                );
-                return ExitCode::SUCCESS;
-            }
-            Err(e) => {
-                eprintln!("runs-replicator: {e}");
-                return ExitCode::from(EXIT_CANNOT_RUN);
-            }
-        }
-    }
-
     let mut config = match Config::load(cli.config.as_deref(), &env, &cli.overrides()) {
         Ok(c) => c,
         Err(e) => {
@@ -93,6 +78,8 @@ fn main() -> ExitCode {
         return health_check(&config);
     }
     if cli.check_replica_identity {
+        let _logs = logging::init(&config.log);
+        logging::config_warnings(&config);
         return runtime.block_on(check(&config, cli.format));
     }
     config.clickhouse.null_sink = cli.null_sink;
@@ -104,13 +91,11 @@ fn main() -> ExitCode {
         "runs-replicator {} starting",
         runs_replicator::version::line()
     );
-    for warning in config.warnings() {
-        tracing::warn!("{warning}");
-    }
+    logging::config_warnings(&config);
     if config.clickhouse.null_sink {
-        tracing::warn!(
+        logging::config_warning(
             "--null-sink: batches are encoded and discarded, never inserted into ClickHouse, and \
-             still acknowledged; for benchmarks and diagnostics only"
+             still acknowledged; for benchmarks and diagnostics only",
         );
     }
     runtime.block_on(daemon::run(config))
@@ -137,6 +122,7 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
     }
     config.clickhouse.null_sink = cli.null_sink;
     let _logs = logging::init(&config.log);
+    logging::config_warnings(&config);
     let runtime = match copying_runtime(config.backfill.parallel) {
         Ok(r) => r,
         Err(e) => {
@@ -190,10 +176,10 @@ fn run_backfill(mut config: Config, args: &BackfillArgs, cli: &Cli) -> ExitCode 
                 )),
         );
         if config.clickhouse.null_sink {
-            tracing::warn!(
+            logging::config_warning(
                 "--null-sink: rows are encoded and discarded, never inserted into ClickHouse; a dry \
                  run's checkpoints are kept apart, and no real backfill or bootstrap takes them for \
-                 copied rows; for benchmarks only"
+                 copied rows; for benchmarks only",
             );
         }
         backfill::run(config, &request, sink, store)
@@ -251,6 +237,7 @@ fn run_verify(mut config: Config, args: &VerifyArgs, cli: &Cli) -> ExitCode {
         config.backfill.parallel = n;
     }
     let _logs = logging::init(&config.log);
+    logging::config_warnings(&config);
     let runtime = match copying_runtime(config.backfill.parallel) {
         Ok(r) => r,
         Err(e) => {

@@ -40,7 +40,13 @@ pub const SLOT_ACTIVE: &str = "runs_replicator_slot_active";
 pub const FAILOVER_READY: &str = "runs_replicator_failover_ready";
 pub const FAILOVER_LAG: &str = "runs_replicator_failover_slot_lag_bytes";
 pub const STANDBY_HOLD: &str = "runs_replicator_held_by_standby_slots";
+pub const TIMELINE: &str = "runs_replicator_timeline";
+pub const TIMELINE_SWITCHES: &str = "runs_replicator_timeline_switches_total";
+pub const DIVERGENCE_BYTES: &str = "runs_replicator_divergence_bytes";
+pub const DIVERGENCE_RUNS: &str = "runs_replicator_divergence_runs_total";
 pub const LEADER: &str = "runs_replicator_leader";
+pub const INSTANCES: &str = "runs_replicator_instances";
+pub const HANDOVERS: &str = "runs_replicator_handovers_total";
 pub const READY: &str = "runs_replicator_ready";
 pub const HARD_STOP: &str = "runs_replicator_hard_stop";
 pub const RECONNECTS: &str = "runs_replicator_stream_restarts_total";
@@ -236,8 +242,33 @@ fn describe() {
         "1 while a slot named in the primary's synchronized_standby_slots (a standby down or invalidated) holds back this failover slot's changes: nothing arrives until it confirms."
     );
     describe_gauge!(
+        TIMELINE,
+        "The timeline of the server the stream's last session checked (IDENTIFY_SYSTEM)."
+    );
+    describe_counter!(
+        TIMELINE_SWITCHES,
+        "Failovers to a newer timeline this stream took over for its source (the fork found, the version shift recorded)."
+    );
+    describe_gauge!(
+        DIVERGENCE_BYTES,
+        Unit::Bytes,
+        "WAL of the old timeline past the fork that ClickHouse held at the last failover this stream took over: history the new primary never had (0: none)."
+    );
+    describe_counter!(
+        DIVERGENCE_RUNS,
+        "Runs rewritten from the new primary (or tombstoned) because ClickHouse held rows of them from a timeline history lost at a failover."
+    );
+    describe_gauge!(
         LEADER,
         "1 while this instance holds the leader lock and streams."
+    );
+    describe_gauge!(
+        INSTANCES,
+        "Instances sharing the source's streams (leadership.share), as this instance sees them; 0 until it has seen them."
+    );
+    describe_counter!(
+        HANDOVERS,
+        "Times this instance handed the stream over to the instance it belongs to (after storing and acknowledging what it received)."
     );
     describe_gauge!(READY, "1 while /readyz answers 200.");
     describe_gauge!(
@@ -371,6 +402,7 @@ pub fn register_defaults(config: &crate::config::Config) {
             metrics::gauge!(HARD_STOP, "source" => source.clone(), "reason" => *reason).set(0.0);
         }
         metrics::counter!(TRANSACTIONS, "source" => source.clone()).absolute(0);
+        metrics::counter!(HANDOVERS, "source" => source.clone()).absolute(0);
         for gauge in [
             RECEIVED_LSN,
             ACKNOWLEDGED_LSN,
@@ -379,8 +411,13 @@ pub fn register_defaults(config: &crate::config::Config) {
             LAST_INTERRUPTION,
             FAILOVER_READY,
             STANDBY_HOLD,
+            TIMELINE,
+            DIVERGENCE_BYTES,
         ] {
             metrics::gauge!(gauge, "source" => source.clone()).set(0.0);
+        }
+        for counter in [TIMELINE_SWITCHES, DIVERGENCE_RUNS] {
+            metrics::counter!(counter, "source" => source.clone()).absolute(0);
         }
     }
     let mut targets = vec![(ch.runs_table.clone(), &["output", "error"][..])];
@@ -462,6 +499,8 @@ pub const HARD_STOP_REASONS: &[&str] = &[
     "preflight",
     "config",
     "marker",
+    "timeline",
+    "slot_past_fork",
 ];
 
 /// An LSN as a gauge value: exact below 2^53 bytes of WAL (8 PiB).

@@ -45,6 +45,8 @@ pub struct RowAdder<'s> {
     with_payload: bool,
     txn: Transaction,
     lsn: u64,
+    /// Added to `lsn` in the versions (`Snapshot::shift`).
+    shift: u64,
     pub bytes: usize,
     pub rows_read: u64,
     pub skipped: u64,
@@ -74,6 +76,7 @@ impl<'s> RowAdder<'s> {
             with_payload,
             txn: Transaction::new(0, lsn),
             lsn,
+            shift: 0,
             bytes: 0,
             rows_read: 0,
             skipped: 0,
@@ -87,7 +90,7 @@ impl<'s> RowAdder<'s> {
     pub fn restamp(&mut self, lsn: u64) {
         debug_assert_eq!(self.pending, 0);
         self.lsn = lsn;
-        self.txn = Transaction::new(0, lsn);
+        self.txn = Transaction::new(0, lsn).shifted(self.shift);
     }
 
     pub fn lsn(&self) -> u64 {
@@ -96,10 +99,18 @@ impl<'s> RowAdder<'s> {
 
     /// Drops the rows buffered (a page cut short: they are read again).
     pub fn discard(&mut self) {
-        self.txn = Transaction::new(0, self.lsn);
+        self.txn = Transaction::new(0, self.lsn).shifted(self.shift);
         self.rows_read -= self.pending;
         self.pending = 0;
         self.bytes = 0;
+    }
+
+    /// The same adder with its versions shifted by `shift`: `generation << 56 | (L + shift)`
+    /// (the snapshot's [`Snapshot::shift`](super::Snapshot)).
+    pub fn with_shift(mut self, shift: u64) -> Self {
+        self.shift = shift;
+        self.txn = Transaction::new(0, self.lsn).shifted(shift);
+        self
     }
 
     /// One COPY row (without its `\n`).
@@ -134,9 +145,11 @@ impl<'s> RowAdder<'s> {
         Ok(())
     }
 
-    /// The rows so far, committed at `L`: every row's `_version` is `generation << 56 | L`.
+    /// The rows so far, committed at `L`: every row's `_version` is
+    /// `generation << 56 | (L + shift)`.
     pub fn take(&mut self) -> Result<Committed, BackfillError> {
-        let txn = std::mem::replace(&mut self.txn, Transaction::new(0, self.lsn));
+        let fresh = Transaction::new(0, self.lsn).shifted(self.shift);
+        let txn = std::mem::replace(&mut self.txn, fresh);
         self.bytes = 0;
         if self.pending > 0 {
             self.taken_through = Some(self.last_id.clone());

@@ -81,6 +81,9 @@ pub struct Held {
     pub lsn: u64,
     /// Every transaction it shows committed before this position.
     pub upper: u64,
+    /// Added to `lsn` in the rows' versions (`Snapshot::shift`): the connection's, the same for
+    /// every snapshot it takes (one server, whose timeline a primary keeps while connected).
+    pub shift: u64,
     since: Instant,
 }
 
@@ -114,6 +117,8 @@ pub struct Lease {
     client: Client,
     held: Option<Held>,
     terms: Terms,
+    /// `Held::shift` of every snapshot this connection takes.
+    shift: u64,
 }
 
 fn pg_error(what: &'static str) -> impl Fn(tokio_postgres::Error) -> BackfillError {
@@ -125,20 +130,33 @@ fn pg_error(what: &'static str) -> impl Fn(tokio_postgres::Error) -> BackfillErr
 
 impl Lease {
     /// A connection inside a snapshot opened at `since` (a shared or exported one).
-    pub fn holding(client: Client, lsn: u64, upper: u64, since: Instant, terms: Terms) -> Lease {
+    pub fn holding(
+        client: Client,
+        (lsn, upper, shift): (u64, u64, u64),
+        since: Instant,
+        terms: Terms,
+    ) -> Lease {
         Lease {
             client,
-            held: Some(Held { lsn, upper, since }),
+            held: Some(Held {
+                lsn,
+                upper,
+                shift,
+                since,
+            }),
             terms,
+            shift,
         }
     }
 
-    /// A connection outside any transaction: its first [`Lease::ensure`] takes a fresh snapshot.
-    pub fn idle(client: Client, terms: Terms) -> Lease {
+    /// A connection outside any transaction, whose snapshots' versions shift by `shift`
+    /// ([`snapshot::connection_shift`]): its first [`Lease::ensure`] takes a fresh snapshot.
+    pub fn idle(client: Client, terms: Terms, shift: u64) -> Lease {
         Lease {
             client,
             held: None,
             terms,
+            shift,
         }
     }
 
@@ -182,6 +200,7 @@ impl Lease {
         let held = Held {
             lsn: fresh.lsn,
             upper: fresh.upper,
+            shift: self.shift,
             since: fresh.since,
         };
         self.held = Some(held);

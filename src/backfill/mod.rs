@@ -18,7 +18,9 @@ pub mod copier;
 pub mod lease;
 pub mod progress;
 pub mod report;
+pub mod rewrite;
 pub mod snapshot;
+pub mod versions;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -143,6 +145,35 @@ pub fn sources(config: &Config, request: &Request) -> Result<Vec<Arc<Source>>, B
     }
 }
 
+/// `source` as it can be read now: with the default table list, only the tables that exist (at
+/// least one must; trigger.dev's schema may not have task_run_v2 yet). A list of the
+/// operator's is kept whole: a missing table is then an error where it is read.
+pub async fn existing_tables(
+    config: &Config,
+    source: &Arc<Source>,
+) -> Result<Arc<Source>, BackfillError> {
+    if source.tables_required {
+        return Ok(source.clone());
+    }
+    let client = snapshot::connect(config, source).await?;
+    let found = catalog::read_tables(&client, &source.schema, &source.tables)
+        .await
+        .map_err(|e| BackfillError::Postgres {
+            what: "reading the tables".into(),
+            reason: e.reason,
+        })?;
+    let present: Vec<String> = source
+        .tables
+        .iter()
+        .filter(|t| found.iter().any(|r| &r.name == *t))
+        .cloned()
+        .collect();
+    if present.is_empty() || present.len() == source.tables.len() {
+        return Ok(source.clone());
+    }
+    Ok(Arc::new(source.with_tables(present)))
+}
+
 /// Checks the request against `source` and its database, and returns the job it is.
 pub async fn prepare(
     config: &Config,
@@ -162,7 +193,8 @@ pub async fn prepare(
             tables.push(t.clone());
         }
     }
-    if tables.is_empty() {
+    let named = !tables.is_empty();
+    if !named {
         tables = configured.clone();
     }
     let client = snapshot::connect(config, source).await?;
@@ -173,6 +205,17 @@ pub async fn prepare(
             what: "reading the tables".into(),
             reason: e.reason,
         })?;
+    // The default table list copies the tables that exist (trigger.dev's schema may not have
+    // task_run_v2 yet); a table named here, or in a list of the operator's, must exist.
+    if !named && !source.tables_required && found.iter().any(|r| tables.contains(&r.name)) {
+        tables.retain(|t| {
+            let exists = found.iter().any(|r| &r.name == t);
+            if !exists {
+                tracing::info!(source = %source.name, table = %t, "not copied: it does not exist (yet)");
+            }
+            exists
+        });
+    }
     for t in &tables {
         let Some(reading) = found.iter().find(|r| &r.name == t) else {
             return Err(BackfillError::Request(format!(
@@ -375,6 +418,7 @@ pub async fn copy<S: Sink>(
         .filter(|c| !done_before.contains_key(&(c.table.clone(), c.index)))
         .collect();
     let lsn = snapshot.lsn;
+    let shift = snapshot.shift;
     let mut summary = Summary::new(checkpoints.job_id.clone(), Outcome::Complete, Some(lsn));
     summary.snapshot_wait_s = (snapshot.waited.as_secs_f64() * 100.0).round() / 100.0;
     summary.tables = report::table_summaries(&job, &done_before);
@@ -409,6 +453,7 @@ pub async fn copy<S: Sink>(
             window: spec.window.clone(),
             payloads: spec.payloads,
             lsn,
+            shift,
         };
         tasks.spawn(async move { worker.run(lease).await });
     }
@@ -445,6 +490,8 @@ struct Worker<S: Sink> {
     window: Window,
     payloads: bool,
     lsn: u64,
+    /// `Snapshot::shift`: the rows' versions are `L + shift`, the chunks' records keep `L`.
+    shift: u64,
 }
 
 impl<S: Sink> Worker<S> {
@@ -480,7 +527,8 @@ impl<S: Sink> Worker<S> {
                 !config.clickhouse.payloads_table.is_empty(),
                 self.payloads,
                 self.lsn,
-            );
+            )
+            .with_shift(self.shift);
             let progress = self.progress.clone();
             let table = chunk.table.clone();
             let on_rows = move |n| progress.rows(&table, n);

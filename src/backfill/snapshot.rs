@@ -67,6 +67,10 @@ pub enum SnapshotSource {
 /// and the `L` their rows are stamped with.
 pub struct Snapshot {
     pub lsn: u64,
+    /// Added to `lsn` in the rows' versions: the shift of the timeline segment `L` is in
+    /// (`pipeline::version_map`; 0 unless the source's server failed over). Rows are stamped
+    /// `generation << 56 | (lsn + shift)` ([`Snapshot::version_lsn`]).
+    pub shift: u64,
     /// A WAL position read once the snapshot was taken: every transaction the snapshot shows has
     /// its commit record before it. A slot confirmed past `upper` has delivered all of them (a
     /// verify waits for that before it reads ClickHouse). `lsn` for an exported snapshot.
@@ -138,6 +142,8 @@ impl Snapshot {
         report: Option<WaitReport>,
     ) -> Result<Snapshot, BackfillError> {
         let first = connect(config, source).await?;
+        // Before the snapshot's transaction: a refused query inside it would abort it.
+        let server = server_history(&first).await?;
         let since = Instant::now();
         let (lsn, name, waited, upper) = match origin {
             SnapshotSource::Fresh => {
@@ -156,6 +162,7 @@ impl Snapshot {
                 (lsn, name, Duration::ZERO, lsn)
             }
         };
+        let shift = version_shift(config, source, server, lsn).await?;
         let mut all = vec![first];
         for _ in 1..connections.max(1) {
             let client = connect(config, source).await?;
@@ -164,6 +171,7 @@ impl Snapshot {
         }
         Ok(Snapshot {
             lsn,
+            shift,
             upper,
             waited,
             since,
@@ -175,10 +183,10 @@ impl Snapshot {
     /// once it gets old (`lease`).
     pub fn into_leases(self, terms: &Terms) -> Vec<Lease> {
         terms.clock.taken();
-        let (lsn, upper, since) = (self.lsn, self.upper, self.since);
+        let (held, since) = ((self.lsn, self.upper, self.shift), self.since);
         self.connections
             .into_iter()
-            .map(|c| Lease::holding(c, lsn, upper, since, terms.clone()))
+            .map(|c| Lease::holding(c, held, since, terms.clone()))
             .collect()
     }
 
@@ -191,6 +199,76 @@ impl Snapshot {
     pub fn first(&self) -> &Client {
         &self.connections[0]
     }
+
+    /// `L`'s position in `_version` (its low 56 bits): what the rows are stamped with and what
+    /// a version is compared with.
+    pub fn version_lsn(&self) -> u64 {
+        self.lsn.saturating_add(self.shift)
+    }
+}
+
+/// The version shift of the snapshots `client` takes of `source` from now on (outside a
+/// transaction): that of its server's current timeline, past every fork it has (`version_shift`
+/// at the current WAL position; a later `L` on the same server is in the same segment).
+pub async fn connection_shift(
+    config: &Config,
+    source: &Source,
+    client: &Client,
+) -> Result<u64, BackfillError> {
+    let server = server_history(client).await?;
+    let lsn = current_lsn(client).await?;
+    version_shift(config, source, server, lsn).await
+}
+
+/// The timeline `client`'s server writes its WAL on now (`pg_walfile_name` of the insert
+/// position), and its system identifier when this role may read `pg_control_system()`.
+async fn server_history(client: &Client) -> Result<(u32, Option<String>), BackfillError> {
+    let file: String = client
+        .query_one("SELECT pg_walfile_name(pg_current_wal_insert_lsn())", &[])
+        .await
+        .map_err(pg_error("reading the server's timeline"))?
+        .get(0);
+    let timeline = file
+        .get(..8)
+        .and_then(|t| u32::from_str_radix(t, 16).ok())
+        .ok_or_else(|| BackfillError::Postgres {
+            what: "reading the server's timeline".into(),
+            reason: format!("unexpected WAL file name {file:?}"),
+        })?;
+    let system = client
+        .query_one(
+            "SELECT system_identifier::text FROM pg_control_system()",
+            &[],
+        )
+        .await
+        .ok()
+        .map(|r| r.get::<_, String>(0));
+    Ok((timeline, system))
+}
+
+/// The shift of `L` = `lsn` on the server `(timeline, system identifier)` against the source's
+/// version record (`backfill::versions`), which refuses a timeline the worker has not taken over
+/// or an older one (an old primary). A record of another cluster (a new one behind the name)
+/// says nothing about this one; a role that may not read the system identifier is taken to be on
+/// the recorded cluster.
+async fn version_shift(
+    config: &Config,
+    source: &Source,
+    (timeline, system): (u32, Option<String>),
+    lsn: u64,
+) -> Result<u64, BackfillError> {
+    let ch = crate::sink::client::build(config).map_err(BackfillError::State)?;
+    let store = crate::sink::state::StateStore::new(
+        ch,
+        Duration::from_millis(config.clickhouse.request_timeout_ms),
+    );
+    store.ensure().await?;
+    let record = super::versions::load(&store, &source.name)
+        .await
+        .map_err(BackfillError::State)?
+        .filter(|r| system.as_ref().is_none_or(|s| *s == r.system_identifier));
+    super::versions::shift_for_snapshot(record.as_ref(), timeline, lsn)
+        .map_err(|e| BackfillError::Request(format!("source {}: {e}", source.name)))
 }
 
 /// A snapshot taken on one connection by the rule of [`SnapshotSource::Fresh`].

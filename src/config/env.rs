@@ -5,14 +5,17 @@
 //! before `DATABASE_URL`).
 //!
 //! Every `RUN_REPLICATION_*` name trigger.dev's webapp defines is accounted for: mapped onto a
-//! key here, `RUN_REPLICATION_ENABLED` (read by the daemon, [`disabled_by`]), or named in one of
-//! the start-up warnings ([`warnings`]): ignored, or not supported yet.
+//! key here, or named in one of the start-up warnings ([`warnings`]): ignored, not supported
+//! yet, or `RUN_REPLICATION_ENABLED=1` (trigger.dev's own service may run too). That variable is
+//! the webapp's switch, often in an `.env` shared with this worker: it never stops this worker,
+//! whose own switch is `RUNS_REPLICATOR_ENABLED` (the key `enabled`).
 
 use super::ConfigError;
 
 /// Every configuration key. Its own environment name is `RUNS_REPLICATOR_` + the key in upper
 /// case with `.` replaced by `_`.
 pub const KEYS: &[&str] = &[
+    "enabled",
     "postgres.name",
     "postgres.shards",
     "postgres.url",
@@ -54,6 +57,8 @@ pub const KEYS: &[&str] = &[
     "log.format",
     "log.level",
     "preflight.ignore_failures",
+    "leadership.share",
+    "leadership.min_hold_ms",
     "backfill.parallel",
     "backfill.chunk_rows",
     "backfill.max_bytes",
@@ -100,6 +105,9 @@ const ALIASES: &[(&str, &str, Map)] = &[
         "clickhouse.url",
         Map::Same,
     ),
+    // The webapp's own ClickHouse URL (with `?secure=` for its migration tool): trigger.dev's
+    // compose file and Helm chart derive both from the same password.
+    ("CLICKHOUSE_URL", "clickhouse.url", Map::Same),
     ("RUN_REPLICATION_SLOT_NAME", "postgres.slot", Map::Same),
     (
         "RUN_REPLICATION_PUBLICATION_NAME",
@@ -159,8 +167,10 @@ const ALIASES: &[(&str, &str, Map)] = &[
     ),
 ];
 
-/// trigger.dev's variable that starts its built-in replication service. Only a value that turns
-/// replication off is acted on: unset, the worker runs.
+/// The tracing filter's conventional variable.
+const RUST_LOG: &str = "RUST_LOG";
+
+/// trigger.dev's variable that starts its built-in replication service (on only at `1`).
 pub const ENABLED: &str = "RUN_REPLICATION_ENABLED";
 
 /// trigger.dev's `RUN_REPLICATION_*` names that this worker has no use for, by reason. Each one
@@ -269,12 +279,47 @@ pub struct Setting {
     pub apply: Apply,
 }
 
-/// The overrides present in the environment, in the order to apply.
+/// The overrides present in the environment, in the order to apply: for each key, only the
+/// variable that wins (its own name, else the first trigger.dev name that is set). A name that
+/// loses is not read at all: trigger.dev's pooled `DATABASE_URL` beside a direct
+/// `RUN_REPLICATION_LEGACY_DATABASE_URL` is the usual setup, not an error.
 pub fn collect(env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Setting>, ConfigError> {
     let mut out = Vec::new();
-    // Aliases first (lowest to highest precedence), so a RUNS_REPLICATOR_* name applied later wins.
-    for (name, key, map) in ALIASES.iter().rev() {
-        let Some(value) = env(name) else { continue };
+    let mut taken: Vec<&str> = Vec::new();
+    // The usual escape hatch while debugging: it replaces the configured filter (a flag still
+    // wins over it, as over every variable).
+    if let Some(value) = env(RUST_LOG).filter(|v| !skipped("log.level", v)) {
+        taken.push("log.level");
+        out.push(Setting {
+            key: "log.level",
+            name: RUST_LOG.into(),
+            value,
+            apply: Apply::Set,
+        });
+    }
+    for key in KEYS {
+        if taken.contains(key) {
+            continue;
+        }
+        let name = own_name(key);
+        if let Some(value) = env(&name).filter(|v| !skipped(key, v)) {
+            taken.push(key);
+            out.push(Setting {
+                key,
+                name,
+                value,
+                apply: Apply::Set,
+            });
+        }
+    }
+    for (name, key, map) in ALIASES {
+        if taken.contains(key) {
+            continue;
+        }
+        let Some(value) = env(name).filter(|v| !skipped(key, v)) else {
+            continue;
+        };
+        taken.push(key);
         let invalid = |allowed: &str| ConfigError::Invalid {
             key: (*key).into(),
             value: format!("{value:?}"),
@@ -314,18 +359,13 @@ pub fn collect(env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Setting>, Con
             });
         }
     }
-    for key in KEYS {
-        let name = own_name(key);
-        if let Some(value) = env(&name) {
-            out.push(Setting {
-                key,
-                name,
-                value,
-                apply: Apply::Set,
-            });
-        }
-    }
     Ok(out)
+}
+
+/// A value that counts as unset: an empty log level (`RUST_LOG=`, `RUNS_REPLICATOR_LOG_LEVEL=`
+/// in a `.env` file) would otherwise silence every line.
+fn skipped(key: &str, value: &str) -> bool {
+    key == "log.level" && value.trim().is_empty()
 }
 
 /// trigger.dev's log levels. Its `log` shows only "essential messages", fewer than `error`: the
@@ -344,31 +384,19 @@ fn log_level(v: &str) -> Result<&'static str, String> {
     }
 }
 
-/// `RUN_REPLICATION_ENABLED` as trigger.dev's built-in service reads it, for the daemon: `Some`
-/// with the variable and value when it is set to a value that turns replication off. Unset or
-/// set to a value that turns it on, the worker runs.
-pub fn disabled_by(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
-    let Some(value) = env(ENABLED) else {
-        return Ok(None);
-    };
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" | "enabled" => Ok(None),
-        "0" | "false" | "no" | "off" | "disabled" | "" => Ok(Some(format!("{ENABLED}={value:?}"))),
-        _ => Err(ConfigError::Invalid {
-            key: ENABLED.into(),
-            value: format!("{value:?}"),
-            origin: format!("env {ENABLED}"),
-            allowed:
-                "expected 1 (run) or 0 (replication disabled: exit at once); unset, the worker runs"
-                    .into(),
-        }),
-    }
-}
-
 /// The warnings about trigger.dev variables that are set and not honoured: at most two lines,
 /// one naming those this worker has no use for, one naming those it does not support yet.
 pub fn warnings(env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
     let mut out = Vec::new();
+    // trigger.dev starts its built-in service only at exactly "1".
+    if env(ENABLED).is_some_and(|v| v.trim() == "1") {
+        out.push(format!(
+            "{ENABLED}=1: if this is also the webapp's environment, trigger.dev's built-in \
+             replication runs too and both may stream from the slot; set {ENABLED}=0 for the \
+             webapp (this worker does not read it: its own switch is RUNS_REPLICATOR_ENABLED). \
+             While another consumer holds the slot, this worker waits and never takes it from it"
+        ));
+    }
     let mut names = Vec::new();
     let mut reasons = Vec::new();
     for (group, reason) in IGNORED {

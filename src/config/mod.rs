@@ -8,12 +8,14 @@
 
 mod clickhouse_url;
 mod env;
+mod log_level;
 mod parse;
 mod postgres_url;
 mod secret;
 mod sections;
 mod sources;
 mod text_value;
+mod url_params;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -25,16 +27,15 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use clickhouse_url::ChUrl;
-pub use env::disabled_by as replication_disabled_by;
 pub use parse::duration_text;
 pub use postgres_url::{PgUrl, SslMode};
 pub use secret::{Secret, scrub};
 pub use sections::{
     BackfillConfig, BatchConfig, ClickHouseConfig, Compression, FAILOVER_SLOTS_SINCE, FailoverSlot,
-    LogConfig, LogFormat, MetricsConfig, PostgresConfig, PreflightConfig, TransformConfig,
-    VerifyConfig,
+    LeadershipConfig, LogConfig, LogFormat, MetricsConfig, PostgresConfig, PreflightConfig,
+    TransformConfig, VerifyConfig,
 };
-pub use sources::{Shard, Source, SourceConfig, Stream};
+pub use sources::{DEFAULT_TABLES, Shard, Source, SourceConfig, Stream};
 
 use parse::{
     boolean, duration, generations, generations_text, list, number, one_line, one_line_toml_error,
@@ -44,9 +45,14 @@ use parse::{
 /// The documented default location of the config file.
 pub const DEFAULT_CONFIG_PATH: &str = "config/runs-replicator.toml";
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The daemon streams (`RUNS_REPLICATOR_ENABLED`, the worker's own switch). Off, it serves
+    /// its endpoints and streams nothing until restarted with it on; the one-shot commands do
+    /// not read it. trigger.dev's `RUN_REPLICATION_ENABLED` is its webapp's switch and never
+    /// stops this worker.
+    pub enabled: bool,
     pub postgres: PostgresConfig,
     pub clickhouse: ClickHouseConfig,
     pub batch: BatchConfig,
@@ -54,6 +60,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub preflight: PreflightConfig,
+    pub leadership: LeadershipConfig,
     pub backfill: BackfillConfig,
     pub verify: VerifyConfig,
     /// Where each non-default value came from, for error messages.
@@ -62,6 +69,26 @@ pub struct Config {
     /// trigger.dev variables that are set and not honoured, one line per kind (`warnings`).
     #[serde(skip)]
     warnings: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            enabled: true,
+            postgres: PostgresConfig::default(),
+            clickhouse: ClickHouseConfig::default(),
+            batch: BatchConfig::default(),
+            transform: TransformConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+            preflight: PreflightConfig::default(),
+            leadership: LeadershipConfig::default(),
+            backfill: BackfillConfig::default(),
+            verify: VerifyConfig::default(),
+            origins: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
 }
 
 /// Why the configuration cannot be used. Each renders as one line.
@@ -126,6 +153,9 @@ impl Config {
         for flag in flags {
             config.set(flag.key, &flag.value, format!("flag {}", flag.flag))?;
         }
+        config.apply_url_parameters();
+        config.log.level = log_level::normalize(&config.log.level)
+            .map_err(|allowed| config.invalid("log.level", &config.log.level, &allowed))?;
         config.validate()?;
         Ok(config)
     }
@@ -182,6 +212,7 @@ impl Config {
         let pg = &mut self.postgres;
         let ch = &mut self.clickhouse;
         match key {
+            "enabled" => self.enabled = boolean(v)?,
             "postgres.name" => pg.name = v.into(),
             "postgres.shards" => pg.shards = number(v)?,
             "postgres.url" => pg.url = v.parse()?,
@@ -241,6 +272,8 @@ impl Config {
             }
             "log.level" => self.log.level = v.into(),
             "preflight.ignore_failures" => self.preflight.ignore_failures = boolean(v)?,
+            "leadership.share" => self.leadership.share = boolean(v)?,
+            "leadership.min_hold_ms" => self.leadership.min_hold_ms = number(v)?,
             "backfill.parallel" => self.backfill.parallel = number(v)?,
             "backfill.chunk_rows" => self.backfill.chunk_rows = number(v)?,
             "backfill.max_bytes" => self.backfill.max_bytes = number(v)?,
@@ -385,6 +418,7 @@ impl Config {
             url: pg.url.clone(),
             schema: pg.schema.clone(),
             tables: pg.tables.clone(),
+            tables_required: Source::requires(&pg.tables),
             generations: pg.generations.clone(),
             publication: pg.publication.clone(),
             slot: pg.slot.clone(),
@@ -399,6 +433,7 @@ impl Config {
                 url: s.url.clone()?,
                 schema: s.schema.clone(),
                 tables: s.tables.clone(),
+                tables_required: Source::requires(&s.tables),
                 generations: s.generations.clone(),
                 publication: s.publication.clone(),
                 slot: s.slot.clone(),
@@ -472,3 +507,5 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trigger_dev_tests;

@@ -5,6 +5,12 @@
 //! other's format (tokio-postgres has no `verify-full`, pgwire-replication takes fields), so the
 //! URL is parsed here into fields. Its `Display` and `Debug` never show the password.
 //!
+//! trigger.dev's `DATABASE_URL` is a Prisma URL (`…/main?schema=public&sslmode=disable`, in its
+//! compose file, its Helm chart and its docs), so Prisma's parameters are read too: `schema`
+//! names the tables' schema (`postgres.schema` unless that is set), Prisma's connection-pool
+//! parameters are kept aside to be named in one warning, and `pgbouncer=true` — a transaction
+//! pooler, which cannot carry replication — is refused.
+//!
 //! A URL may name several servers, as libpq allows (`postgres://u@h1:5432,h2:5433/db`, or
 //! `?host=h1,h2&port=5432,5433`): the worker connects to the one that is not in recovery
 //! (`pg::primary`), whatever `target_session_attrs` says among the values that allow a primary.
@@ -77,9 +83,32 @@ pub struct PgUrl {
     /// CA bundle (PEM) used to verify the server under `verify-ca` / `verify-full`.
     pub sslrootcert: Option<PathBuf>,
     pub connect_timeout: Option<Duration>,
+    /// Prisma's `schema=`: the schema of the runs tables (`postgres.schema` wins when set).
+    pub schema: Option<String>,
+    /// Prisma's own parameters present in the URL, which configure its client and mean nothing
+    /// here (named in one warning at start).
+    pub ignored: Vec<String>,
 }
 
-const ALLOWED_PARAMS: &str = "sslmode, sslrootcert, connect_timeout, host, port, user, password, dbname, application_name, target_session_attrs";
+const ALLOWED_PARAMS: &str = "sslmode, sslrootcert, connect_timeout, host, port, user, password, \
+     dbname, application_name, target_session_attrs, and Prisma's schema, pgbouncer=false and \
+     pool settings";
+
+/// Prisma's parameters that configure its own connection pool and statement cache: a worker
+/// with a few direct connections of its own has no use for them.
+const PRISMA_POOL_PARAMS: &[&str] = &[
+    "connection_limit",
+    "pool_timeout",
+    "socket_timeout",
+    "statement_cache_size",
+    "max_connection_lifetime",
+    "max_idle_connection_lifetime",
+];
+
+/// Why a `pgbouncer=true` URL is refused.
+const POOLER: &str = "pgbouncer=true: this URL goes through a transaction pooler (PgBouncer), \
+     which cannot carry logical replication; give the worker a direct URL to the server \
+     (trigger.dev's DIRECT_URL) in RUN_REPLICATION_LEGACY_DATABASE_URL or postgres.url";
 
 /// libpq's several-host authority (`h1:5432,h2,[::1]:5433`): `url` takes one host, so the list is
 /// taken out and the URL is parsed with its first entry. Returns the URL to parse and, when there
@@ -165,11 +194,29 @@ impl FromStr for PgUrl {
         let mut sslmode = SslMode::default();
         let mut sslrootcert = None;
         let mut connect_timeout = None;
+        let mut schema = None;
+        let mut ignored: Vec<String> = Vec::new();
+        let mut sslaccept_strict = false;
         let mut host_param = None;
         let mut port_param = None;
         for (key, value) in url.query_pairs() {
             let value = value.into_owned();
             match key.as_ref() {
+                "schema" => schema = Some(value),
+                "pgbouncer" => match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" => return Err(POOLER.into()),
+                    _ => ignored.push("pgbouncer".into()),
+                },
+                // Prisma's certificate check: `strict` verifies, which only sslmode does here.
+                "sslaccept" => {
+                    sslaccept_strict = value == "strict";
+                    ignored.push("sslaccept".into());
+                }
+                p if PRISMA_POOL_PARAMS.contains(&p) => {
+                    if !ignored.iter().any(|i| i == p) {
+                        ignored.push(p.to_string());
+                    }
+                }
                 "sslmode" => sslmode = value.parse()?,
                 "sslrootcert" => sslrootcert = Some(PathBuf::from(value)),
                 "connect_timeout" => {
@@ -244,6 +291,14 @@ impl FromStr for PgUrl {
         if sslrootcert.is_some() && sslmode == SslMode::Disable {
             return Err("sslrootcert is set but sslmode=disable".into());
         }
+        if sslaccept_strict && !matches!(sslmode, SslMode::VerifyCa | SslMode::VerifyFull) {
+            return Err(format!(
+                "sslaccept=strict asks Prisma to verify the server's certificate, which \
+                 sslmode={} does not: write sslmode=verify-full (with sslrootcert when the CA is \
+                 not a public one)",
+                sslmode.as_str()
+            ));
+        }
         Ok(PgUrl {
             host,
             port,
@@ -254,6 +309,8 @@ impl FromStr for PgUrl {
             sslmode,
             sslrootcert,
             connect_timeout,
+            schema,
+            ignored,
         })
     }
 }
@@ -321,114 +378,4 @@ impl fmt::Debug for PgUrl {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_fields_and_redacts_password() {
-        let u: PgUrl = "postgres://repl:s%40cret@db.example:6543/trigger?sslmode=verify-full&sslrootcert=/ca.pem"
-            .parse()
-            .unwrap();
-        assert_eq!(u.host, "db.example");
-        assert_eq!(u.port, 6543);
-        assert_eq!(u.user, "repl");
-        assert_eq!(u.password.expose(), "s@cret");
-        assert_eq!(u.dbname, "trigger");
-        assert_eq!(u.sslmode, SslMode::VerifyFull);
-        assert_eq!(u.sslrootcert, Some(PathBuf::from("/ca.pem")));
-        let shown = format!("{u} {u:?}");
-        assert!(
-            !shown.contains("s@cret") && !shown.contains("s%40cret"),
-            "{shown}"
-        );
-        assert!(shown.contains("repl:***@db.example:6543/trigger"));
-    }
-
-    #[test]
-    fn require_with_a_root_certificate_verifies_the_chain() {
-        let mode = |raw: &str| raw.parse::<PgUrl>().unwrap().tls_mode();
-        assert_eq!(mode("postgres://h/d?sslmode=require"), SslMode::Require);
-        assert_eq!(
-            mode("postgres://h/d?sslmode=require&sslrootcert=/ca.pem"),
-            SslMode::VerifyCa
-        );
-        assert_eq!(
-            mode("postgres://h/d?sslmode=verify-full&sslrootcert=/ca.pem"),
-            SslMode::VerifyFull
-        );
-        assert_eq!(
-            mode("postgres://h/d?sslmode=prefer&sslrootcert=/ca.pem"),
-            SslMode::Prefer
-        );
-    }
-
-    #[test]
-    fn defaults() {
-        let u: PgUrl = "postgresql://localhost".parse().unwrap();
-        assert_eq!(
-            (u.port, u.user.as_str(), u.dbname.as_str()),
-            (5432, "postgres", "postgres")
-        );
-        assert_eq!(u.sslmode, SslMode::Prefer);
-        let sock: PgUrl = "postgres:///db?host=/var/run/postgresql&user=u"
-            .parse()
-            .unwrap();
-        assert!(sock.is_unix_socket());
-    }
-
-    #[test]
-    fn several_hosts_in_the_authority_or_the_parameters() {
-        let u: PgUrl =
-            "postgres://repl:pw@db1:5433,db2,[::1]:6000/trigger?target_session_attrs=read-write"
-                .parse()
-                .unwrap();
-        assert_eq!(
-            u.hosts,
-            vec![
-                ("db1".to_string(), 5433),
-                ("db2".to_string(), 5432),
-                ("::1".to_string(), 6000)
-            ]
-        );
-        assert_eq!((u.host.as_str(), u.port), ("db1", 5433));
-        assert_eq!((u.user.as_str(), u.dbname.as_str()), ("repl", "trigger"));
-        assert_eq!(u.password.expose(), "pw");
-        assert_eq!(
-            u.to_string(),
-            "postgres://repl:***@db1:5433,db2:5432,[::1]:6000/trigger"
-        );
-        let one = u.at("db2", 5432);
-        assert_eq!(one.to_string(), "postgres://repl:***@db2:5432/trigger");
-        let p: PgUrl = "postgres:///trigger?host=a,b&port=1,2".parse().unwrap();
-        assert_eq!(p.hosts, vec![("a".to_string(), 1), ("b".to_string(), 2)]);
-        let same: PgUrl = "postgres:///trigger?port=7&host=a,b".parse().unwrap();
-        assert_eq!(same.hosts, vec![("a".to_string(), 7), ("b".to_string(), 7)]);
-        let plain: PgUrl = "postgres://h:1/d".parse().unwrap();
-        assert_eq!(plain.hosts, vec![("h".to_string(), 1)]);
-    }
-
-    #[test]
-    fn rejects_bad_input_with_a_reason() {
-        for (raw, needle) in [
-            ("mysql://x", "scheme"),
-            ("postgres://h/db?sslmode=allow", "sslmode \"allow\""),
-            ("postgres://h/db?foo=1", "parameter \"foo\""),
-            ("postgres://h/db?port=x", "port"),
-            ("postgres://h1:x,h2/db", "port \"x\""),
-            ("postgres:///db?host=a,b,c&port=1,2", "2 ports for 3 hosts"),
-            (
-                "postgres://h/db?target_session_attrs=standby",
-                "primary only",
-            ),
-            ("postgres://h/db?target_session_attrs=nope", "not supported"),
-            ("not a url", "not a URL"),
-            (
-                "postgres://h/db?sslmode=disable&sslrootcert=/x",
-                "sslrootcert",
-            ),
-        ] {
-            let err = raw.parse::<PgUrl>().unwrap_err();
-            assert!(err.contains(needle), "{raw}: {err}");
-        }
-    }
-}
+mod tests;

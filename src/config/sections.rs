@@ -164,6 +164,26 @@ pub struct PreflightConfig {
     pub ignore_failures: bool,
 }
 
+/// How several instances share the streams (`leader::share`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeadershipConfig {
+    /// Spread the streams over the instances (each leads about N/R); false: the first instance
+    /// up leads every stream it can, the others wait as standbys.
+    pub share: bool,
+    /// The least time a leader keeps a stream before handing it to the instance it belongs to.
+    pub min_hold_ms: u64,
+}
+
+impl Default for LeadershipConfig {
+    fn default() -> Self {
+        LeadershipConfig {
+            share: true,
+            min_hold_ms: 10_000,
+        }
+    }
+}
+
 impl Default for PostgresConfig {
     fn default() -> Self {
         PostgresConfig {

@@ -59,6 +59,12 @@ fn optional_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PgUrl>,
     from_str(d).map(Some)
 }
 
+/// The default table list: the seed's two tables. trigger.dev's schema has `"TaskRun"` alone
+/// until `task_run_v2` is created, so with this list a table that does not exist yet is not an
+/// error: it is replicated once it exists (`daemon::joins`). Any other list names tables that
+/// must exist. (Sorted: a list is the default one whatever its order.)
+pub const DEFAULT_TABLES: [&str; 2] = ["TaskRun", "task_run_v2"];
+
 /// A source as the worker streams it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Source {
@@ -67,6 +73,10 @@ pub struct Source {
     pub url: PgUrl,
     pub schema: String,
     pub tables: Vec<String>,
+    /// Every table of `tables` must exist: the list is not [`DEFAULT_TABLES`]. With the
+    /// default list, the tables that exist are replicated (at least one must) and the others
+    /// join once they appear.
+    pub tables_required: bool,
     pub generations: BTreeMap<String, u8>,
     pub publication: String,
     pub slot: String,
@@ -78,6 +88,21 @@ pub struct Source {
 }
 
 impl Source {
+    /// Whether `tables` is a list whose every table must exist (see [`DEFAULT_TABLES`]).
+    pub fn requires(tables: &[String]) -> bool {
+        let mut sorted: Vec<&str> = tables.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        sorted != DEFAULT_TABLES
+    }
+
+    /// This source with only `tables` of its own (those that exist, for a copy or a verify).
+    pub fn with_tables(&self, tables: Vec<String>) -> Source {
+        Source {
+            tables,
+            ..self.clone()
+        }
+    }
+
     /// The `_version` generation of `table`'s rows (every configured table has one).
     pub fn generation(&self, table: &str) -> u8 {
         self.generations.get(table).copied().unwrap_or(0)

@@ -81,7 +81,11 @@ fn the_shipped_file_documents_every_key() {
         } else if let Some((k, _)) = line.split_once(" = ")
             && !k.contains(' ')
         {
-            documented.push(format!("{section}.{k}"));
+            documented.push(if section.is_empty() {
+                k.to_string()
+            } else {
+                format!("{section}.{k}")
+            });
         }
     }
     for key in env::KEYS {
@@ -95,6 +99,7 @@ fn the_shipped_file_documents_every_key() {
 #[test]
 fn every_key_can_be_set_from_its_own_env_name() {
     let values = [
+        ("enabled", "false"),
         ("postgres.url", "postgres://u@h:1/d"),
         ("postgres.schema", "s"),
         ("postgres.tables", "TaskRun"),
@@ -136,6 +141,8 @@ fn every_key_can_be_set_from_its_own_env_name() {
         ("log.format", "json"),
         ("log.level", "debug"),
         ("preflight.ignore_failures", "true"),
+        ("leadership.share", "false"),
+        ("leadership.min_hold_ms", "2500"),
         ("backfill.parallel", "4"),
         ("backfill.chunk_rows", "1000"),
         ("backfill.max_bytes", "1048576"),
@@ -247,6 +254,8 @@ fn every_key_can_be_set_from_its_own_env_name() {
         (LogFormat::Json, "debug")
     );
     assert!(c.preflight.ignore_failures);
+    assert!(!c.leadership.share);
+    assert_eq!(c.leadership.min_hold_ms, 2500);
 }
 
 #[test]
@@ -935,32 +944,34 @@ fn trigger_dev_log_levels_map_onto_tracing_levels() {
 }
 
 #[test]
-fn run_replication_enabled_disables_only_when_explicitly_off() {
-    let disabled = |v: Option<&str>| {
-        let pairs: Vec<(&str, &str)> = v
-            .map(|v| ("RUN_REPLICATION_ENABLED", v))
-            .into_iter()
-            .collect();
-        replication_disabled_by(&env_of(&pairs))
-    };
-    // Never heard of it: the worker runs.
-    assert_eq!(disabled(None).unwrap(), None);
-    for on in ["1", "true", "TRUE", "yes", "on", "enabled"] {
-        assert_eq!(disabled(Some(on)).unwrap(), None, "{on}");
+fn run_replication_enabled_never_disables_the_worker_and_1_is_a_warning() {
+    let load = |pairs: &[(&str, &str)]| Config::load(None, &env_of(pairs), &[]).unwrap();
+    // trigger.dev's switch for its webapp's service: whatever it says, this worker runs.
+    for v in ["0", "false", "", "disabled", "sometimes"] {
+        let c = load(&[("RUN_REPLICATION_ENABLED", v)]);
+        assert!(c.enabled, "{v:?}");
+        assert!(c.warnings().is_empty(), "{v:?}: {:?}", c.warnings());
     }
-    for off in ["0", "false", "no", "off", "disabled", "", " 0 "] {
-        let by = disabled(Some(off)).unwrap();
-        assert_eq!(
-            by.as_deref(),
-            Some(format!("RUN_REPLICATION_ENABLED={off:?}").as_str()),
-            "{off}"
-        );
-    }
-    let e = disabled(Some("sometimes")).unwrap_err().to_string();
-    assert_eq!(
-        e,
-        "invalid RUN_REPLICATION_ENABLED = \"sometimes\" (from env RUN_REPLICATION_ENABLED): \
-         expected 1 (run) or 0 (replication disabled: exit at once); unset, the worker runs"
+    // "1" (trigger.dev's "on"): both may run; said once.
+    let c = load(&[("RUN_REPLICATION_ENABLED", "1")]);
+    assert!(c.enabled);
+    assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
+    assert!(
+        c.warnings()[0].starts_with("RUN_REPLICATION_ENABLED=1: ")
+            && c.warnings()[0].contains("RUNS_REPLICATOR_ENABLED"),
+        "{:?}",
+        c.warnings()
+    );
+    // The worker's own switch.
+    assert!(Config::default().enabled);
+    let c = load(&[("RUNS_REPLICATOR_ENABLED", "0")]);
+    assert!(!c.enabled);
+    let e = Config::load(None, &env_of(&[("RUNS_REPLICATOR_ENABLED", "maybe")]), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("invalid enabled = \"maybe\" (from env RUNS_REPLICATOR_ENABLED)"),
+        "{e}"
     );
 }
 
@@ -1126,6 +1137,69 @@ fn verify_durations_read_as_text_or_seconds_and_are_checked() {
     assert!(e.contains("verify.window") && e.contains("duration"), "{e}");
     let e = err("", &[("RUNS_REPLICATOR_VERIFY_ROUNDS", "0")]);
     assert!(e.contains("verify.rounds"), "{e}");
+}
+
+#[test]
+fn a_source_entry_without_a_name_is_named_by_position_and_url() {
+    let text = r#"[[postgres.sources]]
+name = "ops"
+url = "postgres://u@ops:5432/run_ops"
+generations = { TaskRun = 2 }
+slot = "ops_slot"
+
+[[postgres.sources]]
+url = "postgres://repl:s3cret-pw@ops2.example:6543/run_ops"
+generations = { TaskRun = 3 }
+"#;
+    let e = err(text, &[]);
+    assert!(
+        e.starts_with("invalid postgres.sources[1].name = (none) (from "),
+        "{e}"
+    );
+    assert!(
+        e.ends_with(
+            "every [[postgres.sources]] entry needs a name (1 to 40 characters from a-z, A-Z, \
+             0-9, _ and -: its metrics' source label and --source): [[postgres.sources]] entry 2 \
+             of 2, url postgres://repl:***@ops2.example:6543/run_ops"
+        ),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret-pw") && !e.contains("(source )"), "{e}");
+}
+
+#[test]
+fn rust_log_is_one_more_name_for_log_level() {
+    let level = |pairs: &[(&str, &str)], flags: &[FlagOverride]| {
+        Config::load(None, &env_of(pairs), flags).map(|c| c.log.level)
+    };
+    // Empty counts as unset (it would silence everything).
+    assert_eq!(level(&[("RUST_LOG", "")], &[]).unwrap(), "info");
+    assert_eq!(
+        level(
+            &[
+                ("RUST_LOG", "warning"),
+                ("RUNS_REPLICATOR_LOG_LEVEL", "debug")
+            ],
+            &[]
+        )
+        .unwrap(),
+        "warn",
+        "RUST_LOG replaces the configured filter"
+    );
+    let flag = FlagOverride {
+        flag: "--log-level",
+        key: "log.level",
+        value: "debug".into(),
+    };
+    assert_eq!(level(&[("RUST_LOG", "warn")], &[flag]).unwrap(), "debug");
+    let e = level(&[("RUST_LOG", "hyper")], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("invalid log.level = \"hyper\" (from env RUST_LOG): ")
+            && e.contains("silence"),
+        "{e}"
+    );
 }
 
 #[test]

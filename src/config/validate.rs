@@ -55,15 +55,37 @@ impl Config {
     /// one server, no generation shared (a run present in two sources must end as the higher
     /// generation's copy, whatever the LSNs).
     fn validate_sources(&self) -> Result<(), ConfigError> {
+        let count = self.postgres.sources.len();
         for (i, extra) in self.postgres.sources.iter().enumerate() {
+            // Which entry, as a person finds it in the file: its position, and its url (never
+            // its password) or name.
+            let which =
+                |what: &str| format!("[[postgres.sources]] entry {} of {count}{what}", i + 1,);
+            if extra.name.is_empty() {
+                let url = extra
+                    .url
+                    .as_ref()
+                    .map(|u| format!(", url {u}"))
+                    .unwrap_or_default();
+                return Err(ConfigError::Invalid {
+                    key: format!("postgres.sources[{i}].name"),
+                    value: "(none)".into(),
+                    origin: self.origin("postgres.sources"),
+                    allowed: format!(
+                        "every [[postgres.sources]] entry needs a name (1 to 40 characters from \
+                         a-z, A-Z, 0-9, _ and -: its metrics' source label and --source): {}",
+                        which(&url)
+                    ),
+                });
+            }
             if extra.url.is_none() {
                 return Err(ConfigError::Invalid {
-                    key: format!("postgres.sources[{}].url", i + 1),
+                    key: format!("postgres.sources[{i}].url"),
                     value: "(none)".into(),
                     origin: self.origin(&format!("postgres.sources.{}", extra.name)),
                     allowed: format!(
-                        "every [[postgres.sources]] entry needs a url (source {:?})",
-                        extra.name
+                        "every [[postgres.sources]] entry needs a url: {}",
+                        which(&format!(", name {:?}", extra.name))
                     ),
                 });
             }

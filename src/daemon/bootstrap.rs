@@ -242,8 +242,8 @@ impl Supervisor {
         let Some(mut m) = stored.or_else(|| self.marker.clone()) else {
             return Ok(());
         };
+        m.move_to(identity.timeline);
         change(&mut m);
-        m.timeline = identity.timeline;
         marker::save(&self.store, &m)
             .await
             .map_err(clickhouse_end)?;

@@ -149,6 +149,15 @@ impl Marker {
     pub fn key(&self) -> String {
         key_of(&self.system_identifier, &self.database, &self.slot)
     }
+
+    /// Records that the stream reads `timeline` now. A position acknowledged on another
+    /// timeline says nothing about this one, so it is forgotten with it.
+    pub fn move_to(&mut self, timeline: u32) {
+        if self.timeline != timeline {
+            self.acknowledged = None;
+        }
+        self.timeline = timeline;
+    }
 }
 
 /// Adds `copy` to the copies owed. A copy of everything replaces them all (it is copied from a

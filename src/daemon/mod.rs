@@ -12,11 +12,17 @@
 mod bootstrap;
 mod control;
 mod failover;
+mod joining;
+mod joins;
 mod marker;
 mod session;
 mod session_end;
+mod share;
 mod slot;
+mod slot_wait;
+mod standing;
 mod supervisor;
+mod timeline;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -60,6 +66,17 @@ pub async fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if !config.enabled {
+        let why =
+            "enabled = false (RUNS_REPLICATOR_ENABLED): not streaming until restarted with it on";
+        health.disable(why);
+        // A configuration warning: shown at every level.
+        crate::logging::config_warning(&format!(
+            "{why}; serving /healthz, /readyz and /metrics meanwhile"
+        ));
+        wait_for_signal().await;
+        return ExitCode::SUCCESS;
+    }
     let ch = match sink::client::build(&config) {
         Ok(c) => c,
         Err(e) => {
@@ -101,10 +118,15 @@ pub async fn run(config: Config) -> ExitCode {
     ));
     let sink = Arc::new(ClickHouseSink::new(&config, ch, health.clone()));
     let (attach_tx, mut attach_rx) = mpsc::channel(streams.len());
+    let sharing = config
+        .leadership
+        .share
+        .then(|| share::Sharing::start(&config, &streams, &stop));
     let (verdict_tx, mut verdict_rx) = mpsc::unbounded_channel();
     let stream_count = streams.len();
     let mut supervisors = JoinSet::new();
     for stream in streams {
+        let share = sharing.as_ref().map(|s| s.stream(&stream));
         let supervisor = Supervisor {
             config: config.clone(),
             stream,
@@ -117,7 +139,12 @@ pub async fn run(config: Config) -> ExitCode {
             marker: None,
             progress: marker::Progress::default(),
             identity: None,
+            versions: Default::default(),
+            started_at: marker::unix_now(),
+            swept: Default::default(),
             verdicts: verdict_tx.clone(),
+            joins: joins::Joins::default(),
+            share,
         };
         supervisors.spawn(supervisor.run(stop.subscribe()));
     }

@@ -1,9 +1,11 @@
-//! One session of one stream, step by step: control connection → publication reconciled →
-//! preflight → leader lock (standby until acquired) → slot ensured (`slot`) → stream started →
-//! attached to the loop. Each step that fails says how ([`SessionEnd`]) and the supervisor
-//! decides what comes next. Every query of the setup is bounded by `postgres.query_timeout_ms`
-//! (`leader`, `preflight`), and `/readyz` names the step a stream that is not streaming yet is
-//! at.
+//! One session of one stream, step by step: control connection → the server's identity and
+//! timeline checked (`timeline`) → publication reconciled → preflight → leader lock (standby
+//! until acquired) → a new timeline taken over (`timeline`) → slot ensured (`slot`) → the slot
+//! free of other consumers (`slot_wait`) → tables that joined the publication copied
+//! (`joining`) → stream started (on the server and timeline checked) → attached to the loop.
+//! Each step that fails says how ([`SessionEnd`]) and the supervisor decides what comes next.
+//! Every query of the setup is bounded by `postgres.query_timeout_ms` (`leader`, `preflight`),
+//! and `/readyz` names the step a stream that is not streaming yet is at.
 
 use std::time::Duration;
 
@@ -11,8 +13,10 @@ use tokio::sync::watch;
 
 use super::control::PgControl;
 use super::session_end::{SessionEnd, end_of};
+use super::share::QUEUE_WAIT;
 use super::supervisor::{Failing, Supervisor, Verdict, pause};
 use crate::health::Role;
+use crate::leader::share::Move;
 use crate::leader::{Candidate, LeaderLock};
 use crate::pipeline::errors::{HardStop, PipelineError};
 use crate::preflight::{self, Report};
@@ -34,6 +38,12 @@ impl Supervisor {
         let candidate = match Candidate::connect(&config, &stream).await {
             Ok(c) => c,
             Err(e) => return retry("postgres")(e.to_string()),
+        };
+        // Before anything is read from or written to it: who the server is, and whether it is
+        // the history ClickHouse holds (an old primary back after a failover is refused).
+        let standing = match self.check_server().await {
+            Ok(s) => s,
+            Err(end) => return end,
         };
         self.activity("reconciling the publication");
         let timeout = candidate.timeout();
@@ -117,20 +127,46 @@ impl Supervisor {
             Ok(None) => return SessionEnd::Shutdown,
             Err(e) => return retry("postgres")(e),
         };
+        if let Err(end) = self.take_over(&control, standing).await {
+            return end;
+        }
         if let Err(end) = self.ensure_slot(&control).await {
             return end;
         }
+        // Another consumer may hold the slot (trigger.dev's own service during a cutover): wait
+        // for it, by the catalog (`slot_wait`), before the publication is changed for a join.
+        if let Err(end) = self.wait_for_slot(&control, shutdown).await {
+            return end;
+        }
+        if let Err(end) = self.joins_at_start(&control).await {
+            return end;
+        }
         self.activity("starting the replication stream");
-        let client = match stream::start(&config, &stream).await {
-            Ok(c) => c,
-            Err(e @ StreamError::SlotActive { .. }) => return retry("slot_active")(e.to_string()),
-            Err(StreamError::SlotMissing { slot }) => {
-                return end_of(PipelineError::HardStop(HardStop::SlotMissing { slot }));
+        let checked = self
+            .identity
+            .clone()
+            .expect("checked at the session's start");
+        let client = loop {
+            match stream::start(&config, &stream, &checked).await {
+                Ok(c) => break c,
+                // Taken between the check and the start: wait again.
+                Err(StreamError::SlotActive { .. }) if self.slot_is_held(&control).await => {
+                    if let Err(end) = self.wait_for_slot(&control, shutdown).await {
+                        return end;
+                    }
+                    self.activity("starting the replication stream");
+                }
+                Err(e @ StreamError::SlotActive { .. }) => {
+                    return retry("slot_active")(e.to_string());
+                }
+                Err(StreamError::SlotMissing { slot }) => {
+                    return end_of(PipelineError::HardStop(HardStop::SlotMissing { slot }));
+                }
+                Err(StreamError::SlotInvalidated { slot, .. }) => {
+                    return end_of(PipelineError::HardStop(HardStop::SlotInvalidated { slot }));
+                }
+                Err(e) => return retry("postgres")(e.to_string()),
             }
-            Err(StreamError::SlotInvalidated { slot, .. }) => {
-                return end_of(PipelineError::HardStop(HardStop::SlotInvalidated { slot }));
-            }
-            Err(e) => return retry("postgres")(e.to_string()),
         };
         self.slot_seen = true;
         self.health.set_activity(&stream.name, None);
@@ -148,15 +184,26 @@ impl Supervisor {
         self.stream_until_ended(client, control).await
     }
 
-    /// Waits as a standby until the leader lock is ours. `Ok(None)` on shutdown.
+    /// Waits as a standby until the leader lock is ours. `Ok(None)` on shutdown. With
+    /// sharing, it tries the lock only as the stream's share says (`share::StreamShare`).
     async fn elect(
-        &self,
+        &mut self,
         mut candidate: Candidate,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<LeaderLock>, String> {
+        if let Some(share) = &mut self.share {
+            candidate.tag(share.me()).await.map_err(|e| e.to_string())?;
+            share.standby();
+        }
         let mut announced = false;
         loop {
-            match candidate.try_acquire().await {
+            let next = self.share.as_mut().map_or(Move::Take, |s| s.next_move());
+            let attempt = match next {
+                Move::Take => candidate.try_acquire().await,
+                Move::Queue => candidate.queue(QUEUE_WAIT).await,
+                Move::Wait => Ok(Err(candidate)),
+            };
+            match attempt {
                 Ok(Ok(lock)) => {
                     tracing::info!(stream = %self.stream.name, "leader lock acquired");
                     return Ok(Some(lock));
@@ -167,12 +214,22 @@ impl Supervisor {
             if !announced {
                 tracing::info!(
                     stream = %self.stream.name,
-                    "standby: another instance holds the leader lock; waiting to take over"
+                    "standby: another instance leads the stream (or it is another instance's share); waiting to take over"
                 );
                 announced = true;
             }
             self.health.set_role(&self.stream.name, Role::Standby);
-            if !pause(Duration::from_secs(1), shutdown).await {
+            // Queueing waited already; without a fresh roster (the member session reconnects,
+            // as after a Postgres restart) look again soon, so a stream nobody leads is not
+            // left waiting a whole second once the roster is back.
+            let idle = match next {
+                Move::Queue => Duration::ZERO,
+                _ if self.share.as_ref().is_some_and(|s| !s.sees_roster()) => {
+                    Duration::from_millis(250)
+                }
+                _ => Duration::from_secs(1),
+            };
+            if !pause(idle, shutdown).await {
                 return Ok(None);
             }
             if let Err(e) = candidate.ping().await {

@@ -8,6 +8,9 @@ use crate::pipeline::errors::PipelineError;
 pub enum SessionEnd {
     /// Shutdown was requested and everything was flushed.
     Shutdown,
+    /// The stream was handed over to the instance it belongs to (`share`), everything received
+    /// stored and acknowledged: this instance becomes its standby.
+    HandedOver,
     /// Worth retrying after a pause.
     Retry { cause: &'static str, error: String },
     /// An operator must act; `kind` labels the metric.

@@ -28,7 +28,6 @@ use crate::backfill::snapshot::{self as backfill_snapshot, Scope, lsn_text};
 use crate::pg::catalog::{self, SlotReading};
 use crate::pipeline::errors::{HardStop, PipelineError};
 use crate::source::exported_slot::{self, ExportedSlot};
-use crate::source::identity;
 
 pub(super) fn clickhouse_end(error: impl ToString) -> SessionEnd {
     SessionEnd::Retry {
@@ -52,13 +51,11 @@ impl Supervisor {
         let timeout = control.timeout();
         // Read before the slot is: a slot found missing now and created later is younger.
         let observed_at = marker::unix_now();
-        self.store.ensure().await.map_err(clickhouse_end)?;
-        self.activity("asking the server who it is (IDENTIFY_SYSTEM)");
-        let identity = identity::identify(&config, &stream, timeout)
-            .await
-            .map_err(postgres_end)?;
+        let identity = self
+            .identity
+            .clone()
+            .expect("checked at the session's start");
         self.activity("reading the slot's marker");
-        self.identity = Some(identity.clone());
         let found = match marker::load(&self.store, &stream, &identity).await {
             Ok(found) => found,
             Err(MarkerError::Store(e)) => return Err(clickhouse_end(e)),
@@ -173,7 +170,7 @@ impl Supervisor {
             // Any fresh snapshot is taken after this: its `L` is past the slot's creation.
             p.floor = confirmed.clone();
         }
-        m.timeline = identity.timeline;
+        m.move_to(identity.timeline);
         m.acknowledged = confirmed;
         marker::save(&self.store, &m)
             .await
@@ -222,7 +219,7 @@ impl Supervisor {
         let stream = self.stream.clone();
         let identity = self.identity.clone().expect("identified above");
         m.slot_state = SlotRecord::Creating { since: observed_at };
-        m.timeline = identity.timeline;
+        m.move_to(identity.timeline);
         marker::save(&self.store, &m)
             .await
             .map_err(clickhouse_end)?;

@@ -1,9 +1,10 @@
 //! One stream's sessions, started and restarted for as long as the worker runs.
 //!
 //! A session: control connection → publication reconciled → preflight → leader lock (standby
-//! until acquired) → slot ensured → stream → attached to the loop, until the loop reports how it
-//! ended. A session that fails for a reason time can fix (a server down, the slot held by a
-//! lingering walsender, lost leadership) is restarted at once and then about every second while
+//! until acquired) → slot ensured → joined tables copied → stream → attached to the loop, until
+//! the loop reports how it ended; meanwhile the slot's marker is refreshed and the tables are
+//! watched for one that joins (`joining`). A session that fails for a reason time can fix (a server down, the slot held by a
+//! lingering walsender, lost leadership) is restarted at once and then about every half second while
 //! the failure lasts — so streaming resumes within a second or two of Postgres answering again —
 //! with one log line when it starts failing and one a minute while it goes on. A hard stop (an
 //! operator must act) keeps the stream down with `/readyz` failing and re-checks at a pace that
@@ -18,14 +19,18 @@ use pgwire_replication::ReplicationClient;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::control::PgControl;
+use super::joining::Joining;
+use super::joins;
 use super::marker;
 use super::session_end::{SessionEnd, end_of};
+use super::share::{self, StreamShare};
 use crate::config::{Config, Stream, scrub};
 use crate::health::{Health, Role};
 use crate::metrics as m;
 use crate::pg::catalog;
 use crate::pipeline::attached::Attach;
 use crate::pipeline::control::Control;
+use crate::pipeline::version_map::VersionMap;
 use crate::sink::insert::ClickHouseSink;
 use crate::sink::state::StateStore;
 use crate::source::identity::ServerIdentity;
@@ -59,8 +64,19 @@ pub struct Supervisor {
     pub(super) progress: marker::Progress,
     /// Who the server said it is at the start of the current session (the marker's key).
     pub(super) identity: Option<ServerIdentity>,
+    /// Where the stream's LSNs sit in `_version` on the server's timeline (`timeline`).
+    pub(super) versions: VersionMap,
+    /// Unix seconds when this process started the stream, and the timelines whose switch it
+    /// swept for rows of the lost history (`timeline`).
+    pub(super) started_at: u64,
+    pub(super) swept: std::collections::BTreeSet<u32>,
     /// Where each preflight's verdict goes.
     pub(super) verdicts: mpsc::UnboundedSender<Verdict>,
+    /// Tables joining the publication (`joins`): what this stream said about them, and its
+    /// coverage record as this session read it.
+    pub(super) joins: joins::Joins,
+    /// The stream's share among the instances (`leadership.share`); `None`: not shared.
+    pub(super) share: Option<StreamShare>,
 }
 
 /// Sleeps for `d` unless shutdown is requested first; returns false on shutdown.
@@ -74,15 +90,16 @@ pub async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
-/// Reconnect delays: a quarter second, doubling to half a second, plus up to as much again of
-/// jitter: at most a second between tries, so with a session's setup (well under a second)
-/// streaming resumes within 2 s of Postgres answering again. A session is cheap to try, and a
-/// connection refused costs Postgres nothing; waiting longer only delays the resume. (A
-/// delay capped at one second, jitter doubling it, resumed 2.0 s after Postgres answered.)
+/// Reconnect delays: a tenth of a second, doubling to a quarter, plus up to as much again of
+/// jitter: at most half a second between tries, so with a session's setup (well under a
+/// second) streaming resumes within 2 s of Postgres answering again, also on a busy machine. A
+/// session is cheap to try, and a connection refused costs Postgres nothing; waiting longer only
+/// delays the resume. (Capped at one second, jitter doubling it, the resume took 2.0 s; at half
+/// a second, 1.2 s alone and 2.5 s beside five other tests' clusters on two cores.)
 fn reconnect_backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_millis(500))
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_millis(250))
         .with_jitter()
         .without_max_times()
         .build()
@@ -119,10 +136,21 @@ impl Supervisor {
         loop {
             let started = Instant::now();
             let end = self.session(&mut shutdown, &mut failing).await;
-            self.health.set_role(&self.stream.name, Role::Starting);
+            // A stream handed over stays ready: this instance is its standby now.
+            let role = match end {
+                SessionEnd::HandedOver => Role::Standby,
+                _ => Role::Starting,
+            };
+            self.health.set_role(&self.stream.name, role);
             self.health.set_activity(&self.stream.name, None);
             match end {
                 SessionEnd::Shutdown => return,
+                SessionEnd::HandedOver if *shutdown.borrow() => return,
+                SessionEnd::HandedOver => {
+                    metrics::counter!(m::HANDOVERS, "source" => self.stream.name.clone())
+                        .increment(1);
+                    delays = reconnect_backoff();
+                }
                 SessionEnd::Preflight(summary) => {
                     // At the first start as later: this stream stops alone (the daemon exits
                     // only when every stream's preflight failed before any passed).
@@ -151,6 +179,13 @@ impl Supervisor {
                     delays = reconnect_backoff();
                 }
                 SessionEnd::Retry { cause, error } => {
+                    // Say which server failed: a state-table read says only what it read.
+                    let error = match cause {
+                        "clickhouse" if !error.contains("ClickHouse") => {
+                            format!("ClickHouse at {}: {error}", self.config.clickhouse.url)
+                        }
+                        _ => error,
+                    };
                     let error = scrub(&error, &self.config.secrets());
                     metrics::counter!(m::RECONNECTS, "source" => self.stream.name.clone(), "cause" => cause)
                         .increment(1);
@@ -175,7 +210,7 @@ impl Supervisor {
                             error = %error,
                             failing_for_s = now.duration_since(f.since).as_secs(),
                             attempts = f.attempts,
-                            "session ended; reconnecting about every second (logged once a minute while it fails)"
+                            "session ended; reconnecting about every half second (logged once a minute while it fails)"
                         );
                     } else {
                         tracing::debug!(stream = %self.stream.name, cause, error = %error, "session ended; reconnecting");
@@ -222,30 +257,39 @@ impl Supervisor {
         fixed
     }
 
-    /// Re-checks what stopped streaming, every 3 s at first and at most every minute later, with
-    /// one log line a minute: the preflight passes again; for a lost slot, an operator recreated
-    /// it (or dropped an invalidated one, which the worker then creates anew, copying the gap);
-    /// for a change that
-    /// would stop the next session again, the slot was moved past it. Returns false on shutdown.
+    /// Re-checks what stopped streaming, every 3 s at first and at most every minute later (5 s
+    /// for a refused server), with one log line a minute: the preflight passes again; for a lost
+    /// slot, an operator recreated it (or dropped an invalidated one, which the worker then
+    /// creates anew, copying the gap); for a change that would stop the next session again, the
+    /// slot was moved past it; for a refused server (`timeline`), the server reached now is
+    /// accepted; for a slot past the fork, it was dropped. Returns false on shutdown.
     async fn wait_until_fixed(
         &mut self,
         kind: &str,
         reason: &str,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
-        let stopped_at = self.slot().await.ok().flatten();
+        // A refused server is not read from, not even its catalog: only who it is is asked.
+        let refused = kind == "timeline";
+        let stopped_at = match refused {
+            true => None,
+            false => self.slot().await.ok().flatten(),
+        };
         let mut every = Duration::from_secs(3);
         let mut last_log = Instant::now();
         loop {
             if !pause(every, shutdown).await {
                 return false;
             }
-            every = (every * 2).min(Duration::from_secs(60));
+            // A server that is refused resumes as soon as the name reaches the right one again:
+            // asking who it is costs one short replication session.
+            let cap = if refused { 5 } else { 60 };
+            every = (every * 2).min(Duration::from_secs(cap));
             if last_log.elapsed() >= Duration::from_secs(60) {
                 last_log = Instant::now();
                 tracing::error!(stream = %self.name(), kind, "still hard-stopped: {reason}");
             }
-            let slot = match self.slot().await {
+            let slot = match if refused { Ok(None) } else { self.slot().await } {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::debug!(stream = %self.name(), error = %e, "cannot re-check yet");
@@ -253,11 +297,20 @@ impl Supervisor {
                 }
             };
             let slot_fixed = match kind {
+                // The slot's marker, or the tables' coverage record (`joins`).
                 "marker" => match &self.identity {
-                    Some(id) => marker::load(&self.store, &self.stream, id).await.is_ok(),
+                    Some(id) => {
+                        marker::load(&self.store, &self.stream, id).await.is_ok()
+                            && joins::read(&self.store, &joins::key(id, &self.stream))
+                                .await
+                                .is_ok()
+                    }
                     None => true,
                 },
                 "slot_missing" => slot.is_some(),
+                "timeline" => self.check_server().await.is_ok(),
+                // Dropped by the operator: then it is a lost slot.
+                "slot_past_fork" => slot.is_none(),
                 "slot_invalidated" => slot.as_ref().is_none_or(|s| !s.is_lost()),
                 k if stays_until_the_slot_moves(k) => {
                     let moved = |s: &catalog::SlotReading| s.confirmed_flush_lsn.clone();
@@ -313,6 +366,7 @@ impl Supervisor {
         control: PgControl,
     ) -> SessionEnd {
         let (ended, mut ended_rx) = oneshot::channel();
+        let (release, release_rx) = oneshot::channel();
         let control = Arc::new(control);
         let attach = Attach {
             name: self.stream.name.clone(),
@@ -322,6 +376,8 @@ impl Supervisor {
             control: control.clone(),
             ended,
             health: Some(self.health.clone()),
+            versions: self.versions.clone(),
+            release: Some(release_rx),
         };
         if self.attach.send(attach).await.is_err() {
             return SessionEnd::Shutdown;
@@ -333,15 +389,47 @@ impl Supervisor {
             control.clone(),
         ));
         let mut refresh = tokio::time::interval(marker::REFRESH);
+        // The tables were checked at the session's start: next after one period.
+        let every = Duration::from_millis(self.config.postgres.slot_poll_interval_ms);
+        let mut tables = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut joining: Option<Joining> = None;
+        let led_since = Instant::now();
+        let mut release = Some(release);
+        let mut check = tokio::time::interval(share::HANDOVER_CHECK);
         let end = loop {
             tokio::select! {
                 ended = &mut ended_rx => {
                     break match ended {
+                        Ok(Ok(())) if release.is_none() => {
+                            // Standby before the lock passes (with `control`), so no two
+                            // instances ever say they lead the stream.
+                            self.health.set_role(&self.stream.name, Role::Standby);
+                            share::await_walsender_exit(&control).await;
+                            tracing::info!(stream = %self.name(), "handed over: standby now");
+                            SessionEnd::HandedOver
+                        }
                         Ok(Ok(())) | Err(_) => SessionEnd::Shutdown,
                         Ok(Err(e)) => end_of(e),
                     };
                 }
                 _ = refresh.tick() => self.refresh_marker(&control).await,
+                _ = tables.tick(), if joining.is_none() && release.is_some() => {
+                    joining = self.watch_tables(&control).await;
+                }
+                (table, result) = async { joining.as_mut().expect("guarded").await }, if joining.is_some() => {
+                    joining = None;
+                    self.joined(table, result);
+                }
+                // Not while a table joins: the next leader would copy it again from the start.
+                _ = check.tick(), if release.is_some() && self.share.is_some() && joining.is_none() => {
+                    let to = self.share.as_ref().and_then(|s| s.hand_over(led_since.elapsed()));
+                    if let Some(to) = to
+                        && let Some(release) = release.take()
+                    {
+                        tracing::info!(stream = %self.name(), to = %format!("{to:08x}"), "handing the stream over to the instance it belongs to");
+                        let _ = release.send(());
+                    }
+                }
             }
         };
         watch.abort();

@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod copy_text;
 pub mod primary;
+pub mod slot_holder;
 pub mod tls;
 
 use std::time::Duration;
@@ -21,6 +22,16 @@ use crate::config::{PgUrl, SslMode};
 /// The application_name of every session the worker opens, so operators can find them in
 /// `pg_stat_activity` and `pg_stat_replication`.
 pub const APPLICATION_NAME: &str = "runs-replicator";
+
+/// Server-side TCP settings for the sessions whose life is leadership (a stream's lock session,
+/// an instance's member session, the walsender): Postgres notices a peer whose host vanished
+/// (a node lost, a partition) within about 25 s — 10 s idle, then 3 probes 5 s apart, or 25 s
+/// of unacknowledged data — and ends the session, which releases its locks and the slot for the
+/// next leader. Its defaults (the kernel's two hours of idleness) would keep a dead leader's
+/// lock that long. A process that dies on a live host needs none of this: its sockets close at
+/// once.
+pub const DEAD_PEER_OPTIONS: &str = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 \
+                                     -c tcp_keepalives_count=3 -c tcp_user_timeout=25000";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

@@ -7,6 +7,7 @@ use super::changes::{self, ChangeError, Op, Settings};
 use super::errors::PipelineError;
 use super::meters::{StreamMeters, count_skips};
 use super::transaction::{Committed, Transaction};
+use super::version_map::VersionMap;
 use crate::config::{Config, Source};
 use crate::rows::SourceRow;
 use crate::source::pgoutput::{Message, Relation};
@@ -34,6 +35,8 @@ pub struct SourceState {
     pub payloads: bool,
     relations: RelationCache,
     txn: Option<Transaction>,
+    /// Where this stream's LSNs sit in `_version` (shifted past a failover's lost history).
+    versions: VersionMap,
 }
 
 impl SourceState {
@@ -54,7 +57,13 @@ impl SourceState {
             payloads: !config.clickhouse.payloads_table.is_empty(),
             relations: RelationCache::default(),
             txn: None,
+            versions: VersionMap::default(),
         }
+    }
+
+    /// The version map of the timeline this stream reads (`daemon::timeline` decides it).
+    pub fn set_versions(&mut self, versions: VersionMap) {
+        self.versions = versions;
     }
 
     /// Changes of some table are being repaired: its Relation said its rows are incomplete.
@@ -64,7 +73,8 @@ impl SourceState {
 
     /// Opens a transaction (a Begin).
     pub fn begin(&mut self, xid: u32, final_lsn: u64) {
-        self.txn = Some(Transaction::new(xid, final_lsn));
+        let shift = self.versions.shift_of_commit(final_lsn);
+        self.txn = Some(Transaction::new(xid, final_lsn).shifted(shift));
     }
 
     /// The open transaction, if any.

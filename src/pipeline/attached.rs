@@ -1,11 +1,13 @@
 //! One attached stream as the loop holds it: its events, its decoding state and meters, where
 //! it reports how its session ended, the repair episode `/readyz` hears of, and the task that
-//! watches its leadership and slot. The loop itself is in `replicator`.
+//! watches its leadership and slot (and hears when the daemon hands the stream over to another
+//! instance). The loop itself is in `replicator`.
 
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use pgwire_replication::ReplicationEvent;
 use tokio::sync::{mpsc, oneshot};
 
@@ -14,6 +16,7 @@ use super::control::Control;
 use super::errors::{HardStop, PipelineError};
 use super::held::Held;
 use super::meters::StreamMeters;
+use super::version_map::VersionMap;
 use super::writer::Acks;
 use crate::config::Source;
 use crate::health::Health;
@@ -23,8 +26,18 @@ use crate::source::stream::EventStream;
 /// How often `/readyz` hears how far a repair got.
 const REPAIR_REPORT_EVERY: Duration = Duration::from_secs(1);
 
-/// How a stream's session ended, as the loop reports it to the daemon.
+/// How a stream's session ended, as the loop reports it to the daemon: `Ok` after a graceful
+/// end (a shutdown, or a release the daemon asked for).
 pub type Ended = Result<(), PipelineError>;
+
+/// What the task watching a stream tells the loop.
+#[derive(Debug)]
+pub(super) enum Alarm {
+    /// Streaming must stop: leadership lost, the slot gone or invalidated.
+    Stop(PipelineError),
+    /// The daemon hands the stream over: end it gracefully (`pipeline::replicator::release`).
+    Release,
+}
 
 /// A started stream, handed to the loop.
 pub struct Attach<E, C> {
@@ -39,6 +52,12 @@ pub struct Attach<E, C> {
     /// Where the loop reports the stream's repair progress for `/readyz` (none in tests that
     /// do not look at it).
     pub health: Option<Arc<Health>>,
+    /// Where the stream's LSNs sit in `_version` on the timeline it reads.
+    pub versions: VersionMap,
+    /// Resolves when the daemon wants the stream ended gracefully, to hand it over to another
+    /// instance: what was received and committed is stored and acknowledged, then the stream
+    /// is closed and `ended` told `Ok`.
+    pub release: Option<oneshot::Receiver<()>>,
 }
 
 /// An attached stream.
@@ -61,6 +80,8 @@ pub(super) struct Attached<E, C> {
     pub(super) repair: Option<RepairEpisode>,
     /// Committed transactions waiting for their repair lookups (and those behind them).
     pub(super) held: Held,
+    /// Being released (not read any more) until this deadline: see `pipeline::replicator::release`.
+    pub(super) releasing: Option<Instant>,
 }
 
 /// A stretch of repaired changes, reported to `/readyz` about once a second.
@@ -121,7 +142,8 @@ impl<E, C> Attached<E, C> {
 
 /// The next event of any stream, the streams taken in turn from `start` so none starves; a
 /// stream holding `held_limit` bytes of transactions waiting for repair lookups is not read
-/// until they are answered. Cancel-safe: each `recv` is.
+/// until they are answered, and a stream being released is not read again. Cancel-safe: each
+/// `recv` is.
 pub(super) async fn next_event<E: EventStream, C>(
     streams: &mut [Attached<E, C>],
     start: usize,
@@ -131,7 +153,9 @@ pub(super) async fn next_event<E: EventStream, C>(
         let n = streams.len();
         for k in 0..n {
             let i = (start + k) % n;
-            if streams[i].held.bytes() >= held_limit {
+            // Not read: a stream being released, or one holding its share of transactions
+            // waiting for lookups.
+            if streams[i].releasing.is_some() || streams[i].held.bytes() >= held_limit {
                 continue;
             }
             let recv = std::pin::pin!(streams[i].events.recv());
@@ -155,36 +179,58 @@ pub(super) fn deliver<E: EventStream, C>(streams: &mut [Attached<E, C>], acks: A
 }
 
 /// Watches one stream's leadership and slot every `every`, on a task of its own so the checks
-/// fire on time however busy the loop is; raises an alarm (and stops) when streaming must stop.
+/// fire on time however busy the loop is; raises an alarm (and stops) when streaming must stop,
+/// or when the daemon asks for the stream to be released.
 pub(super) async fn watch_stream<C: Control>(
     control: Arc<C>,
     slot: String,
     name: String,
     every: Duration,
     id: u64,
-    alarms: mpsc::UnboundedSender<(u64, PipelineError)>,
+    release: Option<oneshot::Receiver<()>>,
+    alarms: mpsc::UnboundedSender<(u64, Alarm)>,
 ) {
+    let stop = |e: PipelineError| (id, Alarm::Stop(e));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A dropped sender (a session that will never ask) is not a request; once answered, the
+    // fused future stays pending.
+    let release = async move {
+        match release {
+            Some(rx) => rx.await.is_ok(),
+            None => false,
+        }
+    };
+    let mut release = std::pin::pin!(release.fuse());
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            asked = &mut release => {
+                if asked {
+                    let _ = alarms.send((id, Alarm::Release));
+                    return;
+                }
+                continue;
+            }
+        }
         if !control.leader_alive().await {
-            let _ = alarms.send((id, PipelineError::LockLost));
+            let _ = alarms.send(stop(PipelineError::LockLost));
             return;
         }
         match control.slot().await {
             Ok(Some(reading)) => {
                 m::record_slot(&name, &reading);
                 if reading.is_lost() {
-                    let _ = alarms.send((
-                        id,
-                        PipelineError::HardStop(HardStop::SlotInvalidated { slot }),
-                    ));
+                    let _ = alarms.send(stop(PipelineError::HardStop(HardStop::SlotInvalidated {
+                        slot,
+                    })));
                     return;
                 }
             }
             Ok(None) => {
-                let _ = alarms.send((id, PipelineError::HardStop(HardStop::SlotMissing { slot })));
+                let _ = alarms.send(stop(PipelineError::HardStop(HardStop::SlotMissing {
+                    slot,
+                })));
                 return;
             }
             Err(e) => tracing::debug!(stream = %name, error = %e, "could not read the slot"),

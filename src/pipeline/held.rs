@@ -55,6 +55,11 @@ impl Held {
         self.txns.is_empty()
     }
 
+    /// How many transactions are held.
+    pub fn len(&self) -> usize {
+        self.txns.len()
+    }
+
     pub fn bytes(&self) -> usize {
         self.bytes
     }

@@ -4,6 +4,8 @@
 //! - `changes` — one row change (INSERT, UPDATE, DELETE) into a transaction's rows.
 //! - `transaction`, `collapse`, `batch` — collapsing rows per ClickHouse row, within a transaction
 //!   and across the transactions of a batch.
+//! - `version_map` — where a WAL position sits in `_version` across the timelines a source's
+//!   server went through.
 //! - `writer` — the batch being filled, the inserts in flight, what may be acknowledged (`ack`).
 //! - `repair` — completing changes a once-broken table streamed incompletely.
 //! - `replicator` — the loop that drives them; `attached` — one stream as the loop holds it;
@@ -26,6 +28,7 @@ pub mod repair;
 pub mod replicator;
 pub mod sink;
 pub mod transaction;
+pub mod version_map;
 pub mod writer;
 
 #[cfg(test)]

@@ -27,6 +27,11 @@
 //! rows, and all its earlier transactions' rows, the sink stored, or to a keepalive's WAL
 //! position when nothing of it is pending. Leadership and the slot are watched by a task per
 //! stream, so the checks run on time however busy the loop is.
+//!
+//! **Release.** A stream the daemon hands over to another instance is ended gracefully on its
+//! own (`replicator::release`): it is no longer read, its open transaction is dropped (the next
+//! leader receives it again from the slot), what it committed is written and acknowledged, and
+//! once the server was told, it is closed and its session told `Ok`. The others stream on.
 
 use std::sync::Arc;
 use std::task::Poll;
@@ -36,7 +41,7 @@ use pgwire_replication::{Lsn, ReplicationEvent};
 use tokio::sync::{mpsc, watch};
 
 use super::apply::{Applied, SourceState};
-use super::attached::{Attach, Attached, Ended, deliver, next_event, watch_stream};
+use super::attached::{Alarm, Attach, Attached, Ended, deliver, next_event, watch_stream};
 use super::control::Control;
 use super::errors::PipelineError;
 use super::meters::{Meters, StreamMeters};
@@ -50,8 +55,10 @@ use crate::source::pgoutput;
 use crate::source::stream::EventStream;
 
 mod lookups;
+mod release;
 
 use lookups::Lookup;
+use release::RELEASE_POLL;
 
 /// Events of one stream handled in a row before the loop looks at timers, inserts, other
 /// streams and shutdown again.
@@ -112,7 +119,7 @@ impl<S: Sink> Replicator<S> {
         attach: &mut mpsc::Receiver<Attach<E, C>>,
         shutdown: &mut watch::Receiver<bool>,
     ) {
-        let (alarms_tx, mut alarms) = mpsc::unbounded_channel::<(u64, PipelineError)>();
+        let (alarms_tx, mut alarms) = mpsc::unbounded_channel::<(u64, Alarm)>();
         let (lookups_tx, mut lookups) = mpsc::unbounded_channel::<Lookup>();
         let mut streams: Vec<Attached<E, C>> = Vec::new();
         let mut turn = 0usize;
@@ -143,10 +150,14 @@ impl<S: Sink> Replicator<S> {
                 .writer
                 .early_flush_at()
                 .filter(|_| !pressed && streams.iter().all(|s| !s.behind));
+            let releasing = streams.iter().any(|s| s.releasing.is_some());
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {}
-                Some((id, error)) = alarms.recv() => self.detach(&mut streams, id, Err(error)),
+                Some((id, alarm)) = alarms.recv() => match alarm {
+                    Alarm::Stop(error) => self.detach(&mut streams, id, Err(error)),
+                    Alarm::Release => self.release(&mut streams, id),
+                },
                 Some(new) = attach.recv() => {
                     let stream = self.attach(new, &alarms_tx);
                     streams.push(stream);
@@ -182,6 +193,10 @@ impl<S: Sink> Replicator<S> {
                 _ = caught_up(early.unwrap_or(far)), if early.is_some() => {
                     self.writer.flush();
                 }
+                _ = tokio::time::sleep(RELEASE_POLL), if releasing => {}
+            }
+            if releasing {
+                self.finish_releases(&mut streams).await;
             }
             self.start_lookups(&mut streams, &lookups_tx);
             self.meters.buffered_rows.set(self.writer.buffered() as f64);
@@ -194,7 +209,7 @@ impl<S: Sink> Replicator<S> {
     fn attach<E: EventStream, C: Control>(
         &mut self,
         new: Attach<E, C>,
-        alarms: &mpsc::UnboundedSender<(u64, PipelineError)>,
+        alarms: &mpsc::UnboundedSender<(u64, Alarm)>,
     ) -> Attached<E, C> {
         let id = self.next_id;
         self.next_id += 1;
@@ -206,12 +221,15 @@ impl<S: Sink> Replicator<S> {
             new.name.clone(),
             every,
             id,
+            new.release,
             alarms.clone(),
         ));
         tracing::info!(stream = %new.name, "streaming");
+        let mut state = SourceState::new(&new.source, &self.config);
+        state.set_versions(new.versions);
         Attached {
             id,
-            state: SourceState::new(&new.source, &self.config),
+            state,
             meters: StreamMeters::new(&new.name),
             name: new.name,
             events: new.events,
@@ -222,6 +240,7 @@ impl<S: Sink> Replicator<S> {
             behind: false,
             health: new.health,
             repair: None,
+            releasing: None,
             held: Default::default(),
         }
     }

@@ -78,6 +78,9 @@ pub struct Transaction {
     /// which: looked up together before the rows are handed over ([`Self::take_lookups`]).
     /// Run id → the generation of the table whose change asked.
     lookups: BTreeMap<String, u8>,
+    /// Added to every version's LSN: the shift of the timeline segment this transaction
+    /// commits in (`version_map`; 0 before any failover with lost history).
+    shift: u64,
 }
 
 /// A committed transaction, its rows stamped with their versions.
@@ -110,7 +113,14 @@ impl Transaction {
             payloads_bytes: 0,
             changes: 0,
             lookups: Default::default(),
+            shift: 0,
         }
+    }
+
+    /// The same transaction with its versions shifted by `shift` (`VersionMap::shift_of_commit`).
+    pub fn shifted(mut self, shift: u64) -> Self {
+        self.shift = shift;
+        self
     }
 
     /// Adds a row; a later row for the same ClickHouse key replaces an earlier one unless the
@@ -191,7 +201,7 @@ impl Transaction {
     /// [`Self::commit`]. The pipeline calls it before a change enters the transaction, so
     /// [`Self::spill`] never meets an LSN that does not fit.
     pub fn check_lsn(&self) -> Result<(), LsnOverflow> {
-        version(0, self.part_lsn(SPILL_VERSIONS)).map(drop)
+        version(0, self.part_lsn(SPILL_VERSIONS).saturating_add(self.shift)).map(drop)
     }
 
     /// Takes the rows so far, each stamped with its own next spill version, for insertion
@@ -209,7 +219,7 @@ impl Transaction {
                 continue;
             }
             self.spilled.insert(hash, k as u8);
-            let low = version(0, self.part_lsn(k));
+            let low = version(0, self.part_lsn(k).saturating_add(self.shift));
             debug_assert!(low.is_ok(), "check_lsn passed before any row was added");
             row._version |= low.unwrap_or(0);
             out.upsert_boxed(row);
@@ -234,7 +244,7 @@ impl Transaction {
         } else {
             end_lsn
         };
-        Self::stamp(&mut self.rows, lsn)?;
+        Self::stamp(&mut self.rows, lsn.saturating_add(self.shift))?;
         Ok(Committed {
             end_lsn,
             commit_time_micros,

@@ -196,7 +196,8 @@ impl<S: Sink> BatchWriter<S> {
     }
 
     /// Everything of `stream` handed over so far is stored: none of its rows wait in the batch
-    /// or in an insert in flight.
+    /// or in an insert in flight (nor positions behind them). Its acknowledged position is then
+    /// final for what it handed over.
     pub fn settled(&self, stream: u64) -> bool {
         !self.batch.holds(stream) && self.trackers.get(&stream).is_none_or(AckTracker::is_idle)
     }

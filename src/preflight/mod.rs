@@ -134,8 +134,20 @@ pub async fn postgres_checks(
     checks.extend(verdicts::connection(&src.url.host, src.url.port));
     checks.extend(verdicts::server(&server));
     checks.extend(verdicts::tables(src, &tables, &server.user));
-    checks.extend(verdicts::publication(stream, publication.as_ref()));
+    let existing: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+    checks.extend(verdicts::publication(
+        stream,
+        publication.as_ref(),
+        &existing,
+    ));
     checks.extend(verdicts::slot(stream, slot.as_ref()));
+    let holder = within(
+        timeout,
+        "the slot's holder",
+        crate::pg::slot_holder::read(client, &stream.slot),
+    )
+    .await?;
+    checks.extend(verdicts::slot_holder(stream, holder.as_ref()));
     let wanted = src.failover_slot.wanted(server.version_num);
     let (gating, standbys) = if wanted {
         (

@@ -9,6 +9,11 @@ use crate::pg::catalog::{
 use crate::rows::Col;
 use crate::sink::catalog::ChTableReading;
 
+/// Both default tables, as existing.
+fn both() -> Vec<String> {
+    vec!["TaskRun".into(), "task_run_v2".into()]
+}
+
 /// The default configuration's one stream.
 fn stream() -> Stream {
     Config::default().streams().remove(0)
@@ -194,11 +199,18 @@ fn tables_need_full_identity_every_column_and_select() {
 
 #[test]
 fn a_missing_table_or_a_view_fails() {
-    let c = verdicts::tables(&pg(), &[table("TaskRun")], "u");
+    let mut named = pg();
+    named.tables_required = true;
+    let c = verdicts::tables(&named, &[table("TaskRun")], "u");
     let missing = find(&c, "table_exists", "\"public\".\"task_run_v2\"");
     assert_eq!(
         (missing.status, missing.observed.as_str()),
         (Status::Fail, "does not exist")
+    );
+    let fix = missing.fix.as_deref().unwrap();
+    assert!(
+        fix.contains("postgres.schema") && fix.contains("never creates"),
+        "no advice to create a table in trigger.dev's schema: {fix}"
     );
     let mut view = table("TaskRun");
     view.kind = "v".into();
@@ -210,16 +222,78 @@ fn a_missing_table_or_a_view_fails() {
 }
 
 #[test]
+fn a_table_of_the_default_list_may_not_exist_yet_but_one_must() {
+    // trigger.dev's schema: "TaskRun" alone.
+    let c = verdicts::tables(&pg(), &[table("TaskRun")], "u");
+    assert!(all_pass(&c), "{c:?}");
+    let v2 = find(&c, "table_exists", "\"public\".\"task_run_v2\"");
+    assert!(v2.observed.starts_with("does not exist yet"), "{v2:?}");
+    // Its publication is checked for the tables that exist.
+    let mut p = publication();
+    p.members.retain(|m| m.table == "TaskRun");
+    let only = vec!["TaskRun".to_string()];
+    let c = verdicts::publication(&stream(), Some(&p), &only);
+    assert!(all_pass(&c), "{c:?}");
+    assert!(!c.iter().any(|c| c.target.contains("task_run_v2")), "{c:?}");
+    // None of them: a wrong schema or database, which fails.
+    let c = verdicts::tables(&pg(), &[], "u");
+    let missing = find(&c, "table_exists", "\"public\".\"TaskRun\"");
+    assert_eq!(missing.status, Status::Fail);
+    assert!(
+        missing
+            .fix
+            .as_deref()
+            .unwrap()
+            .starts_with("none of postgres.tables exists"),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn a_table_missing_from_the_publication_is_added_or_named_with_its_sql() {
+    let mut p = publication();
+    p.members.retain(|m| m.table == "TaskRun");
+    let target = "\"public\".\"task_run_v2\"";
+    let sql = "ALTER PUBLICATION \"task_runs_to_clickhouse_v1_publication\" ADD TABLE \"public\".\"task_run_v2\";";
+    // The worker adds it (and copies its rows).
+    let c = verdicts::publication(&stream(), Some(&p), &both());
+    assert_eq!(find(&c, "publication_table", target).status, Status::Pass);
+    // It cannot: a warning with the SQL for the default list, a failure for a named one.
+    let manual = stream_with(|s| s.create_publication = false);
+    let c = verdicts::publication(&manual, Some(&p), &both());
+    let check = find(&c, "publication_table", target);
+    assert_eq!(
+        (check.status, check.fix.as_deref()),
+        (Status::Warn, Some(sql))
+    );
+    let named = stream_with(|s| {
+        s.create_publication = false;
+        s.tables_required = true;
+    });
+    let c = verdicts::publication(&named, Some(&p), &both());
+    let check = find(&c, "publication_table", target);
+    assert_eq!(
+        (check.status, check.fix.as_deref()),
+        (Status::Fail, Some(sql))
+    );
+}
+
+#[test]
 fn the_publication_must_cover_every_table_with_every_action_and_no_filter() {
     assert!(all_pass(&verdicts::publication(
         &stream(),
-        Some(&publication())
+        Some(&publication()),
+        &both()
     )));
 
     let mut p = publication();
     p.delete = false;
     p.members.retain(|m| m.table != "task_run_v2");
-    let c = verdicts::publication(&stream(), Some(&p));
+    let manual = stream_with(|s| {
+        s.create_publication = false;
+        s.tables_required = true;
+    });
+    let c = verdicts::publication(&manual, Some(&p), &both());
     let actions = find(
         &c,
         "publication_actions",
@@ -244,7 +318,7 @@ fn the_publication_must_cover_every_table_with_every_action_and_no_filter() {
     let mut p = publication();
     p.members[0].row_filter = true;
     p.members[1].columns = Some(vec!["id".into()]);
-    let c = verdicts::publication(&stream(), Some(&p));
+    let c = verdicts::publication(&stream(), Some(&p), &both());
     assert_eq!(
         find(&c, "publication_filter", "\"public\".\"TaskRun\"").observed,
         "has a row filter (WHERE)"
@@ -259,7 +333,11 @@ fn the_publication_must_cover_every_table_with_every_action_and_no_filter() {
 fn a_table_of_the_same_name_in_another_schema_is_not_a_member() {
     let mut p = publication();
     p.members[1].schema = "other".into();
-    let c = verdicts::publication(&stream(), Some(&p));
+    let manual = stream_with(|s| {
+        s.create_publication = false;
+        s.tables_required = true;
+    });
+    let c = verdicts::publication(&manual, Some(&p), &both());
     assert_eq!(
         find(&c, "publication_table", "\"public\".\"task_run_v2\"").status,
         Status::Fail
@@ -268,9 +346,9 @@ fn a_table_of_the_same_name_in_another_schema_is_not_a_member() {
 
 #[test]
 fn an_absent_publication_passes_only_when_the_worker_creates_it() {
-    assert!(all_pass(&verdicts::publication(&stream(), None)));
+    assert!(all_pass(&verdicts::publication(&stream(), None, &both())));
     let config = stream_with(|s| s.create_publication = false);
-    let c = verdicts::publication(&config, None);
+    let c = verdicts::publication(&config, None, &both());
     assert_eq!(c[0].status, Status::Fail);
     assert!(
         c[0].fix
@@ -416,7 +494,7 @@ fn a_shard_publication_needs_its_row_filter() {
     };
     let mut p = publication();
     p.name = shard.publication.clone();
-    let c = verdicts::publication(&shard, Some(&p));
+    let c = verdicts::publication(&shard, Some(&p), &both());
     let f = find(&c, "publication_filter", "\"public\".\"TaskRun\"");
     assert_eq!(
         f.status,
@@ -433,13 +511,13 @@ fn a_shard_publication_needs_its_row_filter() {
     for m in &mut p.members {
         m.row_filter = true;
     }
-    assert!(all_pass(&verdicts::publication(&shard, Some(&p))));
+    assert!(all_pass(&verdicts::publication(&shard, Some(&p), &both())));
 
     // Missing, with create_publication off: the fix creates it with the shard's filter.
     let mut source = (*shard.source).clone();
     source.create_publication = false;
     let shard = std::sync::Arc::new(source).streams().remove(1);
-    let c = verdicts::publication(&shard, None);
+    let c = verdicts::publication(&shard, None, &both());
     let fix = c[0].fix.as_deref().unwrap();
     assert_eq!(
         fix.matches("WHERE ((hashtext(id) & 2147483647) % 2 = 1)")
@@ -447,6 +525,32 @@ fn a_shard_publication_needs_its_row_filter() {
         2,
         "both tables filtered: {fix}"
     );
+}
+
+#[test]
+fn a_slot_held_by_another_consumer_is_a_warning_naming_it() {
+    use crate::pg::slot_holder::SlotHolder;
+    assert!(verdicts::slot_holder(&stream(), None).is_none());
+    let theirs = SlotHolder {
+        pid: 4242,
+        application_name: "runs-replication:legacy".into(),
+        client: Some("10.0.0.7:53012".into()),
+        since: Some("2026-12-07T09:00:00Z".into()),
+    };
+    let c = verdicts::slot_holder(&stream(), Some(&theirs)).unwrap();
+    assert_eq!((c.check, c.status), ("slot_holder", Status::Warn));
+    assert!(
+        c.observed.contains("\"runs-replication:legacy\" (pid 4242")
+            && c.observed.contains("since 2026-12-07T09:00:00Z"),
+        "{c:?}"
+    );
+    assert!(c.fix.unwrap().contains("RUN_REPLICATION_ENABLED=0"));
+    let ours = SlotHolder {
+        application_name: crate::pg::APPLICATION_NAME.into(),
+        ..theirs
+    };
+    let c = verdicts::slot_holder(&stream(), Some(&ours)).unwrap();
+    assert_eq!(c.status, Status::Pass);
 }
 
 #[test]

@@ -6,6 +6,7 @@ use super::providers;
 use super::report::Check;
 use crate::config::{Source, Stream};
 use crate::pg::catalog::{PublicationReading, ServerReading, SlotReading, TableReading};
+use crate::pg::slot_holder::SlotHolder;
 use crate::pg::{quote_ident, quote_literal};
 use crate::rows::Col;
 use crate::sink::catalog::ChTableReading;
@@ -167,15 +168,42 @@ fn identity_name(relreplident: &str) -> &str {
 }
 
 /// Each configured table: exists as an ordinary table, REPLICA IDENTITY FULL, every column the
-/// transform reads, SELECT granted to `user`.
+/// transform reads, SELECT granted to `user`. With the default list (`tables_required` false)
+/// a table that does not exist yet passes as long as another one exists: it is replicated once
+/// it appears. The worker never creates a table in trigger.dev's schema (its migrations do).
 pub fn tables(pg: &Source, found: &[TableReading], user: &str) -> Vec<Check> {
     let mut checks = Vec::new();
+    let any_exists = pg.tables.iter().any(|t| found.iter().any(|f| f.name == *t));
     for table in &pg.tables {
         let target = qualified(&pg.schema, table);
         let Some(t) = found.iter().find(|t| t.name == *table) else {
-            checks.push(Check::new("table_exists", &target, false, "does not exist", || {
-                "create it (config/postgres/*.sql has the DDL) or fix postgres.schema / postgres.tables".to_string()
-            }));
+            if !pg.tables_required && any_exists {
+                checks.push(Check::new(
+                    "table_exists",
+                    &target,
+                    true,
+                    "does not exist yet: replicated once it exists (postgres.tables is the \
+                     default list)",
+                    String::new,
+                ));
+                continue;
+            }
+            checks.push(Check::new(
+                "table_exists",
+                &target,
+                false,
+                "does not exist",
+                || {
+                    let fix = "check postgres.schema (or schema= in the URL) and the database in \
+                           the URL; the worker never creates trigger.dev's tables (its migrations \
+                           do; for a test database, config/postgres/ has the DDL)";
+                    if pg.tables_required {
+                        format!("{fix}, or list only tables that exist in postgres.tables")
+                    } else {
+                        format!("none of postgres.tables exists: {fix}")
+                    }
+                },
+            ));
             continue;
         };
         checks.push(Check::new(
@@ -210,7 +238,11 @@ pub fn tables(pg: &Source, found: &[TableReading], user: &str) -> Vec<Check> {
             } else {
                 format!("missing {}", missing.join(", "))
             },
-            || "add the missing columns (config/postgres/*.sql has the full DDL)".into(),
+            || {
+                "trigger.dev's migrations add these columns: upgrade trigger.dev (for a test \
+                 database, config/postgres/ has the full DDL)"
+                    .into()
+            },
         ));
         checks.push(Check::new(
             "table_select",
@@ -228,9 +260,16 @@ pub fn tables(pg: &Source, found: &[TableReading], user: &str) -> Vec<Check> {
 }
 
 /// The publication: exists (or will be created), publishes insert/update/delete, covers every
-/// configured table, without a row filter (a shard's publication has its own, and needs it) or
-/// a column list that drops a required column.
-pub fn publication(stream: &Stream, reading: Option<&PublicationReading>) -> Vec<Check> {
+/// configured table that exists (`existing`), without a row filter (a shard's publication has
+/// its own, and needs it) or a column list that drops a required column. A table missing from
+/// it passes when the worker adds it (`create_publication`; the rows it already has are copied
+/// then, `daemon::joins`); otherwise it fails, or with the default table list it is a warning
+/// (the worker streams it once the operator adds it).
+pub fn publication(
+    stream: &Stream,
+    reading: Option<&PublicationReading>,
+    existing: &[String],
+) -> Vec<Check> {
     let pg = &stream.source;
     let name = quote_ident(&stream.publication);
     let target = format!("publication {name}");
@@ -242,6 +281,7 @@ pub fn publication(stream: &Stream, reading: Option<&PublicationReading>) -> Vec
     let all_tables = pg
         .tables
         .iter()
+        .filter(|t| existing.contains(t))
         .map(|t| format!("{}{filter}", qualified(&pg.schema, t)))
         .collect::<Vec<_>>()
         .join(", ");
@@ -274,19 +314,45 @@ pub fn publication(stream: &Stream, reading: Option<&PublicationReading>) -> Vec
             )
         },
     )];
-    for table in &pg.tables {
+    for table in pg.tables.iter().filter(|t| existing.contains(t)) {
         let table_target = qualified(&pg.schema, table);
         let member = p.member(&pg.schema, table);
-        checks.push(Check::new(
-            "publication_table",
-            &table_target,
-            member.is_some(),
-            match member {
-                Some(_) => format!("in {name}"),
-                None => format!("not in {name}"),
-            },
-            || format!("ALTER PUBLICATION {name} ADD TABLE {table_target};"),
-        ));
+        let add = format!("ALTER PUBLICATION {name} ADD TABLE {table_target}{filter};");
+        checks.push(match member {
+            Some(_) => Check::new(
+                "publication_table",
+                &table_target,
+                true,
+                format!("in {name}"),
+                String::new,
+            ),
+            None if pg.create_publication => Check::new(
+                "publication_table",
+                &table_target,
+                true,
+                format!(
+                    "not in {name} yet: added at start (postgres.create_publication = true), \
+                     the rows it has copied"
+                ),
+                String::new,
+            ),
+            None if !pg.tables_required => Check::warn(
+                "publication_table",
+                &table_target,
+                format!(
+                    "not in {name}: not replicated until it is added (the worker then copies \
+                     the rows it has)"
+                ),
+                add,
+            ),
+            None => Check::new(
+                "publication_table",
+                &table_target,
+                false,
+                format!("not in {name}"),
+                || add,
+            ),
+        });
         let Some(m) = member else { continue };
         let partial = m.columns.as_ref().is_some_and(|names| {
             Col::ALL
@@ -390,6 +456,32 @@ pub fn slot(stream: &Stream, reading: Option<&SlotReading>) -> Vec<Check> {
             )
         }),
     ]
+}
+
+/// Who streams from the slot, when someone does: this worker (another instance, or an earlier
+/// session the server has not noticed is gone) passes; another consumer — trigger.dev's built-in
+/// service calls itself `runs-replication:legacy` — is a warning: the worker waits until it lets
+/// go, and never terminates it.
+pub fn slot_holder(stream: &Stream, holder: Option<&SlotHolder>) -> Option<Check> {
+    let holder = holder?;
+    let target = format!("slot {}", stream.slot);
+    Some(if holder.is_this_worker() {
+        Check::new(
+            "slot_holder",
+            &target,
+            true,
+            format!("streamed by this worker: {holder}"),
+            String::new,
+        )
+    } else {
+        Check::warn(
+            "slot_holder",
+            &target,
+            format!("held by another consumer: {holder}; the worker waits until it lets go"),
+            "stop that consumer (trigger.dev's built-in replication: RUN_REPLICATION_ENABLED=0 \
+             for the webapp, then restart it); the worker never terminates it",
+        )
+    })
 }
 
 /// Types that have the same RowBinary encoding compare equal: `LowCardinality(T)` is sent as `T`,

@@ -19,6 +19,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use super::attempts::{Attempts, Failure, InsertError};
 use super::client::{INSERT_SETTINGS, describe, exception_code};
 use super::isolate::{self, Isolated, Refused, TryInsert};
+use super::lost_history::LostHistory;
 use super::payload_once::PayloadOnce;
 use super::row::SinkRow;
 use super::rowbinary::{self, BLOCK};
@@ -37,15 +38,15 @@ const LOOKUP_CHUNK: usize = 1000;
 
 /// The ClickHouse implementation of the pipeline's [`Sink`].
 pub struct ClickHouseSink {
-    client: clickhouse::Client,
-    runs_table: String,
+    pub(super) client: clickhouse::Client,
+    pub(super) runs_table: String,
     payloads_table: Option<String>,
     /// Keeps a replay from writing a run's payload row twice on a payload table that keeps
     /// copies (trigger.dev's plain MergeTree); see `sink::payload_once`.
     payload_once: Option<PayloadOnce>,
     settings: Vec<(&'static str, String)>,
     attempts: Attempts,
-    timeout: Duration,
+    pub(super) timeout: Duration,
     /// How long one write may wait for ClickHouse to store it (one-shot commands); `None`: as
     /// long as it takes (the daemon).
     give_up_after: Option<Duration>,
@@ -60,6 +61,9 @@ pub struct ClickHouseSink {
     /// A runs row ClickHouse stored recently, not a failed run's (the error views upstream
     /// ships count failed runs on every insert): the canary of `sink::isolate`.
     canary: std::sync::Mutex<Option<RunRow>>,
+    /// Versions of a timeline history the source's server lost at a failover: left out of every
+    /// write (`sink::lost_history`).
+    pub lost: LostHistory,
 }
 
 impl Sink for ClickHouseSink {
@@ -68,6 +72,10 @@ impl Sink for ClickHouseSink {
         runs: &[Box<RunRow>],
         payloads: &[PayloadRow],
     ) -> Result<Written, SinkError> {
+        // Counted from here until it ends (`LostHistory::forget` waits for it): rows of a lost
+        // timeline's band are left out, whichever path the write takes.
+        let (_writing, kept) = self.lost.begin(runs);
+        let runs = kept.as_deref().unwrap_or(runs);
         let Some(limit) = self.give_up_after else {
             return Ok(self.write_patiently(runs, payloads).await);
         };
@@ -199,6 +207,7 @@ impl ClickHouseSink {
             compress: ch.compression == crate::config::Compression::Lz4,
             buffers: std::sync::Mutex::new(Vec::new()),
             canary: std::sync::Mutex::new(None),
+            lost: LostHistory::default(),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod client;
 pub mod insert;
 mod isolate;
+pub mod lost_history;
 mod payload_once;
 pub mod row;
 pub mod rowbinary;

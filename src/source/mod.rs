@@ -9,3 +9,4 @@ pub mod primary_session;
 pub mod relation;
 pub mod setup;
 pub mod stream;
+pub mod timeline;

@@ -6,13 +6,15 @@
 //! this a name that still reached the old primary, now a standby, or the wrong host of a list,
 //! would be streamed from.) The session is gated: nothing streams until `start`, and what is read
 //! here describes the server the stream then opens on. This is where the server's identity
-//! (`IDENTIFY_SYSTEM`) is read before a stream starts.
+//! (`IDENTIFY_SYSTEM`, `TIMELINE_HISTORY`) is read before a stream starts.
 
 use std::time::Duration;
 
-use pgwire_replication::{IdentifySystem, PgWireError, ReplicationClient};
+use pgwire_replication::{PgWireError, ReplicationClient};
 
+use super::identity::ServerIdentity;
 use super::stream::{StreamError, replication_config};
+use super::timeline;
 use crate::config::{Config, PgUrl, Stream};
 
 /// A gated replication session on a server that is not in recovery.
@@ -25,13 +27,34 @@ pub struct PrimarySession {
 }
 
 impl PrimarySession {
-    /// `IDENTIFY_SYSTEM` on this session: the server's system identifier, timeline and WAL
-    /// position, as the stream that starts on it will see them.
-    pub async fn identify(&mut self) -> Result<IdentifySystem, StreamError> {
-        self.session
+    /// `IDENTIFY_SYSTEM` on this session, and past timeline 1 the current timeline's
+    /// `TIMELINE_HISTORY`: the server's system identifier, timeline, WAL position and the
+    /// timelines it descends from, as the stream that starts on it will see them.
+    pub async fn identity(&mut self) -> Result<ServerIdentity, StreamError> {
+        let id = self
+            .session
             .identify_system()
             .await
-            .map_err(|e| StreamError::plain(&self.url, e))
+            .map_err(|e| StreamError::plain(&self.url, e))?;
+        let ancestors = if id.timeline > 1 {
+            let history = self
+                .session
+                .timeline_history(id.timeline)
+                .await
+                .map_err(|e| StreamError::plain(&self.url, e))?;
+            timeline::parse_history(&history.content).map_err(|e| StreamError::Connection {
+                target: self.url.to_string(),
+                detail: format!("TIMELINE_HISTORY {}: {e}", id.timeline),
+            })?
+        } else {
+            Vec::new()
+        };
+        Ok(ServerIdentity {
+            system_identifier: id.system_id,
+            timeline: id.timeline,
+            flushed: id.xlogpos.as_u64(),
+            ancestors,
+        })
     }
 
     /// One text cell of the first row `sql` returns (`None` when there is no row or it is NULL).

@@ -1,10 +1,13 @@
 //! The publication and the slot the stream reads from: created or reconciled at start.
 //!
 //! With `create_publication`, a missing publication is created and an existing one is brought to
-//! what the worker needs: every configured table in it (ALTER PUBLICATION … ADD TABLE), and
-//! insert, update and delete published. With `create_slot`, a missing slot is created. Both are
-//! idempotent and tolerate a second instance doing the same at the same moment. A slot is created
-//! as a failover slot where `postgres.failover_slot` wants one (17+; `failover_slot`).
+//! what the worker needs: insert, update and delete published, and — while the slot does not
+//! exist yet — every configured table that exists in it (ALTER PUBLICATION … ADD TABLE). Once the
+//! slot exists, a table that joins the publication has rows the slot never streamed: adding it
+//! is `daemon::joins`' job, which copies them ([`add_table`] is its ALTER). With `create_slot`,
+//! a missing slot is created, as a failover slot where `postgres.failover_slot` wants one (17+;
+//! `failover_slot`). All of it is idempotent and tolerates a second instance doing the same at
+//! the same moment.
 
 use super::failover_slot;
 use crate::config::Stream;
@@ -64,8 +67,9 @@ async fn server_version(client: &tokio_postgres::Client) -> Result<i32, SetupErr
 }
 
 /// Creates or reconciles the stream's publication. Tables that do not exist are left out (the
-/// preflight reports them). A shard's publication filters each table by its row filter.
-/// Returns what it changed, for the log.
+/// preflight reports them), and so are tables missing from an existing publication once the
+/// slot exists (`daemon::joins` adds them with a copy). A shard's publication filters each table
+/// by its row filter. Returns what it changed, for the log.
 pub async fn ensure_publication(
     client: &tokio_postgres::Client,
     stream: &Stream,
@@ -119,23 +123,45 @@ pub async fn ensure_publication(
                     .map_err(err("set publication actions"))?;
                 changes.push(sql);
             }
+            if catalog::read_slot(client, &stream.slot).await?.is_some() {
+                return Ok(changes);
+            }
             for table in existing
                 .iter()
                 .filter(|t| reading.member(&src.schema, t).is_none())
             {
-                let sql = format!(
-                    "ALTER PUBLICATION {publication} ADD TABLE {}",
-                    qualified(table)
-                );
-                match client.batch_execute(&sql).await {
-                    Ok(()) => changes.push(sql),
-                    Err(e) if is_duplicate(&e) => {}
-                    Err(e) => return Err(err(format!("add {table} to {publication}"))(e)),
+                if let Some(sql) = add_table(client, stream, table).await? {
+                    changes.push(sql);
                 }
             }
         }
     }
     Ok(changes)
+}
+
+/// `ALTER PUBLICATION … ADD TABLE` of one table (with the shard's row filter); the statement
+/// when it ran, `None` when the table was a member already.
+pub async fn add_table(
+    client: &tokio_postgres::Client,
+    stream: &Stream,
+    table: &str,
+) -> Result<Option<String>, SetupError> {
+    let src = &stream.source;
+    let filter = stream
+        .shard
+        .map(|s| format!(" WHERE ({})", s.row_filter()))
+        .unwrap_or_default();
+    let publication = quote_ident(&stream.publication);
+    let sql = format!(
+        "ALTER PUBLICATION {publication} ADD TABLE {}.{}{filter}",
+        quote_ident(&src.schema),
+        quote_ident(table)
+    );
+    match client.batch_execute(&sql).await {
+        Ok(()) => Ok(Some(sql)),
+        Err(e) if is_duplicate(&e) => Ok(None),
+        Err(e) => Err(err(format!("add {table} to {publication}"))(e)),
+    }
 }
 
 /// Reads the slot, creating it when missing and `create` is set.

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 
+use super::identity::ServerIdentity;
 use super::{failover_slot, primary_session};
 use crate::budget::{Budget, LARGE_EVENT};
 use crate::config::{Config, PgUrl, SslMode, Stream};
 use crate::pg::catalog::{self, SlotReading};
-use crate::pg::{APPLICATION_NAME, quote_ident};
+use crate::pg::{APPLICATION_NAME, DEAD_PEER_OPTIONS, quote_ident};
 
 /// Session settings for the walsender; values in tuples are rendered with them.
 pub const PINNED_OPTIONS: &str =
@@ -232,24 +233,47 @@ pub(crate) fn replication_config(
     .with_wakeup_interval(config.status_interval().max(Duration::from_secs(1)))
     // The first stage of backpressure, and memory the byte bound does not see: see `event_buffer`.
     .with_buffer_size(event_buffer(config))
-    .with_options(PINNED_OPTIONS)
+    // A walsender of a vanished host ends as soon as its leader's lock session does
+    // (`pg::DEAD_PEER_OPTIONS`), so the next leader's START_REPLICATION is not refused meanwhile.
+    .with_options(format!("{PINNED_OPTIONS} {DEAD_PEER_OPTIONS}"))
     .with_application_name(APPLICATION_NAME)
 }
 
 /// Opens `stream`'s replication connection on the primary among its hosts and waits until the
-/// server accepted START_REPLICATION. The stream resumes at the slot's confirmed position. Before
-/// the start, on the same session: the server is not in recovery (`primary_session`), its
-/// identity is read, and the slot is made a failover slot when it should be one.
-pub async fn start(config: &Config, stream: &Stream) -> Result<ReplicationClient, StreamError> {
+/// server accepted START_REPLICATION. The stream resumes at the slot's confirmed position (never
+/// at a position of the worker's: on a new timeline that could be past its fork, and the server
+/// would skip the new timeline's commits below it). Before the start, on the same session: the
+/// server is not in recovery (`primary_session`), it is the server and timeline the session's
+/// checks were made against (`checked`: `IDENTIFY_SYSTEM` again, so a name that moved in
+/// between is caught), and the slot is made a failover slot when it should be one.
+pub async fn start(
+    config: &Config,
+    stream: &Stream,
+    checked: &ServerIdentity,
+) -> Result<ReplicationClient, StreamError> {
     let mut primary = primary_session::open(config, stream).await?;
-    let identity = primary.identify().await?;
+    let identity = primary.identity().await?;
     tracing::debug!(
         stream = %stream.name,
         server = %primary.url,
-        system_id = %identity.system_id,
+        system_id = %identity.system_identifier,
         timeline = identity.timeline,
         "replication session on the primary"
     );
+    if !identity.same_history(checked) {
+        primary.session.abort();
+        return Err(StreamError::Connection {
+            target: primary.url.to_string(),
+            detail: format!(
+                "the server changed while the session started (system identifier {}, timeline {}; \
+                 the session's checks were made on system identifier {}, timeline {}): starting over",
+                identity.system_identifier,
+                identity.timeline,
+                checked.system_identifier,
+                checked.timeline
+            ),
+        });
+    }
     match failover_slot::ensure(&mut primary, stream).await {
         Ok(true) => tracing::info!(
             stream = %stream.name,

@@ -55,6 +55,16 @@ pub struct Snap {
     /// Every transaction in the snapshot committed before it.
     #[serde(serialize_with = "as_lsn")]
     pub upper: u64,
+    /// `Snapshot::shift`: versions compare with `lsn + shift` (0 unless the server failed over).
+    #[serde(skip)]
+    pub shift: u64,
+}
+
+impl Snap {
+    /// `L`'s position in `_version`.
+    pub fn version_lsn(&self) -> u64 {
+        self.lsn.saturating_add(self.shift)
+    }
 }
 
 fn as_lsn<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
@@ -237,7 +247,8 @@ impl SliceReader {
                 .map_err(pg_error(format!("connecting to source {}", source.name)))?
                 .get(0);
             pids.push(pid);
-            leases.push(Lease::idle(client, terms.clone()));
+            let shift = snapshot::connection_shift(&config, source, &client).await?;
+            leases.push(Lease::idle(client, terms.clone(), shift));
         }
         Ok(SliceReader {
             side: sources.iter().map(|_| None).collect(),
@@ -278,12 +289,14 @@ impl SliceReader {
                 source: source.name.clone(),
                 lsn: held.lsn,
                 upper: held.upper,
+                shift: held.shift,
             });
             lease.limit_statement().await?;
             for table in &source.tables {
                 let binding =
                     TableBinding::selected(&source.schema, table, source.generation(table));
-                let mut adder = RowAdder::new(binding, &transform, false, false, held.lsn);
+                let mut adder = RowAdder::new(binding, &transform, false, false, held.lsn)
+                    .with_shift(held.shift);
                 let sql = slice_copy_sql(&source.schema, table, &self.window, slice);
                 let mut digests = Digests {
                     runs: &mut runs,

@@ -105,6 +105,7 @@ pub async fn copy_runs(
         source: source.name.clone(),
         lsn: snapshot.lsn,
         upper: snapshot.upper,
+        shift: snapshot.shift,
     };
     let since = snapshot.since;
     let rows = copy_runs_in(config, source, &snapshot, ids, window).await?;
@@ -131,7 +132,8 @@ pub async fn copy_runs_in(
                 false,
                 false,
                 snapshot.lsn,
-            );
+            )
+            .with_shift(snapshot.shift);
             let sql = chunks::ids_copy_sql(&source.schema, table, part, window.map(|w| &w.pg));
             copier::copy_rows(
                 snapshot.first(),

@@ -130,6 +130,12 @@ pub async fn prepare(
             one
         }
     };
+    // With the default table list, the tables that exist (trigger.dev's schema may not have
+    // task_run_v2 yet).
+    let mut sources = sources;
+    for source in &mut sources {
+        *source = backfill::existing_tables(&config, source).await?;
+    }
     if !reads.runs_table_exists().await? {
         return Err(VerifyError::Request(format!(
             "ClickHouse has no table {}.{}",

@@ -119,7 +119,7 @@ pub async fn repair<S: Sink>(
         let snapshot = Snapshot::open(&ctx.config, source, SnapshotSource::Fresh, 1).await?;
         ctx.clock.taken();
         for g in source.generations.values() {
-            lsn_of.insert(*g, snapshot.lsn);
+            lsn_of.insert(*g, snapshot.version_lsn());
         }
         let (rows, found_payloads) = read_copies(ctx, source, &snapshot, &ids).await?;
         let since = snapshot.since;
@@ -249,7 +249,8 @@ async fn read_copies(
             payloads_table,
             payloads_table,
             snapshot.lsn,
-        );
+        )
+        .with_shift(snapshot.shift);
         let sql = chunks::ids_copy_sql(&source.schema, table, ids, None);
         copier::copy_rows(
             snapshot.first(),

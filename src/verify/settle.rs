@@ -252,7 +252,7 @@ async fn observe(ctx: &Context, ids: &[String]) -> Result<Seen, VerifyError> {
     for (source, snap) in ctx.sources.iter().zip(&snapshots) {
         waits.extend(slots::wait(ctx, source, snap.upper).await?);
         for g in source.generations.values() {
-            round.floors.insert(*g, snap.lsn);
+            round.floors.insert(*g, snap.version_lsn());
         }
     }
     round.caught_up = slots::caught_up(&waits);

@@ -1,6 +1,7 @@
 //! Configuration rules that cross the process boundary: trigger.dev's `RUN_REPLICATION_*`
-//! environment as the worker process reads it (disabled, log level, ignored names), refused
-//! generations, and a publication name that only streams when it is quoted.
+//! environment as the worker process reads it (its switch that never stops the worker, log
+//! levels, ignored names), the worker's own switch, log filters that would silence it, refused
+//! generations and source entries, and a publication name that only streams when it is quoted.
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use crate::support::expect::{actual_rows, assert_converges};
 use crate::support::runs::insert;
-use crate::support::{TestEnv, Worker, process};
+use crate::support::{TestEnv, Worker, process, worker};
 use runs_replicator::testing::wait::wait_for;
 
 /// A config whose Postgres and ClickHouse do not exist: a worker that starts keeps retrying
@@ -45,37 +46,201 @@ async fn wait_exit(w: &mut Worker, timeout: Duration) -> ExitStatus {
     .await
 }
 
+/// Runs a one-shot subcommand with `config` and `envs`.
+fn one_shot(
+    config: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> std::process::Output {
+    let mut cmd = worker::command(config);
+    cmd.args(args).envs(envs.iter().copied());
+    cmd.output().expect("run runs-replicator")
+}
+
 #[tokio::test]
-async fn run_replication_enabled_0_exits_0_with_one_line() {
+async fn run_replication_enabled_0_stops_neither_the_worker_nor_a_one_shot() {
+    let off = [("RUN_REPLICATION_ENABLED", "0")];
     let (config, port) = offline_config("cfg_disabled");
     eprintln!(
-        "inject: RUN_REPLICATION_ENABLED=0, servers that do not exist; \
-         check: exit 0 within 10 s, exactly one line saying replication is disabled"
+        "inject: RUN_REPLICATION_ENABLED=0 (trigger.dev's webapp switch, in a shared .env), \
+         servers that do not exist; check: the daemon keeps running (retrying) for 2 s"
     );
-    let mut w = Worker::start(&config, port, &[("RUN_REPLICATION_ENABLED", "0")]);
-    let status = wait_exit(&mut w, Duration::from_secs(10)).await;
-    let log = w.log_text();
-    assert_eq!(status.code(), Some(0), "{log}");
-    assert_eq!(log.lines().count(), 1, "one line:\n{log}");
+    let mut w = Worker::start(&config, port, &off);
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
-        log.contains("RUN_REPLICATION_ENABLED=\"0\"") && log.contains("replication is disabled"),
-        "{log}"
+        w.child.try_wait().unwrap().is_none(),
+        "the worker exited:\n{}",
+        w.log_text()
     );
+    w.terminate();
 
     eprintln!(
-        "inject: RUN_REPLICATION_ENABLED unset (a user who never heard of it), then =1; \
-         check: the worker keeps running (retrying the absent Postgres) for 2 s"
+        "inject: the same with a config file that does not exist, for verify and backfill; \
+         check: exit 2 naming the file (never 0)"
     );
-    for envs in [&[][..], &[("RUN_REPLICATION_ENABLED", "1")][..]] {
-        let mut w = Worker::start(&config, port, envs);
-        tokio::time::sleep(Duration::from_secs(2)).await;
+    let missing = config.with_file_name("missing.toml");
+    for args in [&["verify"][..], &["backfill"][..]] {
+        let out = one_shot(&missing, args, &off);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("missing.toml"), "{args:?}: {err}");
+    }
+
+    let env = TestEnv::new("cfg_disabled_drift").await;
+    let pg = env.pg_client().await;
+    insert(&pg, "\"TaskRun\"", "run_not_in_clickhouse", &[]).await;
+    let config = env.write_config(process::free_port(), "");
+    eprintln!(
+        "inject: drift (a run Postgres has and ClickHouse lacks), RUN_REPLICATION_ENABLED=0; \
+         check: verify exits 1 naming it, backfill copies it (exit 0), verify then exits 0"
+    );
+    let out = one_shot(&config, &["verify"], &off);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("run_not_in_clickhouse"), "{text}");
+    let out = one_shot(&config, &["backfill", "--payloads"], &off);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        actual_rows(&env)
+            .await
+            .contains_key("run_not_in_clickhouse")
+    );
+    let out = one_shot(&config, &["verify"], &off);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test]
+async fn the_workers_own_switch_keeps_it_up_streaming_nothing() {
+    let env = TestEnv::new("cfg_switch").await;
+    let port = process::free_port();
+    let config = env.write_config(port, "");
+    eprintln!(
+        "inject: RUNS_REPLICATOR_ENABLED=0; check: it stays up, /healthz and /readyz answer 200 \
+         saying disabled, no slot is created, a run written meanwhile is not streamed, SIGTERM \
+         exits 0"
+    );
+    let mut w = Worker::start(&config, port, &[("RUNS_REPLICATOR_ENABLED", "0")]);
+    w.wait_ready(Duration::from_secs(20)).await;
+    let (status, body) = w.get("/readyz").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("disabled"), "{body}");
+    assert_eq!(w.get("/healthz").unwrap().0, 200);
+    let pg = env.pg_client().await;
+    insert(&pg, "\"TaskRun\"", "run_while_disabled", &[]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let slots: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&env.slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(slots, 0);
+    assert!(actual_rows(&env).await.is_empty());
+    assert_eq!(w.terminate().code(), Some(0), "{}", w.log_text());
+}
+
+#[tokio::test]
+async fn configuration_warnings_show_at_every_level_and_silencing_filters_are_refused() {
+    let (config, port) = offline_config("cfg_levels");
+    let ignored = ("RUN_REPLICATION_REDIS_HOST", "redis");
+    let cases: [(&str, &[(&str, &str)]); 4] = [
+        (
+            "trigger.dev's log level",
+            &[("RUN_REPLICATION_LOG_LEVEL", "log")],
+        ),
+        (
+            "its log level as the worker's own",
+            &[("RUNS_REPLICATOR_LOG_LEVEL", "log")],
+        ),
+        ("warning", &[("RUNS_REPLICATOR_LOG_LEVEL", "warning")]),
+        ("RUST_LOG empty", &[("RUST_LOG", "")]),
+    ];
+    for (what, envs) in cases {
+        eprintln!(
+            "inject: {what} {envs:?} and an ignored trigger.dev variable; check: the worker runs \
+             and the WARN line naming the variable is logged"
+        );
+        let mut all = envs.to_vec();
+        all.push(ignored);
+        let mut w = Worker::start(&config, port, &all);
+        wait_for("the warning", Duration::from_secs(10), || {
+            let log = w.log_text();
+            async move {
+                log.contains("WARN ignored: RUN_REPLICATION_REDIS_HOST")
+                    .then_some(())
+            }
+        })
+        .await;
         assert!(
             w.child.try_wait().unwrap().is_none(),
-            "{envs:?}: the worker exited:\n{}",
+            "{what}: {}",
             w.log_text()
         );
         w.terminate();
     }
+    for (name, value) in [
+        ("RUNS_REPLICATOR_LOG_LEVEL", "warnings"),
+        ("RUNS_REPLICATOR_LOG_LEVEL", "off"),
+        ("RUST_LOG", "hyper"),
+    ] {
+        eprintln!(
+            "inject: {name}={value}; check: exit 2, one line saying it would silence the worker"
+        );
+        let mut w = Worker::start(&config, port, &[(name, value)]);
+        let status = wait_exit(&mut w, Duration::from_secs(10)).await;
+        let err = w.log_text();
+        assert_eq!(status.code(), Some(2), "{name}={value}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("invalid log.level")
+                && err.contains(&format!("(from env {name})"))
+                && err.contains("silence"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_source_without_a_name_exits_2_naming_the_entry() {
+    let (config, port) = offline_config("cfg_source_name");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[postgres.sources]]\nurl = \"postgres://repl:ops-Secret-9@ops.example:6543/run_ops\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    eprintln!(
+        "inject: a [[postgres.sources]] entry without name; check: exit 2, one line naming the \
+         entry by position and host, the password hidden"
+    );
+    let mut w = Worker::start(&config, port, &[]);
+    let status = wait_exit(&mut w, Duration::from_secs(10)).await;
+    let err = w.log_text();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("invalid postgres.sources[0].name")
+            && err.contains("needs a name")
+            && err.contains("entry 1 of 1, url postgres://repl:***@ops.example:6543/run_ops"),
+        "{err}"
+    );
+    assert!(!err.contains("ops-Secret-9"), "{err}");
 }
 
 #[tokio::test]

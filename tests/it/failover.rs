@@ -9,6 +9,9 @@
 //! - Without one (15, 16): the promotion loses the slot; the lost-slot rules apply.
 //! - A standby named in `synchronized_standby_slots` that is down (17): the worker says why
 //!   nothing arrives.
+//!
+//! Timelines and divergence (a lagging standby promoted, an old primary back) are in
+//! `timelines.rs`, on the helpers here.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,16 +29,16 @@ use crate::support::runs::{insert, insert_sql, lit};
 use crate::support::standby::StandbyOptions;
 use crate::support::{PgCluster, TestEnv, Worker};
 
-const CONVERGE: Duration = Duration::from_secs(120);
+pub(crate) const CONVERGE: Duration = Duration::from_secs(120);
 /// The physical slot (and application_name) of the standby.
-const STANDBY: &str = "sb1";
+pub(crate) const STANDBY: &str = "sb1";
 
 fn leak(cluster: PgCluster) -> &'static PgCluster {
     Box::leak(Box::new(cluster))
 }
 
 /// A primary of `version` and its physical standby, slots synchronized when `sync_slots`.
-fn pair(version: u32, sync_slots: bool) -> (&'static PgCluster, &'static PgCluster) {
+pub(crate) fn pair(version: u32, sync_slots: bool) -> (&'static PgCluster, &'static PgCluster) {
     let primary = leak(PgCluster::start_version(version, &[]));
     let standby = leak(primary.start_standby(STANDBY, StandbyOptions { sync_slots }));
     (primary, standby)
@@ -43,7 +46,7 @@ fn pair(version: u32, sync_slots: bool) -> (&'static PgCluster, &'static PgClust
 
 /// `synchronized_standby_slots` on the primary (17+): a failover slot's changes are sent only
 /// once the standby confirmed them, so the worker never holds a change the standby lacks.
-async fn gate_on_standby(primary: &PgCluster) {
+pub(crate) async fn gate_on_standby(primary: &PgCluster) {
     let admin = primary.connect("postgres").await;
     // One statement each: ALTER SYSTEM may not run in the implicit transaction of a batch.
     for sql in [
@@ -56,14 +59,14 @@ async fn gate_on_standby(primary: &PgCluster) {
 
 /// An environment whose database lives on `primary` (created after the standby was made: it
 /// reaches the standby by replication).
-async fn env_on(label: &str, primary: &'static PgCluster) -> TestEnv {
+pub(crate) async fn env_on(label: &str, primary: &'static PgCluster) -> TestEnv {
     let mut env = TestEnv::new(label).await;
     env.pg = primary;
     env.pg_db = primary.create_database(label).await;
     env
 }
 
-fn hosts(servers: &[u16]) -> String {
+pub(crate) fn hosts(servers: &[u16]) -> String {
     servers
         .iter()
         .map(|p| format!("127.0.0.1:{p}"))
@@ -172,7 +175,7 @@ async fn primary_of(urls: &[String]) -> Option<tokio_postgres::Client> {
 }
 
 /// Waits until the standby holds a synchronized, persisted, valid copy of `slot`.
-async fn wait_synced_copy(standby: &PgCluster, slot: &str) {
+pub(crate) async fn wait_synced_copy(standby: &PgCluster, slot: &str) {
     let client = standby.connect("postgres").await;
     wait_for(
         "the standby's synchronized copy of the slot",
@@ -192,7 +195,7 @@ async fn wait_synced_copy(standby: &PgCluster, slot: &str) {
     .await;
 }
 
-async fn metric(worker: &Worker, name: &str) -> Option<f64> {
+pub(crate) async fn metric(worker: &Worker, name: &str) -> Option<f64> {
     let (_, text) = worker.get("/metrics")?;
     metrics::value_with(&text, name, &[("source", "default")])
 }

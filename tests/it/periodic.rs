@@ -13,14 +13,16 @@ use crate::support::TestEnv;
 use crate::support::expect::assert_converges;
 use crate::support::runs::{insert, insert_many_sql};
 
-/// The worker's control session: the backend holding its leader lock.
+/// The worker's control session: the backend holding its leader lock (a stream lock, the
+/// bigint form: objsubid 1; not an instance's member lock or tag, `leader::roster`).
 async fn control_backend(
     pg: &tokio_postgres::Client,
 ) -> Option<(i32, Option<std::time::SystemTime>)> {
     let row = pg
         .query_opt(
             "SELECT a.pid, a.query_start FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
-             WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database() \
+             WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted \
+               AND a.datname = current_database() \
              LIMIT 1",
             &[],
         )

@@ -110,7 +110,7 @@ async fn fails_on_replica_identity_default() {
 }
 
 #[tokio::test]
-async fn fails_when_the_publication_lacks_task_run_v2() {
+async fn a_publication_lacking_task_run_v2_is_added_to_named_or_refused() {
     let env = TestEnv::new("pf_pub_table").await;
     env.pg_client()
         .await
@@ -120,15 +120,69 @@ async fn fails_when_the_publication_lacks_task_run_v2() {
         ))
         .await
         .unwrap();
+    let sql = format!(
+        "ALTER PUBLICATION \"{}\" ADD TABLE \"public\".\"task_run_v2\";",
+        env.publication
+    );
+    eprintln!("inject: a publication without task_run_v2; check: the worker adds it (pass)");
     let out = run(&env, "", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("added at start"), "{}", stdout(&out));
+
+    eprintln!(
+        "inject: the same, create_publication = false, the default tables; check: exit 0, a warn \
+         line with the SQL to run"
+    );
+    let out = run(&env, "[postgres]\ncreate_publication = false\n", &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let line = text
+        .lines()
+        .position(|l| l.contains("warn") && l.contains("publication_table"))
+        .unwrap_or_else(|| panic!("no warn line:\n{text}"));
+    assert!(text.lines().nth(line + 1).unwrap().contains(&sql), "{text}");
+
+    eprintln!("inject: the same with task_run_v2 named alone; check: exit 1 with the SQL");
+    let named = "[postgres]\ncreate_publication = false\ntables = [\"task_run_v2\"]\n\
+                 generations = { task_run_v2 = 1 }\n";
+    let out = run(&env, named, &[]);
     assert_fails(
         &out,
         "publication_table",
         "\"public\".\"task_run_v2\"",
-        &format!(
-            "ALTER PUBLICATION \"{}\" ADD TABLE \"public\".\"task_run_v2\";",
-            env.publication
-        ),
+        &sql,
+    );
+}
+
+#[tokio::test]
+async fn passes_on_trigger_devs_schema_with_taskrun_alone() {
+    let env = TestEnv::new("pf_taskrun_alone").await;
+    env.pg_client()
+        .await
+        .batch_execute("DROP TABLE task_run_v2")
+        .await
+        .unwrap();
+    eprintln!(
+        "inject: trigger.dev's schema (\"TaskRun\" alone), the default tables; check: exit 0, \
+         task_run_v2 reported as not existing yet, no advice to create it"
+    );
+    let out = run(&env, "", &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.lines()
+            .any(|l| l.contains("table_exists") && l.contains("does not exist yet")),
+        "{text}"
+    );
+    assert!(!text.contains("create it"), "{text}");
+
+    eprintln!("inject: a schema that has none of the tables; check: exit 1, fix names the schema");
+    let out = run(&env, "[postgres]\nschema = \"nowhere\"\n", &[]);
+    assert_fails(
+        &out,
+        "table_exists",
+        "\"nowhere\".\"TaskRun\"",
+        "none of postgres.tables exists: check postgres.schema",
     );
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use runs_replicator::leader::roster::MEMBER_SPACE;
 use runs_replicator::testing::metrics::{
     sum as metric_sum, value as metric, value_with as metric_with,
 };
@@ -636,12 +637,15 @@ async fn a_standby_whose_postgres_stops_answering_is_not_reported_ready() {
     )
     .await;
     let pg = env.pg_client().await;
+    // The standby's lock session: the worker's session that holds no stream lock (objsubid 1)
+    // and is not an instance's member session (`leader::roster`; it may hold its tag).
     let backend: i32 = pg
         .query_one(
             "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend' \
              AND application_name = 'runs-replicator' \
-             AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
-            &[&env.pg_db],
+             AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                             AND (objsubid = 1 OR classid::int8 = $2))",
+            &[&env.pg_db, &i64::from(MEMBER_SPACE)],
         )
         .await
         .unwrap()

@@ -99,6 +99,7 @@ fn without_evidence_the_gap_is_everything() {
         system_identifier: "7301".into(),
         timeline: 1,
         flushed: 0,
+        ancestors: Vec::new(),
     };
     let mut m = Marker::new(&stream, &identity, SlotRecord::Exists);
     assert_eq!(gap_since(Some(&m), 900), None, "a marker without evidence");
@@ -119,6 +120,7 @@ fn the_record_names_its_server_and_reads_back() {
         system_identifier: "7301234567890123456".into(),
         timeline: 3,
         flushed: 0,
+        ancestors: Vec::new(),
     };
     let mut m = Marker::new(&stream, &identity, SlotRecord::Creating { since: 5 });
     m.pending

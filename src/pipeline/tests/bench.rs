@@ -29,6 +29,7 @@ pub struct Stream {
     pub feed: FeedHandle,
     pub control: Arc<FakeControl>,
     ended: Option<oneshot::Receiver<Ended>>,
+    release: Option<oneshot::Sender<()>>,
 }
 
 impl Stream {
@@ -54,12 +55,23 @@ impl Stream {
 
     /// Waits for the loop to end this stream's session with an error, and returns it.
     pub async fn ended(&mut self) -> PipelineError {
+        self.end()
+            .await
+            .expect_err("the session ends with an error")
+    }
+
+    /// Waits for the loop to end this stream's session, and returns how.
+    pub async fn end(&mut self) -> Ended {
         let ended = self.ended.take().expect("ended once");
         tokio::time::timeout(Duration::from_secs(600), ended)
             .await
             .expect("the session ends")
             .expect("the loop reports it")
-            .expect_err("the session ends with an error")
+    }
+
+    /// Asks the loop to release the stream (the daemon handing it over to another instance).
+    pub fn release(&mut self) {
+        let _ = self.release.take().expect("released once").send(());
     }
 }
 
@@ -114,6 +126,7 @@ impl Bench {
                 feed: feed().1,
                 control: Arc::new(FakeControl::default()),
                 ended: None,
+                release: None,
             },
             sink,
             health: Arc::new(Health::new(
@@ -134,6 +147,7 @@ impl Bench {
         let (events, feed) = feed();
         let control = Arc::new(FakeControl::default());
         let (ended, ended_rx) = oneshot::channel();
+        let (release, release_rx) = oneshot::channel();
         self.attach
             .try_send(Attach {
                 name: name.into(),
@@ -143,12 +157,15 @@ impl Bench {
                 control: control.clone(),
                 ended,
                 health: Some(self.health.clone()),
+                versions: Default::default(),
+                release: Some(release_rx),
             })
             .expect("the loop takes it");
         let stream = Stream {
             feed,
             control,
             ended: Some(ended_rx),
+            release: Some(release),
         };
         stream.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Full);
         stream.relation(TASK_RUN_V2, "task_run_v2", ReplicaIdentity::Full);

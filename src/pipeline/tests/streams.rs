@@ -159,6 +159,65 @@ async fn a_batch_is_written_early_only_when_every_stream_caught_up() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_released_stream_stores_and_acknowledges_its_commits_then_ends_alone() {
+    let bench = Bench::start(legacy_config());
+    let mut new = bench.attach("new", run_ops(&bench));
+    new.insert(100, "run_a");
+    bench.run_for(200).await;
+    assert_eq!(new.feed.acked(), end(100));
+    // A committed transaction whose insert hangs, then one still open when the release comes.
+    let gate = bench.sink.hang_next();
+    new.insert(200, "run_b");
+    bench.run_for(200).await;
+    new.feed.push(pgwire_replication::ReplicationEvent::Begin {
+        final_lsn: pgwire_replication::Lsn::from_u64(300),
+        xid: 300,
+        commit_time_micros: 0,
+    });
+    new.feed.push(crate::testing::feed::xlog(task_runs::insert(
+        TASK_RUN,
+        &RunValues::new("run_open"),
+    )));
+    bench.run_for(50).await;
+    new.release();
+    bench.run_for(500).await;
+    assert!(
+        !new.feed.closed(),
+        "not closed before its committed rows are stored"
+    );
+    assert_eq!(new.feed.acked(), end(100));
+    // Pushed after the release: never read.
+    let taken = new.feed.taken();
+    new.insert(400, "run_after_release");
+    bench.insert(500, "run_legacy");
+    bench.run_for(200).await;
+    assert_eq!(new.feed.taken(), taken, "a released stream is not read");
+    assert!(
+        bench.sink.run("run_legacy").is_some(),
+        "the other stream goes on meanwhile"
+    );
+    gate.open();
+    let ended = new.end().await;
+    assert!(ended.is_ok(), "a graceful end: {ended:?}");
+    assert!(new.feed.closed());
+    assert_eq!(
+        new.feed.acked(),
+        end(200),
+        "acknowledged through its last commit, never into the open transaction"
+    );
+    assert!(bench.sink.run("run_b").is_some());
+    assert!(
+        bench.sink.run("run_open").is_none() && bench.sink.run("run_after_release").is_none(),
+        "the open transaction and what follows are the next leader's, from the slot"
+    );
+    bench.insert(600, "run_legacy_later");
+    bench.run_for(200).await;
+    assert!(bench.sink.run("run_legacy_later").is_some());
+    assert_eq!(bench.feed.acked(), end(600));
+    bench.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_repair_replay_on_one_stream_neither_stalls_another_nor_looks_up_per_change() {
     let bench = Bench::start(config(10_000, 2, 100));
     let mut source = (*bench.config().sources()[0]).clone();
@@ -215,4 +274,80 @@ async fn a_repair_replay_on_one_stream_neither_stalls_another_nor_looks_up_per_c
         "the transactions that queued while a lookup was in flight share the next: {lookups} lookups for 30"
     );
     bench.stop().await.unwrap();
+}
+
+/// A stream with repaired transactions held for their lookups, released: the release waits for
+/// the lookups and stores them before it ends; one that runs out of time first acknowledges
+/// only what ClickHouse stored, and a late answer is ignored.
+#[tokio::test(start_paused = true)]
+async fn a_released_stream_stores_its_held_transactions_or_leaves_them_unacknowledged() {
+    for lookup_ms in [500u64, 30_000] {
+        let bench = Bench::start(config(10_000, 2, 100));
+        let mut source = (*bench.config().sources()[0]).clone();
+        source.name = "other".into();
+        let mut other = bench.attach("other", Arc::new(source));
+        for i in 0..5 {
+            other.insert(100 + i, &format!("run_h_{i}"));
+        }
+        bench.run_for(300).await;
+        assert_eq!(other.feed.acked(), end(104));
+
+        // Five repaired transactions, each holding back for a lookup that takes `lookup_ms`.
+        bench
+            .sink
+            .slow_lookups(std::time::Duration::from_millis(lookup_ms));
+        other.control.set_complete("TaskRun", true);
+        other.relation(TASK_RUN, "TaskRun", ReplicaIdentity::Default);
+        for i in 0..5u64 {
+            let run = RunValues::new(&format!("run_h_{i}")).status("EXECUTING");
+            other.txn(
+                1000 + i * 10,
+                &[task_runs::update_without_old(TASK_RUN, &run)],
+            );
+        }
+        bench.run_for(100).await;
+        assert_eq!(bench.sink.lookups(), 1, "a lookup in flight");
+        other.release();
+        other.insert(2000, "run_after_release");
+        bench.insert(3000, "run_default");
+        bench.run_for(200).await;
+        assert_eq!(
+            other.feed.acked(),
+            end(104),
+            "nothing held is acknowledged before its lookup is answered and its rows stored"
+        );
+        assert!(!other.feed.closed(), "the release waits for the lookup");
+        assert!(
+            bench.sink.run("run_default").is_some(),
+            "the other stream goes on meanwhile"
+        );
+
+        let ended = other.end().await;
+        assert!(ended.is_ok(), "a graceful end: {ended:?}");
+        assert!(other.feed.closed());
+        let executing = bench
+            .sink
+            .final_rows()
+            .values()
+            .filter(|r| r.run_id.starts_with("run_h_") && r.status == "EXECUTING")
+            .count();
+        if lookup_ms < 10_000 {
+            assert_eq!(executing, 5, "the held transactions were stored");
+            assert_eq!(other.feed.acked(), end(1040), "and acknowledged");
+        } else {
+            assert_eq!(executing, 0, "out of time: nothing held was stored");
+            assert_eq!(
+                other.feed.acked(),
+                end(104),
+                "so nothing held is acknowledged: the next leader receives it again"
+            );
+        }
+        assert!(bench.sink.run("run_after_release").is_none());
+        // A late answer to the lookup finds the stream gone.
+        bench.run_for(lookup_ms).await;
+        bench.insert(4000, "run_default_later");
+        bench.run_for(300).await;
+        assert_eq!(bench.feed.acked(), end(4000));
+        bench.stop().await.unwrap();
+    }
 }

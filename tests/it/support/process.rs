@@ -123,6 +123,46 @@ pub fn signal(pid: u32, signal: i32) {
     unsafe { libc::kill(pid as i32, signal) };
 }
 
+/// Which of `pids` owns each local TCP port (client sockets to servers on this host, as a
+/// server's `pg_stat_activity.client_port` names them), read from /proc: the socket inodes of
+/// `/proc/net/tcp{,6}` by local port, and each process's descriptors.
+pub fn tcp_port_owners(pids: &[u32]) -> std::collections::HashMap<u16, u32> {
+    let mut owner_of_inode = std::collections::HashMap::new();
+    for &pid in pids {
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && let Some(inode) = target
+                    .to_str()
+                    .and_then(|t| t.strip_prefix("socket:["))
+                    .and_then(|t| t.strip_suffix(']'))
+            {
+                owner_of_inode.insert(inode.to_string(), pid);
+            }
+        }
+    }
+    let mut owners = std::collections::HashMap::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let port = cols
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if let (Some(port), Some(pid)) =
+                (port, cols.get(9).and_then(|i| owner_of_inode.get(*i)))
+            {
+                owners.insert(port, *pid);
+            }
+        }
+    }
+    owners
+}
+
 /// The pids of `pid`'s children (from `/proc/<pid>/stat`'s parent field).
 pub fn children(pid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
