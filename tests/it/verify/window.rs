@@ -96,10 +96,11 @@ async fn a_windowed_verify_reads_only_the_window() {
         "the window and the re-checked run: {pg_read}"
     );
     // Each query scans at most the window (25 rows with the planted one, 24 payload rows): the
-    // first pass two scans, the run hashes of the differing range two, each re-check round three.
+    // plan and the first pass a few scans, the run hashes of the differing range two, each
+    // re-check round three.
     let rounds = r["rounds"].as_u64().unwrap();
     assert!(
-        ch <= (4 + 3 * rounds) * 25,
+        ch <= (6 + 3 * rounds) * 25,
         "ClickHouse read {ch} rows in {rounds} rounds for a 25-row window"
     );
     assert!(ch < 600, "fewer than the 600 rows outside the window: {ch}");
