@@ -24,6 +24,8 @@ use super::BackfillError;
 use super::checkpoint::ChunkDone;
 use super::chunks::{self, Chunk, Window};
 use super::lease::Lease;
+use super::snapshot::Snapshot;
+use crate::config::{Config, Source};
 use crate::pg::copy_text::{self, Lines};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::changes::{self, Applied, Settings};
@@ -179,6 +181,49 @@ pub trait Consumer {
         &mut self,
         rows: Committed,
     ) -> impl std::future::Future<Output = Result<(), BackfillError>> + Send;
+}
+
+/// Run ids one COPY of listed runs names (a statement of ~140 KB at most).
+const IDS_PER_COPY: usize = 5000;
+
+/// Copies every row of `ids` in `source`'s tables (every copy; only those in `window` when one
+/// is given) from `snapshot`, stamped with its `L` (shifted) as a backfill stamps them, into
+/// `consumer`; with `payloads`, their payload rows too. What a repair, a re-check and a
+/// timeline rewrite read: a few runs, in the backfill's own transform path.
+pub async fn copy_listed<C: Consumer + Send>(
+    config: &Config,
+    snapshot: &Snapshot,
+    source: &Source,
+    ids: &[String],
+    window: Option<&Window>,
+    payloads: bool,
+    consumer: &mut C,
+) -> Result<(), BackfillError> {
+    let transform = TransformOptions {
+        fingerprint_errors: config.transform.fingerprint_errors,
+    };
+    let limits = Limits {
+        max_bytes: super::connection_bytes(config),
+        max_rows: config.batch.max_rows,
+    };
+    for table in &source.tables {
+        for part in ids.chunks(IDS_PER_COPY) {
+            let binding = TableBinding::selected(&source.schema, table, source.generation(table));
+            let mut adder = RowAdder::new(binding, &transform, payloads, payloads, snapshot.lsn)
+                .with_shift(snapshot.shift);
+            let sql = chunks::ids_copy_sql(&source.schema, table, part, window);
+            copy_rows(
+                snapshot.first(),
+                &sql,
+                &mut adder,
+                limits,
+                &|_| {},
+                consumer,
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads the COPY `sql` through `adder` (the transform input path) and hands the committed rows

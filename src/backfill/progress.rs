@@ -27,11 +27,29 @@ pub struct Progress {
     rows: AtomicU64,
 }
 
+/// Units of work (a backfill's chunks, a verify's slices) by state.
 #[derive(Debug, Default)]
-struct Counts {
-    pending: u64,
-    running: u64,
-    done: u64,
+pub(crate) struct Counts {
+    pub pending: u64,
+    pub running: u64,
+    pub done: u64,
+}
+
+impl Counts {
+    /// Sets `gauge{state}` for each state, and `<noun> done/total` as the bar's message.
+    pub fn publish(&self, gauge: &'static str, noun: &str, bar: Option<&ProgressBar>) {
+        for (state, n) in [
+            ("pending", self.pending),
+            ("running", self.running),
+            ("done", self.done),
+        ] {
+            metrics::gauge!(gauge, "state" => state).set(n as f64);
+        }
+        if let Some(bar) = bar {
+            let total = self.done + self.running + self.pending;
+            bar.set_message(format!("{noun} {}/{total}", self.done));
+        }
+    }
 }
 
 impl Progress {
@@ -69,20 +87,7 @@ impl Progress {
 
     fn publish(&self) {
         let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        for (state, n) in [
-            ("pending", c.pending),
-            ("running", c.running),
-            ("done", c.done),
-        ] {
-            metrics::gauge!(m::BACKFILL_CHUNKS, "state" => state).set(n as f64);
-        }
-        if let Some(bar) = &self.bar {
-            bar.set_message(format!(
-                "chunks {}/{}",
-                c.done,
-                c.done + c.running + c.pending
-            ));
-        }
+        c.publish(m::BACKFILL_CHUNKS, "chunks", self.bar.as_ref());
     }
 
     pub fn chunk_started(&self) {

@@ -12,18 +12,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::BackfillError;
-use super::chunks;
-use super::copier::{self, Consumer, Limits, RowAdder, SinkWriter};
+use super::copier::{self, Consumer, SinkWriter};
 use super::snapshot::Snapshot;
 use crate::config::{Config, Source};
 use crate::pipeline::sink::Sink;
 use crate::pipeline::transaction::{Committed, version};
 use crate::rows::RunRow;
-use crate::source::relation::TableBinding;
-use crate::transform::TransformOptions;
-
-/// Run ids per COPY: the list is sent in the statement's text.
-const IDS_PER_COPY: usize = 1000;
 
 /// What a rewrite did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,40 +61,21 @@ pub async fn rewrite_runs<S: Sink>(
     shown: &[RunRow],
     sink: &Arc<S>,
 ) -> Result<Rewritten, BackfillError> {
-    let transform = TransformOptions {
-        fingerprint_errors: config.transform.fingerprint_errors,
-    };
-    let limits = Limits {
-        max_bytes: config.backfill.max_bytes as usize,
-        max_rows: config.batch.max_rows,
-    };
     let payloads_table = !config.clickhouse.payloads_table.is_empty();
     let mut recording = Recording {
         writer: SinkWriter::new(sink),
         written: HashSet::new(),
     };
-    for table in &source.tables {
-        for part in ids.chunks(IDS_PER_COPY) {
-            let mut adder = RowAdder::new(
-                TableBinding::selected(&source.schema, table, source.generation(table)),
-                &transform,
-                payloads_table,
-                payloads_table,
-                snapshot.lsn,
-            )
-            .with_shift(snapshot.shift);
-            let sql = chunks::ids_copy_sql(&source.schema, table, part, None);
-            copier::copy_rows(
-                snapshot.first(),
-                &sql,
-                &mut adder,
-                limits,
-                &|_| {},
-                &mut recording,
-            )
-            .await?;
-        }
-    }
+    copier::copy_listed(
+        config,
+        snapshot,
+        source,
+        ids,
+        None,
+        payloads_table,
+        &mut recording,
+    )
+    .await?;
     let generations: HashSet<u8> = source.generations.values().copied().collect();
     let mut tombstones = Vec::new();
     for row in shown {

@@ -82,6 +82,16 @@ impl Scope {
         out
     }
 
+    /// [`Scope::time`] as one condition (`1` without bounds).
+    fn time_filter(&self) -> String {
+        let time = self.time();
+        if time.is_empty() {
+            "1".into()
+        } else {
+            time.join(" AND ")
+        }
+    }
+
     /// The condition on the runs table. The generation is read from `_version`, a column outside
     /// the sorting key, so ClickHouse applies it after `FINAL` picked each run's newest row.
     fn runs(&self) -> String {
@@ -167,14 +177,13 @@ impl VerifyReads {
         }
     }
 
-    /// The partitions of the runs table with active parts (`YYYYMM` as shipped) and the rows
-    /// their parts hold (every version counted): what ClickHouse knows without reading.
-    pub async fn partitions(&self) -> Result<Vec<(String, u64)>, SinkError> {
+    /// The partitions of the runs table with active parts (`YYYYMM` as shipped).
+    pub async fn partitions(&self) -> Result<Vec<String>, SinkError> {
         let q = self
             .client
             .query(
-                "SELECT partition, sum(rows) FROM system.parts \
-                 WHERE database = ? AND table = ? AND active GROUP BY partition ORDER BY partition",
+                "SELECT DISTINCT partition FROM system.parts \
+                 WHERE database = ? AND table = ? AND active ORDER BY partition",
             )
             .bind(&self.database)
             .bind(&self.runs_table);
@@ -186,12 +195,7 @@ impl VerifyReads {
     /// an estimate to plan a verify's slices by. `Err` on a server without the function or a
     /// table whose primary key lacks `created_at`.
     pub async fn granules(&self, scope: &Scope) -> Result<Vec<(i64, u64)>, SinkError> {
-        let time = scope.time();
-        let filter = if time.is_empty() {
-            "1".to_string()
-        } else {
-            time.join(" AND ")
-        };
+        let filter = scope.time_filter();
         let sql = format!(
             "SELECT toUnixTimestamp64Milli(created_at) AS v_at, toUInt64(rows_in_granule) \
              FROM mergeTreeIndex(?, ?) WHERE {filter} ORDER BY v_at"
@@ -203,12 +207,7 @@ impl VerifyReads {
     /// Rows per minute of `created_at` in scope (`(minute since the epoch, rows)`, in order),
     /// every version counted: an estimate to plan a verify's slices by.
     pub async fn minute_counts(&self, scope: &Scope) -> Result<Vec<(i64, u64)>, SinkError> {
-        let time = scope.time();
-        let filter = if time.is_empty() {
-            "1".to_string()
-        } else {
-            time.join(" AND ")
-        };
+        let filter = scope.time_filter();
         let sql = format!(
             "SELECT toInt64(floor(toUnixTimestamp64Milli(created_at) / 60000)) AS v_minute, \
                     count() FROM `{}` WHERE {filter} GROUP BY v_minute ORDER BY v_minute",

@@ -9,35 +9,12 @@ use super::VerifyError;
 use super::expected::Snap;
 use super::window::VerifyWindow;
 use crate::backfill::BackfillError;
-use crate::backfill::chunks;
-use crate::backfill::copier::{self, Consumer, Limits, RowAdder};
+use crate::backfill::copier::{self, Consumer};
 use crate::backfill::lease::SnapshotClock;
 use crate::backfill::{Snapshot, SnapshotSource};
 use crate::config::{Config, Source};
 use crate::pipeline::transaction::Committed;
 use crate::rows::RunRow;
-use crate::source::relation::TableBinding;
-use crate::transform::TransformOptions;
-
-/// Runs per COPY of listed ids.
-const IDS_PER_COPY: usize = 5000;
-
-fn binding(source: &Source, table: &str) -> TableBinding {
-    TableBinding::selected(&source.schema, table, source.generation(table))
-}
-
-fn transform(config: &Config) -> TransformOptions {
-    TransformOptions {
-        fingerprint_errors: config.transform.fingerprint_errors,
-    }
-}
-
-fn limits(config: &Config) -> Limits {
-    Limits {
-        max_bytes: crate::backfill::connection_bytes(config),
-        max_rows: config.batch.max_rows,
-    }
-}
 
 /// Keeps the committed rows of a COPY.
 #[derive(Default)]
@@ -122,29 +99,16 @@ pub async fn copy_runs_in(
     ids: &[String],
     window: Option<&VerifyWindow>,
 ) -> Result<Vec<RunRow>, VerifyError> {
-    let transform = transform(config);
     let mut rows = Rows::default();
-    for table in &source.tables {
-        for part in ids.chunks(IDS_PER_COPY) {
-            let mut adder = RowAdder::new(
-                binding(source, table),
-                &transform,
-                false,
-                false,
-                snapshot.lsn,
-            )
-            .with_shift(snapshot.shift);
-            let sql = chunks::ids_copy_sql(&source.schema, table, part, window.map(|w| &w.pg));
-            copier::copy_rows(
-                snapshot.first(),
-                &sql,
-                &mut adder,
-                limits(config),
-                &|_| {},
-                &mut rows,
-            )
-            .await?;
-        }
-    }
+    copier::copy_listed(
+        config,
+        snapshot,
+        source,
+        ids,
+        window.map(|w| &w.pg),
+        false,
+        &mut rows,
+    )
+    .await?;
     Ok(rows.0)
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::slices::Slice;
+use crate::backfill::progress::Counts;
 use crate::metrics as m;
 
 /// How progress is shown.
@@ -27,13 +28,6 @@ pub struct Progress {
     display: Display,
     bar: Option<ProgressBar>,
     counts: Mutex<Counts>,
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    pending: u64,
-    running: u64,
-    done: u64,
 }
 
 /// One slice compared, for its log line.
@@ -82,20 +76,7 @@ impl Progress {
 
     fn publish(&self) {
         let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        for (state, n) in [
-            ("pending", c.pending),
-            ("running", c.running),
-            ("done", c.done),
-        ] {
-            metrics::gauge!(m::VERIFY_SLICES, "state" => state).set(n as f64);
-        }
-        if let Some(bar) = &self.bar {
-            bar.set_message(format!(
-                "slices {}/{}",
-                c.done,
-                c.done + c.running + c.pending
-            ));
-        }
+        c.publish(m::VERIFY_SLICES, "slices", self.bar.as_ref());
     }
 
     fn update(&self, f: impl FnOnce(&mut Counts)) {

@@ -26,8 +26,7 @@ use serde::Serialize;
 use super::compare::Kind;
 use super::settle::{Drifted, LSN_MASK};
 use super::{Context, VerifyError};
-use crate::backfill::chunks;
-use crate::backfill::copier::{self, Consumer, Limits, RowAdder};
+use crate::backfill::copier::{self, Consumer};
 use crate::backfill::snapshot::lsn_text;
 use crate::backfill::{BackfillError, Snapshot, SnapshotSource};
 use crate::config::Source;
@@ -36,8 +35,6 @@ use crate::pipeline::transaction::{Committed, version};
 use crate::rows::clickhouse::SortKey;
 use crate::rows::{PayloadRow, RunRow};
 use crate::sink::verify_reads::Scope;
-use crate::source::relation::TableBinding;
-use crate::transform::TransformOptions;
 
 /// What a repair did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -233,35 +230,18 @@ async fn read_copies(
     snapshot: &Snapshot,
     ids: &[String],
 ) -> Result<(Vec<RunRow>, Vec<PayloadRow>), VerifyError> {
-    let transform = TransformOptions {
-        fingerprint_errors: ctx.config.transform.fingerprint_errors,
-    };
-    let limits = Limits {
-        max_bytes: crate::backfill::connection_bytes(&ctx.config),
-        max_rows: ctx.config.batch.max_rows,
-    };
     let payloads_table = ctx.reads.payloads_table().is_some();
     let mut copies = Copies::default();
-    for table in &source.tables {
-        let mut adder = RowAdder::new(
-            TableBinding::selected(&source.schema, table, source.generation(table)),
-            &transform,
-            payloads_table,
-            payloads_table,
-            snapshot.lsn,
-        )
-        .with_shift(snapshot.shift);
-        let sql = chunks::ids_copy_sql(&source.schema, table, ids, None);
-        copier::copy_rows(
-            snapshot.first(),
-            &sql,
-            &mut adder,
-            limits,
-            &|_| {},
-            &mut copies,
-        )
-        .await?;
-    }
+    copier::copy_listed(
+        &ctx.config,
+        snapshot,
+        source,
+        ids,
+        None,
+        payloads_table,
+        &mut copies,
+    )
+    .await?;
     Ok((copies.runs, copies.payloads))
 }
 

@@ -134,8 +134,7 @@ async fn plan(ctx: &Context, target: u64) -> Result<(Vec<Slice>, u64), VerifyErr
         }
     }
     let parts = ctx.reads.partitions().await?;
-    let names: Vec<String> = parts.iter().map(|(p, _)| p.clone()).collect();
-    let scopes = match slices::months(&names) {
+    let scopes = match slices::months(&parts) {
         Some(months) => months
             .into_iter()
             .map(slices::month_range)
