@@ -36,19 +36,19 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    /// Sets `gauge{state}` for each state, and `<noun> done/total` as the bar's message.
-    pub fn publish(&self, gauge: &'static str, noun: &str, bar: Option<&ProgressBar>) {
-        for (state, n) in [
+    /// Each state and its count, for a `{state}` gauge.
+    pub fn by_state(&self) -> [(&'static str, u64); 3] {
+        [
             ("pending", self.pending),
             ("running", self.running),
             ("done", self.done),
-        ] {
-            metrics::gauge!(gauge, "state" => state).set(n as f64);
-        }
-        if let Some(bar) = bar {
-            let total = self.done + self.running + self.pending;
-            bar.set_message(format!("{noun} {}/{total}", self.done));
-        }
+        ]
+    }
+
+    /// `<noun> done/total`, the bar's message.
+    pub fn message(&self, noun: &str) -> String {
+        let total = self.done + self.running + self.pending;
+        format!("{noun} {}/{total}", self.done)
     }
 }
 
@@ -87,7 +87,12 @@ impl Progress {
 
     fn publish(&self) {
         let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        c.publish(m::BACKFILL_CHUNKS, "chunks", self.bar.as_ref());
+        for (state, n) in c.by_state() {
+            metrics::gauge!(m::BACKFILL_CHUNKS, "state" => state).set(n as f64);
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(c.message("chunks"));
+        }
     }
 
     pub fn chunk_started(&self) {

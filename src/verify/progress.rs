@@ -76,7 +76,12 @@ impl Progress {
 
     fn publish(&self) {
         let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        c.publish(m::VERIFY_SLICES, "slices", self.bar.as_ref());
+        for (state, n) in c.by_state() {
+            metrics::gauge!(m::VERIFY_SLICES, "state" => state).set(n as f64);
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(c.message("slices"));
+        }
     }
 
     fn update(&self, f: impl FnOnce(&mut Counts)) {
